@@ -1,0 +1,44 @@
+# Every target creates the virtual environment and installs what it needs, idempotently.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MODELS := models/.built
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: venv models test demo bench sysdeps clean help
+
+help:
+	@echo "make demo   - install, build the example models, run the stack end to end"
+	@echo "make test   - install and run the test suite"
+	@echo "make bench  - run the benchmarks (JSON in benchmarks/results/)"
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[all,dev]'
+	touch $@
+
+venv: $(STAMP)
+
+# Debian packages the tests and benchmarks drive for real (nginx as the reference proxy).
+sysdeps:
+	@command -v nginx >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nginx-light >/dev/null; }
+
+$(MODELS): $(STAMP) examples/build_models.py
+	$(PY) -m examples.build_models --out models
+	touch $@
+
+models: $(MODELS)
+
+test: venv models sysdeps
+	$(PY) -m pytest -q tests
+
+demo: venv models
+	$(PY) -m examples.demo
+
+bench: venv models sysdeps
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) models

@@ -1,0 +1,1 @@
+"""infertap logger package."""

@@ -1,0 +1,38 @@
+"""Typed settings of the logger sidecar; field names follow KServe's agent flags."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+LogMode = Literal["all", "request", "response"]
+
+
+class LoggerSettings(BaseModel):
+    """What `infertap logger` (flags named like KServe's agent) and `infertap up` configure."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9081, ge=0, le=65535, description="Where the sidecar listens (KServe agent: 9081).")
+    component_host: str = "127.0.0.1"
+    component_port: int = Field(default=8080, ge=1, le=65535, description="The model server behind the sidecar.")
+    explainer_url: str | None = Field(default=None, description="Where `:explain` paths are routed, as KServe's ingress does.")
+    log_url: list[str] = Field(default_factory=list, description="Sinks: kafka://host:port[,host:port]/topic[?opts], http(s)://..., file://path. Empty: no logging, proxy only.")
+    log_mode: LogMode = "all"
+    source_uri: str = "http://localhost:9081/"
+    inference_service: str = ""
+    namespace: str = "default"
+    component: str = "predictor"
+    endpoint: str = ""
+    metadata_headers: list[str] = Field(default_factory=list, description="Request headers copied into the `metadata` extension (case-insensitive).")
+    metadata_annotations: dict[str, str] = Field(default_factory=dict, description="Copied into the `annotations` extension.")
+    kafka_client: Literal["confluent", "kafka-python"] = Field(default="confluent", description="Kafka client library behind kafka:// sinks.")
+    spool_dir: Path | None = Field(default=None, description="Disk spool for events a sink cannot take; default: a folder under the temp dir named after the service.")
+    queue_max_events: int = Field(default=10_000, ge=1)
+    queue_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    spool_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
+    spool_full_policy: Literal["drop_newest", "drop_oldest"] = "drop_newest"
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1, description="Larger bodies get 413.")
+    upstream_timeout_s: float = Field(default=600.0, gt=0)

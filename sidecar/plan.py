@@ -1,0 +1,242 @@
+"""From loaded specs to the processes `infertap up` starts.
+
+Per InferenceService: one model server for the predictor (port 8080, then the next free
+port), and a logger sidecar (port 9081, then the next free) in front of it when the
+predictor has a `logger:` block. One embedded broker per local `kafka://` address that
+nothing listens on. Settings are built here, typed, so a bad spec fails before anything
+starts.
+
+Local choices (documented in the README):
+- `storageUri` `file://PATH` or a plain PATH; a relative PATH is looked up beside the YAML
+  file first, then in the current folder. `gs://`, `s3://` and other remote schemes fail
+  with a sentence: only local storage runs locally.
+- A `logger:` block without `url` logs to `kafka://localhost:9092/<isvc>-events` (KServe's
+  webhook would use its ConfigMap's `http://default-broker`); a `kafka://` URL without a
+  topic gets `<isvc>-events`.
+"""
+from __future__ import annotations
+
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ValidationError
+
+from logger.settings import LoggerSettings
+from serving.settings import ServerSettings
+from sidecar.broker import broker_command, broker_env, is_listening
+from sidecar.specs import Document, InferenceService, KafkaURL, LoggerSpec
+from sidecar.specs.loader import format_errors
+
+SERVED_FORMATS = ("sklearn", "xgboost", "lightgbm", "pytorch", "onnx")
+Role = Literal["broker", "predictor", "logger"]
+
+
+class PlanError(ValueError):
+    """The specs load but cannot run locally; the message names file, document and path."""
+
+
+@dataclass
+class ProcessSpec:
+    """One child process of `infertap up`."""
+
+    name: str
+    role: Role
+    argv: list[str]
+    host: str
+    port: int
+    ready_path: str | None = None  # HTTP GET that answers 200 when ready; None: TCP connect
+    settings: BaseModel | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    inference_service: str | None = None
+    note: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def ready_url(self) -> str | None:
+        return f"http://{self.address}{self.ready_path}" if self.ready_path else None
+
+
+@dataclass
+class Plan:
+    processes: list[ProcessSpec] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def by_role(self, role: Role) -> list[ProcessSpec]:
+        return [p for p in self.processes if p.role == role]
+
+
+@dataclass
+class PlanOptions:
+    predictor_port: int = 8080
+    logger_port: int = 9081
+    broker_port: int | None = None  # moves every local kafka:// URL to 127.0.0.1:broker_port
+    start_broker: bool = True
+    host: str = "127.0.0.1"
+
+
+class PortAllocator:
+    """Hands out ports from a base upward, skipping ones taken here or listened on."""
+
+    def __init__(self, host: str):
+        self.host, self.taken = host, set[int]()
+
+    def take(self, base: int) -> int:
+        if base == 0:  # any free port
+            with socket.socket() as s:
+                s.bind((self.host, 0))
+                port = s.getsockname()[1]
+        else:
+            port = base
+            while port in self.taken or is_listening(self.host, port):
+                port += 1
+                if port > 65535:
+                    raise PlanError(f"no free port at or above {base}")
+        self.taken.add(port)
+        return port
+
+
+def make_plan(documents: list[Document], options: PlanOptions | None = None) -> Plan:
+    """Processes for every InferenceService in `documents`, brokers first."""
+    opts = options or PlanOptions()
+    ports, plan, errors = PortAllocator(opts.host), Plan(), []
+    brokers: dict[int, ProcessSpec] = {}
+    for doc in documents:
+        if not isinstance(doc.spec, InferenceService):
+            plan.notes.append(f"{doc.where}: {doc.spec.kind} documents are not run by `up` yet")
+            continue
+        try:
+            plan.processes += _plan_service(doc, opts, ports, brokers, plan.notes)
+        except PlanError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise PlanError("\n".join(errors))
+    plan.processes = list(brokers.values()) + plan.processes
+    return plan
+
+
+def _plan_service(doc: Document, opts: PlanOptions, ports: PortAllocator,
+                  brokers: dict[int, ProcessSpec], notes: list[str]) -> list[ProcessSpec]:
+    isvc: InferenceService = doc.spec
+    predictor = _predictor(doc, opts, ports)
+    out = [predictor]
+    for component, block in isvc.loggers():
+        if component != "predictor":
+            notes.append(f"{doc.where}: spec.{component}.logger: the {component} is not run locally yet; no sidecar started for it")
+            continue
+        out.append(_logger(doc, block, predictor, opts, ports, brokers, notes))
+    for component, _ in isvc.spec.components():
+        if component != "predictor":
+            notes.append(f"{doc.where}: spec.{component}: kept, not run locally yet")
+    return out
+
+
+def _predictor(doc: Document, opts: PlanOptions, ports: PortAllocator) -> ProcessSpec:
+    isvc: InferenceService = doc.spec
+    found = isvc.spec.predictor.model_with_path()
+    if found is None:
+        raise PlanError(f"{doc.where}: spec.predictor: no model to serve (custom containers are not run locally); give spec.predictor.model")
+    fmt, path, model = found
+    if fmt not in SERVED_FORMATS:
+        at = f"{path}.modelFormat.name" if path.endswith(".model") else path
+        raise PlanError(f"{doc.where}: {at}: infertap serves {', '.join(SERVED_FORMATS)} locally (got {fmt!r})")
+    if not model.storage_uri:
+        raise PlanError(f"{doc.where}: {path}.storageUri: required to serve the model locally")
+    uri = resolve_storage(model.storage_uri, doc.source.parent, f"{doc.where}: {path}.storageUri")
+    proba = (model.env_value("PREDICT_PROBA") or "").lower() in ("1", "true", "yes")
+    port = ports.take(opts.predictor_port)
+    settings = _settings(doc, ServerSettings, host=opts.host, http_port=port, models=[dict(
+        name=isvc.name, format=fmt, uri=str(uri),
+        version=model.model_format.version if model.model_format else None, predict_proba=proba,
+    )])
+    return ProcessSpec(
+        name=f"{isvc.name}/predictor", role="predictor", host=opts.host, port=port,
+        argv=runner_argv("serving", settings), ready_path="/v2/health/ready", settings=settings,
+        inference_service=isvc.name, note=f"{fmt} model {uri}",
+    )
+
+
+def _logger(doc: Document, block: LoggerSpec, predictor: ProcessSpec, opts: PlanOptions,
+            ports: PortAllocator, brokers: dict[int, ProcessSpec], notes: list[str]) -> ProcessSpec:
+    isvc: InferenceService = doc.spec
+    where = f"{doc.where}: spec.predictor.logger"
+    url = _log_url(block.url, isvc.name, opts, brokers, where)
+    annotations = {}
+    for key in block.metadata_annotations:
+        if key in isvc.metadata.annotations:
+            annotations[key] = isvc.metadata.annotations[key]
+        else:
+            notes.append(f"{where}.metadataAnnotations: {key!r} is not among metadata.annotations; left out")
+    port = ports.take(opts.logger_port)
+    settings = _settings(
+        doc, LoggerSettings, host=opts.host, port=port, component_host=predictor.host,
+        component_port=predictor.port, log_url=[url], log_mode=block.mode,
+        source_uri=f"http://{opts.host}:{port}/", inference_service=isvc.name,
+        namespace=isvc.metadata.namespace, component="predictor",
+        metadata_headers=block.metadata_headers, metadata_annotations=annotations,
+    )
+    return ProcessSpec(
+        name=f"{isvc.name}/logger", role="logger", host=opts.host, port=port,
+        argv=runner_argv("logger", settings), ready_path=getattr(settings, "metrics_path", None),
+        settings=settings, inference_service=isvc.name, note=f"{block.mode} -> {url}",
+    )
+
+
+def _log_url(url: str | None, isvc: str, opts: PlanOptions, brokers: dict[int, ProcessSpec], where: str) -> str:
+    url = url or "kafka://localhost:9092"
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("s3", "gs", "abfs"):
+        raise PlanError(f"{where}.url: {scheme}:// is KServe's blob-storage sink; infertap runs http(s)://, kafka:// and file:// sinks locally (got {url!r})")
+    if scheme != "kafka":
+        return url
+    kafka = KafkaURL.parse(url)
+    if not kafka.topic:
+        kafka = kafka.with_topic(f"{isvc}-events")
+    if kafka.is_local:
+        port = opts.broker_port or kafka.hosts[0][1]
+        kafka = kafka.with_port(port)
+        if opts.start_broker and port not in brokers and not is_listening("127.0.0.1", port):
+            brokers[port] = broker_process(port)
+    return str(kafka)
+
+
+def broker_process(port: int, host: str = "127.0.0.1") -> ProcessSpec:
+    name = "broker" if port == 9092 else f"broker:{port}"
+    return ProcessSpec(name=name, role="broker", argv=broker_command(host, port), host=host, port=port,
+                       env=broker_env(), note="embedded Tansu broker, memory storage")
+
+
+def resolve_storage(uri: str, yaml_dir: Path, where: str) -> Path:
+    """`file://PATH` or PATH -> an existing absolute path; remote schemes -> PlanError."""
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme == "file":
+        raw = uri[len("file://"):]
+    elif scheme and len(scheme) > 1:  # one letter would be a Windows drive
+        raise PlanError(f"{where}: only local storage runs locally: use file://PATH or a path (got {uri!r}); copy the model here first")
+    else:
+        raw = uri
+    path = Path(raw).expanduser()
+    candidates = [path] if path.is_absolute() else [yaml_dir / path, Path.cwd() / path]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate.resolve()
+    tried = " or ".join(str(c) for c in candidates)
+    raise PlanError(f"{where}: no model at {tried} (got {uri!r})")
+
+
+def _settings(doc: Document, model: type[BaseModel], **values) -> BaseModel:
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        raise PlanError("\n".join(f"{doc.where}: {model.__name__}.{line}" for line in format_errors(exc))) from None
+
+
+def runner_argv(component: str, settings: BaseModel) -> list[str]:
+    """Child command line: settings travel as JSON, independent of each package's flags."""
+    return [sys.executable, "-m", "sidecar.runner", component, settings.model_dump_json()]

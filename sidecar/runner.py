@@ -1,0 +1,36 @@
+"""Entry point of the children of `infertap up`: run one component from JSON settings.
+
+    python -m sidecar.runner serving '{"http_port": 8080, "models": [...]}'
+    python -m sidecar.runner logger  '{"port": 9081, "log_url": [...]}'
+
+JSON keeps the hand-off exact (lists, dicts, paths) whatever flags each package parses.
+"""
+from __future__ import annotations
+
+import sys
+
+
+def run_component(component: str, payload: str) -> None:
+    if component == "serving":
+        from serving.server import run
+        from serving.settings import ServerSettings
+
+        run(ServerSettings.model_validate_json(payload))
+    elif component == "logger":
+        from logger.server import run
+        from logger.settings import LoggerSettings
+
+        run(LoggerSettings.model_validate_json(payload))
+    else:
+        raise SystemExit(f"unknown component {component!r}; expected serving or logger")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        raise SystemExit("usage: python -m sidecar.runner serving|logger SETTINGS_JSON")
+    run_component(*args)
+
+
+if __name__ == "__main__":
+    main()

@@ -36,3 +36,5 @@ class LoggerSettings(BaseModel):
     spool_full_policy: Literal["drop_newest", "drop_oldest"] = "drop_newest"
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1, description="Larger bodies get 413.")
     upstream_timeout_s: float = Field(default=600.0, gt=0)
+    max_event_body_bytes: int = Field(default=16 * 1024 * 1024, ge=0, description="Most bytes of a (streamed) response body kept for its event; beyond, the event says `bodytruncated`.")
+    metrics_path: str = Field(default="/infertap/metrics", description="Where the sidecar serves its own Prometheus metrics; every other path, /metrics included, goes to the model server.")

@@ -1,0 +1,56 @@
+"""`python -m logger`: the sidecar with flags named like KServe's agent (`cmd/agent/main.go`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from logger.settings import LoggerSettings
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Comma lists, repeatable: `--metadata-headers a,b --metadata-headers c`."""
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def parse_args(argv: list[str] | None = None) -> LoggerSettings:
+    """Flags to `LoggerSettings`; unset flags keep the settings' defaults."""
+    p = argparse.ArgumentParser(prog="python -m logger", description="infertap logger sidecar")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--component-host")
+    p.add_argument("--component-port", type=int)
+    p.add_argument("--log-url", action="append", help="sink URL, repeatable: kafka://h:p[,h:p]/topic, http(s)://, file://")
+    p.add_argument("--log-mode", choices=["all", "request", "response"])
+    p.add_argument("--source-uri")
+    p.add_argument("--inference-service")
+    p.add_argument("--namespace")
+    p.add_argument("--component")
+    p.add_argument("--endpoint")
+    p.add_argument("--metadata-headers", action="append", help="comma list of request headers to log")
+    p.add_argument("--metadata-annotations", action="append", help="k=v (comma list, repeatable)")
+    p.add_argument("--explainer-url")
+    p.add_argument("--kafka-client", choices=["confluent", "kafka-python"])
+    p.add_argument("--spool-dir")
+    p.add_argument("--max-request-bytes", type=int)
+    p.add_argument("--upstream-timeout", dest="upstream_timeout_s", type=float)
+    p.add_argument("--metrics-path")
+    a = p.parse_args(argv)
+    values = {k: v for k, v in vars(a).items() if v is not None}
+    if "metadata_headers" in values:
+        values["metadata_headers"] = _split(a.metadata_headers)
+    if "metadata_annotations" in values:
+        pairs = _split(a.metadata_annotations)
+        bad = [x for x in pairs if "=" not in x]
+        if bad:
+            p.error(f"--metadata-annotations wants k=v, got {bad}")
+        values["metadata_annotations"] = dict(x.split("=", 1) for x in pairs)
+    return LoggerSettings(**values)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from logger.server import run
+    run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

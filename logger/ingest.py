@@ -1,0 +1,103 @@
+"""Ingest: CloudEvents POSTed to the logger by a real KServe agent, forwarded to the sinks.
+
+A KServe cluster whose `logger.url` points at this sidecar feeds the platform without
+Knative. `POST /` is an ingest only when it *is* a CloudEvent: a `ce-specversion` header
+(binary mode, what KServe's agent sends) or Content-Type `application/cloudevents+json`
+(structured mode). Any other `POST /` is proxied to the model server like every other path,
+so a model server that serves `/` keeps working behind the sidecar.
+
+Events pass through unchanged: attributes as received (extensions included), the body as
+the raw bytes of a binary-mode event. A structured event's `data_base64` becomes those bytes;
+a JSON `data` value is re-serialised compactly (its original spacing is not recoverable).
+Answers: 202 `{"id": ...}`; 400 `{"error": reason}` for a malformed event; 503 when the
+sidecar has no sink.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cloudevents.core.bindings import http as ce_http
+from cloudevents.core.exceptions import BaseCloudEventException
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+STRUCTURED_TYPE = b"application/cloudevents+json"
+REQUIRED = ("id", "source", "type", "specversion")
+
+
+class IngestError(ValueError):
+    """The request is not a valid CloudEvent; the message says why."""
+
+
+class _RawDataFormat(JSONFormat):
+    """JSON format whose binary-mode data is the body bytes, untouched (no JSON parse)."""
+
+    def read_data(self, body: bytes, datacontenttype: str | None) -> bytes | None:
+        return bytes(body) if body else None
+
+
+_RAW = _RawDataFormat()
+_JSON = JSONFormat()
+
+
+def is_cloudevent(headers: list[tuple[bytes, bytes]]) -> bool:
+    """True for a binary-mode (ce-specversion) or structured-mode CloudEvent request."""
+    for name, value in headers:
+        if name == b"ce-specversion":
+            return True
+        if name == b"content-type" and value.split(b";")[0].strip().lower() == STRUCTURED_TYPE:
+            return True
+    return False
+
+
+def parse(headers: list[tuple[bytes, bytes]], body: bytes) -> CloudEvent:
+    """The CloudEvent a request carries, or IngestError with the reason."""
+    hdrs = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
+    binary = "ce-specversion" in hdrs
+    try:
+        if binary:
+            missing = [a for a in REQUIRED if not hdrs.get(f"ce-{a}")]
+            if missing:
+                raise IngestError(f"binary CloudEvent lacks ce-{', ce-'.join(missing)}")
+            return ce_http.from_binary(ce_http.HTTPMessage(hdrs, body), _RAW, CloudEvent)  # type: ignore[return-value]
+        return _structured(body)
+    except IngestError:
+        raise
+    except BaseCloudEventException as exc:
+        raise IngestError(f"invalid CloudEvent: {exc}") from exc
+    except (ValueError, TypeError, OverflowError) as exc:  # bad JSON, bad time, bad encoding
+        raise IngestError(f"invalid CloudEvent: {exc}") from exc
+
+
+def _structured(body: bytes) -> CloudEvent:
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise IngestError(f"structured CloudEvent is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise IngestError("structured CloudEvent must be a JSON object")
+    missing = [a for a in REQUIRED if not doc.get(a)]
+    if missing:
+        raise IngestError(f"structured CloudEvent lacks {', '.join(missing)}")
+    event = _JSON.read(CloudEvent, body)
+    data: Any = event.get_data()
+    if isinstance(data, (dict, list, int, float, bool)):
+        # forward bytes, as binary-mode events carry; JSON spacing is not preserved
+        raw = json.dumps(data, separators=(",", ":")).encode()
+        return CloudEvent(dict(event.get_attributes()), raw)
+    if isinstance(data, str):
+        return CloudEvent(dict(event.get_attributes()), data.encode("utf-8"))
+    return event  # type: ignore[return-value]
+
+
+def accept(headers: list[tuple[bytes, bytes]], body: bytes, delivery: Any) -> tuple[int, dict]:
+    """Parse and submit; returns (status, JSON body) for the HTTP answer."""
+    if delivery is None:
+        return 503, {"error": "this logger has no sink configured (--log-url)"}
+    try:
+        event = parse(headers, body)
+    except IngestError as exc:
+        return 400, {"error": str(exc)}
+    delivery.submit(event)
+    return 202, {"id": event.get_id()}

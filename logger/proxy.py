@@ -1,0 +1,269 @@
+"""The logger sidecar: a raw-ASGI reverse proxy in front of a model server that taps traffic.
+
+Every path is forwarded unchanged (V1, V2, `/openai/...`, health, the model server's own
+`/metrics`): method, raw path and query, headers minus hop-by-hop ones (the Host header is
+kept, as KServe's Go agent keeps it), and the body. Responses come back with their status,
+headers minus hop-by-hop ones and their body bytes as produced: chunked and SSE responses
+are streamed to the client chunk by chunk from a pooled `httpx.AsyncClient` connection,
+and teed (up to `max_event_body_bytes`) into the response event.
+
+Decisions:
+
+- **Metrics.** The sidecar serves its own metrics at `settings.metrics_path`, by default
+  `GET /infertap/metrics` (proxy counts and latency, `infertap_proxy_*`, and the delivery's
+  `infertap_logger_*`). `GET /metrics` is the model server's, forwarded like every other
+  path: the sidecar stays transparent, and scraping the sidecar's port sees both.
+- **Explain routing.** `^/v1/models/[\\w-]+:explain$` goes to `explainer_url` when set (what
+  KServe's ingress does); otherwise to the model server.
+- **Ingest.** `POST /` carrying a CloudEvent (`ce-specversion` or structured content type)
+  is taken by `logger.ingest`; any other `POST /` is proxied.
+- **Errors.** Upstream unreachable: 502 `{"error": ...}`; upstream timeout
+  (`upstream_timeout_s`): 504; request body over `max_request_bytes`: 413. An upstream that
+  fails after the response started cannot change its status: the connection is closed.
+- **Probes** are not logged (see `logger.tap`).
+
+Logging never blocks a request: events go to `Delivery.submit`, which only enqueues.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from typing import Any, Awaitable, Callable
+
+import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY as PROCESS_REGISTRY, generate_latest
+
+from logger import ingest
+from logger.metrics import REGISTRY
+from logger.settings import LoggerSettings
+from logger.tap import Tap
+
+log = logging.getLogger("infertap.logger.proxy")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+EXPLAIN_PATH = re.compile(r"^/v1/models/[\w-]+:explain$")
+# RFC 9110 7.6.1 hop-by-hop headers, plus content-length (recomputed for the body we send)
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
+                        b"te", b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection"})
+_REQUEST_DROP = HOP_BY_HOP | {b"content-length"}
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds `max_request_bytes`."""
+
+
+class ReverseProxy:
+    """ASGI app: forwards to the model server, taps traffic into a `Delivery`.
+
+    `delivery=None` (no `--log-url`) proxies without logging. The lifespan starts and stops
+    the delivery and the upstream connection pool.
+    """
+
+    def __init__(self, settings: LoggerSettings, delivery: Any = None):
+        self.settings = settings
+        self.delivery = delivery
+        self.tap = Tap.from_settings(settings, delivery)
+        self.upstream = f"http://{settings.component_host}:{settings.component_port}"
+        self._upstream_url = httpx.URL(self.upstream)
+        self._explainer_url = httpx.URL(settings.explainer_url.rstrip("/")) if settings.explainer_url else None
+        self.max_request = settings.max_request_bytes
+        self.metrics_path = settings.metrics_path
+        self.client: httpx.AsyncClient | None = None
+        self._start_lock = asyncio.Lock()
+
+    # --- lifespan ------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        timeout = httpx.Timeout(self.settings.upstream_timeout_s, connect=min(10.0, self.settings.upstream_timeout_s))
+        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=60)
+        self.client = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False)
+        # transparent proxy: send only the client's headers, not httpx's defaults
+        for name in list(self.client.headers.keys()):
+            del self.client.headers[name]
+        if self.delivery is not None:
+            await self.delivery.start()
+
+    async def _ensure_started(self) -> None:
+        async with self._start_lock:
+            if self.client is None:
+                await self.startup()
+
+    async def shutdown(self) -> None:
+        if self.delivery is not None:
+            await self.delivery.stop()
+        if self.client is not None:
+            await self.client.aclose()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
+                    log.exception("sidecar startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # --- requests ------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        # websockets are not proxied (no inference protocol uses them); ASGI servers answer 403
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        method, path, headers = scope["method"], scope["path"], scope["headers"]
+        if self.client is None:  # served without a lifespan: start on the first request
+            await self._ensure_started()
+        if method == "GET" and path == self.metrics_path:
+            await _respond(send, 200, generate_latest(REGISTRY) + generate_latest(PROCESS_REGISTRY), [(b"content-type", CONTENT_TYPE_LATEST.encode())])
+            return
+        try:
+            body = await read_body(receive, self.max_request)
+        except BodyTooLarge:
+            await _json(send, 413, {"error": f"request body exceeds {self.max_request} bytes"})
+            self.tap.metrics.observe(path, 413, time.perf_counter() - started)
+            return
+        if method == "POST" and path == "/" and ingest.is_cloudevent(headers):
+            status, answer = ingest.accept(headers, body, self.delivery)
+            await _json(send, status, answer)
+            return
+        status = await self._forward(scope, method, path, headers, body, send)
+        self.tap.metrics.observe(path, status, time.perf_counter() - started)
+
+    async def _forward(self, scope: Scope, method: str, path: str, headers: list, body: bytes, send: Send) -> int:
+        """Proxy one request; returns the status sent to the client."""
+        base = self._upstream_url
+        if self._explainer_url is not None and EXPLAIN_PATH.match(path):
+            base = self._explainer_url
+        raw_path = scope.get("raw_path") or path.encode()
+        query = scope.get("query_string")
+        if query:
+            raw_path = raw_path + b"?" + query
+        url = base.copy_with(raw_path=base.raw_path.rstrip(b"/") + raw_path) if base.raw_path != b"/" \
+            else base.copy_with(raw_path=raw_path)
+        out_headers = _forward_headers(headers, scope)
+        exchange = self.tap.begin(method, path, headers, body)
+        request = self.client.build_request(method, url, headers=out_headers,
+                                            content=body if body or method not in ("GET", "HEAD") else None)
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            return await self._fail(send, exchange, 504, "timeout", f"upstream {url.host}:{url.port} timed out: {exc!r}")
+        except httpx.HTTPError as exc:
+            return await self._fail(send, exchange, 502, "unreachable", f"upstream {url.host}:{url.port} unreachable: {exc!r}")
+        try:
+            status = response.status_code
+            if exchange is not None:
+                exchange.response_start(status)
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP]})
+            if method == "HEAD":
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return status
+            async for chunk in response.aiter_raw():
+                if exchange is not None:
+                    exchange.response_chunk(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return status
+        except httpx.HTTPError as exc:
+            # headers already sent: all we can do is cut the connection (the ASGI server does)
+            self.tap.metrics.upstream_error("broken_stream")
+            raise ConnectionAbortedError(f"upstream failed mid-response: {exc!r}") from exc
+        finally:
+            await response.aclose()
+            if exchange is not None:
+                exchange.finish()
+
+    async def _fail(self, send: Send, exchange: Any, status: int, reason: str, message: str) -> int:
+        log.warning("%s", message)
+        self.tap.metrics.upstream_error(reason)
+        if exchange is not None:  # the client got this status: log it as the response
+            payload = json.dumps({"error": message}).encode()
+            exchange.response_start(status)
+            exchange.response_chunk(payload)
+            exchange.finish()
+            await _respond(send, status, payload, _JSON_HEADERS)
+        else:
+            await _json(send, status, {"error": message})
+        return status
+
+
+def _forward_headers(headers: list[tuple[bytes, bytes]], scope: Scope) -> list[tuple[bytes, bytes]]:
+    """Request headers for the upstream: hop-by-hop ones (and those `Connection` names) dropped,
+    the client's address appended to `X-Forwarded-For`, as Go's ReverseProxy does."""
+    drop = _REQUEST_DROP
+    xff = None
+    for name, value in headers:
+        if name == b"connection":
+            drop = drop | {t.strip().lower() for t in value.split(b",")}
+        elif name == b"x-forwarded-for":
+            xff = value
+    out = [(n, v) for n, v in headers if n not in drop and n != b"x-forwarded-for"]
+    client = scope.get("client")
+    if client:
+        ip = client[0].encode()
+        out.append((b"x-forwarded-for", xff + b", " + ip if xff else ip))
+    elif xff:
+        out.append((b"x-forwarded-for", xff))
+    return out
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body; BodyTooLarge past `limit` bytes (checked as it arrives)."""
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise BodyTooLarge
+        return body
+    parts = [body]
+    size = len(body)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionAbortedError("client went away while sending the body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: list) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": headers + [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _json(send: Send, status: int, payload: dict) -> None:
+    await _respond(send, status, json.dumps(payload).encode(), _JSON_HEADERS)
+
+
+def create_app(settings: LoggerSettings, delivery: Any = None) -> ReverseProxy:
+    """The sidecar as an ASGI app. Without `delivery`, one is built from `settings.log_url`
+    by `logger.delivery.build_delivery` (none when no URL is given: proxy only)."""
+    if delivery is None and settings.log_url:
+        from logger.delivery import build_delivery
+        delivery = build_delivery(settings)
+    return ReverseProxy(settings, delivery)

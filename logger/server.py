@@ -1,0 +1,41 @@
+"""Running the logger sidecar: `run(settings)` serves `create_app(settings)` with uvicorn.
+
+uvloop and httptools are used when installed (the `uvicorn[standard]` extra): the proxy hop
+is on every inference request, so the fastest event loop and HTTP parser pay.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+import uvicorn
+
+from logger.proxy import create_app
+from logger.settings import LoggerSettings
+
+log = logging.getLogger("infertap.logger")
+
+
+def uvicorn_config(settings: LoggerSettings, app=None) -> uvicorn.Config:
+    """The uvicorn configuration the sidecar runs with (also used by tests and benchmarks)."""
+    return uvicorn.Config(
+        app if app is not None else create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        lifespan="on",
+        access_log=False,
+        log_level="info",
+        timeout_graceful_shutdown=15,
+        # the proxy streams bodies itself; keep-alive long enough for pooled clients
+        timeout_keep_alive=75,
+    )
+
+
+def run(settings: LoggerSettings) -> None:
+    """Serve the sidecar until SIGINT/SIGTERM; shutdown flushes the delivery."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.info("logger sidecar on %s:%d -> %s:%d, sinks %s, mode %s", settings.host, settings.port,
+             settings.component_host, settings.component_port, settings.log_url or "none", settings.log_mode)
+    uvicorn.Server(uvicorn_config(settings)).run()

@@ -1,0 +1,213 @@
+"""The tap shared by the reverse proxy and the ASGI middleware: which exchanges are logged,
+capturing their bodies, and handing the two CloudEvents to the delivery.
+
+Policy (KServe's agent semantics, with the differences DESIGN asks for):
+
+- `mode` all / request / response. In `request` mode the response is not buffered at all
+  (KServe buffers it anyway, kserve#6179).
+- A response event for *every* status, with `statuscode` (KServe logs only 200s, #2722).
+- Not logged: requests carrying `infertap-skip-logging: true` (the explainer's own calls;
+  the header is still forwarded), and health probes: any request whose User-Agent is
+  `kube-probe/...` (what KServe skips), plus GET/HEAD requests with no body to a health
+  path (`/`, `/healthz`, `/readyz`, `/livez`, `/v2/health/live|ready`,
+  `/v2/models/{m}[/versions/{v}]/ready`, `/v1/models/{m}`, `/metrics`), so local
+  supervisors and Prometheus probing through the sidecar do not flood the topic.
+- Logging never blocks or fails a request: `Delivery.submit` only, guarded.
+- A streamed response is logged up to `max_event_body_bytes`; beyond that the event carries
+  the prefix and the extension `bodytruncated: "true"`.
+
+Proxy metrics (`infertap_proxy_*`, `infertap_tap_*`) live here too, so both taps count the same
+way; they are registered on `logger.metrics.REGISTRY` beside the delivery's.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any, Protocol
+
+from prometheus_client import Counter, Histogram
+
+from logger.events import EventBuilder, now
+from logger.metrics import REGISTRY
+
+log = logging.getLogger("infertap.logger.tap")
+
+SKIP_HEADER = b"infertap-skip-logging"
+_HEALTH_PATH = re.compile(
+    r"^/(?:|healthz|readyz|livez|metrics|v2/health/(?:live|ready)"
+    r"|v2/models/[^/]+(?:/versions/[^/]+)?/ready|v1/models/[^/:]+)$"
+)
+_MODEL_ROUTE = re.compile(r"^/v([12])/models/([^/:]+)(?:/versions/[^/]+)?(?::(\w+)|/(\w+))?")
+
+
+class EventSink(Protocol):
+    """What the tap needs of `logger.delivery.Delivery`."""
+
+    def submit(self, event: Any) -> None: ...
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+_LABELS = ("inference_service", "component", "model", "endpoint")
+REQUESTS = Counter("infertap_proxy_requests_total", "Requests through the logger sidecar, by status code.",
+                   _LABELS + ("code",), registry=REGISTRY)
+LATENCY = Histogram("infertap_proxy_request_duration_seconds",
+                    "Time from request arrival to the end of the response body, through the sidecar.",
+                    _LABELS, buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60),
+                    registry=REGISTRY)
+UPSTREAM_ERRORS = Counter("infertap_proxy_upstream_errors_total", "Upstream failures answered by the sidecar (502/504).",
+                          ("inference_service", "component", "reason"), registry=REGISTRY)
+EVENTS_SUBMITTED = Counter("infertap_tap_events_submitted_total", "CloudEvents handed to the delivery, by type.",
+                           ("inference_service", "component", "type"), registry=REGISTRY)
+EVENTS_SKIPPED = Counter("infertap_tap_requests_not_logged_total", "Requests not logged, by reason.",
+                         ("inference_service", "component", "reason"), registry=REGISTRY)
+
+
+def route_of(path: str) -> tuple[str, str]:
+    """(model, endpoint) labels for a path: `/v2/models/iris/infer` -> ("iris", "v2_infer").
+
+    Bounded label values: anything else is ("", "openai") or ("", "other").
+    """
+    m = _MODEL_ROUTE.match(path)
+    if m:
+        verb = m.group(3) or m.group(4) or "metadata"
+        return m.group(2), f"v{m.group(1)}_{verb}"
+    if path.startswith("/openai/"):
+        return "", "openai"
+    return "", "other"
+
+
+class ProxyMetrics:
+    """Label children cached per route and code: `.labels()` costs more than the increment."""
+
+    def __init__(self, inference_service: str, component: str):
+        self.isvc, self.component = inference_service, component
+        self._latency: dict[tuple[str, str], Any] = {}
+        self._count: dict[tuple[str, str, int], Any] = {}
+
+    def observe(self, path: str, status: int, seconds: float) -> None:
+        model, endpoint = route_of(path)
+        key = (model, endpoint)
+        hist = self._latency.get(key)
+        if hist is None:
+            hist = self._latency[key] = LATENCY.labels(self.isvc, self.component, model, endpoint)
+        hist.observe(seconds)
+        ckey = (model, endpoint, status)
+        counter = self._count.get(ckey)
+        if counter is None:
+            counter = self._count[ckey] = REQUESTS.labels(self.isvc, self.component, model, endpoint, str(status))
+        counter.inc()
+
+    def upstream_error(self, reason: str) -> None:
+        UPSTREAM_ERRORS.labels(self.isvc, self.component, reason).inc()
+
+
+# --- the tap -------------------------------------------------------------------------------
+
+class Exchange:
+    """One logged request/response pair: the response body is teed here as it streams."""
+
+    __slots__ = ("tap", "id", "content_type", "metadata", "status", "started", "chunks", "size",
+                 "truncated", "log_response", "done")
+
+    def __init__(self, tap: "Tap", event_id: str, content_type: str | None, metadata: str, log_response: bool):
+        self.tap, self.id, self.content_type, self.metadata = tap, event_id, content_type, metadata
+        self.log_response = log_response
+        self.status = 0
+        self.started = None
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.truncated = False
+        self.done = False
+
+    def response_start(self, status: int) -> None:
+        self.status = status
+        self.started = now()
+
+    def response_chunk(self, chunk: bytes) -> None:
+        """Keep a copy of a body chunk for the event, up to the cap."""
+        if not self.log_response or not chunk:
+            return
+        room = self.tap.max_body - self.size
+        if len(chunk) > room:
+            self.truncated = True
+            chunk = chunk[:room]
+            if not chunk:
+                return
+        self.chunks.append(bytes(chunk))
+        self.size += len(chunk)
+
+    def finish(self) -> None:
+        """Submit the response event (once); a no-op in `request` mode or before any status."""
+        if self.done:
+            return
+        self.done = True
+        if not self.log_response or not self.status:
+            return
+        body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        self.tap.submit(self.tap.builder.response(self.id, body, self.content_type, self.metadata,
+                                                  self.status, self.started, self.truncated), "response")
+
+
+class Tap:
+    """Decides what to log and builds the events; shared by proxy and middleware."""
+
+    def __init__(self, builder: EventBuilder, delivery: EventSink | None, mode: str = "all",
+                 max_body: int = 16 * 1024 * 1024, inference_service: str = "", component: str = ""):
+        self.builder, self.delivery = builder, delivery
+        self.log_requests = mode in ("all", "request")
+        self.log_responses = mode in ("all", "response")
+        self.max_body = max_body
+        self.isvc, self.component = inference_service, component
+        self.metrics = ProxyMetrics(inference_service, component)
+        self._submitted = {t: EVENTS_SUBMITTED.labels(inference_service, component, t) for t in ("request", "response")}
+
+    @classmethod
+    def from_settings(cls, settings, delivery: EventSink | None) -> "Tap":
+        return cls(EventBuilder.from_settings(settings), delivery, settings.log_mode,
+                   settings.max_event_body_bytes, settings.inference_service, settings.component)
+
+    @property
+    def enabled(self) -> bool:
+        return self.delivery is not None
+
+    def begin(self, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> Exchange | None:
+        """Start logging one exchange (submitting its request event), or None if not logged."""
+        if self.delivery is None:
+            return None
+        event_id = content_type = user_agent = None
+        for name, value in headers:
+            if name == b"ce-id":
+                event_id = value.decode("latin-1")
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == SKIP_HEADER:
+                if value.strip().lower() in (b"true", b"1"):
+                    self._skipped("skip_header")
+                    return None
+            elif name == b"user-agent":
+                user_agent = value
+        if user_agent is not None and user_agent.startswith(b"kube-probe/"):
+            self._skipped("probe")
+            return None
+        if not body and method in ("GET", "HEAD") and _HEALTH_PATH.match(path):
+            self._skipped("probe")
+            return None
+        if not event_id:
+            event_id = str(uuid.uuid4())
+        metadata = self.builder.metadata(headers)
+        if self.log_requests:
+            self.submit(self.builder.request(event_id, body, content_type, metadata), "request")
+        return Exchange(self, event_id, content_type, metadata, self.log_responses)
+
+    def submit(self, event: Any, kind: str) -> None:
+        """Hand an event to the delivery; a broken delivery is logged, never raised."""
+        try:
+            self.delivery.submit(event)
+            self._submitted[kind].inc()
+        except Exception:  # the delivery promises not to raise; be sure anyway
+            log.exception("delivery.submit raised; event %s dropped", event.get_id())
+
+    def _skipped(self, reason: str) -> None:
+        EVENTS_SKIPPED.labels(self.isvc, self.component, reason).inc()

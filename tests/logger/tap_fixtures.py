@@ -1,0 +1,111 @@
+"""Fixtures of the tap tests (imported by test_proxy/test_middleware/test_ingest/test_end_to_end).
+
+- `upstream`: a real model-server stand-in (tests/logger/tap_upstream.py) in a child process.
+- `serve_app`: serves an ASGI app (the sidecar, a middleware-wrapped app) with uvicorn on a
+  real loopback port, in a thread of the test process, so a test can read what a
+  `CollectingDelivery` received.
+"""
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+import pytest
+import uvicorn
+
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class CollectingDelivery:
+    """Delivery-shaped test double for the tap logic: keeps what was submitted."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.started = self.stopped = False
+
+    def submit(self, event: Any) -> None:
+        self.events.append(event)
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self, flush_timeout: float = 10.0) -> None:
+        self.stopped = True
+
+    def wait(self, n: int, timeout: float = 10.0) -> list[Any]:
+        """The events once at least n arrived (the response event follows the last chunk)."""
+        deadline = time.monotonic() + timeout
+        while len(self.events) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(self.events) >= n, f"expected {n} events, got {len(self.events)}: {self.events}"
+        return list(self.events)
+
+    def of_type(self, suffix: str) -> list[Any]:
+        return [e for e in self.events if e.get_type().endswith(suffix)]
+
+
+class ThreadServer:
+    """uvicorn serving an ASGI app in a background thread, on a real port."""
+
+    def __init__(self, app: Any, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="on", log_level="warning",
+                                access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "ThreadServer":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+@pytest.fixture
+def upstream(spawn) -> str:
+    """Base URL of a running tap_upstream ("model")."""
+    return start_upstream(spawn, "model")
+
+
+def start_upstream(spawn, name: str) -> str:
+    port = free_port()
+    child = spawn([sys.executable, str(HERE / "tap_upstream.py"), "--port", str(port), "--name", name], name=name)
+    child.wait_http(f"http://127.0.0.1:{port}/v2/health/ready")
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def serve_app() -> Iterator[Callable[[Any], ThreadServer]]:
+    """`serve_app(asgi_app)` -> a started ThreadServer; all are stopped at teardown."""
+    servers: list[ThreadServer] = []
+
+    def start(app: Any) -> ThreadServer:
+        server = ThreadServer(app).__enter__()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in reversed(servers):
+        server.__exit__(None, None, None)
+
+
+def port_of(url: str) -> int:
+    return httpx.URL(url).port

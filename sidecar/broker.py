@@ -104,6 +104,10 @@ class EmbeddedBroker:
             proc.kill()
             proc.wait(timeout)
 
+    def poll(self) -> int | None:
+        """The broker's exit code once it has exited, else None (also None when not started)."""
+        return self._proc.poll() if self._proc else None
+
     def __enter__(self) -> "EmbeddedBroker":
         return self.start()
 

@@ -1,0 +1,219 @@
+"""The `infertap` command line.
+
+Verbs: `up` (everything an InferenceService YAML describes), `serve` (one model server),
+`logger` (one logger sidecar, flags named like KServe's agent), `tail` (events on a
+topic), `broker` (the embedded Kafka-protocol broker). Bad settings exit with code 2 and a
+sentence, never a traceback.
+"""
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any, NoReturn, Optional
+
+import typer
+from pydantic import BaseModel, ValidationError
+
+from sidecar.specs.loader import format_errors
+
+app = typer.Typer(
+    name="infertap", no_args_is_help=True, add_completion=False,
+    help="Monitor and explain ML models: a logger sidecar taps inference traffic into Kafka as CloudEvents.",
+)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print `message` to stderr and exit with `code` (2: bad input)."""
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def build_settings(model: type[BaseModel], flags: dict[str, str], **values: Any) -> BaseModel:
+    """Validate settings; on error exit 2 naming the offending flag (`flags` maps fields to flags)."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        lines = []
+        for line in format_errors(exc):
+            field, _, sentence = line.partition(": ")
+            flag = next((f for key, f in flags.items() if field == key or field.startswith(key + "[") or field.endswith("." + key)), field)
+            lines.append(f"{flag}: {sentence}")
+        fail("invalid settings: " + "; ".join(lines))
+
+
+def split_list(values: Optional[list[str]]) -> list[str]:
+    """Repeatable flags that also take comma-separated lists, as KServe's agent does."""
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+# --- up ------------------------------------------------------------------------------------
+
+@app.command()
+def up(
+    files: list[Path] = typer.Argument(..., help="InferenceService YAML files (several documents per file are fine)."),
+    log_dir: Path = typer.Option(Path(".infertap/logs"), help="Folder for one log file per child and processes.json."),
+    predictor_port: int = typer.Option(8080, help="Port of the first model server; more take the next free ports (0: any free port)."),
+    logger_port: int = typer.Option(9081, help="Port of the first logger sidecar; more take the next free ports (0: any free port)."),
+    broker_port: Optional[int] = typer.Option(None, help="Point every local kafka:// URL at 127.0.0.1:PORT (where the embedded broker starts if nothing listens)."),
+    no_broker: bool = typer.Option(False, "--no-broker", help="Never start the embedded broker; loggers spool until a broker appears."),
+    ready_timeout: float = typer.Option(120.0, help="Seconds each child gets to become ready."),
+) -> None:
+    """Start everything the YAML documents describe: model servers, logger sidecars, broker."""
+    from sidecar.plan import PlanError, PlanOptions, make_plan
+    from sidecar.specs import SpecError, load_files
+    from sidecar.supervisor import Supervisor
+
+    try:
+        loaded = load_files(files)
+        for warning in loaded.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        plan = make_plan(loaded.documents, PlanOptions(
+            predictor_port=predictor_port, logger_port=logger_port, broker_port=broker_port,
+            start_broker=not no_broker,
+        ))
+    except (SpecError, PlanError) as exc:
+        fail(str(exc))
+    if not plan.processes:
+        fail("nothing to run: no InferenceService in " + ", ".join(map(str, files)))
+    raise typer.Exit(Supervisor(plan, log_dir, ready_timeout=ready_timeout).run())
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+SERVE_FLAGS = {"name": "--model-name", "format": "--model-format", "uri": "--storage-uri", "http_port": "--http-port",
+               "host": "--host", "max_batch_size": "--max-batch-size", "max_batch_wait_ms": "--max-batch-wait-ms",
+               "models": "--model-name"}
+
+
+@app.command()
+def serve(
+    model_name: str = typer.Option(..., help="Model name in URLs: /v1/models/NAME, /v2/models/NAME."),
+    model_format: str = typer.Option(..., help="sklearn, xgboost, lightgbm, pytorch or onnx (KServe modelFormat.name)."),
+    storage_uri: str = typer.Option(..., help="file://PATH or PATH: a model file or a folder holding one."),
+    http_port: int = typer.Option(8080, help="HTTP port."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
+    predict_proba: bool = typer.Option(False, "--predict-proba", help="Reply with class probabilities (KServe's PREDICT_PROBA)."),
+    max_batch_size: int = typer.Option(32, help="Dynamic batching: most rows merged into one model call."),
+    max_batch_wait_ms: float = typer.Option(2.0, help="Dynamic batching: longest wait for more requests."),
+) -> None:
+    """Run one model server (V1 and Open Inference Protocol REST) from flags."""
+    from serving.settings import ServerSettings
+
+    settings = build_settings(ServerSettings, SERVE_FLAGS, host=host, http_port=http_port, models=[dict(
+        name=model_name, format=model_format, uri=storage_uri, predict_proba=predict_proba,
+        max_batch_size=max_batch_size, max_batch_wait_ms=max_batch_wait_ms,
+    )])
+    from serving.server import run
+
+    run(settings)
+
+
+# --- logger --------------------------------------------------------------------------------
+
+LOGGER_FLAGS = {name: "--" + name.replace("_", "-") for name in (
+    "port", "host", "component_host", "component_port", "log_url", "log_mode", "source_uri", "inference_service",
+    "namespace", "component", "endpoint", "metadata_headers", "metadata_annotations", "explainer_url",
+    "kafka_client", "spool_dir")}
+
+
+@app.command("logger")
+def logger_cmd(
+    port: int = typer.Option(9081, help="Where the sidecar listens (KServe's agent: 9081)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
+    component_host: str = typer.Option("127.0.0.1", help="Host of the model server behind the sidecar."),
+    component_port: int = typer.Option(8080, help="Port of the model server behind the sidecar."),
+    log_url: Optional[list[str]] = typer.Option(None, help="Sink: kafka://host:port[,host:port]/topic[?opts], http(s)://..., file://PATH. Repeat for several."),
+    log_mode: str = typer.Option("all", help="all, request or response."),
+    source_uri: str = typer.Option("http://localhost:9081/", help="CloudEvent `source`."),
+    inference_service: str = typer.Option("", help="`inferenceservicename` extension."),
+    namespace: str = typer.Option("default", help="`namespace` extension."),
+    component: str = typer.Option("predictor", help="`component` extension: predictor, transformer or explainer."),
+    endpoint: str = typer.Option("", help="`endpoint` extension (KServe: default or canary)."),
+    metadata_headers: Optional[list[str]] = typer.Option(None, help="Request headers copied into `metadata` (repeat or comma-separate)."),
+    metadata_annotations: Optional[list[str]] = typer.Option(None, help="KEY=VALUE pairs for the `annotations` extension (repeat or comma-separate)."),
+    explainer_url: Optional[str] = typer.Option(None, help="Where :explain paths go."),
+    kafka_client: str = typer.Option("confluent", help="confluent or kafka-python."),
+    spool_dir: Optional[Path] = typer.Option(None, help="Disk spool for events a sink cannot take."),
+) -> None:
+    """Run one logger sidecar in front of a model server (flags named like KServe's agent)."""
+    from logger.settings import LoggerSettings
+
+    annotations = {}
+    for pair in split_list(metadata_annotations):
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            fail(f"invalid settings: --metadata-annotations: expected KEY=VALUE (got {pair!r})")
+        annotations[key] = value
+    values: dict[str, Any] = dict(
+        port=port, host=host, component_host=component_host, component_port=component_port,
+        log_url=split_list(log_url), log_mode=log_mode, source_uri=source_uri,
+        inference_service=inference_service, namespace=namespace, component=component, endpoint=endpoint,
+        metadata_headers=split_list(metadata_headers), metadata_annotations=annotations,
+        explainer_url=explainer_url, kafka_client=kafka_client, spool_dir=spool_dir,
+    )
+    settings = build_settings(LoggerSettings, LOGGER_FLAGS, **values)
+    from logger.server import run
+
+    run(settings)
+
+
+# --- tail ----------------------------------------------------------------------------------
+
+@app.command()
+def tail(
+    topic: str = typer.Argument(..., help="Kafka topic, e.g. sklearn-iris-events."),
+    bootstrap: str = typer.Option("localhost:9092", help="Kafka bootstrap servers, host:port[,host:port]."),
+    from_beginning: bool = typer.Option(False, "--from-beginning", help="Start at the oldest record instead of new ones."),
+    max: Optional[int] = typer.Option(None, "--max", min=1, help="Stop after N records."),
+    group: Optional[str] = typer.Option(None, help="Consumer group (commits offsets); default: none."),
+    timeout: Optional[float] = typer.Option(None, help="Stop after this many seconds without a record."),
+    width: int = typer.Option(120, help="Characters of body preview."),
+) -> None:
+    """Print the CloudEvents on a topic: time, type, id, key attributes, body preview."""
+    from sidecar.tail import tail as run_tail
+
+    try:
+        run_tail(topic, bootstrap, from_beginning=from_beginning, max_events=max, group=group,
+                 idle_timeout=timeout, emit=typer.echo, width=width)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # noqa: BLE001 - e.g. NoBrokersAvailable: a sentence, not a traceback
+        fail(f"cannot read {topic!r} from {bootstrap}: {type(exc).__name__}: {exc}", code=1)
+
+
+# --- broker --------------------------------------------------------------------------------
+
+@app.command()
+def broker(
+    port: int = typer.Option(9092, help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    log: Optional[Path] = typer.Option(None, help="Broker log file (default: in the temp folder)."),
+) -> None:
+    """Run the embedded Kafka-protocol broker (Tansu, memory storage) in the foreground."""
+    from sidecar.broker import BrokerError, EmbeddedBroker
+
+    stop: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: stop.append(signum))
+    b = EmbeddedBroker(port=port, host=host, log_path=log)
+    try:
+        b.start()
+    except BrokerError as exc:
+        fail(str(exc), code=1)
+    typer.echo(f"broker listening on {b.bootstrap} (memory storage; log {b.log_path}); Ctrl-C stops it")
+    try:
+        while not stop:
+            if b.poll() is not None:
+                fail(f"broker exited with code {b.poll()}; log: {b.log_path}", code=1)
+            time.sleep(0.2)
+    finally:
+        b.stop()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -52,7 +52,7 @@ def split_list(values: Optional[list[str]]) -> list[str]:
 @app.command()
 def up(
     files: list[Path] = typer.Argument(..., help="InferenceService YAML files (several documents per file are fine)."),
-    log_dir: Path = typer.Option(Path(".infertap/logs"), help="Folder for one log file per child and processes.json."),
+    log_dir: Path = typer.Option(Path(".infertap/logs"), help="Folder for one log file per child, processes.json and the loggers' spools."),
     predictor_port: int = typer.Option(8080, help="Port of the first model server; more take the next free ports (0: any free port)."),
     logger_port: int = typer.Option(9081, help="Port of the first logger sidecar; more take the next free ports (0: any free port)."),
     broker_port: Optional[int] = typer.Option(None, help="Point every local kafka:// URL at 127.0.0.1:PORT (where the embedded broker starts if nothing listens)."),
@@ -70,7 +70,7 @@ def up(
             typer.echo(f"warning: {warning}", err=True)
         plan = make_plan(loaded.documents, PlanOptions(
             predictor_port=predictor_port, logger_port=logger_port, broker_port=broker_port,
-            start_broker=not no_broker,
+            start_broker=not no_broker, spool_root=log_dir.resolve() / "spool",
         ))
     except (SpecError, PlanError) as exc:
         fail(str(exc))

@@ -79,6 +79,7 @@ class PlanOptions:
     broker_port: int | None = None  # moves every local kafka:// URL to 127.0.0.1:broker_port
     start_broker: bool = True
     host: str = "127.0.0.1"
+    spool_root: Path | None = None  # loggers spool under spool_root/<isvc>-<component>; None: their default
 
 
 class PortAllocator:
@@ -180,6 +181,7 @@ def _logger(doc: Document, block: LoggerSpec, predictor: ProcessSpec, opts: Plan
         source_uri=f"http://{opts.host}:{port}/", inference_service=isvc.name,
         namespace=isvc.metadata.namespace, component="predictor",
         metadata_headers=block.metadata_headers, metadata_annotations=annotations,
+        spool_dir=opts.spool_root / f"{isvc.name}-predictor" if opts.spool_root else None,
     )
     return ProcessSpec(
         name=f"{isvc.name}/logger", role="logger", host=opts.host, port=port,

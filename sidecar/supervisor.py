@@ -77,7 +77,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class Supervisor:
     """Runs a Plan: `run()` returns the exit code of `infertap up`."""
 
-    def __init__(self, plan: Plan, log_dir: Path, ready_timeout: float = 120.0, grace: float = 10.0,
+    def __init__(self, plan: Plan, log_dir: Path, ready_timeout: float = 120.0, grace: float = 20.0,
                  console: Console | None = None):
         self.plan, self.log_dir = plan, Path(log_dir)
         self.ready_timeout, self.grace = ready_timeout, grace

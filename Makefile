@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODELS := models/.built
+# The benchmarks' reference server (KServe's ModelServer) needs a venv of its own.
+KSERVE_STAMP := .venv-kserve/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: venv models test demo bench sysdeps clean help
@@ -37,8 +39,12 @@ test: venv models
 demo: venv models
 	$(PY) -m examples.demo
 
-bench: venv models sysdeps
+$(KSERVE_STAMP): $(STAMP) benchmarks/serving_throughput.py
+	$(PY) -m benchmarks.serving_throughput --install-reference-only
+	touch $@
+
+bench: venv models sysdeps $(KSERVE_STAMP)
 	$(PY) -m benchmarks.run_all
 
 clean:
-	rm -rf $(VENV) models
+	rm -rf $(VENV) .venv-kserve models

@@ -1,0 +1,338 @@
+"""Serving throughput and latency: infertap's model server against KServe's Python ModelServer.
+
+Both servers run the same iris joblib model (examples/build_models.py) on loopback, one
+worker process each, at the same time; the load generator (benchmarks/loadgen.py) runs as
+a third process and drives one of them at a time. For V1 (`{"instances": [[4 floats]]}`) and
+V2 (one FP32 [1, 4] tensor) at concurrency 1, 8 and 32 it measures throughput and p50/p99
+latency, alternating which server goes first from round to round so that drift in the
+machine's load falls on both. Results, per round and combined, with the ratios
+infertap / kserve, go to benchmarks/results/serving_throughput.json.
+
+KServe needs its own virtual environment (its pins conflict with ours). `ensure_kserve_venv`
+creates `.venv-kserve` once, with a pinned kserve and the scikit-learn, joblib and numpy
+versions of this interpreter so that the same model file loads in both.
+
+    python -m benchmarks.serving_throughput [--duration 6] [--rounds 2] [--concurrency 1 8 32]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "serving_throughput.json"
+KSERVE_VENV = ROOT / ".venv-kserve"
+KSERVE_VERSION = "0.21.0"  # newest on PyPI when this was written (2026-11)
+MODEL_NAME = "sklearn-iris"
+ROW = [6.8, 2.8, 4.8, 1.4]  # an iris versicolor: class 1
+PAYLOADS = {
+    "v1": (f"/v1/models/{MODEL_NAME}:predict", {"instances": [ROW]}),
+    "v2": (f"/v2/models/{MODEL_NAME}/infer",
+           {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": ROW}]}),
+}
+SERVERS = ("infertap", "kserve")
+
+
+# ---------------------------------------------------------------------------- environment
+
+def _pins() -> list[str]:
+    """kserve plus the model's libraries at exactly this interpreter's versions."""
+    from importlib.metadata import version
+    return [f"kserve=={KSERVE_VERSION}", f"scikit-learn=={version('scikit-learn')}",
+            f"joblib=={version('joblib')}", f"numpy=={version('numpy')}"]
+
+
+def ensure_kserve_venv(venv: Path = KSERVE_VENV) -> Path:
+    """Create (once) the reference server's virtual environment; returns its python."""
+    python = venv / "bin" / "python"
+    stamp = venv / ".installed"
+    pins = "\n".join(_pins())
+    if stamp.exists() and stamp.read_text() == pins and python.exists():
+        return python
+    print(f"installing the reference server into {venv} ({', '.join(_pins())}) ...", flush=True)
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *_pins()],
+                   check=True)
+    stamp.write_text(pins)
+    return python
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"hostname": platform.node(), "cpu": cpu, "cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "loadavg_start": list(os.getloadavg())}
+
+
+def _versions(python: Path, packages: list[str]) -> dict:
+    code = ("import json, importlib.metadata as m; print(json.dumps({p: m.version(p) for p in %r}))" % packages)
+    try:
+        return json.loads(subprocess.run([str(python), "-c", code], capture_output=True, text=True,
+                                         timeout=60, check=True).stdout)
+    except (subprocess.SubprocessError, ValueError) as exc:
+        return {"error": str(exc)}
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+# ---------------------------------------------------------------------------- processes
+
+def _pin_to(cpus: set[int] | None):
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+class Server:
+    """One model server child process, its log in a file, always stopped."""
+
+    def __init__(self, name: str, args: list[str], port: int, log: Path, cpus: set[int] | None):
+        self.name, self.args, self.port, self.log = name, args, port, log
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(log, "wb") as fh:
+            self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=_pin_to(cpus))
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def tail(self, n: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"{self.base}/v2/models/{MODEL_NAME}/ready"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.tail()}")
+
+    def post(self, path: str, payload: dict) -> dict:
+        req = urllib.request.Request(self.base + path, data=json.dumps(payload).encode(),
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+def start_servers(model_dir: Path, logs: Path, server_cpus: set[int] | None) -> dict[str, Server]:
+    """infertap's server from this interpreter, KServe's from its venv; both ready on return."""
+    kserve_python = ensure_kserve_venv()
+    servers: dict[str, Server] = {}
+    try:
+        port = _free_port()
+        servers["infertap"] = Server("infertap", [
+            sys.executable, "-m", "serving", "--model-name", MODEL_NAME, "--model-format", "sklearn",
+            "--storage-uri", str(model_dir), "--http-port", str(port)], port, logs / "infertap.log", server_cpus)
+        port = _free_port()
+        servers["kserve"] = Server("kserve", [
+            str(kserve_python), str(ROOT / "benchmarks" / "kserve_server.py"), "--model_name", MODEL_NAME,
+            "--model_dir", str(model_dir), "--http_port", str(port), "--workers", "1",
+            "--enable_grpc", "false"], port, logs / "kserve.log", server_cpus)
+        for s in servers.values():
+            s.wait_ready()
+    except BaseException:
+        for s in servers.values():
+            s.stop()
+        raise
+    return servers
+
+
+def check_answers(servers: dict[str, Server]) -> dict:
+    """Both servers must give the same, right answer before their speed means anything."""
+    answers = {}
+    for proto, (path, payload) in PAYLOADS.items():
+        for name, s in servers.items():
+            reply = s.post(path, payload)
+            label = reply["predictions"][0] if proto == "v1" else reply["outputs"][0]["data"][0]
+            if label != 1:
+                raise RuntimeError(f"{name} {proto} answered {reply!r}, expected class 1")
+            answers[f"{name}/{proto}"] = reply
+    return answers
+
+
+def run_loadgen(url: str, body: dict, concurrency: int, duration: float, warmup: float,
+                cpus: set[int] | None) -> dict:
+    """One load run in its own process (never in a server's interpreter)."""
+    args = [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--body", json.dumps(body),
+            "--concurrency", str(concurrency), "--duration", str(duration), "--warmup", str(warmup)]
+    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=duration + warmup + 60,
+                         preexec_fn=_pin_to(cpus))
+    if out.returncode != 0:
+        raise RuntimeError(f"loadgen failed ({out.returncode}): {out.stderr[-2000:]}")
+    return json.loads(out.stdout)
+
+
+# ---------------------------------------------------------------------------- the benchmark
+
+def _combine(runs: list[dict]) -> dict:
+    """One figure per server and cell from its rounds: pooled throughput, mean percentiles."""
+    reqs = sum(r["requests"] for r in runs)
+    secs = sum(r["duration_s"] for r in runs)
+    lat = {q: round(sum(r["latency_ms"][q] for r in runs) / len(runs), 3) for q in ("p50", "p99", "mean")}
+    return {"throughput_rps": round(reqs / secs, 1) if secs else 0.0, "requests": reqs,
+            "errors": sum(r["errors"] for r in runs), "latency_ms": lat}
+
+
+def _ratios(a: dict, b: dict) -> dict:
+    def div(x, y):
+        return round(x / y, 3) if y else None
+    return {"throughput": div(a["throughput_rps"], b["throughput_rps"]),
+            "p50": div(a["latency_ms"]["p50"], b["latency_ms"]["p50"]),
+            "p99": div(a["latency_ms"]["p99"], b["latency_ms"]["p99"])}
+
+
+def run(duration: float = 6.0, warmup: float = 1.0, rounds: int = 2, concurrency: tuple[int, ...] = (1, 8, 32),
+        protocols: tuple[str, ...] = ("v1", "v2"), pin: bool = True, model_dir: Path | None = None,
+        out: Path = RESULTS) -> dict:
+    """Run every cell, write the JSON, return it."""
+    model_dir = model_dir or ROOT / "models" / MODEL_NAME
+    if not (model_dir / "model.joblib").exists():
+        raise SystemExit(f"{model_dir}/model.joblib missing: run `make models` first")
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    # Servers on one core, the load generator on another: each server gets the same whole core.
+    server_cpus, client_cpus = ({cpus[0]}, set(cpus[1:])) if pin and len(cpus) >= 2 else (None, None)
+    result = {
+        "benchmark": "serving_throughput",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "git_commit": _git_commit(),
+        "machine": _machine(),
+        "setup": {
+            "model": f"{MODEL_NAME} (scikit-learn LogisticRegression, joblib)", "row": ROW,
+            "payloads": {k: v[1] for k, v in PAYLOADS.items()},
+            "duration_s": duration, "warmup_s": warmup, "rounds": rounds,
+            "workers": 1, "server_cpus": sorted(server_cpus or []), "loadgen_cpus": sorted(client_cpus or []),
+            "loadgen": "benchmarks/loadgen.py: closed loop, one keep-alive HTTP/1.1 connection per worker",
+            "combined": "throughput pooled over rounds; p50/p99 the mean of the rounds' percentiles",
+            "kserve_flags": "--workers 1 --enable_grpc false, other flags KServe defaults "
+                            "(access log and latency log lines on)",
+        },
+        "cells": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        servers = start_servers(model_dir, Path(tmp), server_cpus)
+        try:
+            result["versions"] = {
+                "infertap": _versions(Path(sys.executable), ["fastapi", "uvicorn", "scikit-learn", "numpy"]),
+                "kserve": _versions(Path(servers["kserve"].args[0]),
+                                    ["kserve", "fastapi", "uvicorn", "scikit-learn", "numpy"]),
+            }
+            result["answers"] = check_answers(servers)
+            n = 0
+            for proto in protocols:
+                path, body = PAYLOADS[proto]
+                for c in concurrency:
+                    runs = {name: [] for name in SERVERS}
+                    for r in range(rounds):
+                        order = SERVERS if (r + n) % 2 == 0 else SERVERS[::-1]
+                        for name in order:
+                            runs[name].append(run_loadgen(servers[name].base + path, body, c, duration,
+                                                          warmup, client_cpus))
+                            for s in servers.values():
+                                if s.proc.poll() is not None:
+                                    raise RuntimeError(f"{s.name} died:\n{s.tail()}")
+                    n += 1
+                    combined = {name: _combine(runs[name]) for name in SERVERS}
+                    cell = {"protocol": proto, "concurrency": c, **combined,
+                            "ratio_infertap_over_kserve": _ratios(combined["infertap"], combined["kserve"]),
+                            "rounds": {name: [{k: r[k] for k in ("requests", "errors", "duration_s",
+                                                                 "throughput_rps", "latency_ms", "error_samples")}
+                                              for r in runs[name]] for name in SERVERS}}
+                    result["cells"].append(cell)
+                    _print_cell(cell)
+        finally:
+            for s in servers.values():
+                s.stop()
+    result["machine"]["loadavg_end"] = list(os.getloadavg())
+    result["summary"] = _summary(result["cells"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(result, indent=2) + "\n")
+    tmp_out.replace(out)
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    return result
+
+
+def _summary(cells: list[dict]) -> dict:
+    """Goal from the issue: infertap at least equal to KServe in throughput and latency."""
+    met = [c["ratio_infertap_over_kserve"]["throughput"] is not None
+           and c["ratio_infertap_over_kserve"]["throughput"] >= 1.0
+           and c["ratio_infertap_over_kserve"]["p50"] <= 1.0 and c["ratio_infertap_over_kserve"]["p99"] <= 1.0
+           for c in cells]
+    thr = [c["ratio_infertap_over_kserve"]["throughput"] for c in cells if c["ratio_infertap_over_kserve"]["throughput"]]
+    return {"goal": "throughput ratio >= 1 and p50, p99 ratios <= 1 in every cell",
+            "cells_meeting_goal": sum(met), "cells": len(cells),
+            "throughput_ratio_min": min(thr) if thr else None, "throughput_ratio_max": max(thr) if thr else None}
+
+
+def _print_cell(c: dict) -> None:
+    a, b, r = c["infertap"], c["kserve"], c["ratio_infertap_over_kserve"]
+    print(f"{c['protocol']} c={c['concurrency']:<3} infertap {a['throughput_rps']:8.1f} rps "
+          f"p50 {a['latency_ms']['p50']:7.2f} p99 {a['latency_ms']['p99']:7.2f} ms | kserve "
+          f"{b['throughput_rps']:8.1f} rps p50 {b['latency_ms']['p50']:7.2f} p99 {b['latency_ms']['p99']:7.2f} ms"
+          f" | ratio thr {r['throughput']} p50 {r['p50']} p99 {r['p99']}"
+          f"{' ERRORS ' + str(a['errors']) + '/' + str(b['errors']) if a['errors'] or b['errors'] else ''}",
+          flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=float, default=6.0, help="measured seconds per server, cell and round")
+    p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--protocol", choices=sorted(PAYLOADS), nargs="+", default=["v1", "v2"])
+    p.add_argument("--no-pin", action="store_true", help="do not pin servers and load generator to separate cores")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--install-reference-only", action="store_true", help="create .venv-kserve and exit")
+    a = p.parse_args(argv)
+    if a.install_reference_only:
+        ensure_kserve_venv()
+        return 0
+    run(a.duration, a.warmup, a.rounds, tuple(a.concurrency), tuple(a.protocol), not a.no_pin, out=a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

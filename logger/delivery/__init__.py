@@ -1,0 +1,100 @@
+"""Delivery: takes CloudEvents off the inference path and gets them to every sink.
+
+    delivery = build_delivery(settings)     # one sink per settings.log_url entry
+    await delivery.start()                  # opens spools, replays what a crash left
+    delivery.submit(event)                  # from the request path: O(1), never blocks or raises
+    await delivery.stop(flush_timeout=10)   # sends what it can, spools the rest
+
+Each sink has its own queue, worker and spool folder (`<spool_dir>/<sink>-<hash>/`), so a
+dead sink never holds back another. See `worker.py` for the queue/spool modes and
+`spool.py` for what survives a crash. Delivery is at least once.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from cloudevents.core.v1.event import CloudEvent
+
+from ..metrics import DeliveryMetrics, default_metrics
+from ..settings import LoggerSettings
+from ..sinks import Sink, build_sink
+from .record import event_size
+from .worker import Limits, SinkWorker
+
+__all__ = ["Delivery", "build_delivery", "Limits"]
+
+log = logging.getLogger(__name__)
+
+
+def spool_folder_name(sink: Sink, url: str) -> str:
+    """Stable per-sink folder name: readable prefix + hash of the URL without secrets."""
+    safe_url = re.sub(r"(sasl_password=)[^&]*", r"\1", url)
+    prefix = re.sub(r"[^A-Za-z0-9._-]+", "_", sink.name)[:60]
+    return f"{prefix}-{hashlib.sha1(safe_url.encode()).hexdigest()[:8]}"
+
+
+class Delivery:
+    """Takes CloudEvents off the inference path and gets them to every sink, losing none."""
+
+    def __init__(self, sinks: Sequence[tuple[str, Sink]], spool_dir: Path, limits: Limits = Limits(),
+                 metrics: DeliveryMetrics | None = None, inference_service: str = "", component: str = ""):
+        """`sinks`: (url, sink) pairs; the URL names the sink's spool folder."""
+        metrics = metrics or default_metrics()
+        self.spool_dir = Path(spool_dir)
+        self.workers = [
+            SinkWorker(sink, self.spool_dir / spool_folder_name(sink, url), limits,
+                       metrics.for_sink(inference_service, component, sink.name))
+            for url, sink in sinks
+        ]
+        self._failed_submits = 0
+
+    def submit(self, event: CloudEvent) -> None:
+        """Queue `event` for every sink. Never blocks, never raises; thread-safe."""
+        try:
+            size = event_size(event)
+            for worker in self.workers:
+                worker.offer(event, size)
+        except Exception:  # noqa: BLE001 - logging must never fail an inference request
+            self._failed_submits += 1
+            if self._failed_submits == 1 or self._failed_submits % 1000 == 0:
+                log.exception("delivery: could not queue an event (%d so far)", self._failed_submits)
+
+    async def start(self) -> None:
+        """Open spools (replaying what a previous run left) and start the workers."""
+        for worker in self.workers:
+            await worker.start()
+
+    async def stop(self, flush_timeout: float = 10.0) -> None:
+        """Flush: send what the sinks take within `flush_timeout`, spool the rest; close all."""
+        import asyncio
+
+        await asyncio.gather(*(w.stop(flush_timeout) for w in self.workers))
+
+    def idle(self) -> bool:
+        """True when every sink has taken everything (nothing queued, in flight or spooled)."""
+        return all(w.idle() for w in self.workers)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Events by outcome per sink name, for tests, benchmarks and status pages."""
+        return {w.sink.name: dict(w.counts) for w in self.workers}
+
+
+def build_delivery(settings: LoggerSettings, metrics: DeliveryMetrics | None = None) -> Delivery:
+    """A Delivery with one sink per `settings.log_url` (raises SinkConfigError on a bad URL)."""
+    http_options = {"timeout_s": settings.http_timeout_s, "retries": settings.http_retries}
+    sinks = [(url, build_sink(url, kafka_client=settings.kafka_client, http_options=http_options))
+             for url in settings.log_url]
+    spool_dir = settings.spool_dir or Path(tempfile.gettempdir()) / "infertap-spool" / (
+        settings.inference_service or "default")
+    limits = Limits(
+        queue_max_events=settings.queue_max_events, queue_max_bytes=settings.queue_max_bytes,
+        batch_max_events=settings.batch_max_events, batch_max_bytes=settings.batch_max_bytes,
+        spool_max_bytes=settings.spool_max_bytes, spool_segment_bytes=settings.spool_segment_bytes,
+        spool_full_policy=settings.spool_full_policy, sink_timeout_s=settings.sink_timeout_s,
+        retry_backoff_s=settings.retry_backoff_s, retry_backoff_max_s=settings.retry_backoff_max_s)
+    return Delivery(sinks, spool_dir, limits, metrics, settings.inference_service, settings.component)

@@ -1,0 +1,32 @@
+"""Sinks: where the logger delivers events. One interface (`Sink`), one module per kind.
+
+`build_sink(url)` picks the sink by URL scheme: `kafka://`, `http://`/`https://`, `file://`.
+"""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from .base import Sink, SinkConfigError, SinkError
+
+__all__ = ["Sink", "SinkError", "SinkConfigError", "build_sink", "SCHEMES"]
+
+SCHEMES = ("kafka", "http", "https", "file")
+
+
+def build_sink(url: str, kafka_client: str = "confluent", http_options: dict[str, object] | None = None) -> Sink:
+    """A sink for `url`; SinkConfigError for an unknown scheme or a bad option."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "kafka":
+        from .kafka import KafkaSink, KafkaSinkConfig
+
+        return KafkaSink(KafkaSinkConfig.from_url(url, default_client=kafka_client))  # type: ignore[arg-type]
+    if scheme in ("http", "https"):
+        from .http import HttpSink, HttpSinkConfig
+
+        return HttpSink(HttpSinkConfig.from_url(url, **(http_options or {})))
+    if scheme == "file":
+        from .file import FileSink, FileSinkConfig
+
+        return FileSink(FileSinkConfig.from_url(url))
+    raise SinkConfigError(f"sink URL {url!r}: unknown scheme {scheme or '(none)'!r}; expected one of "
+                          + ", ".join(f"{s}://" for s in SCHEMES))

@@ -1,0 +1,125 @@
+"""confluent-kafka (librdkafka) backend of the Kafka sink.
+
+librdkafka's producer is thread based: `produce()` only enqueues (non-blocking, safe to
+call on the event loop), delivery reports arrive through callbacks run by `poll()`. A
+daemon thread of our own polls; the callbacks count a batch down and resolve one asyncio
+future per batch with `call_soon_threadsafe`, so the event loop never blocks on Kafka.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from functools import partial
+
+from cloudevents.core.bindings.kafka import KafkaMessage
+
+from .base import SinkError
+from .kafka import KafkaSinkConfig
+
+log = logging.getLogger(__name__)
+
+
+def producer_config(config: KafkaSinkConfig) -> dict[str, object]:
+    """librdkafka settings for a sink URL."""
+    conf: dict[str, object] = {
+        "bootstrap.servers": config.bootstrap,
+        "client.id": "infertap-logger",
+        "acks": config.acks,
+        "linger.ms": config.linger_ms,
+        "message.timeout.ms": config.delivery_timeout_ms,
+        "compression.type": config.compression,
+        "security.protocol": config.security_protocol,
+        # one batch is in flight per sink, so the local queue never holds more than that
+        "queue.buffering.max.messages": 1_000_000,
+        "logger": logging.getLogger("logger.sinks.librdkafka"),
+    }
+    optional = {"sasl.mechanism": config.sasl_mechanism, "sasl.username": config.sasl_username,
+                "sasl.password": config.sasl_password, "ssl.ca.location": config.ssl_cafile,
+                "ssl.certificate.location": config.ssl_certfile, "ssl.key.location": config.ssl_keyfile}
+    conf.update({k: v for k, v in optional.items() if v is not None})
+    return conf
+
+
+class _Batch:
+    """Counts delivery reports of one batch down to zero, then resolves its future."""
+
+    def __init__(self, n: int, future: asyncio.Future, loop: asyncio.AbstractEventLoop):
+        self.left, self.future, self.loop = n, future, loop
+        self.failed: list[int] = []
+        self.first_error: str | None = None
+        self._lock = threading.Lock()
+
+    def on_delivery(self, index: int, err: object, _msg: object) -> None:  # on the poll thread
+        with self._lock:
+            if err is not None:
+                self.failed.append(index)
+                self.first_error = self.first_error or str(err)
+            self.left -= 1
+            done = self.left == 0
+        if done:
+            self.loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
+
+
+class ConfluentBackend:
+    """Produces with confluent_kafka.Producer; one poll thread per sink."""
+
+    def __init__(self, config: KafkaSinkConfig):
+        self.config = config
+        self._producer = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _ensure(self):
+        if self._producer is None:
+            import confluent_kafka
+
+            try:
+                self._producer = confluent_kafka.Producer(producer_config(self.config))
+            except confluent_kafka.KafkaException as exc:
+                raise SinkError(f"kafka producer: {exc}") from exc
+            self._thread = threading.Thread(target=self._poll, name=f"kafka-poll-{self.config.topic}", daemon=True)
+            self._thread.start()
+        return self._producer
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    async def send(self, messages: list[KafkaMessage]) -> None:
+        if not messages:
+            return
+        producer = self._ensure()
+        loop = asyncio.get_running_loop()
+        batch = _Batch(len(messages), loop.create_future(), loop)
+        topic = self.config.topic
+        for i, m in enumerate(messages):
+            while True:
+                try:
+                    producer.produce(topic, value=m.value, key=m.key, headers=list(m.headers.items()),
+                                     on_delivery=partial(batch.on_delivery, i))
+                    break
+                except BufferError:  # local queue full: let the poll thread drain it
+                    await asyncio.sleep(0.005)
+                except Exception as exc:  # KafkaException, e.g. message too large
+                    batch.on_delivery(i, exc, None)
+                    break
+        await batch.future
+        if batch.failed:
+            raise SinkError(f"kafka {topic}: {len(batch.failed)} of {len(messages)} not delivered: {batch.first_error}",
+                            failed=sorted(batch.failed))
+
+    async def close(self) -> None:
+        if self._producer is None:
+            return
+        producer = self._producer
+        # flush blocks: give it a thread; messages still queued after this were spooled already
+        await asyncio.get_running_loop().run_in_executor(None, producer.flush, 2.0)
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 2.0)
+        self._producer = None

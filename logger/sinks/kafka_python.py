@@ -1,0 +1,84 @@
+"""kafka-python backend of the Kafka sink: its blocking producer runs in a thread of its own."""
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from cloudevents.core.bindings.kafka import KafkaMessage
+
+from .base import SinkError
+from .kafka import KafkaSinkConfig
+
+
+def producer_config(config: KafkaSinkConfig) -> dict[str, object]:
+    """kafka-python KafkaProducer arguments for a sink URL."""
+    conf: dict[str, object] = {
+        "bootstrap_servers": config.brokers,
+        "client_id": "infertap-logger",
+        "acks": "all" if config.acks in ("all", "-1") else int(config.acks),
+        "linger_ms": config.linger_ms,
+        "delivery_timeout_ms": config.delivery_timeout_ms,
+        "request_timeout_ms": min(30_000, config.delivery_timeout_ms),
+        "max_block_ms": config.delivery_timeout_ms,
+        "security_protocol": config.security_protocol,
+        "compression_type": None if config.compression == "none" else config.compression,
+        "batch_size": 256 * 1024,
+    }
+    optional = {"sasl_mechanism": config.sasl_mechanism, "sasl_plain_username": config.sasl_username,
+                "sasl_plain_password": config.sasl_password, "ssl_cafile": config.ssl_cafile,
+                "ssl_certfile": config.ssl_certfile, "ssl_keyfile": config.ssl_keyfile}
+    conf.update({k: v for k, v in optional.items() if v is not None})
+    return conf
+
+
+class KafkaPythonBackend:
+    """Produces with kafka.KafkaProducer; every call runs on one worker thread."""
+
+    def __init__(self, config: KafkaSinkConfig):
+        self.config = config
+        self._producer = None
+        self._io = ThreadPoolExecutor(1, thread_name_prefix=f"kafka-python-{config.topic}")
+
+    async def send(self, messages: list[KafkaMessage]) -> None:
+        if messages:
+            await asyncio.get_running_loop().run_in_executor(self._io, self._send, messages)
+
+    def _send(self, messages: list[KafkaMessage]) -> None:
+        from kafka.errors import KafkaError
+
+        try:
+            if self._producer is None:
+                from kafka import KafkaProducer
+
+                self._producer = KafkaProducer(**producer_config(self.config))
+        except KafkaError as exc:
+            raise SinkError(f"kafka {self.config.topic}: cannot connect: {exc!r}") from exc
+        futures, failed, error = [], [], None
+        for i, m in enumerate(messages):
+            key = m.key.encode() if isinstance(m.key, str) else m.key
+            try:
+                futures.append((i, self._producer.send(self.config.topic, value=m.value, key=key,
+                                                       headers=list(m.headers.items()))))
+            except KafkaError as exc:
+                failed.extend(range(i, len(messages)))
+                error = exc
+                break
+        try:
+            self._producer.flush(timeout=self.config.delivery_timeout_ms / 1000)
+        except KafkaError as exc:  # timed out: the futures below tell which ones failed
+            error = exc
+        for i, fut in futures:
+            if not fut.is_done or fut.failed():
+                failed.append(i)
+                error = error or fut.exception or "not acknowledged in time"
+        if failed:
+            raise SinkError(f"kafka {self.config.topic}: {len(failed)} of {len(messages)} not delivered: {error!r}",
+                            failed=sorted(failed))
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._producer is not None:
+                self._producer.close(timeout=2)
+                self._producer = None
+        await asyncio.get_running_loop().run_in_executor(self._io, _close)
+        self._io.shutdown(wait=False)

@@ -1,0 +1,173 @@
+"""The planner: specs to processes, ports, logger settings, the embedded broker decision."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from logger.settings import LoggerSettings
+from serving.settings import ServerSettings
+from sidecar.plan import PlanError, PlanOptions, make_plan, resolve_storage
+from sidecar.specs import load_files
+
+from sidecar_support import free_port
+
+SERVICE = """\
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: {name}
+  namespace: fraud
+  annotations: {{team: risk, cost-centre: "42"}}
+spec:
+  predictor:
+    model:
+      modelFormat: {{name: {fmt}, version: "2"}}
+      storageUri: {uri}
+{logger}"""
+
+
+def service(name="iris", fmt="sklearn", uri="m/model.joblib", logger=""):
+    return SERVICE.format(name=name, fmt=fmt, uri=uri, logger=logger)
+
+
+@pytest.fixture
+def specdir(tmp_path: Path) -> Path:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.joblib").write_bytes(b"x")
+    return tmp_path
+
+
+def plan_of(folder: Path, text: str, **options):
+    path = folder / "spec.yaml"
+    path.write_text(text)
+    return make_plan(load_files([path]).documents, PlanOptions(**options))
+
+
+def base_port() -> int:
+    """A port with a few free ones after it (collisions only make the allocator skip)."""
+    return free_port()
+
+
+def test_predictors_take_consecutive_ports_and_typed_settings(specdir):
+    port = base_port()
+    plan = plan_of(specdir, service("iris") + "---\n" + service("two", uri=f"file://{specdir}/m"), predictor_port=port)
+    first, second = plan.by_role("predictor")
+    assert (first.name, second.name) == ("iris/predictor", "two/predictor")
+    assert second.port > first.port >= port
+    assert isinstance(first.settings, ServerSettings)
+    model = first.settings.models[0]
+    assert (model.name, model.format, model.version, model.uri) == ("iris", "sklearn", "2", str(specdir / "m" / "model.joblib"))
+    assert second.settings.models[0].uri == str(specdir / "m")
+    assert first.ready_url == f"http://127.0.0.1:{first.port}/v2/health/ready"
+    assert plan.by_role("logger") == [] and plan.by_role("broker") == []
+
+
+def test_ports_in_use_are_skipped(specdir):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        [predictor] = plan_of(specdir, service(), predictor_port=port).by_role("predictor")
+    assert predictor.port != port
+
+
+def test_logger_settings_come_from_the_block(specdir):
+    bport = free_port()
+    logger = f"""\
+    logger:
+      mode: request
+      url: kafka://127.0.0.1:{bport}
+      metadataHeaders: [x-request-id]
+      metadataAnnotations: [team, missing]
+"""
+    plan = plan_of(specdir, service(logger=logger), logger_port=base_port(), spool_root=specdir / "spool")
+    [broker], [predictor], [sidecar] = plan.by_role("broker"), plan.by_role("predictor"), plan.by_role("logger")
+    assert [p.role for p in plan.processes] == ["broker", "predictor", "logger"]  # start order
+    s = sidecar.settings
+    assert isinstance(s, LoggerSettings)
+    assert s.log_url == [f"kafka://127.0.0.1:{bport}/iris-events"]  # default topic <isvc>-events
+    assert (s.log_mode, s.inference_service, s.namespace, s.component) == ("request", "iris", "fraud", "predictor")
+    assert (s.component_host, s.component_port) == (predictor.host, predictor.port)
+    assert s.metadata_headers == ["x-request-id"]
+    assert s.metadata_annotations == {"team": "risk"}
+    assert s.source_uri == f"http://127.0.0.1:{sidecar.port}/"
+    assert s.spool_dir == specdir / "spool" / "iris-predictor"
+    assert any("'missing' is not among metadata.annotations" in n for n in plan.notes)
+    assert broker.port == bport and broker.argv[1] == "broker"
+
+
+def test_no_broker_when_one_listens_or_when_told(specdir, broker):
+    logger = f"    logger:\n      url: kafka://localhost:{broker.port}/t\n"
+    assert plan_of(specdir, service(logger=logger)).by_role("broker") == []
+    free = free_port()
+    logger = f"    logger:\n      url: kafka://localhost:{free}/t\n"
+    assert plan_of(specdir, service(logger=logger), start_broker=False).by_role("broker") == []
+    remote = "    logger:\n      url: kafka://kafka.example:9092/t\n"
+    assert plan_of(specdir, service(logger=remote)).by_role("broker") == []
+
+
+def test_broker_port_moves_local_kafka_urls(specdir):
+    port = free_port()
+    logger = "    logger:\n      url: kafka://localhost:9092/topic-a?acks=all\n"
+    plan = plan_of(specdir, service(logger=logger), broker_port=port)
+    assert plan.by_role("logger")[0].settings.log_url == [f"kafka://127.0.0.1:{port}/topic-a?acks=all"]
+    assert [b.port for b in plan.by_role("broker")] == [port]
+
+
+def test_logger_without_url_goes_to_local_kafka(specdir):
+    plan = plan_of(specdir, service(logger="    logger:\n      mode: all\n"), start_broker=False)
+    assert plan.by_role("logger")[0].settings.log_url == ["kafka://127.0.0.1:9092/iris-events"]
+
+
+def test_http_sink_is_passed_through(specdir):
+    plan = plan_of(specdir, service(logger="    logger:\n      url: http://dumper.example/\n"))
+    assert plan.by_role("logger")[0].settings.log_url == ["http://dumper.example/"]
+    assert plan.by_role("broker") == []
+
+
+@pytest.mark.parametrize("text, message", [
+    (service(uri="gs://bucket/model"), "spec.predictor.model.storageUri: only local storage runs locally"),
+    (service(uri="s3://bucket/model"), "only local storage runs locally"),
+    (service(uri="nowhere/model.joblib"), "spec.predictor.model.storageUri: no model at"),
+    (service(fmt="tensorflow"), "spec.predictor.model.modelFormat.name: infertap serves sklearn, xgboost, lightgbm, pytorch, onnx locally (got 'tensorflow')"),
+    (service(logger="    logger:\n      url: s3://logs\n"), "spec.predictor.logger.url: s3:// is KServe's blob-storage sink"),
+])
+def test_what_cannot_run_locally_is_named(specdir, text, message):
+    with pytest.raises(PlanError) as err:
+        plan_of(specdir, text)
+    assert "spec.yaml: document 1 (InferenceService iris): " in str(err.value)
+    assert message in str(err.value)
+
+
+def test_storage_is_looked_up_beside_the_yaml_then_in_cwd(tmp_path, monkeypatch):
+    beside, cwd = tmp_path / "specs", tmp_path / "work"
+    (beside / "models").mkdir(parents=True)
+    (cwd / "other").mkdir(parents=True)
+    monkeypatch.chdir(cwd)
+    assert resolve_storage("models", beside, "w") == beside / "models"
+    assert resolve_storage("file://./other", beside, "w") == cwd / "other"
+    assert resolve_storage(f"file://{beside}/models", Path("/"), "w") == beside / "models"
+
+
+def test_children_get_their_settings_as_json(specdir):
+    [predictor] = plan_of(specdir, service()).by_role("predictor")
+    assert predictor.argv[1:4] == ["-m", "sidecar.runner", "serving"]
+    assert ServerSettings.model_validate_json(predictor.argv[4]) == predictor.settings
+    assert json.loads(predictor.argv[4])["models"][0]["name"] == "iris"
+    assert os.path.isabs(predictor.argv[0])
+
+
+def test_example_with_logger_block_plans():
+    root = Path(__file__).resolve().parents[2]
+    docs = load_files([root / "examples" / "sklearn-iris-logger.yaml"]).documents
+    try:
+        plan = make_plan(docs, PlanOptions(start_broker=False))
+    except PlanError as exc:  # the model is built by `make models`
+        pytest.skip(str(exc))
+    s = plan.by_role("logger")[0].settings
+    assert s.log_url == ["kafka://127.0.0.1:9092/sklearn-iris-events"]
+    assert s.metadata_annotations == {"infertap.dev/team": "demo"}

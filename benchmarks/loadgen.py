@@ -63,7 +63,7 @@ class LoadResult:
     errors: int  # other statuses, timeouts, broken connections
     duration_s: float
     throughput_rps: float
-    latency_ms: dict[str, float]  # mean, p50, p90, p99, max over successful requests
+    latency_ms: dict[str, float | None]  # mean, p50, p90, p99, max over successful requests (None: none)
     status_counts: dict[str, int]
     error_samples: list[str]
 
@@ -256,7 +256,7 @@ async def run_load(spec: LoadSpec) -> LoadResult:
     return LoadResult(
         url=spec.url, concurrency=spec.concurrency, requests=len(ordered), errors=state["errors"],
         duration_s=elapsed, throughput_rps=len(ordered) / elapsed if elapsed > 0 else 0.0,
-        latency_ms={k: round(v, 4) for k, v in latency.items()}, status_counts=statuses,
+        latency_ms={k: (None if math.isnan(v) else round(v, 4)) for k, v in latency.items()}, status_counts=statuses,
         error_samples=samples)
 
 

@@ -109,3 +109,16 @@ def serve_app() -> Iterator[Callable[[Any], ThreadServer]]:
 
 def port_of(url: str) -> int:
     return httpx.URL(url).port
+
+
+def sidecar(serve_app, upstream_url: str, delivery: Any = None, **settings: Any) -> tuple[str, Any]:
+    """The sidecar app in front of `upstream_url`, served on a real port, with a
+    CollectingDelivery (or `delivery`; False: no delivery at all). Returns (url, delivery)."""
+    from logger.proxy import ReverseProxy
+    from logger.settings import LoggerSettings
+    base = dict(component_port=port_of(upstream_url), inference_service="iris", namespace="ns",
+                component="predictor", source_uri="http://pod-1/")
+    if delivery is None:
+        delivery = CollectingDelivery()
+    server = serve_app(ReverseProxy(LoggerSettings(**{**base, **settings}), delivery or None))
+    return server.url, delivery

@@ -34,3 +34,6 @@ class ServerSettings(BaseModel):
     models: list[ModelSettings] = Field(min_length=1)
     server_name: str = "infertap"
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1, description="Larger bodies get 413.")
+    inference_service: str = Field(default="", description="Metrics label `inference_service` (the InferenceService name).")
+    component: str = Field(default="predictor", description="Metrics label `component`.")
+    log_level: str = Field(default="info", description="Server log level (uvicorn's access log stays off).")

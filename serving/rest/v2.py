@@ -1,0 +1,93 @@
+"""Open Inference Protocol (V2) REST: server and model metadata, health, `infer` (JSON and binary tensors)."""
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from serving.codec import (
+    InferenceRequest, InferenceResponse, ResponseOutput, ServerMetadata, datatype_of, decode_v2_request,
+    encode_v2_response,
+)
+from serving.errors import InferenceError, ModelNotReadyError
+from serving.metrics import ServerMetrics
+from serving.repository import ModelRepository
+from serving.rest.body import header_length, read_body
+from serving.rest.metering import metered
+from serving.runtimes import Runtime
+from serving.settings import ServerSettings
+
+JSON = "application/json"
+EXTENSIONS = ["binary_tensor_data"]
+
+
+def _json(obj) -> Response:
+    return Response(orjson.dumps(obj), media_type=JSON)
+
+
+def v2_router(settings: ServerSettings, repository: ModelRepository, metrics: ServerMetrics,
+              version: str) -> APIRouter:
+    """Routes of the V2 protocol, bound to one repository."""
+    router = APIRouter(prefix="/v2", tags=["v2"])
+    server_metadata = ServerMetadata(name=settings.server_name, version=version, extensions=EXTENSIONS).model_dump()
+
+    @router.get("")
+    async def metadata() -> Response:
+        return _json(server_metadata)
+
+    @router.get("/health/live")
+    async def live() -> Response:
+        return _json({"live": True})
+
+    @router.get("/health/ready")
+    async def ready() -> Response:
+        if not repository.ready:
+            waiting = [n for n, r in repository.runtimes.items() if not r.ready]
+            raise ModelNotReadyError(f"models not ready: {', '.join(waiting)}")
+        return _json({"ready": True})
+
+    @router.get("/models/{name}")
+    @router.get("/models/{name}/versions/{model_version}")
+    async def model_metadata(name: str, model_version: str | None = None) -> Response:
+        return _json(repository.get(name, model_version).metadata().model_dump(exclude_none=True))
+
+    @router.get("/models/{name}/ready")
+    @router.get("/models/{name}/versions/{model_version}/ready")
+    async def model_ready(name: str, model_version: str | None = None) -> Response:
+        repository.get(name, model_version)
+        return _json({"name": name, "ready": True})
+
+    @router.post("/models/{name}/infer")
+    @router.post("/models/{name}/versions/{model_version}/infer")
+    async def infer(name: str, request: Request, model_version: str | None = None) -> Response:
+        async def handle() -> Response:
+            body = await read_body(request, settings.max_request_bytes)
+            runtime = repository.get(name, model_version)
+            decoded = decode_v2_request(body, header_length(request))
+            return await _infer(runtime, decoded)
+
+        return await metered(metrics, repository, name, "v2_infer", handle)
+
+    return router
+
+
+async def _infer(runtime: Runtime, request: InferenceRequest) -> Response:
+    inputs = {}
+    for tensor in request.inputs:
+        if tensor.name in inputs:
+            raise InferenceError(f"input {tensor.name!r} appears twice")
+        inputs[tensor.name] = tensor.data
+    proba = (request.parameters or {}).get("predict_proba")
+    outputs = await runtime.predict(inputs, proba=None if proba is None else bool(proba))
+    if request.outputs:
+        missing = [o.name for o in request.outputs if o.name not in outputs]
+        if missing:
+            raise InferenceError(f"model {runtime.name!r} has no output {missing[0]!r}; outputs: {', '.join(outputs)}")
+        outputs = {o.name: outputs[o.name] for o in request.outputs}
+    # model_construct: the arrays were produced here, pydantic need not look at them again.
+    response = InferenceResponse.model_construct(
+        model_name=runtime.name, model_version=runtime.settings.version, id=request.id, parameters=None,
+        outputs=[ResponseOutput.model_construct(name=n, shape=list(a.shape), datatype=datatype_of(a), parameters=None,
+                                                data=a) for n, a in outputs.items()])
+    body, headers = encode_v2_response(response, request)
+    return Response(body, headers=headers)

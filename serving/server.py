@@ -1,0 +1,90 @@
+"""The model server: `create_app(settings)` builds the FastAPI app, `run(settings)` serves it with uvicorn.
+
+    python -m serving --model-name iris --model-format sklearn --storage-uri models/sklearn-iris
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version as package_version
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from serving.errors import ModelLoadError
+from serving.metrics import ServerMetrics
+from serving.repository import ModelRepository
+from serving.rest.errors import install_error_handlers
+from serving.rest.v1 import v1_router
+from serving.rest.v2 import v2_router
+from serving.settings import ServerSettings
+
+log = logging.getLogger("infertap.serving")
+
+
+def _version() -> str:
+    try:
+        return package_version("infertap")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    """The ASGI app for `settings`. Models load at startup (lifespan) unless already loaded.
+
+    `app.state.repository` holds the runtimes, `app.state.metrics` the Prometheus registry.
+    """
+    repository = ModelRepository(settings.models)
+    metrics = ServerMetrics(settings.inference_service, settings.component)
+    for runtime in repository.runtimes.values():
+        runtime.on_batch = metrics.batch_observer(runtime.name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await asyncio.to_thread(repository.load_all)
+        _report_ready(metrics, repository)
+        yield
+        await repository.close()
+
+    app = FastAPI(title="infertap model server", version=_version(), lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings, app.state.repository, app.state.metrics = settings, repository, metrics
+    install_error_handlers(app)
+    app.include_router(v1_router(settings, repository, metrics))
+    app.include_router(v2_router(settings, repository, metrics, _version()))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus(request: Request) -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    return app
+
+
+def _report_ready(metrics: ServerMetrics, repository: ModelRepository) -> None:
+    for name, runtime in repository.runtimes.items():
+        metrics.set_ready(name, runtime.ready)
+
+
+def run(settings: ServerSettings) -> None:
+    """Load every model, then serve until SIGINT/SIGTERM (blocking).
+
+    A model that cannot be loaded ends the process before the port opens, with SystemExit
+    carrying the sentence that names the file.
+    """
+    import uvicorn
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    try:
+        app.state.repository.load_all()
+    except ModelLoadError as err:
+        log.error("%s", err)
+        raise SystemExit(f"infertap serve: {err}") from None
+    _report_ready(app.state.metrics, app.state.repository)
+    names = ", ".join(f"{m.name} ({m.format})" for m in settings.models)
+    print(f"infertap model server: {names} on http://{settings.host}:{settings.http_port} (V1 and V2)", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.http_port, log_level=settings.log_level.lower()
+                if settings.log_level.lower() != "info" else "warning",
+                access_log=False, timeout_graceful_shutdown=5, server_header=False)

@@ -76,6 +76,13 @@ def tail(topic: str, bootstrap: str, *, from_beginning: bool = False, max_events
     `idle_timeout` seconds (None: forever). Returns how many records were printed."""
     from kafka import KafkaConsumer
 
+    from sidecar.broker import is_listening
+
+    from sidecar.specs.logger_url import KafkaURL
+
+    hosts = KafkaURL.parse(f"kafka://{bootstrap}").hosts
+    if not any(is_listening(host, port, timeout=2.0) for host, port in hosts):
+        raise ConnectionError(f"no broker listens at {bootstrap}")  # fail fast: the client waits 30 s
     consumer = KafkaConsumer(
         topic, bootstrap_servers=bootstrap.split(","), group_id=group,
         auto_offset_reset="earliest" if from_beginning else "latest", enable_auto_commit=group is not None,

@@ -152,7 +152,8 @@ def _predictor(doc: Document, opts: PlanOptions, ports: PortAllocator) -> Proces
     uri = resolve_storage(model.storage_uri, doc.source.parent, f"{doc.where}: {path}.storageUri")
     proba = (model.env_value("PREDICT_PROBA") or "").lower() in ("1", "true", "yes")
     port = ports.take(opts.predictor_port)
-    settings = _settings(doc, ServerSettings, host=opts.host, http_port=port, models=[dict(
+    labels = {"inference_service": isvc.name} if "inference_service" in ServerSettings.model_fields else {}
+    settings = _settings(doc, ServerSettings, host=opts.host, http_port=port, **labels, models=[dict(
         name=isvc.name, format=fmt, uri=str(uri),
         version=model.model_format.version if model.model_format else None, predict_proba=proba,
     )])

@@ -230,6 +230,12 @@ def _numbers_from_json(tensor: _Tensor, kind: str) -> np.ndarray:
         if raw.dtype.kind != "b":
             raise CodecError(f"{kind} {tensor.name!r}: BOOL data must be true/false, got {raw.dtype.name} values")
         return raw
+    if raw.dtype.kind in "fO":
+        # Integers beyond int64 (UINT64's upper half) make numpy guess float64 or object;
+        # read the Python ints exactly instead (rare path, so the walk is affordable).
+        exact = np.asarray(tensor.data, dtype=object)
+        if all(type(v) is int for v in exact.flat):
+            return np.array(exact.tolist(), dtype=dtype)  # OverflowError if they do not fit
     if raw.dtype.kind not in "iub":
         raise CodecError(f"{kind} {tensor.name!r}: {tensor.datatype} data holds non-integer values")
     info = np.iinfo(dtype)

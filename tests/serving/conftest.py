@@ -1,0 +1,141 @@
+"""Fixtures of the serving tests: one real model server process holding all five example models."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# name -> (format, folder under models/, extra ModelSettings)
+SERVED = {
+    "sklearn-iris": ("sklearn", "sklearn-iris", {"version": "1"}),
+    "xgboost-cancer": ("xgboost", "xgboost-cancer", {}),
+    "lightgbm-wine": ("lightgbm", "lightgbm-wine", {}),
+    # A generous wait so concurrent test requests reliably share batches on a busy 2-core box.
+    "torch-digits": ("pytorch", "torch-digits", {"max_batch_wait_ms": 50, "max_batch_size": 64}),
+    "onnx-digits": ("onnx", "onnx-digits", {}),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`python -m serving --config ...` as a child process, stopped at the end of the session."""
+
+    def __init__(self, settings: dict, log: Path):
+        self.port = settings["http_port"]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        config = log.with_suffix(".json")
+        config.write_text(json.dumps(settings))
+        with open(log, "ab") as fh:
+            self.proc = subprocess.Popen([sys.executable, "-m", "serving", "--config", str(config)], cwd=ROOT,
+                                         stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"model server exited {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"model server not ready after {timeout}s:\n{self.log.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A real model server serving every example model (python -m serving --config)."""
+    models = [{"name": name, "format": fmt, "uri": f"file://{models_dir / folder}", **extra}
+              for name, (fmt, folder, extra) in SERVED.items()]
+    settings = {"http_port": _free_port(), "models": models, "inference_service": "tests"}
+    proc = ServerProcess(settings, tmp_path_factory.mktemp("serving") / "server.log")
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def reference(models_dir: Path):
+    """reference.npy rows of a model folder: `reference("sklearn-iris")[:5]`."""
+    cache: dict[str, np.ndarray] = {}
+
+    def load(name: str) -> np.ndarray:
+        if name not in cache:
+            cache[name] = np.load(models_dir / name / "reference.npy")
+        return cache[name]
+
+    return load
+
+
+class DirectModels:
+    """The example models loaded straight from their files, to check the server's answers against."""
+
+    def __init__(self, models_dir: Path):
+        self.dir = models_dir
+
+    def sklearn(self, X: np.ndarray, proba: bool = False) -> np.ndarray:
+        import joblib
+
+        model = joblib.load(self.dir / "sklearn-iris" / "model.joblib")
+        return model.predict_proba(X) if proba else model.predict(X)
+
+    def xgboost(self, X: np.ndarray) -> np.ndarray:
+        import xgboost as xgb
+
+        booster = xgb.Booster()
+        booster.load_model(str(self.dir / "xgboost-cancer" / "model.json"))
+        return (booster.predict(xgb.DMatrix(X)) > 0.5).astype(np.int64)
+
+    def lightgbm(self, X: np.ndarray) -> np.ndarray:
+        import lightgbm as lgb
+
+        return lgb.Booster(model_file=str(self.dir / "lightgbm-wine" / "model.txt")).predict(X).argmax(axis=1)
+
+    def torch(self, X: np.ndarray) -> np.ndarray:
+        import torch
+
+        model = torch.jit.load(str(self.dir / "torch-digits" / "model.pt"))
+        with torch.no_grad():
+            return model(torch.from_numpy(np.asarray(X, dtype=np.float32))).numpy()
+
+    def onnx(self, X: np.ndarray) -> np.ndarray:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(self.dir / "onnx-digits" / "model.onnx"), providers=["CPUExecutionProvider"])
+        return session.run(None, {"input": np.asarray(X, dtype=np.float32)})[0]
+
+
+@pytest.fixture(scope="session")
+def direct(models_dir: Path) -> DirectModels:
+    return DirectModels(models_dir)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,7 +30,10 @@ class PyTorchRuntime(Runtime):
 
         self._torch = torch
         self.device = torch.device(select_torch_device(self.settings.device, torch.cuda.is_available()))
-        self._model = torch.jit.load(str(path), map_location=self.device).eval()
+        with warnings.catch_warnings():
+            # torch 2.13 deprecates TorchScript in favour of torch.export; KServe models still ship as it.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self._model = torch.jit.load(str(path), map_location=self.device).eval()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"torch-{self.name}")
         self._batcher = None
         if self.settings.dynamic_batching:

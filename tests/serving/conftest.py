@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -125,7 +126,9 @@ class DirectModels:
     def torch(self, X: np.ndarray) -> np.ndarray:
         import torch
 
-        model = torch.jit.load(str(self.dir / "torch-digits" / "model.pt"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch 2.13
+            model = torch.jit.load(str(self.dir / "torch-digits" / "model.pt"))
         with torch.no_grad():
             return model(torch.from_numpy(np.asarray(X, dtype=np.float32))).numpy()
 

@@ -65,6 +65,12 @@ class Child:
             pass
 
 
+def _console() -> Console:
+    """stdout; 160 columns when piped (rich's 80 would fold the table's URLs)."""
+    console = Console(markup=False, highlight=False)  # names and paths are data, not markup
+    return console if console.is_terminal else Console(width=160, markup=False, highlight=False)
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     try:
         import ctypes
@@ -81,8 +87,7 @@ class Supervisor:
                  console: Console | None = None):
         self.plan, self.log_dir = plan, Path(log_dir)
         self.ready_timeout, self.grace = ready_timeout, grace
-        self.console = console or Console()
-        self.errors = Console(stderr=True)
+        self.console = console or _console()
         self.children: list[Child] = []
         self._stop_signal: int | None = None
 
@@ -97,7 +102,8 @@ class Supervisor:
                 self._print_table()
                 self._watch()
             except ChildFailed as exc:
-                self.errors.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+                # plain text: log tails must come through unfolded and never read as rich markup
+                print(f"error: {exc}", file=sys.stderr, flush=True)
                 return 1
             finally:
                 self.stop_all()
@@ -187,8 +193,9 @@ class Supervisor:
         for child in self.children:
             spec = child.spec
             table.add_row(spec.name, f"http://{spec.address}" if spec.role != "broker" else spec.address,
-                          str(child.pid), spec.note, str(child.log))
+                          str(child.pid), spec.note, child.log.name)
         self.console.print(table)
+        self.console.print(f"logs in {self.log_dir}/", highlight=False)
         for note in self.plan.notes:
             self.console.print(f"note: {note}", highlight=False)
         for logger in (c for c in self.children if c.spec.role == "logger"):

@@ -107,7 +107,8 @@ class Supervisor:
                 return 1
             finally:
                 self.stop_all()
-            self.console.print(f"stopped {len(self.children)} processes (signal {signal.Signals(self._stop_signal).name})")
+            n = len(self.children)
+            self.console.print(f"stopped {n} child process{'es' if n != 1 else ''} (signal {signal.Signals(self._stop_signal).name})")
             return 0
         finally:
             for sig, handler in previous.items():

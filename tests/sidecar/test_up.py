@@ -113,7 +113,7 @@ def test_up_starts_broker_predictor_and_logger_and_stops_them_all(spawn, tmp_pat
     os.kill(up.proc.pid, signal.SIGINT)
     assert up.proc.wait(60) == 0, up.tail(60)
     assert all(pid_gone(p["pid"]) for p in state), state
-    assert "stopped 3 processes" in up.log.read_text()
+    assert "stopped 3 child processes" in up.log.read_text()
 
 
 def test_a_child_that_dies_ends_up_with_its_log_tail(spawn, tmp_path, models_dir):

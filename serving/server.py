@@ -85,6 +85,7 @@ def run(settings: ServerSettings) -> None:
     _report_ready(app.state.metrics, app.state.repository)
     names = ", ".join(f"{m.name} ({m.format})" for m in settings.models)
     print(f"infertap model server: {names} on http://{settings.host}:{settings.http_port} (V1 and V2)", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.http_port, log_level=settings.log_level.lower()
-                if settings.log_level.lower() != "info" else "warning",
+    # uvicorn's own info lines repeat what we print; keep them for debug and below.
+    level = settings.log_level.lower()
+    uvicorn.run(app, host=settings.host, port=settings.http_port, log_level="warning" if level == "info" else level,
                 access_log=False, timeout_graceful_shutdown=5, server_header=False)

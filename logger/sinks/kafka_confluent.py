@@ -1,21 +1,25 @@
 """confluent-kafka (librdkafka) backend of the Kafka sink.
 
-librdkafka's producer is thread based: `produce()` only enqueues (non-blocking, safe to
-call on the event loop), delivery reports arrive through callbacks run by `poll()`. A
-daemon thread of our own polls; the callbacks count a batch down and resolve one asyncio
-future per batch with `call_soon_threadsafe`, so the event loop never blocks on Kafka.
+librdkafka's producer is thread based: `produce()` only enqueues, delivery reports arrive
+through callbacks run by `poll()`. Messages are built and enqueued on a thread of the sink
+(the SDK's per-event work stays off the event loop), a daemon thread polls, and the
+callbacks count the batch down and resolve one asyncio future per batch with
+`call_soon_threadsafe`: the event loop never blocks on Kafka.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import Sequence
 
-from cloudevents.core.bindings.kafka import KafkaMessage
+from cloudevents.core.v1.event import CloudEvent
 
 from .base import SinkError
-from .kafka import KafkaSinkConfig
+from .kafka import KafkaSinkConfig, to_messages
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +70,14 @@ class _Batch:
 
 
 class ConfluentBackend:
-    """Produces with confluent_kafka.Producer; one poll thread per sink."""
+    """Produces with confluent_kafka.Producer; one produce thread and one poll thread per sink."""
 
     def __init__(self, config: KafkaSinkConfig):
         self.config = config
         self._producer = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._io = ThreadPoolExecutor(1, thread_name_prefix=f"kafka-produce-{config.topic}")
 
     def _ensure(self):
         if self._producer is None:
@@ -90,36 +95,38 @@ class ConfluentBackend:
         while not self._stop.is_set():
             self._producer.poll(0.05)
 
-    async def send(self, messages: list[KafkaMessage]) -> None:
-        if not messages:
+    async def send(self, events: Sequence[CloudEvent]) -> None:
+        if not events:
             return
-        producer = self._ensure()
         loop = asyncio.get_running_loop()
-        batch = _Batch(len(messages), loop.create_future(), loop)
-        topic = self.config.topic
-        for i, m in enumerate(messages):
+        batch = _Batch(len(events), loop.create_future(), loop)
+        await loop.run_in_executor(self._io, self._produce, events, batch)
+        await batch.future
+        if batch.failed:
+            raise SinkError(f"kafka {self.config.topic}: {len(batch.failed)} of {len(events)} not delivered: "
+                            f"{batch.first_error}", failed=sorted(batch.failed))
+
+    def _produce(self, events: Sequence[CloudEvent], batch: _Batch) -> None:
+        producer, topic = self._ensure(), self.config.topic
+        for i, m in enumerate(to_messages(events)):
             while True:
                 try:
                     producer.produce(topic, value=m.value, key=m.key, headers=list(m.headers.items()),
                                      on_delivery=partial(batch.on_delivery, i))
                     break
-                except BufferError:  # local queue full: let the poll thread drain it
-                    await asyncio.sleep(0.005)
-                except Exception as exc:  # KafkaException, e.g. message too large
+                except BufferError:  # local queue full: the poll thread drains it
+                    time.sleep(0.005)
+                except Exception as exc:  # noqa: BLE001 - KafkaException, e.g. message too large
                     batch.on_delivery(i, exc, None)
                     break
-        await batch.future
-        if batch.failed:
-            raise SinkError(f"kafka {topic}: {len(batch.failed)} of {len(messages)} not delivered: {batch.first_error}",
-                            failed=sorted(batch.failed))
 
     async def close(self) -> None:
-        if self._producer is None:
-            return
-        producer = self._producer
-        # flush blocks: give it a thread; messages still queued after this were spooled already
-        await asyncio.get_running_loop().run_in_executor(None, producer.flush, 2.0)
-        self._stop.set()
-        if self._thread is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 2.0)
-        self._producer = None
+        loop = asyncio.get_running_loop()
+        if self._producer is not None:
+            # flush blocks: give it a thread; whatever is still queued after this was spooled
+            await loop.run_in_executor(self._io, self._producer.flush, 2.0)
+            self._stop.set()
+            if self._thread is not None:
+                await loop.run_in_executor(None, self._thread.join, 2.0)
+            self._producer = None
+        self._io.shutdown(wait=False)

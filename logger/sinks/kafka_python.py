@@ -4,10 +4,12 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-from cloudevents.core.bindings.kafka import KafkaMessage
+from typing import Sequence
+
+from cloudevents.core.v1.event import CloudEvent
 
 from .base import SinkError
-from .kafka import KafkaSinkConfig
+from .kafka import KafkaSinkConfig, to_messages
 
 
 def producer_config(config: KafkaSinkConfig) -> dict[str, object]:
@@ -18,7 +20,8 @@ def producer_config(config: KafkaSinkConfig) -> dict[str, object]:
         "acks": "all" if config.acks in ("all", "-1") else int(config.acks),
         "linger_ms": config.linger_ms,
         "delivery_timeout_ms": config.delivery_timeout_ms,
-        "request_timeout_ms": min(30_000, config.delivery_timeout_ms),
+        # kafka-python insists on delivery_timeout_ms > linger_ms + request_timeout_ms
+        "request_timeout_ms": max(500, min(30_000, config.delivery_timeout_ms - config.linger_ms - 1)),
         "max_block_ms": config.delivery_timeout_ms,
         "security_protocol": config.security_protocol,
         "compression_type": None if config.compression == "none" else config.compression,
@@ -39,13 +42,14 @@ class KafkaPythonBackend:
         self._producer = None
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"kafka-python-{config.topic}")
 
-    async def send(self, messages: list[KafkaMessage]) -> None:
-        if messages:
-            await asyncio.get_running_loop().run_in_executor(self._io, self._send, messages)
+    async def send(self, events: Sequence[CloudEvent]) -> None:
+        if events:
+            await asyncio.get_running_loop().run_in_executor(self._io, self._send, events)
 
-    def _send(self, messages: list[KafkaMessage]) -> None:
+    def _send(self, events: Sequence[CloudEvent]) -> None:
         from kafka.errors import KafkaError
 
+        messages = to_messages(events)
         try:
             if self._producer is None:
                 from kafka import KafkaProducer

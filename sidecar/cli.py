@@ -51,7 +51,7 @@ def split_list(values: Optional[list[str]]) -> list[str]:
 
 @app.command()
 def up(
-    files: list[Path] = typer.Argument(..., help="InferenceService YAML files (several documents per file are fine)."),
+    files: list[Path] = typer.Argument(..., metavar="FILE", help="InferenceService YAML files (several documents per file are fine)."),
     log_dir: Path = typer.Option(Path(".infertap/logs"), help="Folder for one log file per child, processes.json and the loggers' spools."),
     predictor_port: int = typer.Option(8080, help="Port of the first model server; more take the next free ports (0: any free port)."),
     logger_port: int = typer.Option(9081, help="Port of the first logger sidecar; more take the next free ports (0: any free port)."),
@@ -162,7 +162,7 @@ def logger_cmd(
 
 @app.command()
 def tail(
-    topic: str = typer.Argument(..., help="Kafka topic, e.g. sklearn-iris-events."),
+    topic: str = typer.Argument(..., metavar="TOPIC", help="Kafka topic, e.g. sklearn-iris-events."),
     bootstrap: str = typer.Option("localhost:9092", help="Kafka bootstrap servers, host:port[,host:port]."),
     from_beginning: bool = typer.Option(False, "--from-beginning", help="Start at the oldest record instead of new ones."),
     max: Optional[int] = typer.Option(None, "--max", min=1, help="Stop after N records."),

@@ -168,7 +168,7 @@ def _logger(doc: Document, block: LoggerSpec, predictor: ProcessSpec, opts: Plan
             ports: PortAllocator, brokers: dict[int, ProcessSpec], notes: list[str]) -> ProcessSpec:
     isvc: InferenceService = doc.spec
     where = f"{doc.where}: spec.predictor.logger"
-    url = _log_url(block.url, isvc.name, opts, brokers, where)
+    url = _log_url(block.url, isvc.name, opts, brokers, where, notes)
     annotations = {}
     for key in block.metadata_annotations:
         if key in isvc.metadata.annotations:
@@ -191,7 +191,8 @@ def _logger(doc: Document, block: LoggerSpec, predictor: ProcessSpec, opts: Plan
     )
 
 
-def _log_url(url: str | None, isvc: str, opts: PlanOptions, brokers: dict[int, ProcessSpec], where: str) -> str:
+def _log_url(url: str | None, isvc: str, opts: PlanOptions, brokers: dict[int, ProcessSpec], where: str,
+             notes: list[str]) -> str:
     url = url or "kafka://localhost:9092"
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("s3", "gs", "abfs"):
@@ -204,8 +205,12 @@ def _log_url(url: str | None, isvc: str, opts: PlanOptions, brokers: dict[int, P
     if kafka.is_local:
         port = opts.broker_port or kafka.hosts[0][1]
         kafka = kafka.with_port(port)
-        if opts.start_broker and port not in brokers and not is_listening("127.0.0.1", port):
-            brokers[port] = broker_process(port)
+        if port not in brokers and not is_listening("127.0.0.1", port):
+            if opts.start_broker:
+                brokers[port] = broker_process(port)
+            else:
+                notes.append(f"{where}.url: nothing listens on 127.0.0.1:{port} and the embedded broker is off; "
+                             "the logger spools events until a broker appears there")
     return str(kafka)
 
 

@@ -105,7 +105,9 @@ def test_no_broker_when_one_listens_or_when_told(specdir, broker):
     assert plan_of(specdir, service(logger=logger)).by_role("broker") == []
     free = free_port()
     logger = f"    logger:\n      url: kafka://localhost:{free}/t\n"
-    assert plan_of(specdir, service(logger=logger), start_broker=False).by_role("broker") == []
+    off = plan_of(specdir, service(logger=logger), start_broker=False)
+    assert off.by_role("broker") == []
+    assert any(f"nothing listens on 127.0.0.1:{free}" in note for note in off.notes)
     remote = "    logger:\n      url: kafka://kafka.example:9092/t\n"
     assert plan_of(specdir, service(logger=remote)).by_role("broker") == []
 

@@ -1,0 +1,244 @@
+"""Benchmark 1: latency the logger sidecar adds, beside nginx as a plain reverse proxy.
+
+Three paths to the same upstream (the real model server with the iris model), measured in
+one run, interleaved round by round so machine noise hits all three alike:
+
+- direct: client -> model server
+- sidecar: client -> `python -m logger` (logging every request/response to Kafka on the
+  embedded broker, or to a file with --sink file) -> model server
+- nginx: client -> nginx (Debian `nginx-light`, one worker, keep-alive upstream pool) -> model server
+
+Load: an aiohttp client (one pooled session per path), closed loop at concurrency 1 and
+16, per-request latency with `perf_counter`. Added latency = p50 (p99) of a path minus the
+direct p50 (p99). Goal: sidecar added p50 within 1.5x of nginx's added p50.
+
+    python -m benchmarks.logger_latency [--requests 2000] [--rounds 5] [--sink kafka|file|none]
+
+Writes benchmarks/results/logger_latency.json.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "logger_latency.json"
+BODY = json.dumps({"instances": [[6.8, 2.8, 4.8, 1.4]]}).encode()
+NGINX_CONF = """
+worker_processes 1;
+{user}
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  upstream model {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://model;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready")
+
+
+def start(args: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(args, cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def ensure_nginx() -> str:
+    found = shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx")
+    if not found:
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "nginx-light"], check=True)
+        found = shutil.which("nginx") or "/usr/sbin/nginx"
+    return found
+
+
+async def one_round(session: aiohttp.ClientSession, url: str, n: int, concurrency: int) -> list[float]:
+    """n requests, `concurrency` in flight; per-request latencies in seconds."""
+    latencies: list[float] = []
+    remaining = n
+    headers = {"content-type": "application/json"}
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            t0 = time.perf_counter()
+            async with session.post(url, data=BODY, headers=headers) as r:
+                await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"{url}: HTTP {r.status}")
+            latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+async def measure(targets: dict[str, str], concurrency: int, n: int, rounds: int) -> dict[str, dict]:
+    conn = dict(limit=concurrency * 2, keepalive_timeout=60)
+    sessions = {name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(**conn)) for name in targets}
+    try:
+        for name, url in targets.items():  # warm-up: connections, JIT-free but caches and pools
+            await one_round(sessions[name], url, max(200, n // 10), concurrency)
+        samples: dict[str, list[float]] = {name: [] for name in targets}
+        for r in range(rounds):
+            order = list(targets) if r % 2 == 0 else list(reversed(targets))
+            for name in order:
+                samples[name] += await one_round(sessions[name], targets[name], n, concurrency)
+    finally:
+        for s in sessions.values():
+            await s.close()
+    out = {}
+    for name, lat in samples.items():
+        out[name] = {"requests": len(lat), "p50_ms": pct(lat, 0.50) * 1e3, "p99_ms": pct(lat, 0.99) * 1e3,
+                     "mean_ms": statistics.fmean(lat) * 1e3}
+    for name in targets:
+        if name == "direct":
+            continue
+        for q in ("p50", "p99"):
+            out[name][f"added_{q}_ms"] = out[name][f"{q}_ms"] - out["direct"][f"{q}_ms"]
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--requests", type=int, default=2000, help="per path, per round")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--sink", choices=["kafka", "file", "none"], default="kafka")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    a = p.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="infertap-bench-"))
+    procs: list[subprocess.Popen] = []
+    broker = None
+    try:
+        model_port, sidecar_port, nginx_port = free_port(), free_port(), free_port()
+        model = start([sys.executable, "-m", "serving", "--model-name", "iris", "--model-format", "sklearn",
+                       "--storage-uri", str(ROOT / "models" / "sklearn-iris"), "--http-port", str(model_port),
+                       "--max-batch-wait-ms", "0", "--log-level", "warning"], work / "model.log")
+        procs.append(model)
+        log_urls: list[str] = []
+        if a.sink == "kafka":
+            from sidecar.broker import EmbeddedBroker
+            broker = EmbeddedBroker(port=free_port(), log_path=work / "broker.log").start()
+            log_urls = [f"kafka://{broker.bootstrap}/iris-bench-events"]
+        elif a.sink == "file":
+            log_urls = [f"file://{work}/events.jsonl?max_bytes=104857600&backups=1"]
+        sidecar_args = [sys.executable, "-m", "logger", "--port", str(sidecar_port), "--component-port", str(model_port),
+                        "--inference-service", "iris", "--spool-dir", str(work / "spool")]
+        for u in log_urls:
+            sidecar_args += ["--log-url", u]
+        sidecar = start(sidecar_args, work / "sidecar.log")
+        procs.append(sidecar)
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf = work / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(user=user, dir=work, upstream=model_port, port=nginx_port))
+        nginx = start([ensure_nginx(), "-p", str(work), "-c", str(conf), "-g", "daemon off;"], work / "nginx.out")
+        procs.append(nginx)
+        wait_http(f"http://127.0.0.1:{model_port}/v2/health/ready", model)
+        wait_http(f"http://127.0.0.1:{sidecar_port}/infertap/metrics", sidecar)
+        wait_http(f"http://127.0.0.1:{nginx_port}/v2/health/ready", nginx)
+
+        path = "/v1/models/iris:predict"
+        targets = {"direct": f"http://127.0.0.1:{model_port}{path}",
+                   "sidecar": f"http://127.0.0.1:{sidecar_port}{path}",
+                   "nginx": f"http://127.0.0.1:{nginx_port}{path}"}
+        results = {}
+        for c in a.concurrency:
+            r = asyncio.run(measure(targets, c, a.requests, a.rounds))
+            nginx_added = r["nginx"]["added_p50_ms"]
+            r["ratio_sidecar_to_nginx_added_p50"] = (r["sidecar"]["added_p50_ms"] / nginx_added
+                                                     if nginx_added > 0 else None)
+            results[f"concurrency_{c}"] = r
+            print(f"c={c}: " + "  ".join(f"{k} p50 {v['p50_ms']:.3f} ms p99 {v['p99_ms']:.3f} ms"
+                                         for k, v in r.items() if isinstance(v, dict))
+                  + f"  ratio {r['ratio_sidecar_to_nginx_added_p50']}", flush=True)
+        metrics = httpx.get(f"http://127.0.0.1:{sidecar_port}/infertap/metrics").text
+        sent = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                   if line.startswith("infertap_logger_events_total{") and 'outcome="sent"' in line)
+        doc = {
+            "benchmark": "logger_latency",
+            "what": "added latency of the logger sidecar vs nginx as a plain reverse proxy, same upstream",
+            "upstream": "serving sklearn iris, POST /v1/models/iris:predict, 1 row",
+            "sink": a.sink, "log_mode": "all", "events_sent_by_sidecar": sent,
+            "requests_per_path_per_round": a.requests, "rounds": a.rounds,
+            "goal": "sidecar added p50 <= 1.5 x nginx added p50",
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "results": results,
+        }
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {a.out}")
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

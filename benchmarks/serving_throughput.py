@@ -42,6 +42,8 @@ PAYLOADS = {
            {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": ROW}]}),
 }
 SERVERS = ("infertap", "kserve")
+# KServe with its per-request log lines off (uvicorn access log, latency log): optional third server.
+KSERVE_QUIET_FLAGS = ["--enable_latency_logging", "false", "--configure_logging", "false"]
 
 
 # ---------------------------------------------------------------------------- environment
@@ -156,8 +158,10 @@ class Server:
                 self.proc.wait(10)
 
 
-def start_servers(model_dir: Path, logs: Path, server_cpus: set[int] | None) -> dict[str, Server]:
-    """infertap's server from this interpreter, KServe's from its venv; both ready on return."""
+def start_servers(model_dir: Path, logs: Path, server_cpus: set[int] | None,
+                  kserve_quiet: bool = False) -> dict[str, Server]:
+    """infertap's server from this interpreter, KServe's from its venv (twice with kserve_quiet:
+    as shipped and with per-request logging off); all ready on return."""
     kserve_python = ensure_kserve_venv()
     servers: dict[str, Server] = {}
     try:
@@ -165,11 +169,12 @@ def start_servers(model_dir: Path, logs: Path, server_cpus: set[int] | None) -> 
         servers["infertap"] = Server("infertap", [
             sys.executable, "-m", "serving", "--model-name", MODEL_NAME, "--model-format", "sklearn",
             "--storage-uri", str(model_dir), "--http-port", str(port)], port, logs / "infertap.log", server_cpus)
-        port = _free_port()
-        servers["kserve"] = Server("kserve", [
-            str(kserve_python), str(ROOT / "benchmarks" / "kserve_server.py"), "--model_name", MODEL_NAME,
-            "--model_dir", str(model_dir), "--http_port", str(port), "--workers", "1",
-            "--enable_grpc", "false"], port, logs / "kserve.log", server_cpus)
+        for name, extra in [("kserve", []), *([("kserve_quiet", KSERVE_QUIET_FLAGS)] if kserve_quiet else [])]:
+            port = _free_port()
+            servers[name] = Server(name, [
+                str(kserve_python), str(ROOT / "benchmarks" / "kserve_server.py"), "--model_name", MODEL_NAME,
+                "--model_dir", str(model_dir), "--http_port", str(port), "--workers", "1",
+                "--enable_grpc", "false", *extra], port, logs / f"{name}.log", server_cpus)
         for s in servers.values():
             s.wait_ready()
     except BaseException:
@@ -225,7 +230,7 @@ def _ratios(a: dict, b: dict) -> dict:
 
 def run(duration: float = 6.0, warmup: float = 1.0, rounds: int = 2, concurrency: tuple[int, ...] = (1, 8, 32),
         protocols: tuple[str, ...] = ("v1", "v2"), pin: bool = True, model_dir: Path | None = None,
-        out: Path = RESULTS) -> dict:
+        out: Path = RESULTS, kserve_quiet: bool = False) -> dict:
     """Run every cell, write the JSON, return it."""
     model_dir = model_dir or ROOT / "models" / MODEL_NAME
     if not (model_dir / "model.joblib").exists():
@@ -247,11 +252,13 @@ def run(duration: float = 6.0, warmup: float = 1.0, rounds: int = 2, concurrency
             "combined": "throughput pooled over rounds; p50/p99 the mean of the rounds' percentiles",
             "kserve_flags": "--workers 1 --enable_grpc false, other flags KServe defaults "
                             "(access log and latency log lines on)",
+            "kserve_quiet_flags": " ".join(KSERVE_QUIET_FLAGS) if kserve_quiet else None,
         },
         "cells": [],
     }
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
-        servers = start_servers(model_dir, Path(tmp), server_cpus)
+        servers = start_servers(model_dir, Path(tmp), server_cpus, kserve_quiet)
+        names = tuple(servers)
         try:
             result["versions"] = {
                 "infertap": _versions(Path(sys.executable), ["fastapi", "uvicorn", "scikit-learn", "numpy"]),
@@ -263,9 +270,10 @@ def run(duration: float = 6.0, warmup: float = 1.0, rounds: int = 2, concurrency
             for proto in protocols:
                 path, body = PAYLOADS[proto]
                 for c in concurrency:
-                    runs = {name: [] for name in SERVERS}
+                    runs = {name: [] for name in names}
                     for r in range(rounds):
-                        order = SERVERS if (r + n) % 2 == 0 else SERVERS[::-1]
+                        shift = (r + n) % len(names)  # each server leads in turn
+                        order = names[shift:] + names[:shift]
                         for name in order:
                             runs[name].append(run_loadgen(servers[name].base + path, body, c, duration,
                                                           warmup, client_cpus))
@@ -273,12 +281,13 @@ def run(duration: float = 6.0, warmup: float = 1.0, rounds: int = 2, concurrency
                                 if s.proc.poll() is not None:
                                     raise RuntimeError(f"{s.name} died:\n{s.tail()}")
                     n += 1
-                    combined = {name: _combine(runs[name]) for name in SERVERS}
+                    combined = {name: _combine(runs[name]) for name in names}
                     cell = {"protocol": proto, "concurrency": c, **combined,
-                            "ratio_infertap_over_kserve": _ratios(combined["infertap"], combined["kserve"]),
+                            **{f"ratio_infertap_over_{ref}": _ratios(combined["infertap"], combined[ref])
+                               for ref in names[1:]},
                             "rounds": {name: [{k: r[k] for k in ("requests", "errors", "duration_s",
                                                                  "throughput_rps", "latency_ms", "error_samples")}
-                                              for r in runs[name]] for name in SERVERS}}
+                                              for r in runs[name]] for name in names}}
                     result["cells"].append(cell)
                     _print_cell(cell)
         finally:
@@ -296,24 +305,30 @@ def run(duration: float = 6.0, warmup: float = 1.0, rounds: int = 2, concurrency
 
 def _summary(cells: list[dict]) -> dict:
     """Goal from the issue: infertap at least equal to KServe in throughput and latency."""
-    met = [c["ratio_infertap_over_kserve"]["throughput"] is not None
-           and c["ratio_infertap_over_kserve"]["throughput"] >= 1.0
-           and c["ratio_infertap_over_kserve"]["p50"] <= 1.0 and c["ratio_infertap_over_kserve"]["p99"] <= 1.0
-           for c in cells]
-    thr = [c["ratio_infertap_over_kserve"]["throughput"] for c in cells if c["ratio_infertap_over_kserve"]["throughput"]]
-    return {"goal": "throughput ratio >= 1 and p50, p99 ratios <= 1 in every cell",
-            "cells_meeting_goal": sum(met), "cells": len(cells),
-            "throughput_ratio_min": min(thr) if thr else None, "throughput_ratio_max": max(thr) if thr else None}
+    out = {"goal": "throughput ratio >= 1 and p50, p99 ratios <= 1 in every cell", "cells": len(cells)}
+    for key in [k for k in cells[0] if k.startswith("ratio_infertap_over_")] if cells else []:
+        ratios = [c[key] for c in cells]
+        met = [r["throughput"] is not None and r["throughput"] >= 1.0 and r["p50"] <= 1.0 and r["p99"] <= 1.0
+               for r in ratios]
+        thr = [r["throughput"] for r in ratios if r["throughput"] is not None]
+        ref = key.removeprefix("ratio_infertap_over_")
+        out[ref] = {"cells_meeting_goal": sum(met), "throughput_ratio_min": min(thr, default=None),
+                    "throughput_ratio_max": max(thr, default=None)}
+    return out
 
 
 def _print_cell(c: dict) -> None:
-    a, b, r = c["infertap"], c["kserve"], c["ratio_infertap_over_kserve"]
-    print(f"{c['protocol']} c={c['concurrency']:<3} infertap {a['throughput_rps']:8.1f} rps "
-          f"p50 {a['latency_ms']['p50']:7.2f} p99 {a['latency_ms']['p99']:7.2f} ms | kserve "
-          f"{b['throughput_rps']:8.1f} rps p50 {b['latency_ms']['p50']:7.2f} p99 {b['latency_ms']['p99']:7.2f} ms"
-          f" | ratio thr {r['throughput']} p50 {r['p50']} p99 {r['p99']}"
-          f"{' ERRORS ' + str(a['errors']) + '/' + str(b['errors']) if a['errors'] or b['errors'] else ''}",
-          flush=True)
+    def fig(name: str) -> str:
+        x = c[name]
+        err = f" ERRORS {x['errors']}" if x["errors"] else ""
+        return (f"{name} {x['throughput_rps']:7.1f} rps p50 {x['latency_ms']['p50']:6.2f} "
+                f"p99 {x['latency_ms']['p99']:6.2f} ms{err}")
+    refs = [k.removeprefix("ratio_infertap_over_") for k in c if k.startswith("ratio_infertap_over_")]
+    ratios = " ".join(f"[/{ref}: thr {c['ratio_infertap_over_' + ref]['throughput']} "
+                      f"p50 {c['ratio_infertap_over_' + ref]['p50']} p99 {c['ratio_infertap_over_' + ref]['p99']}]"
+                      for ref in refs)
+    print(f"{c['protocol']} c={c['concurrency']:<3} {fig('infertap')} | "
+          + " | ".join(fig(ref) for ref in refs) + f" | {ratios}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,12 +340,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--protocol", choices=sorted(PAYLOADS), nargs="+", default=["v1", "v2"])
     p.add_argument("--no-pin", action="store_true", help="do not pin servers and load generator to separate cores")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--kserve-quiet", action="store_true",
+                   help="also run KServe with its per-request log lines off, as a third server")
     p.add_argument("--install-reference-only", action="store_true", help="create .venv-kserve and exit")
     a = p.parse_args(argv)
     if a.install_reference_only:
         ensure_kserve_venv()
         return 0
-    run(a.duration, a.warmup, a.rounds, tuple(a.concurrency), tuple(a.protocol), not a.no_pin, out=a.out)
+    run(a.duration, a.warmup, a.rounds, tuple(a.concurrency), tuple(a.protocol), not a.no_pin, out=a.out,
+        kserve_quiet=a.kserve_quiet)
     return 0
 
 

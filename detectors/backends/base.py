@@ -1,0 +1,42 @@
+"""One interface for every detector backend (alibi-detect, scipy, scikit-learn, torch)."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from detectors.result import DetectionKind, DetectionResult
+
+
+class DetectorBackend(ABC):
+    """A fitted detector that judges batches of rows.
+
+    Subclasses live one per module under `detectors/backends/` and import their heavy
+    libraries lazily, inside methods, so importing the registry stays cheap.
+    """
+
+    kind: ClassVar[DetectionKind]
+    #: Online detectors are fed row by row (`update`) and keep state between windows.
+    online: ClassVar[bool] = False
+
+    def __init__(self, feature_names: list[str], params: dict[str, Any]):
+        self.feature_names = feature_names
+        self.params = params
+
+    @abstractmethod
+    def fit(self, x_ref: np.ndarray) -> None:
+        """Fit from reference rows (2-D float array, or the backend's own shape)."""
+
+    @abstractmethod
+    def predict(self, x: np.ndarray) -> DetectionResult:
+        """Judge a window of rows."""
+
+    def save(self, path: Path) -> None:
+        """Persist the fitted state under `path` (a folder)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved")
+
+    def load(self, path: Path) -> None:
+        """Restore what `save` wrote."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be loaded")

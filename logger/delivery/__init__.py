@@ -11,6 +11,7 @@ dead sink never holds back another. See `worker.py` for the queue/spool modes an
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -71,8 +72,6 @@ class Delivery:
 
     async def stop(self, flush_timeout: float = 10.0) -> None:
         """Flush: send what the sinks take within `flush_timeout`, spool the rest; close all."""
-        import asyncio
-
         await asyncio.gather(*(w.stop(flush_timeout) for w in self.workers))
 
     def idle(self) -> bool:

@@ -66,6 +66,7 @@ class LoadResult:
     latency_ms: dict[str, float | None]  # mean, p50, p90, p99, max over successful requests (None: none)
     status_counts: dict[str, int]
     error_samples: list[str]
+    replies_total: int = 0  # every reply read, warm-up and drain included (to divide server CPU time by)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -187,7 +188,7 @@ async def run_load(spec: LoadSpec) -> LoadResult:
     latencies = array("d")
     statuses: dict[str, int] = {}
     samples: list[str] = []
-    state = {"measuring": False, "stop": False, "done": 0, "errors": 0}
+    state = {"measuring": False, "stop": False, "done": 0, "errors": 0, "replies": 0}
 
     def error(text: str) -> None:
         if state["measuring"]:
@@ -214,6 +215,7 @@ async def run_load(spec: LoadSpec) -> LoadResult:
                     error("timeout: no reply within timeout_s")
                     continue
                 elapsed = clock() - t0
+                state["replies"] += 1
                 if status != spec.expect_status:
                     error(f"{status}: {body[:200]!r}")
                     continue
@@ -257,7 +259,7 @@ async def run_load(spec: LoadSpec) -> LoadResult:
         url=spec.url, concurrency=spec.concurrency, requests=len(ordered), errors=state["errors"],
         duration_s=elapsed, throughput_rps=len(ordered) / elapsed if elapsed > 0 else 0.0,
         latency_ms={k: (None if math.isnan(v) else round(v, 4)) for k, v in latency.items()}, status_counts=statuses,
-        error_samples=samples)
+        error_samples=samples, replies_total=state["replies"])
 
 
 def _install_fast_loop() -> None:

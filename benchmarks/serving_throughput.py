@@ -12,7 +12,7 @@ KServe needs its own virtual environment (its pins conflict with ours). `ensure_
 creates `.venv-kserve` once, with a pinned kserve and the scikit-learn, joblib and numpy
 versions of this interpreter so that the same model file loads in both.
 
-    python -m benchmarks.serving_throughput [--duration 6] [--rounds 2] [--concurrency 1 8 32]
+    python -m benchmarks.serving_throughput [--duration 4] [--rounds 3] [--concurrency 1 8 32] [--kserve-quiet]
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import os
 import platform
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -142,6 +143,11 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.tail()}")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (all its threads), from /proc."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def post(self, path: str, payload: dict) -> dict:
         req = urllib.request.Request(self.base + path, data=json.dumps(payload).encode(),
                                      headers={"content-type": "application/json"})
@@ -211,24 +217,29 @@ def run_loadgen(url: str, body: dict, concurrency: int, duration: float, warmup:
 
 # ---------------------------------------------------------------------------- the benchmark
 
+def _median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
 def _combine(runs: list[dict]) -> dict:
-    """One figure per server and cell from its rounds: pooled throughput, mean percentiles."""
-    reqs = sum(r["requests"] for r in runs)
-    secs = sum(r["duration_s"] for r in runs)
-    lat = {q: round(sum(r["latency_ms"][q] for r in runs) / len(runs), 3) for q in ("p50", "p99", "mean")}
-    return {"throughput_rps": round(reqs / secs, 1) if secs else 0.0, "requests": reqs,
-            "errors": sum(r["errors"] for r in runs), "latency_ms": lat}
+    """One figure per server and cell: the median over rounds (robust to one disturbed round)."""
+    return {"throughput_rps": _median(r["throughput_rps"] for r in runs),
+            "latency_ms": {q: _median(r["latency_ms"][q] for r in runs) for q in ("p50", "p99", "mean")},
+            "cpu_us_per_request": _median(r["cpu_us_per_request"] for r in runs),
+            "requests": sum(r["requests"] for r in runs), "errors": sum(r["errors"] for r in runs)}
 
 
 def _ratios(a: dict, b: dict) -> dict:
     def div(x, y):
-        return round(x / y, 3) if y else None
+        return round(x / y, 3) if x is not None and y else None
     return {"throughput": div(a["throughput_rps"], b["throughput_rps"]),
             "p50": div(a["latency_ms"]["p50"], b["latency_ms"]["p50"]),
-            "p99": div(a["latency_ms"]["p99"], b["latency_ms"]["p99"])}
+            "p99": div(a["latency_ms"]["p99"], b["latency_ms"]["p99"]),
+            "cpu_per_request": div(a["cpu_us_per_request"], b["cpu_us_per_request"])}
 
 
-def run(duration: float = 6.0, warmup: float = 1.0, rounds: int = 2, concurrency: tuple[int, ...] = (1, 8, 32),
+def run(duration: float = 4.0, warmup: float = 1.0, rounds: int = 3, concurrency: tuple[int, ...] = (1, 8, 32),
         protocols: tuple[str, ...] = ("v1", "v2"), pin: bool = True, model_dir: Path | None = None,
         out: Path = RESULTS, kserve_quiet: bool = False) -> dict:
     """Run every cell, write the JSON, return it."""
@@ -249,7 +260,8 @@ def run(duration: float = 6.0, warmup: float = 1.0, rounds: int = 2, concurrency
             "duration_s": duration, "warmup_s": warmup, "rounds": rounds,
             "workers": 1, "server_cpus": sorted(server_cpus or []), "loadgen_cpus": sorted(client_cpus or []),
             "loadgen": "benchmarks/loadgen.py: closed loop, one keep-alive HTTP/1.1 connection per worker",
-            "combined": "throughput pooled over rounds; p50/p99 the mean of the rounds' percentiles",
+            "combined": "per server and cell, the median over rounds of throughput, p50, p99 and server CPU "
+                        "time per request (CPU time of the server process / replies, warm-up included)",
             "kserve_flags": "--workers 1 --enable_grpc false, other flags KServe defaults "
                             "(access log and latency log lines on)",
             "kserve_quiet_flags": " ".join(KSERVE_QUIET_FLAGS) if kserve_quiet else None,
@@ -275,8 +287,12 @@ def run(duration: float = 6.0, warmup: float = 1.0, rounds: int = 2, concurrency
                         shift = (r + n) % len(names)  # each server leads in turn
                         order = names[shift:] + names[:shift]
                         for name in order:
-                            runs[name].append(run_loadgen(servers[name].base + path, body, c, duration,
-                                                          warmup, client_cpus))
+                            cpu0 = servers[name].cpu_seconds()
+                            got = run_loadgen(servers[name].base + path, body, c, duration, warmup, client_cpus)
+                            # CPU per reply: the server's cost, whatever else the machine is doing.
+                            got["server_cpu_s"] = round(servers[name].cpu_seconds() - cpu0, 3)
+                            got["cpu_us_per_request"] = round(got["server_cpu_s"] / max(1, got["replies_total"]) * 1e6, 1)
+                            runs[name].append(got)
                             for s in servers.values():
                                 if s.proc.poll() is not None:
                                     raise RuntimeError(f"{s.name} died:\n{s.tail()}")
@@ -285,8 +301,8 @@ def run(duration: float = 6.0, warmup: float = 1.0, rounds: int = 2, concurrency
                     cell = {"protocol": proto, "concurrency": c, **combined,
                             **{f"ratio_infertap_over_{ref}": _ratios(combined["infertap"], combined[ref])
                                for ref in names[1:]},
-                            "rounds": {name: [{k: r[k] for k in ("requests", "errors", "duration_s",
-                                                                 "throughput_rps", "latency_ms", "error_samples")}
+                            "rounds": {name: [{k: r[k] for k in ("requests", "errors", "duration_s", "throughput_rps",
+                                                                 "latency_ms", "cpu_us_per_request", "error_samples")}
                                               for r in runs[name]] for name in names}}
                     result["cells"].append(cell)
                     _print_cell(cell)
@@ -318,24 +334,27 @@ def _summary(cells: list[dict]) -> dict:
 
 
 def _print_cell(c: dict) -> None:
+    def num(v, width: int = 6, digits: int = 1) -> str:
+        return f"{v:{width}.{digits}f}" if v is not None else " " * (width - 1) + "-"
+
     def fig(name: str) -> str:
         x = c[name]
         err = f" ERRORS {x['errors']}" if x["errors"] else ""
-        return (f"{name} {x['throughput_rps']:7.1f} rps p50 {x['latency_ms']['p50']:6.2f} "
-                f"p99 {x['latency_ms']['p99']:6.2f} ms{err}")
+        return (f"{name} {num(x['throughput_rps'], 7)} rps p50 {num(x['latency_ms']['p50'], 6, 2)} "
+                f"p99 {num(x['latency_ms']['p99'], 6, 2)} ms cpu {num(x['cpu_us_per_request'], 5, 0)} us/req{err}")
+
     refs = [k.removeprefix("ratio_infertap_over_") for k in c if k.startswith("ratio_infertap_over_")]
-    ratios = " ".join(f"[/{ref}: thr {c['ratio_infertap_over_' + ref]['throughput']} "
-                      f"p50 {c['ratio_infertap_over_' + ref]['p50']} p99 {c['ratio_infertap_over_' + ref]['p99']}]"
+    ratios = " ".join(f"[/{ref}: " + " ".join(f"{k} {v}" for k, v in c["ratio_infertap_over_" + ref].items()) + "]"
                       for ref in refs)
     print(f"{c['protocol']} c={c['concurrency']:<3} {fig('infertap')} | "
-          + " | ".join(fig(ref) for ref in refs) + f" | {ratios}", flush=True)
+          + " | ".join(fig(ref) for ref in refs) + f"\n        {ratios}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--duration", type=float, default=6.0, help="measured seconds per server, cell and round")
+    p.add_argument("--duration", type=float, default=4.0, help="measured seconds per server, cell and round")
     p.add_argument("--warmup", type=float, default=1.0)
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3, help="rounds per cell; the servers lead in turn")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--protocol", choices=sorted(PAYLOADS), nargs="+", default=["v1", "v2"])
     p.add_argument("--no-pin", action="store_true", help="do not pin servers and load generator to separate cores")

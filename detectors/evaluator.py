@@ -1,0 +1,137 @@
+"""The detector side of a worker: build or restore the backend, judge windows, keep state.
+
+Shared by the Kafka worker and the HTTP ingress. Backends come from
+`detectors.backends.registry` (imported lazily: alibi-detect is heavy and optional), or
+from `package.module:Class` names for a DetectorBackend subclass of one's own.
+Online backends are fed one row at a time, as their tests expect, and their state is saved
+under `state_dir` when the worker commits, so a restart resumes where the commit left it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detectors.backends.base import DetectorBackend
+from detectors.reference import load_reference
+from detectors.result import DetectionResult
+from detectors.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+#: detectors whose `categories_per_feature` the spec's categorical features fill in
+CATEGORICAL_AWARE = ("TabularDrift", "ChiSquareDrift")
+
+
+def backend_params(settings: WorkerSettings) -> dict[str, Any]:
+    """The spec's params, with `categories_per_feature` from categorical features where it applies."""
+    params = dict(settings.params)
+    categorical = {j: (len(f.categories) if f.categories else None)
+                   for j, f in enumerate(settings.features) if f.type == "categorical"}
+    if categorical and settings.detector in CATEGORICAL_AWARE:
+        params.setdefault("categories_per_feature", categorical)
+    return params
+
+
+def build_backend(settings: WorkerSettings) -> DetectorBackend:
+    """Restore saved online state, load a saved detector, or create and fit one from reference data."""
+    state = current_state(settings.state_dir)
+    if state is not None:
+        log.info("restoring detector state from %s", state)
+        return _load(settings, state)
+    if settings.saved_detector is not None:
+        return _load(settings, settings.saved_detector)
+    backend = _create(settings.detector, settings.feature_names, backend_params(settings))
+    backend.fit(load_reference(settings.reference, settings.features))
+    return backend
+
+
+def _plugin(name: str) -> type[DetectorBackend]:
+    """`package.module:Class`: a DetectorBackend subclass of the user's own."""
+    import importlib
+
+    module, _, attr = name.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, DetectorBackend)):
+        raise TypeError(f"{name} is not a DetectorBackend subclass")
+    return cls
+
+
+def _create(name: str, feature_names: list[str], params: dict[str, Any]) -> DetectorBackend:
+    if ":" in name:
+        return _plugin(name)(feature_names, params)
+    from detectors.backends.registry import create_backend
+
+    return create_backend(name, feature_names, params)
+
+
+def _load(settings: WorkerSettings, path: Path) -> DetectorBackend:
+    if ":" in settings.detector:
+        backend = _plugin(settings.detector)(settings.feature_names, backend_params(settings))
+        backend.load(Path(path))
+        return backend
+    from detectors.backends.registry import load_backend
+
+    return load_backend(path)
+
+
+def current_state(state_dir: Path | None) -> Path | None:
+    if state_dir is None:
+        return None
+    path = Path(state_dir) / "current"
+    return path if path.is_dir() else None
+
+
+class Evaluator:
+    """Judges windows with one backend; `save_state` persists an online backend's state."""
+
+    def __init__(self, backend: DetectorBackend, state_dir: Path | None = None):
+        self.backend = backend
+        self.state_dir = Path(state_dir) if state_dir else None
+        self.dirty = False
+
+    @property
+    def kind(self) -> str:
+        return self.backend.kind
+
+    def evaluate(self, x: np.ndarray) -> tuple[DetectionResult, float]:
+        """(result, seconds spent in the backend)."""
+        started = time.perf_counter()
+        result = self._online(x) if self.backend.online else self.backend.predict(x)
+        return result, time.perf_counter() - started
+
+    def _online(self, x: np.ndarray) -> DetectionResult:
+        """Row by row; one result for the window: the last row's figures, flagged if any row was."""
+        last: DetectionResult | None = None
+        flagged: list[int] = []
+        for i in range(x.shape[0]):
+            last = self.backend.predict(x[i:i + 1])
+            if last.is_drift:
+                flagged.append(i)
+        self.dirty = True
+        if last is None:
+            raise ValueError("empty window")
+        raw = dict(last.raw)
+        raw["drift_rows"] = flagged[:1000]
+        return last.model_copy(update={"n": int(x.shape[0]), "is_drift": bool(flagged), "raw": raw})
+
+    def save_state(self) -> None:
+        """Write the online backend's state to state_dir/current (atomically, by rename)."""
+        if not (self.backend.online and self.state_dir and self.dirty):
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        fresh, current, old = (self.state_dir / n for n in ("next", "current", "previous"))
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh.mkdir()
+        self.backend.save(fresh)
+        shutil.rmtree(old, ignore_errors=True)
+        if current.exists():
+            os.rename(current, old)
+        os.rename(fresh, current)
+        shutil.rmtree(old, ignore_errors=True)
+        self.dirty = False

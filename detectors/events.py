@@ -1,0 +1,102 @@
+"""Detection and dead-letter CloudEvents, built with the cloudevents SDK.
+
+Detection: `type` `io.infertap.detection.drift|outlier|adversarial`, `subject` the
+InferenceService, body the `DetectionResult` plus the ids of the events covered and the
+first and last offset per partition (so duplicates after a restart can be recognised).
+
+Dead letter: `type` `io.infertap.detection.deadletter`, the original body byte-exact, and
+extensions saying why (`reason`, `reasondetail`) and where it came from (`originalid`,
+`originaltype`, `originaltopic`, `originalpartition`, `originaloffset`).
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import orjson
+from cloudevents.core.bindings import http as ce_http
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.v1.event import CloudEvent
+
+from detectors.decode import Event, Reject
+from detectors.result import DetectionResult
+
+DETECTION_TYPE = "io.infertap.detection.{kind}"
+DEAD_LETTER_TYPE = "io.infertap.detection.deadletter"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who emits: the `source`, the InferenceService (`subject`) and the detector's name."""
+
+    source: str
+    inference_service: str
+    detector: str
+
+
+def offsets_of(events: Iterable[Event]) -> list[dict[str, Any]]:
+    """First and last offset per (topic, partition) of the records behind `events`."""
+    spans: dict[tuple[str, int], list[int]] = {}
+    for event in events:
+        for record in event.records:
+            span = spans.setdefault((record.topic, record.partition), [record.offset, record.offset])
+            span[0] = min(span[0], record.offset)
+            span[1] = max(span[1], record.offset)
+    return [{"topic": t, "partition": p, "first": a, "last": b} for (t, p), (a, b) in sorted(spans.items())]
+
+
+def detection_body(result: DetectionResult, events: list[Event], rejected: int = 0) -> dict[str, Any]:
+    body = result.model_dump(mode="json")
+    body["event_ids"] = [e.id for e in events]
+    body["offsets"] = offsets_of(events)
+    body["events"] = len(events)
+    body["rejected"] = rejected
+    if events:
+        body["window_start"] = _iso(min(e.timestamp for e in events))
+        body["window_end"] = _iso(max(e.timestamp for e in events))
+    return body
+
+
+def detection_event(origin: Origin, result: DetectionResult, events: list[Event], rejected: int = 0) -> CloudEvent:
+    """The detection CloudEvent of one window."""
+    attrs = {
+        "specversion": "1.0", "id": str(uuid.uuid4()), "type": DETECTION_TYPE.format(kind=result.kind),
+        "source": origin.source, "time": datetime.now(timezone.utc), "datacontenttype": "application/json",
+        "subject": origin.inference_service or origin.detector, "detector": origin.detector,
+        "inferenceservicename": origin.inference_service,
+    }
+    data = orjson.dumps(detection_body(result, events, rejected), option=orjson.OPT_SERIALIZE_NUMPY)
+    return CloudEvent(attrs, data)
+
+
+def dead_letter_event(origin: Origin, reject: Reject) -> CloudEvent:
+    """A rejected record as a CloudEvent carrying its original body and the reason."""
+    record = reject.record
+    attrs = {
+        "specversion": "1.0", "id": str(uuid.uuid4()), "type": DEAD_LETTER_TYPE, "source": origin.source,
+        "time": datetime.now(timezone.utc), "subject": origin.inference_service or origin.detector,
+        "reason": reject.reason, "reasondetail": reject.message[:1000], "detector": origin.detector,
+        "originaltopic": record.topic, "originalpartition": record.partition, "originaloffset": record.offset,
+        "datacontenttype": record.header("content-type") or "application/octet-stream",
+    }
+    for name, attr in (("ce_id", "originalid"), ("ce_type", "originaltype")):
+        if record.headers.get(name):
+            attrs[attr] = record.header(name)
+    return CloudEvent(attrs, record.value or b"")
+
+
+def to_kafka(event: CloudEvent) -> ce_kafka.KafkaMessage:
+    """Kafka binding, binary mode, key = event id."""
+    return ce_kafka.to_binary_event(event, key_mapper=lambda e: e.get_id())
+
+
+def to_http(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """HTTP binding, binary mode: (headers, body)."""
+    message = ce_http.to_binary_event(event)
+    return dict(message.headers), message.body
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")

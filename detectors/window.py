@@ -1,0 +1,126 @@
+"""Windows over a stream of events: count-based or time-based, tumbling or sliding.
+
+Pure: no clock, no I/O. Items only need a `timestamp` (seconds). `add` returns the windows
+that closed; `retained` is what later windows still need (the worker never commits past
+it, so a restart re-reads exactly those events).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Generic, Protocol, Sequence, TypeVar
+
+
+class Timed(Protocol):
+    timestamp: float
+
+
+T = TypeVar("T", bound=Timed)
+
+
+class Window(Generic[T]):
+    """What the worker needs from a window kind."""
+
+    def add(self, items: Sequence[T]) -> list[list[T]]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def tick(self, now: float) -> list[list[T]]:
+        """Close windows whose time has passed (time windows); count windows never close on time."""
+        return []
+
+    def retained(self) -> list[T]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def drop(self, predicate: Callable[[T], bool]) -> None:  # pragma: no cover - interface
+        """Forget retained items (e.g. of partitions taken away by a rebalance)."""
+        raise NotImplementedError
+
+
+class CountWindow(Window[T]):
+    """`size` items per window; a new window every `slide` items (tumbling: slide = size)."""
+
+    def __init__(self, size: int, slide: int | None = None):
+        if size < 1 or (slide is not None and not 1 <= slide <= size):
+            raise ValueError(f"need 1 <= slide <= size (got size={size}, slide={slide})")
+        self.size, self.slide = size, slide or size
+        self._buffer: list[T] = []
+
+    def add(self, items: Sequence[T]) -> list[list[T]]:
+        closed = []
+        for item in items:
+            self._buffer.append(item)
+            if len(self._buffer) >= self.size:  # after an emit it holds size - slide: `slide` new items close the next
+                closed.append(list(self._buffer))
+                self._buffer = self._buffer[self.slide:]
+        return closed
+
+    def retained(self) -> list[T]:
+        return list(self._buffer)
+
+    def drop(self, predicate: Callable[[T], bool]) -> None:
+        self._buffer = [item for item in self._buffer if not predicate(item)]
+
+
+class TimeWindow(Window[T]):
+    """Windows of `duration` seconds starting every `slide` seconds (tumbling: slide = duration).
+
+    Window k covers [k·slide, k·slide + duration), aligned to the epoch so workers agree.
+    A window closes when an item at or past its end arrives, or `tick(now)` passes its end;
+    empty windows are skipped. An item older than every open window (late) joins the next
+    window to close rather than being lost.
+    """
+
+    def __init__(self, duration: float, slide: float | None = None):
+        if duration <= 0 or (slide is not None and not 0 < slide <= duration):
+            raise ValueError(f"need 0 < slide <= duration (got duration={duration}, slide={slide})")
+        self.duration, self.slide = float(duration), float(slide or duration)
+        self._buffer: list[T] = []
+        self._next_end: float | None = None
+
+    def add(self, items: Sequence[T]) -> list[list[T]]:
+        closed: list[list[T]] = []
+        for item in items:
+            if self._next_end is None:
+                self._next_end = self._first_end(item.timestamp)
+            closed += self._close_until(item.timestamp)
+            self._buffer.append(item)
+        return closed
+
+    def tick(self, now: float) -> list[list[T]]:
+        return self._close_until(now) if self._next_end is not None else []
+
+    def retained(self) -> list[T]:
+        return list(self._buffer)
+
+    def drop(self, predicate: Callable[[T], bool]) -> None:
+        self._buffer = [item for item in self._buffer if not predicate(item)]
+
+    def _first_end(self, ts: float) -> float:
+        k = math.floor((ts - self.duration) / self.slide) + 1  # the first window holding ts
+        return k * self.slide + self.duration
+
+    def _close_until(self, watermark: float) -> list[list[T]]:
+        closed = []
+        while self._next_end is not None and watermark >= self._next_end:
+            end = self._next_end
+            if not self._buffer:  # nothing open: jump to the window holding the watermark
+                self._next_end = self._first_end(watermark)
+                if self._next_end <= end:
+                    self._next_end = end + self.slide
+                continue
+            # late items (older than this window's start) belong to no open window any more: they go in this one
+            window = [item for item in self._buffer if item.timestamp < end]
+            if window:
+                closed.append(window)
+            self._next_end = end + self.slide
+            keep_from = self._next_end - self.duration
+            self._buffer = [item for item in self._buffer if item.timestamp >= keep_from]
+        return closed
+
+
+def make_window(size: int | None = None, duration: float | None = None, slide: float | None = None) -> Window:
+    """The window a spec's `window:` block describes."""
+    if size is not None:
+        return CountWindow(size, int(slide) if slide is not None else None)
+    if duration is not None:
+        return TimeWindow(duration, slide)
+    raise ValueError("a window needs a size (events) or a duration (seconds)")

@@ -131,22 +131,43 @@ async def one_round(session: aiohttp.ClientSession, url: str, n: int, concurrenc
     return latencies
 
 
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process and its children (all threads), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-async def measure(targets: dict[str, str], concurrency: int, n: int, rounds: int) -> dict[str, dict]:
+async def measure(targets: dict[str, str], concurrency: int, n: int, rounds: int,
+                  pids: dict[str, int]) -> dict[str, dict]:
     conn = dict(limit=concurrency * 2, keepalive_timeout=60)
     sessions = {name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(**conn)) for name in targets}
     try:
         for name, url in targets.items():  # warm-up: connections, JIT-free but caches and pools
             await one_round(sessions[name], url, max(200, n // 10), concurrency)
         samples: dict[str, list[float]] = {name: [] for name in targets}
+        cpu = {name: 0.0 for name in targets}
         for r in range(rounds):
             order = list(targets) if r % 2 == 0 else list(reversed(targets))
             for name in order:
+                before = cpu_seconds(pids[name]) if name in pids else 0.0
                 samples[name] += await one_round(sessions[name], targets[name], n, concurrency)
+                if name in pids:
+                    cpu[name] += cpu_seconds(pids[name]) - before
     finally:
         for s in sessions.values():
             await s.close()
@@ -154,6 +175,8 @@ async def measure(targets: dict[str, str], concurrency: int, n: int, rounds: int
     for name, lat in samples.items():
         out[name] = {"requests": len(lat), "p50_ms": pct(lat, 0.50) * 1e3, "p99_ms": pct(lat, 0.99) * 1e3,
                      "mean_ms": statistics.fmean(lat) * 1e3}
+        if name in pids:  # CPU the proxy process itself spent per request: robust to a busy machine
+            out[name]["proxy_cpu_ms_per_request"] = cpu[name] / len(lat) * 1e3
     for name in targets:
         if name == "direct":
             continue
@@ -164,8 +187,8 @@ async def measure(targets: dict[str, str], concurrency: int, n: int, rounds: int
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--requests", type=int, default=2000, help="per path, per round")
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--requests", type=int, default=300, help="per path, per round")
+    p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     p.add_argument("--sink", choices=["kafka", "file", "none"], default="kafka")
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -208,14 +231,18 @@ def main() -> None:
                    "nginx": f"http://127.0.0.1:{nginx_port}{path}"}
         results = {}
         for c in a.concurrency:
-            r = asyncio.run(measure(targets, c, a.requests, a.rounds))
+            r = asyncio.run(measure(targets, c, a.requests, a.rounds, {"sidecar": sidecar.pid, "nginx": nginx.pid}))
             nginx_added = r["nginx"]["added_p50_ms"]
             r["ratio_sidecar_to_nginx_added_p50"] = (r["sidecar"]["added_p50_ms"] / nginx_added
                                                      if nginx_added > 0 else None)
+            r["ratio_sidecar_to_nginx_cpu_per_request"] = (r["sidecar"]["proxy_cpu_ms_per_request"]
+                                                           / max(r["nginx"]["proxy_cpu_ms_per_request"], 1e-9))
             results[f"concurrency_{c}"] = r
             print(f"c={c}: " + "  ".join(f"{k} p50 {v['p50_ms']:.3f} ms p99 {v['p99_ms']:.3f} ms"
                                          for k, v in r.items() if isinstance(v, dict))
-                  + f"  ratio {r['ratio_sidecar_to_nginx_added_p50']}", flush=True)
+                  + f"  ratio {r['ratio_sidecar_to_nginx_added_p50']}"
+                  + f"  cpu/req sidecar {r['sidecar']['proxy_cpu_ms_per_request']:.3f} ms"
+                  + f" nginx {r['nginx']['proxy_cpu_ms_per_request']:.3f} ms", flush=True)
         metrics = httpx.get(f"http://127.0.0.1:{sidecar_port}/infertap/metrics").text
         sent = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
                    if line.startswith("infertap_logger_events_total{") and 'outcome="sent"' in line)
@@ -226,6 +253,7 @@ def main() -> None:
             "sink": a.sink, "log_mode": "all", "events_sent_by_sidecar": sent,
             "requests_per_path_per_round": a.requests, "rounds": a.rounds,
             "goal": "sidecar added p50 <= 1.5 x nginx added p50",
+            "load_average_at_end": os.getloadavg(),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "results": results,
         }

@@ -26,6 +26,7 @@ def uvicorn_config(settings: LoggerSettings, app=None) -> uvicorn.Config:
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         lifespan="on",
         access_log=False,
+        proxy_headers=False,  # the sidecar forwards X-Forwarded-* itself; skip uvicorn's rewrite
         log_level="info",
         timeout_graceful_shutdown=15,
         # the proxy streams bodies itself; keep-alive long enough for pooled clients

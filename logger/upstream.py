@@ -56,6 +56,7 @@ class _Connection(asyncio.Protocol):
         self.complete = False
         self.error: BaseException | None = None
         self.got_bytes = False
+        self.reusable = False
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.paused = False
@@ -94,6 +95,8 @@ class _Connection(asyncio.Protocol):
             self.headers = []
             return
         self.headers_done = True
+        # read now: llhttp forgets it once the message is complete
+        self.reusable = self._parser.should_keep_alive()
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -198,7 +201,7 @@ class UpstreamPool:
         self._host_header = f"{host}:{port}".encode()
 
     def keep_alive(self, conn: _Connection) -> bool:
-        return conn._parser.should_keep_alive()
+        return conn.reusable
 
     def release(self, conn: _Connection) -> None:
         if len(self._idle) < self.max_idle:

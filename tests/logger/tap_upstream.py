@@ -31,7 +31,7 @@ async def echo(request: Request) -> Response:
     """The request body back, byte for byte, with the request's content type."""
     body = await request.body()
     seen = {"method": request.method, "path": request.scope["raw_path"].decode(),
-            "query": request.scope["query_string"].decode()}
+            "query": request.scope["query_string"].decode(), "peer_port": request.scope["client"][1]}
     headers = {"x-upstream": NAME, "x-seen": json.dumps(seen)}
     return Response(body, status_code=200, headers=headers,
                     media_type=request.headers.get("content-type", "application/octet-stream"))

@@ -148,6 +148,7 @@ def test_paths_query_and_upstream_metrics_forwarded_unchanged(serve_app, upstrea
     url, _ = sidecar(serve_app, upstream)
     r = httpx.post(f"{url}/openai/v1/chat/completions%2Fx?a=1&b=%20c", json={})
     seen = json.loads(r.headers["x-seen"])
+    del seen["peer_port"]
     assert seen == {"method": "POST", "path": "/openai/v1/chat/completions%2Fx", "query": "a=1&b=%20c"}
     assert httpx.get(f"{url}/metrics").text == "upstream_requests_total 1\n"
     own = httpx.get(f"{url}/infertap/metrics").text
@@ -193,3 +194,12 @@ def test_body_over_limit_gives_413(serve_app, upstream):
     assert r.status_code == 413 and "error" in r.json()
     assert httpx.post(f"{url}/v1/models/iris:predict", content=b"x" * 1000).status_code == 200
     assert len(d.wait(2)) == 2
+
+
+def test_upstream_connections_are_kept_alive_and_reused(serve_app, upstream):
+    url, _ = sidecar(serve_app, upstream)
+    with httpx.Client() as client:
+        ports = {json.loads(client.post(f"{url}/v1/models/iris:predict", json={}).headers["x-seen"])["peer_port"]
+                 for _ in range(10)}
+        assert len(ports) == 1
+        assert client.head(f"{url}/v1/models/iris:predict").status_code in (200, 405)

@@ -1,0 +1,93 @@
+"""`python -m explainers`: one explainer server from flags (or a JSON ExplainerSettings file).
+
+The same flags are what `spec.explainer.containers[0].args` carries in an InferenceService
+(see `explainers/spec.py`); KServe's own `--model_name` and `--predictor_host`, which its
+controller appends to explainer containers, are accepted as aliases.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from explainers.settings import ExplainerSettings, canonical_type
+
+# flag -> settings field; values typed by ExplainerSettings itself
+FLAGS: dict[str, str] = {
+    "--name": "name", "--explainer-type": "explainer_type", "--host": "host", "--http-port": "http_port",
+    "--predictor-url": "predictor_url", "--predictor-model": "predictor_model", "--protocol": "protocol",
+    "--max-rows-per-request": "max_rows_per_request", "--storage-uri": "storage_uri", "--model-format": "model_format",
+    "--device": "device", "--background": "background", "--background-size": "background_size",
+    "--explainer-uri": "explainer_uri", "--deadline-s": "deadline_s", "--max-instances": "max_instances",
+    "--max-samples": "max_samples", "--workers": "workers", "--nsamples": "nsamples", "--n-steps": "n_steps",
+    "--internal-batch-size": "internal_batch_size", "--inference-service": "inference_service",
+    "--log-level": "log_level",
+}
+ALIASES = {"--name": ["--model-name", "--model_name"], "--predictor-url": ["--predictor_host"],
+           "--http-port": ["--http_port"], "--explainer-type": ["--type"]}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m explainers", description="infertap explainer server (V1 :explain, V2 infer).")
+    p.add_argument("--config", type=Path, help="JSON file holding a whole ExplainerSettings (other flags ignored)")
+    for flag, field in FLAGS.items():
+        info = ExplainerSettings.model_fields[field]
+        p.add_argument(flag, *ALIASES.get(flag, []), dest=field, help=info.description)
+    p.add_argument("--feature-names", help="comma-separated feature names")
+    p.add_argument("--predict-proba", choices=["auto", "true", "false"], default="auto",
+                   help="explain class probabilities (auto: when the model has them)")
+    p.add_argument("--allow-pickle", action="store_true", help="allow loading a pickled/dill explainer (--explainer-uri); pickles run code")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="backend parameter (JSON value, e.g. threshold=0.9, model_output=\"probability\"); repeatable")
+    return p
+
+
+def settings_from_args(argv: list[str] | None = None) -> ExplainerSettings:
+    """ExplainerSettings from flags; pydantic validates (errors name the field)."""
+    a = parser().parse_args(argv)
+    if a.config:
+        return ExplainerSettings.model_validate(json.loads(a.config.read_text()))
+    values: dict[str, Any] = {f: getattr(a, f) for f in FLAGS.values() if getattr(a, f) is not None}
+    if "explainer_type" in values:
+        values["explainer_type"] = canonical_type(values["explainer_type"])
+    url = values.get("predictor_url")
+    if url and "://" not in url:  # KServe's --predictor_host is host:port
+        values["predictor_url"] = f"http://{url}"
+    if a.feature_names:
+        values["feature_names"] = [n.strip() for n in a.feature_names.split(",")]
+    if a.predict_proba != "auto":
+        values["predict_proba"] = a.predict_proba == "true"
+    values["allow_pickle"] = a.allow_pickle
+    values["params"] = parse_params(a.param)
+    return ExplainerSettings.model_validate(values)
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, raw = pair.partition("=")
+        if not eq or not key:
+            raise SystemExit(f"--param: expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    from pydantic import ValidationError
+
+    from explainers.server import run
+
+    try:
+        settings = settings_from_args(argv)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise SystemExit(f"invalid explainer settings: {problems}") from None
+    run(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Explainer backends behind one interface (`Explainer`), picked by `explainer_type`.
+
+Backend modules import their library (shap, xgboost, captum, alibi) lazily, so a KernelShap
+server never imports torch and nothing imports alibi unless an anchor explainer is asked for.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+
+from explainers.backends.base import ExplainOptions, Explainer
+from explainers.errors import ExplainerLoadError
+from explainers.predictor import HTTPPredictor
+from explainers.settings import ExplainerSettings
+
+# explainer_type -> "module:Class" (licence of the library behind it in the comment)
+BACKENDS: dict[str, str] = {
+    "KernelShap": "explainers.backends.kernel_shap:KernelShapExplainer",                  # shap, MIT
+    "PermutationShap": "explainers.backends.permutation_shap:PermutationShapExplainer",   # shap, MIT
+    "TreeShap": "explainers.backends.tree_shap:TreeShapExplainer",                        # shap, MIT
+    "XGBoostShap": "explainers.backends.xgboost_shap:XGBoostShapExplainer",               # xgboost, Apache-2.0
+    "IntegratedGradients": "explainers.backends.integrated_gradients:IntegratedGradientsExplainer",  # captum, BSD-3
+    "GradientShap": "explainers.backends.gradient_shap:GradientShapExplainer",            # captum, BSD-3
+    "DeepLift": "explainers.backends.deeplift:DeepLiftExplainer",                         # captum, BSD-3
+    "AnchorTabular": "explainers.backends.anchor_tabular:AnchorTabularExplainer",         # alibi, BSL 1.1
+    "AnchorText": "explainers.backends.anchor_text:AnchorTextExplainer",                  # alibi, BSL 1.1
+    "AnchorImages": "explainers.backends.anchor_image:AnchorImageExplainer",              # alibi, BSL 1.1
+}
+EXTRAS = {"captum": "explainers", "shap": "explainers", "alibi": "alibi", "spacy": "alibi", "skimage": "alibi"}
+
+
+def backend_class(explainer_type: str) -> type[Explainer]:
+    """The backend class for `explainer_type`; ExplainerLoadError names the extra to install."""
+    try:
+        module, cls = BACKENDS[explainer_type].split(":")
+    except KeyError:
+        raise ExplainerLoadError(f"unknown explainer type {explainer_type!r}; known: {', '.join(BACKENDS)}") from None
+    try:
+        return getattr(import_module(module), cls)
+    except ModuleNotFoundError as err:
+        extra = EXTRAS.get((err.name or "").split(".")[0], "explainers")
+        raise ExplainerLoadError(f"{explainer_type} needs {err.name}: pip install 'infertap[{extra}]'") from None
+
+
+def create_explainer(settings: ExplainerSettings, on_request=None) -> Explainer:
+    """An unloaded backend for `settings`, with an HTTP predictor when `predictor_url` is set."""
+    cls = backend_class(settings.explainer_type)
+    predictor = None
+    if settings.predictor_url:
+        predictor = HTTPPredictor(settings.predictor_url, settings.target_model, settings.protocol,
+                                  settings.predict_proba, settings.max_rows_per_request, on_request=on_request)
+    return cls(settings, predictor)
+
+
+__all__ = ["BACKENDS", "ExplainOptions", "Explainer", "backend_class", "create_explainer"]

@@ -1,0 +1,145 @@
+"""The one interface every explainer backend implements (alibi-detect style: one base class, a module per backend).
+
+A backend is built from `ExplainerSettings`, `load()`s its data and model once (no
+predictor calls there: the predictor may start later), then `explain(X, options)`s
+batches in a worker thread. Black-box backends get an `HTTPPredictor`; white-box backends
+load the model file themselves. Types of shap, captum and alibi stay inside the backend
+modules: what leaves them is `InstanceExplanation`.
+"""
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from explainers.backgrounds import Background, load_background
+from explainers.errors import BadExplainRequest, ExplainerLoadError
+from explainers.explanation import InstanceExplanation
+from explainers.predictor import HTTPPredictor
+from explainers.settings import ExplainerSettings
+
+
+@dataclass
+class ExplainOptions:
+    """Per-request choices, already checked against the settings' limits."""
+
+    deadline: float | None = None  # time.monotonic() by which the answer is due
+    nsamples: int | None = None
+    target: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class Explainer(ABC):
+    """An explainer backend behind one interface."""
+
+    type_name: ClassVar[str] = ""
+    kind: ClassVar[Literal["blackbox", "whitebox"]] = "blackbox"
+    needs_background: ClassVar[bool] = False
+
+    def __init__(self, settings: ExplainerSettings, predictor: HTTPPredictor | None = None):
+        self.settings = settings
+        self.predictor = predictor
+        self.background: Background | None = None
+        self.feature_shape: tuple[int, ...] | None = None  # shape of one instance, when known
+        self.ready = False
+        # shap and alibi explainers keep per-call state on themselves: one explanation at a time each.
+        self._lock = threading.Lock()
+        self._deadline = threading.local()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def load(self) -> None:
+        """Read background data and the model; ExplainerLoadError names what is missing."""
+        if self.kind == "blackbox" and self.predictor is None:
+            raise ExplainerLoadError(f"{self.type_name} is a black-box explainer: give predictor_url")
+        if self.settings.background:
+            self.background = load_background(self.settings.background, self.settings.background_size)
+            self.feature_shape = self.background.feature_shape
+        elif self.needs_background:
+            raise ExplainerLoadError(f"{self.type_name} needs background data: give background "
+                                     "(an .npz from `infertap fit`, or rows in .npy such as reference.npy)")
+        self._load()
+        self.ready = True
+
+    def _load(self) -> None:
+        """Backend-specific loading (model file, library objects)."""
+
+    def close(self) -> None:
+        if self.predictor is not None:
+            self.predictor.close()
+
+    # ---------------------------------------------------------------- explaining
+
+    @abstractmethod
+    def explain(self, X: np.ndarray, options: ExplainOptions) -> list[InstanceExplanation]:
+        """One explanation per row of X (runs in a worker thread; may block)."""
+
+    def check_input(self, X: np.ndarray) -> np.ndarray:
+        """X as a float batch of the expected shape; BadExplainRequest naming what was expected."""
+        if X.dtype.kind not in "biuf":
+            raise BadExplainRequest(f"{self.type_name} explains numbers, got {X.dtype} data")
+        if X.ndim == 1:
+            X = X.reshape(1, -1)
+        shape = self.feature_shape
+        if shape is not None:
+            per_row = int(np.prod(shape))
+            if X.shape[1:] == shape:
+                pass
+            elif len(shape) > 1 and int(np.prod(X.shape[1:])) == per_row:
+                X = X.reshape((len(X), *shape))
+            elif len(shape) == 1:
+                raise BadExplainRequest(f"expected {shape[0]} features per instance, got "
+                                        f"{'x'.join(map(str, X.shape[1:]))} (input shape {list(X.shape)})")
+            else:
+                raise BadExplainRequest(f"expected instances of shape {list(shape)}, got {list(X.shape[1:])}")
+        return X.astype(np.float32, copy=False)
+
+    def feature_names(self, n: int) -> list[str]:
+        names = self.settings.feature_names or (self.background.feature_names if self.background else None)
+        if names and len(names) == n:
+            return list(names)
+        return [f"f{i}" for i in range(n)]
+
+    # ---------------------------------------------------------------- black-box helpers
+
+    def model_fn(self):
+        """`f(X)` for shap/alibi: the predictor, stopping at the deadline of the call in this thread."""
+        predictor = self.predictor
+
+        def f(X):
+            return predictor.predict(np.asarray(X), getattr(self._deadline, "value", None))
+
+        return f
+
+    def set_deadline(self, deadline: float | None) -> None:
+        self._deadline.value = deadline
+
+
+def pick_target(outputs: np.ndarray, requested: int | None) -> tuple[int | None, float]:
+    """(target column, its value) for one instance's outputs: the requested class, else the predicted one."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if outputs.ndim == 0 or outputs.size == 1:
+        return None, float(outputs.reshape(-1)[0])
+    if requested is not None:
+        if not 0 <= requested < outputs.size:
+            raise BadExplainRequest(f"target {requested} is out of range: the model has {outputs.size} outputs")
+        return requested, float(outputs[requested])
+    target = int(outputs.argmax())
+    return target, float(outputs[target])
+
+
+def select(values: np.ndarray, base: np.ndarray | float, target: int | None) -> tuple[np.ndarray, float]:
+    """The attributions (features) and base value of `target` from (features[, outputs]) arrays."""
+    values = np.asarray(values)
+    base = np.asarray(base, dtype=np.float64).reshape(-1)
+    if values.ndim == 1:
+        return values, float(base[0])
+    t = 0 if target is None else target
+    return values[:, t], float(base[t] if base.size > 1 else base[0])
+
+
+def floats(array: np.ndarray) -> list[float]:
+    return np.asarray(array, dtype=np.float64).reshape(-1).tolist()

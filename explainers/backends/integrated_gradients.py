@@ -1,0 +1,28 @@
+"""captum IntegratedGradients: attributions that sum to f(x) - f(baseline) (completeness), up to `convergence_delta`."""
+from __future__ import annotations
+
+import numpy as np
+
+from explainers.backends.base import ExplainOptions
+from explainers.backends.captum_base import CaptumExplainer
+
+
+class IntegratedGradientsExplainer(CaptumExplainer):
+    type_name = "IntegratedGradients"
+
+    def _load(self) -> None:
+        super()._load()
+        from captum.attr import IntegratedGradients
+
+        self._method = IntegratedGradients(self.model)
+
+    def attribute(self, inputs, target, options: ExplainOptions):
+        baselines = self.baseline(inputs)
+        n_steps = options.nsamples or self.settings.n_steps
+        attributions, delta = self._method.attribute(
+            inputs, baselines=baselines, target=target, n_steps=n_steps,
+            method=self.settings.params.get("method", "gausslegendre"),
+            internal_batch_size=self.settings.internal_batch_size, return_convergence_delta=True)
+        base = self.target_values(self.forward(baselines), target)
+        return attributions, base, {"convergence_delta": delta.detach().cpu().numpy().tolist(),
+                                    "n_steps": [n_steps] * len(inputs)}

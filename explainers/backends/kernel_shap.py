@@ -1,0 +1,56 @@
+"""shap.KernelExplainer (MIT) over the HTTP predictor: black-box SHAP values.
+
+Per instance shap evaluates `nsamples x |background|` perturbed rows in one model call,
+which the predictor client sends in requests of up to `max_rows_per_request` rows. Keep
+the background small (`infertap fit` summarises it with k-means): cost grows with it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from explainers.backends.base import ExplainOptions, Explainer, floats, pick_target, select
+from explainers.explanation import InstanceExplanation
+
+
+class KernelShapExplainer(Explainer):
+    type_name = "KernelShap"
+    kind = "blackbox"
+    needs_background = True
+
+    def _load(self) -> None:
+        self._explainer = None  # built on the first request: building calls the predictor (expected value)
+
+    def _shap(self):
+        if self._explainer is None:
+            import shap
+            from shap.utils._legacy import DenseData
+
+            bg = self.background
+            flat = bg.data.reshape(len(bg.data), -1)
+            names = self.feature_names(flat.shape[1])
+            data = DenseData(flat, names, None, bg.weights) if bg.weights is not None else flat
+            self._explainer = shap.KernelExplainer(self.model_fn(), data, link="identity")
+        return self._explainer
+
+    def explain(self, X: np.ndarray, options: ExplainOptions) -> list[InstanceExplanation]:
+        flat = X.reshape(len(X), -1)
+        with self._lock:
+            self.set_deadline(options.deadline)
+            explainer = self._shap()
+            outputs = self.model_fn()(flat)  # one request for every instance's prediction
+            kwargs = {"nsamples": options.nsamples} if options.nsamples else {}
+            values = np.asarray(explainer.shap_values(flat, silent=True, **kwargs))
+            expected = np.asarray(explainer.expected_value, dtype=np.float64)
+        names = self.feature_names(flat.shape[1])
+        out = []
+        for i in range(len(flat)):
+            target, prediction = pick_target(outputs[i], options.target)
+            vals, base = select(values[i], expected, target)
+            out.append(InstanceExplanation(
+                feature_names=names, values=floats(vals), base_value=base, prediction=prediction, target=target,
+                output_space="probability" if self.predictor.predict_proba else "raw",
+                raw={"shap_values": np.asarray(values[i]).T.tolist() if values[i].ndim > 1 else floats(values[i]),
+                     "expected_value": floats(expected), "model_output": floats(outputs[i]),
+                     "nsamples": int(explainer.nsamples)},
+            ))
+        return out

@@ -1,0 +1,249 @@
+"""The explainer server: KServe V1 `:explain` and MLServer-style V2 `infer` for one explainer.
+
+    python -m explainers --name sklearn-iris --explainer-type KernelShap \
+        --predictor-url http://127.0.0.1:8080 --background models/sklearn-iris/reference.npy
+
+Routes:
+- `POST /v1/models/{name}:explain`: the V1 predict body (`{"instances": [...]}`), answered
+  with `ExplainResponse` JSON: one explanation per instance (feature names, attribution
+  values, base value, prediction, target, the backend's raw output). Request `parameters`
+  may set `nsamples`, `target`, `deadline_s` (at most the server's) and backend params.
+- `POST /v2/models/{name}-explainer/infer`: a V2 infer request (one input tensor; JSON or
+  binary), answered as MLServer's alibi runtime does: one BYTES output `explanation`
+  holding the same JSON as a string. `parameters.explain_parameters` (MLServer) or
+  `parameters` carry the per-request options.
+- Health: `GET /`, `/v1/models/{name}`, `/v2/health/live`, `/v2/health/ready`,
+  `/v2/models/{name}-explainer/ready`; metrics: `GET /metrics`.
+
+Limits: `max_instances` per request, `max_samples` for nsamples / steps, `deadline_s` per
+request (504 with a sentence when hit; black-box explainers stop at their next predictor
+call, white-box work already started finishes in its thread but its answer is dropped).
+Wrong feature count or shape is a 400 naming what was expected.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from explainers.backends import ExplainOptions, Explainer, create_explainer
+from explainers.errors import BadExplainRequest, DeadlineExceeded, ExplainerError, ExplainerLoadError, ModelNotFound
+from explainers.explanation import ExplainResponse
+from explainers.metrics import ExplainerMetrics
+from explainers.settings import ExplainerSettings
+from serving.codec import (
+    HEADER_LENGTH, CodecError, InferenceResponse, ResponseOutput, decode_v1_request, decode_v2_request,
+    encode_v2_response,
+)
+
+log = logging.getLogger("infertap.explainers")
+JSON = "application/json"
+OPTION_KEYS = ("nsamples", "target", "deadline_s")
+
+
+class ExplainService:
+    """A loaded backend plus its limits, worker threads and metrics; transport-free."""
+
+    def __init__(self, settings: ExplainerSettings, explainer: Explainer | None = None):
+        self.settings = settings
+        self.metrics = ExplainerMetrics(settings.inference_service, settings.name, settings.explainer_type)
+        self.explainer = explainer or create_explainer(settings, on_request=self.metrics.on_predictor_request)
+        self._executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="explain")
+
+    def load(self) -> None:
+        self.explainer.load()
+
+    @property
+    def ready(self) -> bool:
+        return self.explainer.ready
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.explainer.close()
+
+    def options(self, params: dict[str, Any] | None) -> ExplainOptions:
+        """Per-request options checked against the limits; BadExplainRequest names the bad one."""
+        params = dict(params or {})
+        s = self.settings
+        deadline_s = _number(params.pop("deadline_s", s.deadline_s), "deadline_s", float)
+        if deadline_s <= 0:
+            raise BadExplainRequest(f"deadline_s must be > 0, got {deadline_s}")
+        nsamples = params.pop("nsamples", None)
+        if nsamples is not None:
+            nsamples = _number(nsamples, "nsamples", int)
+            if not 1 <= nsamples <= s.max_samples:
+                raise BadExplainRequest(f"nsamples must be between 1 and max_samples {s.max_samples}, got {nsamples}")
+        target = params.pop("target", None)
+        if target is not None:
+            target = _number(target, "target", int)
+        return ExplainOptions(deadline=time.monotonic() + min(deadline_s, s.deadline_s), nsamples=nsamples,
+                              target=target, params=params)
+
+    async def explain(self, X: np.ndarray, params: dict[str, Any] | None = None) -> ExplainResponse:
+        """Explain every instance of X within the deadline; ExplainerError subclasses on failure."""
+        started = time.perf_counter()
+        try:
+            options = self.options(params)
+            X = self.explainer.check_input(np.asarray(X))
+            if len(X) > self.settings.max_instances:
+                raise BadExplainRequest(f"{len(X)} instances in one request; max_instances is {self.settings.max_instances}")
+            remaining = options.deadline - time.monotonic()
+            future = asyncio.get_running_loop().run_in_executor(self._executor, self._run, X, options)
+            try:
+                explanations = await asyncio.wait_for(future, timeout=remaining)
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded(self._deadline_sentence(options, len(X))) from None
+            except DeadlineExceeded as err:
+                raise DeadlineExceeded(f"{self._deadline_sentence(options, len(X))} ({err})") from None
+        except ExplainerError as err:
+            self.metrics.observe_error(_reason(err))
+            raise
+        except Exception as err:  # noqa: BLE001 - a library's own error: answered 500 with its sentence
+            self.metrics.observe_error("internal")
+            log.exception("explanation failed")
+            raise ExplainerError(f"{self.settings.explainer_type} failed: {type(err).__name__}: {err}") from None
+        self.metrics.latency.observe(time.perf_counter() - started)
+        self.metrics.instances.inc(len(explanations))
+        if explanations and explanations[0].values is not None:
+            self.metrics.observe_attributions(explanations[0].feature_names, [e.values for e in explanations])
+        return ExplainResponse(model_name=self.settings.name, explainer=self.settings.explainer_type,
+                               explanations=explanations)
+
+    def _run(self, X: np.ndarray, options: ExplainOptions):
+        if options.deadline is not None and time.monotonic() >= options.deadline:
+            raise DeadlineExceeded("waited for a free explainer thread past the deadline")
+        return self.explainer.explain(X, options)
+
+    def _deadline_sentence(self, options: ExplainOptions, n: int) -> str:
+        limit = self.settings.deadline_s
+        return (f"{self.settings.explainer_type} did not finish {n} instance(s) within the deadline "
+                f"(deadline_s at most {limit:g} s); send fewer instances, lower nsamples, or raise --deadline-s")
+
+
+def _number(value: Any, name: str, kind: type) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and float(value) != int(value)):
+        raise BadExplainRequest(f"parameter {name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    return kind(value)
+
+
+def _reason(err: ExplainerError) -> str:
+    return {400: "bad_input", 404: "not_found", 502: "predictor", 504: "deadline"}.get(err.status, "internal")
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+def create_app(settings: ExplainerSettings, service: ExplainService | None = None) -> FastAPI:
+    """The ASGI app; the backend loads at startup (lifespan) unless already loaded."""
+    service = service or ExplainService(settings)
+    name = settings.name
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if not service.ready:
+            await asyncio.to_thread(service.load)
+        yield
+        service.close()
+
+    app = FastAPI(title="infertap explainer", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.service = service
+
+    def check_name(model: str) -> None:
+        if model != name:
+            raise ModelNotFound(f"no explainer for model {model!r}; this server explains {name!r}")
+
+    @app.exception_handler(ExplainerError)
+    async def explainer_error(request: Request, err: ExplainerError) -> Response:
+        service.metrics.observe_request(err.status)
+        return Response(orjson.dumps({"error": str(err)}), status_code=err.status, media_type=JSON)
+
+    @app.get("/")
+    async def alive() -> Response:
+        return Response(b'{"status":"alive"}', media_type=JSON)
+
+    @app.get("/v2/health/live")
+    async def live() -> Response:
+        return Response(b'{"live":true}', media_type=JSON)
+
+    @app.get("/v2/health/ready")
+    @app.get("/v1/models/{model}")
+    @app.get("/v2/models/{model}/ready")
+    async def ready(model: str | None = None) -> Response:
+        if model is not None:
+            check_name(model.removesuffix("-explainer"))
+        if not service.ready:
+            return Response(b'{"error":"explainer is loading"}', status_code=503, media_type=JSON)
+        return Response(orjson.dumps({"name": name, "ready": True}), media_type=JSON)
+
+    @app.post("/v1/models/{model}:explain")
+    async def explain_v1(model: str, request: Request) -> Response:
+        check_name(model)
+        try:
+            decoded = decode_v1_request(await request.body())
+        except CodecError as err:
+            raise BadExplainRequest(str(err)) from None
+        if isinstance(decoded.instances, dict):
+            raise BadExplainRequest('send instances as rows ("instances": [[...]]), not named columns')
+        result = await service.explain(decoded.instances, decoded.parameters)
+        service.metrics.observe_request(200)
+        return Response(orjson.dumps(result.model_dump(mode="json")), media_type=JSON)
+
+    @app.post("/v2/models/{model}/infer")
+    async def explain_v2(model: str, request: Request) -> Response:
+        if not model.endswith("-explainer"):
+            raise ModelNotFound(f"explain at /v2/models/{name}-explainer/infer (got {model!r})")
+        check_name(model.removesuffix("-explainer"))
+        length = request.headers.get(HEADER_LENGTH)
+        try:
+            decoded = decode_v2_request(await request.body(), int(length) if length is not None else None)
+        except (CodecError, ValueError) as err:
+            raise BadExplainRequest(str(err)) from None
+        if len(decoded.inputs) != 1:
+            raise BadExplainRequest(f"send one input tensor to explain, got {len(decoded.inputs)}")
+        params = dict(decoded.parameters or {})
+        params = dict(params.pop("explain_parameters", None) or params)
+        data = decoded.inputs[0].data
+        if data.dtype == object:  # BYTES: text instances
+            data = np.array([v.decode() if isinstance(v, bytes) else v for v in data.reshape(-1)])
+        result = await service.explain(data, params)
+        text = orjson.dumps(result.model_dump(mode="json")).decode()
+        payload = np.empty(1, dtype=object)
+        payload[0] = text.encode()
+        response = InferenceResponse.model_construct(
+            model_name=model, model_version=None, id=decoded.id,
+            parameters={"content_type": "str", "headers": {"x-infertap-explainer": settings.explainer_type}},
+            outputs=[ResponseOutput.model_construct(name="explanation", shape=[1, 1], datatype="BYTES",
+                                                    parameters={"content_type": "str"}, data=payload)])
+        body, headers = encode_v2_response(response, decoded)
+        service.metrics.observe_request(200)
+        return Response(body, headers=headers, media_type=headers.get("content-type", JSON))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+    return app
+
+
+def run(settings: ExplainerSettings) -> None:
+    """Load the explainer, then serve until SIGINT/SIGTERM (blocking); a load failure exits with its sentence."""
+    import uvicorn
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        service = ExplainService(settings)
+        service.load()
+    except ExplainerLoadError as err:
+        raise SystemExit(f"explainer {settings.name!r} ({settings.explainer_type}): {err}") from None
+    app = create_app(settings, service)
+    log.info("%s explainer for %r on http://%s:%d", settings.explainer_type, settings.name, settings.host,
+             settings.http_port)
+    uvicorn.run(app, host=settings.host, port=settings.http_port, log_level="warning", access_log=False)

@@ -8,7 +8,7 @@ MODELS := models/.built
 KSERVE_STAMP := .venv-kserve/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv models test demo bench sysdeps clean help
+.PHONY: venv models test demo bench sysdeps promdeps clean help
 
 help:
 	@echo "make demo   - install, build the example models, run the stack end to end"
@@ -33,7 +33,13 @@ $(MODELS): $(STAMP) examples/build_models.py
 
 models: $(MODELS)
 
-test: venv models
+# Debian's Prometheus: the dashboard tests run the real server against a running stack and
+# promtool checks and unit-tests the alert rules.
+promdeps:
+	@{ command -v prometheus && command -v promtool; } >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+test: venv models promdeps
 	$(PY) -m pytest -q tests
 
 demo: venv models

@@ -1,0 +1,163 @@
+"""The stack the dashboard tests scrape: real model server, logger sidecar, broker, explainer,
+detector workers, and the real Prometheus (Debian's `prometheus`), all on free ports."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import numpy as np
+import pytest
+
+from stack_support import DASHBOARDS, PROMETHEUS, Proc, Target, free_port, start_prometheus, wait_for
+
+ISVC = "iris"
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+@dataclass
+class Stack:
+    prometheus: str
+    sidecar: str
+    predictor: str
+    explainer: str | None = None
+    detectors: list[str] = field(default_factory=list)  # names of the detector workers running
+    started: float = 0.0
+    procs: list[Proc] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def components(self) -> set[str]:
+        """Metric families one may expect data for."""
+        found = {"infertap_requests", "infertap_request", "infertap_batch", "infertap_model",
+                 "infertap_proxy", "infertap_tap", "infertap_logger"}
+        if self.explainer:
+            found.add("infertap_explainer")
+        if self.detectors:
+            found.add("infertap_detector")
+        return found
+
+
+def _runner(component: str, settings: dict) -> list[str]:
+    return [sys.executable, "-m", "sidecar.runner", component, json.dumps(settings)]
+
+
+def _detector_specs(broker: str, reference: Path, tmp: Path) -> list[dict]:
+    """Worker settings of the detectors to run, from the backends that exist in this checkout."""
+    if importlib.util.find_spec("detectors.backends.registry") is None:
+        return []
+    from detectors.backends import registry
+
+    names = set(getattr(registry, "BACKENDS", {}) or getattr(registry, "names", lambda: [])())
+    features = [{"name": n} for n in FEATURES]
+    base = dict(inference_service=ISVC, bootstrap=broker, features=features, reference=str(reference),
+                window={"size": 40}, events="request")
+    specs = []
+    drift = next((n for n in ("KSDrift", "TabularDrift", "ks", "ks_drift") if n in names), None)
+    outlier = next((n for n in ("IForest", "IsolationForest", "isolation_forest", "iforest") if n in names), None)
+    if drift:
+        specs.append({**base, "name": "iris-drift", "detector": drift})
+    if outlier:
+        specs.append({**base, "name": "iris-outliers", "detector": outlier})
+    return specs
+
+
+def _traffic(sidecar: str, explainer: str | None, rounds: int = 3) -> None:
+    """Reference-like rows, then shifted rows with outliers; bad requests and skipped ones too."""
+    rng = np.random.default_rng(0)
+    with httpx.Client(timeout=30) as client:
+        for r in range(rounds):
+            shift = 0.0 if r == 0 else 3.0
+            for _ in range(40):
+                row = (rng.normal([5.8, 3.0, 3.8, 1.2], [0.8, 0.4, 1.7, 0.7]) + [0, 0, shift, shift]).tolist()
+                assert client.post(f"{sidecar}/v1/models/{ISVC}:predict", json={"instances": [row]}).status_code == 200
+            body = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2] * 2}]}
+            assert client.post(f"{sidecar}/v2/models/{ISVC}/infer", json=body).status_code == 200
+            digits = {"inputs": [{"name": "input", "shape": [2, 64], "datatype": "FP32", "data": [0.5] * 128}]}
+            assert client.post(f"{sidecar}/v2/models/digits/infer", json=digits).status_code == 200
+            # errors for the error panels: a malformed body (4xx) on the real model
+            assert client.post(f"{sidecar}/v1/models/{ISVC}:predict", json={"instances": "oops"}).status_code >= 400
+            # a request the tap does not log (as the explainer's own calls)
+            client.post(f"{sidecar}/v1/models/{ISVC}:predict", json={"instances": [[5.0, 3.0, 1.5, 0.2]]},
+                        headers={"infertap-skip-logging": "true"})
+            if explainer:
+                ok = client.post(f"{explainer}/v1/models/{ISVC}:explain", json={"instances": [[6.1, 2.8, 4.7, 1.2]]})
+                assert ok.status_code == 200, ok.text
+                # rows of the wrong width fail inside the explanation: counted by reason
+                bad = client.post(f"{explainer}/v1/models/{ISVC}:explain", json={"instances": [[1.0, 2.0]]})
+                assert bad.status_code >= 400, bad.text
+            time.sleep(2)
+
+
+@pytest.fixture(scope="module")
+def stack(broker, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    if PROMETHEUS is None:
+        pytest.skip("prometheus is not installed (make test installs Debian's package)")
+    tmp = tmp_path_factory.mktemp("stack")
+    procs: list[Proc] = []
+    try:
+        model = models_dir / "sklearn-iris"
+        pport, sport = free_port(), free_port()
+        # a pytorch model beside iris: only runtimes with dynamic batching report batch sizes
+        predictor = Proc(_runner("serving", {"http_port": pport, "inference_service": ISVC, "models": [
+            {"name": ISVC, "format": "sklearn", "uri": str(model)},
+            {"name": "digits", "format": "pytorch", "uri": str(models_dir / "torch-digits"), "device": "cpu"}]}),
+            tmp / "predictor.log")
+        procs.append(predictor)
+        sidecar = Proc(_runner("logger", {"port": sport, "component_port": pport, "inference_service": ISVC,
+                                          "log_url": [f"kafka://{broker.bootstrap}/{ISVC}-events"],
+                                          "spool_dir": str(tmp / "spool")}), tmp / "sidecar.log")
+        procs.append(sidecar)
+        targets = [Target("predictor", f"127.0.0.1:{pport}"), Target("logger", f"127.0.0.1:{sport}", "/infertap/metrics")]
+        notes = []
+
+        explainer_url = None
+        if importlib.util.find_spec("explainers.server") is not None:
+            eport = free_port()
+            explainer = Proc([sys.executable, "-m", "explainers", "--name", ISVC, "--inference-service", ISVC,
+                              "--explainer-type", "KernelShap", "--http-port", str(eport),
+                              "--predictor-url", f"http://127.0.0.1:{sport}", "--protocol", "v1",
+                              "--background", str(model / "reference.npy"), "--background-size", "20",
+                              "--nsamples", "64", "--feature-names", ",".join(FEATURES)], tmp / "explainer.log")
+            procs.append(explainer)
+            explainer_url = f"http://127.0.0.1:{eport}"
+            targets.append(Target("explainer", f"127.0.0.1:{eport}"))
+        else:
+            notes.append("explainers.server missing: explanation panels not checked")
+
+        detectors = []
+        for spec in _detector_specs(broker.bootstrap, model / "reference.npy", tmp):
+            spec["metrics_port"] = mport = free_port()
+            proc = Proc([sys.executable, "-m", "detectors", json.dumps(spec)], tmp / f"{spec['name']}.log")
+            procs.append(proc)
+            detectors.append((spec["name"], proc, mport))
+            targets.append(Target(f"detector-{spec['name']}", f"127.0.0.1:{mport}"))
+        if not detectors:
+            notes.append("no drift/outlier backend in detectors.backends.registry: detector panels not checked")
+
+        predictor.wait_http(f"http://127.0.0.1:{pport}/v2/health/ready")
+        sidecar.wait_http(f"http://127.0.0.1:{sport}/infertap/metrics")
+        if explainer_url:
+            explainer.wait_http(f"{explainer_url}/v2/health/ready", timeout=180)
+        for _, proc, mport in detectors:
+            proc.wait_http(f"http://127.0.0.1:{mport}/metrics", timeout=180)
+
+        prom, prom_url = start_prometheus(tmp / "prometheus", targets, [DASHBOARDS / "prometheus" / "alerts.yml"])
+        procs.append(prom)
+        started = time.time()
+        _traffic(f"http://127.0.0.1:{sport}", explainer_url)
+        stack = Stack(prom_url, f"http://127.0.0.1:{sport}", f"http://127.0.0.1:{pport}", explainer_url,
+                      [name for name, _, _ in detectors], started, procs, notes)
+        # everything scraped at least once after the traffic: the last counters are in
+        wait_for(prom_url, 'sum(infertap_logger_events_total{outcome="sent"}) > 0')
+        for name in stack.detectors:
+            wait_for(prom_url, f'infertap_detector_windows_evaluated_total{{detector=~".*"}} > 0', timeout=120)
+        time.sleep(3 * 1)
+        yield stack
+    finally:
+        for proc in reversed(procs):
+            proc.stop()

@@ -1,0 +1,65 @@
+"""The committed dashboard JSON: built by dashboards/build.py, provisionable, datasource as a variable."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from stack_support import DASHBOARDS, GRAFANA, ROOT, dashboard_files, panels
+
+BOARDS = dashboard_files()
+
+
+def test_committed_json_matches_the_builder():
+    done = subprocess.run([sys.executable, str(DASHBOARDS / "build.py"), "--check"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_four_dashboards_exist():
+    titles = {json.loads(p.read_text())["title"] for p in BOARDS}
+    assert titles == {"infertap / Serving overview", "infertap / Logger delivery", "infertap / Drift and outliers",
+                      "infertap / Explanations"}
+
+
+@pytest.mark.parametrize("path", BOARDS, ids=[p.stem for p in BOARDS])
+def test_datasource_is_a_variable(path):
+    text = path.read_text()
+    board = json.loads(text)
+    assert "${DS_" not in text and "__inputs" not in board  # UI-import inputs: file provisioning cannot fill them
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    for panel in panels(board):
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        assert panel["targets"], f"{panel['title']}: no query"
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}"
+            assert target["expr"].strip()
+
+
+@pytest.mark.parametrize("path", BOARDS, ids=[p.stem for p in BOARDS])
+def test_uids_and_layout(path):
+    board = json.loads(path.read_text())
+    assert board["uid"].startswith("infertap-") and len(board["uid"]) <= 40
+    for panel in panels(board):
+        pos = panel["gridPos"]
+        assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24, panel["title"]
+
+
+def test_drift_board_has_the_feature_heatmap():
+    board = json.loads((GRAFANA / "infertap-drift.json").read_text())
+    heat = [p for p in panels(board) if p["type"] == "heatmap"]
+    assert heat and "feature" in heat[0]["targets"][0]["expr"]
+    assert heat[0]["options"]["calculate"] is False
+
+
+def test_provisioning_points_at_the_mounted_folder():
+    providers = yaml.safe_load((DASHBOARDS / "provisioning/dashboards/infertap.yaml").read_text())["providers"]
+    assert providers[0]["type"] == "file" and providers[0]["options"]["path"] == "/var/lib/grafana/dashboards/infertap"
+    sources = yaml.safe_load((DASHBOARDS / "provisioning/datasources/prometheus.yaml").read_text())["datasources"]
+    assert sources[0]["type"] == "prometheus" and sources[0]["isDefault"] is True

@@ -233,6 +233,10 @@ def main(settings: WorkerSettings) -> None:
     worker = Worker(settings)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop())
-    worker.evaluator = Evaluator(build_backend(settings), settings.state_dir)
+    try:
+        worker.evaluator = Evaluator(build_backend(settings), settings.state_dir)
+    except Exception as exc:  # noqa: BLE001 - a sentence and exit 1, not a traceback
+        log.error("cannot build detector %s (%s): %s: %s", settings.name, settings.detector, type(exc).__name__, exc)
+        raise SystemExit(1) from None
     serve_metrics(settings, worker.metrics)
     worker.run()

@@ -1,8 +1,9 @@
 """The `infertap` command line.
 
 Verbs: `up` (everything an InferenceService YAML describes), `serve` (one model server),
-`logger` (one logger sidecar, flags named like KServe's agent), `tail` (events on a
-topic), `broker` (the embedded Kafka-protocol broker). Bad settings exit with code 2 and a
+`logger` (one logger sidecar, flags named like KServe's agent), `detect` (one detector
+worker from a Detector document), `tail` (events on a topic), `broker` (the embedded
+Kafka-protocol broker). Bad settings exit with code 2 and a
 sentence, never a traceback.
 """
 from __future__ import annotations
@@ -180,6 +181,82 @@ def tail(
         pass
     except Exception as exc:  # noqa: BLE001 - e.g. NoBrokersAvailable: a sentence, not a traceback
         fail(f"cannot read {topic!r} from {bootstrap}: {type(exc).__name__}: {exc}", code=1)
+
+
+# --- detect --------------------------------------------------------------------------------
+
+@app.command()
+def detect(
+    spec: Path = typer.Argument(..., metavar="SPEC", help="YAML file with a `kind: Detector` document."),
+    name: Optional[str] = typer.Option(None, help="Which Detector document, when the file holds several."),
+    bootstrap: Optional[str] = typer.Option(None, help="Override spec.source.bootstrap (host:port or kafka://host:port)."),
+    metrics_port: Optional[int] = typer.Option(None, help="Override spec.outputs.metricsPort."),
+    group: Optional[str] = typer.Option(None, help="Override spec.source.consumerGroup."),
+) -> None:
+    """Run one detector worker: a consumer group on the InferenceService's events, detections to Kafka."""
+    from sidecar.specs import SpecError, load_files
+    from sidecar.specs.detector import Detector
+
+    try:
+        documents = [d for d in load_files([spec]).documents if isinstance(d.spec, Detector)]
+    except SpecError as exc:
+        fail(str(exc))
+    if name is not None:
+        documents = [d for d in documents if d.spec.name == name]
+    if len(documents) != 1:
+        found = ", ".join(d.spec.name for d in documents) or "none"
+        fail(f"{spec}: expected one Detector document{f' named {name!r}' if name else ''} (found {found}); use --name")
+    doc = documents[0]
+    overrides: dict[str, Any] = {}
+    if bootstrap is not None:
+        overrides["bootstrap"] = bootstrap.removeprefix("kafka://").split("/")[0]
+    if metrics_port is not None:
+        overrides["metrics_port"] = metrics_port
+    if group is not None:
+        overrides["consumer_group"] = group
+    try:
+        settings = doc.spec.to_settings(doc.source.parent, **overrides)
+    except ValidationError as exc:
+        fail("\n".join(f"{doc.where}: {line}" for line in format_errors(exc)))
+    from detectors.worker import main as run_worker
+
+    run_worker(settings)
+
+
+# --- render --------------------------------------------------------------------------------
+
+@app.command()
+def render(
+    files: list[Path] = typer.Argument(..., metavar="FILE", help="InferenceService and Detector YAML files."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="A .yaml file, or a folder (one file per manifest); default: stdout."),
+    target: str = typer.Option("standalone", help="standalone (Deployments with the logger as a sidecar) or kserve (the InferenceService, its logger sent to the infertap ingest)."),
+    namespace: Optional[str] = typer.Option(None, help="Namespace of every manifest (default: each document's own)."),
+    image_prefix: str = typer.Option("infertap/", help="Images are PREFIX{serving,logger,explainer,detector}:TAG (deploy/Dockerfile.*)."),
+    tag: str = typer.Option("0.1.0", help="Image tag."),
+    kafka_bootstrap: str = typer.Option("kafka:9092", help="Kafka in the cluster: replaces localhost in kafka:// URLs and Detector sources."),
+    no_dashboards: bool = typer.Option(False, "--no-dashboards", help="Leave out the dashboard and alert-rule ConfigMaps."),
+) -> None:
+    """Write Kubernetes manifests for the documents: predictor + logger sidecar, explainer, detectors with KEDA, dashboards."""
+    from sidecar.render import RenderError, RenderOptions, render_files, write
+    from sidecar.specs import SpecError
+
+    if target not in ("standalone", "kserve"):
+        fail(f"invalid settings: --target: expected standalone or kserve (got {target!r})")
+    try:
+        rendered = render_files(files, RenderOptions(
+            target=target, namespace=namespace, image_prefix=image_prefix, tag=tag, kafka_bootstrap=kafka_bootstrap,
+            dashboards=not no_dashboards))
+    except (SpecError, RenderError) as exc:
+        fail(str(exc))
+    if not rendered.manifests:
+        fail("nothing to render: no InferenceService or Detector in " + ", ".join(map(str, files)))
+    for note in rendered.notes:
+        typer.echo(f"note: {note}", err=True)
+    text = write(rendered, out)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        typer.echo(f"wrote {len(rendered.manifests)} manifests to {out}", err=True)
 
 
 # --- broker --------------------------------------------------------------------------------

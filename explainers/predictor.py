@@ -51,7 +51,8 @@ class HTTPPredictor:
 
     def predict(self, X: np.ndarray, deadline: float | None = None) -> np.ndarray:
         """Model outputs for the rows of X (2-D result: rows x outputs, or 1-D for single outputs)."""
-        X = np.ascontiguousarray(X, dtype=np.float32)
+        X = np.asarray(X)
+        X = X.astype(object) if X.dtype.kind in "UOS" else np.ascontiguousarray(X, dtype=np.float32)
         if len(X) <= self.max_rows:
             return self._call(X, deadline)
         return np.concatenate([self._call(X[i:i + self.max_rows], deadline) for i in range(0, len(X), self.max_rows)])
@@ -77,13 +78,16 @@ class HTTPPredictor:
             timeout = deadline - time.monotonic()
             if timeout <= 0:
                 raise DeadlineExceeded("deadline passed before the next predictor call")
+        text = X.dtype == object  # text instances (AnchorText): V1 strings, V2 BYTES
         if self.protocol == "v1":
             url = f"{self.url}/v1/models/{self.model}:predict"
-            content = orjson.dumps({"instances": X, "parameters": {"predict_proba": proba}},
+            content = orjson.dumps({"instances": X.tolist() if text else X, "parameters": {"predict_proba": proba}},
                                    option=orjson.OPT_SERIALIZE_NUMPY)
             headers = {"content-type": "application/json"}
         else:
             url = f"{self.url}/v2/models/{self.model}/infer"
+            if text:
+                X = np.array([v.encode() if isinstance(v, str) else v for v in X.reshape(-1)], dtype=object)
             content, headers = encode_v2_request({"input-0": X}, binary=True, binary_outputs=True,
                                                  parameters={"predict_proba": proba})
         started = time.perf_counter()

@@ -25,11 +25,26 @@ FLAGS: dict[str, str] = {
     "--log-level": "log_level",
 }
 ALIASES = {"--name": ["--model-name", "--model_name"], "--predictor-url": ["--predictor_host"],
-           "--http-port": ["--http_port"], "--explainer-type": ["--type"]}
+           "--http-port": ["--http_port"], "--explainer-type": ["--type", "--explainer_type"],
+           "--storage-uri": ["--storage_uri"]}
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m explainers", description="infertap explainer server (V1 :explain, V2 infer).")
+class ArgsError(ValueError):
+    """Bad flags, raised instead of exiting when the caller (the planner) wants a sentence."""
+
+
+class _Parser(argparse.ArgumentParser):
+    raise_errors = False
+
+    def error(self, message: str):
+        if self.raise_errors:
+            raise ArgsError(message)
+        super().error(message)
+
+
+def parser(raise_errors: bool = False) -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m explainers", description="infertap explainer server (V1 :explain, V2 infer).")
+    p.raise_errors = raise_errors
     p.add_argument("--config", type=Path, help="JSON file holding a whole ExplainerSettings (other flags ignored)")
     for flag, field in FLAGS.items():
         info = ExplainerSettings.model_fields[field]
@@ -43,12 +58,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def settings_from_args(argv: list[str] | None = None) -> ExplainerSettings:
-    """ExplainerSettings from flags; pydantic validates (errors name the field)."""
-    a = parser().parse_args(argv)
+def settings_from_args(argv: list[str] | None = None, defaults: dict[str, Any] | None = None,
+                       raise_errors: bool = False) -> ExplainerSettings:
+    """ExplainerSettings from flags over `defaults`; pydantic validates (errors name the field).
+
+    `raise_errors`: bad flags raise ArgsError instead of printing usage and exiting.
+    """
+    a = parser(raise_errors).parse_args(argv)
     if a.config:
         return ExplainerSettings.model_validate(json.loads(a.config.read_text()))
-    values: dict[str, Any] = {f: getattr(a, f) for f in FLAGS.values() if getattr(a, f) is not None}
+    values: dict[str, Any] = dict(defaults or {})
+    values.update({f: getattr(a, f) for f in FLAGS.values() if getattr(a, f) is not None})
     if "explainer_type" in values:
         values["explainer_type"] = canonical_type(values["explainer_type"])
     url = values.get("predictor_url")
@@ -68,12 +88,16 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, eq, raw = pair.partition("=")
         if not eq or not key:
-            raise SystemExit(f"--param: expected KEY=VALUE, got {pair!r}")
+            raise ArgsError(f"--param: expected KEY=VALUE, got {pair!r}")
         try:
             out[key] = json.loads(raw)
         except ValueError:
             out[key] = raw
     return out
+
+
+def validation_sentence(err) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in err.errors())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,9 +107,10 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         settings = settings_from_args(argv)
+    except ArgsError as err:
+        raise SystemExit(f"invalid explainer flags: {err}") from None
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise SystemExit(f"invalid explainer settings: {problems}") from None
+        raise SystemExit(f"invalid explainer settings: {validation_sentence(err)}") from None
     run(settings)
 
 

@@ -159,6 +159,80 @@ def logger_cmd(
     run(settings)
 
 
+# --- explain -------------------------------------------------------------------------------
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def explain(ctx: typer.Context) -> None:
+    """Run one explainer server (`:explain` V1, V2 infer); flags as `python -m explainers --help`."""
+    from pydantic import ValidationError
+
+    from explainers.__main__ import ArgsError, parser, settings_from_args, validation_sentence
+
+    if any(a in ("-h", "--help") for a in ctx.args):
+        typer.echo(parser().format_help().replace("python -m explainers", "infertap explain"))
+        raise typer.Exit(0)
+    try:
+        settings = settings_from_args(list(ctx.args), raise_errors=True)
+    except ArgsError as exc:
+        fail(f"invalid settings: {exc}")
+    except ValidationError as exc:
+        fail(f"invalid settings: {validation_sentence(exc)}")
+    from explainers.server import run
+
+    run(settings)
+
+
+# --- fit -----------------------------------------------------------------------------------
+
+# Document kind -> "module:function(doc, reference, size, progress) -> list[str]"; one verb for every kind.
+FITTERS = {
+    "InferenceService": "sidecar.explain_plan:fit_explainer",
+    "Detector": "sidecar.detect_fit:fit_detector",
+}
+
+
+@app.command()
+def fit(
+    files: list[Path] = typer.Argument(..., metavar="FILE", help="YAML files: InferenceServices with an explainer, Detectors."),
+    reference: Optional[str] = typer.Option(None, help="Reference rows (.npy, .csv); default: reference.npy beside the model."),
+    size: Optional[int] = typer.Option(None, min=1, help="Background rows (k-means centres for KernelShap); default 50."),
+) -> None:
+    """Fit what explainers and detectors need from reference data (SHAP backgrounds, anchor bins), with progress."""
+    from importlib import import_module
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from sidecar.plan import PlanError
+    from sidecar.specs import SpecError, load_files
+
+    try:
+        loaded = load_files(files)
+    except SpecError as exc:
+        fail(str(exc))
+    jobs = [doc for doc in loaded.documents if doc.spec.kind in FITTERS]
+    if not jobs:
+        fail("nothing to fit: no InferenceService with an explainer and no Detector in " + ", ".join(map(str, files)))
+    lines: list[str] = []
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=False) as bar:
+        task = bar.add_task("fitting", total=len(jobs))
+        for doc in jobs:
+            module, func = FITTERS[doc.spec.kind].split(":")
+            try:
+                fitter = getattr(import_module(module), func)
+            except (ModuleNotFoundError, AttributeError):
+                lines.append(f"{doc.where}: fitting {doc.spec.kind} documents is not available yet")
+                bar.advance(task)
+                continue
+            bar.update(task, description=f"{doc.where}")
+            try:
+                lines += fitter(doc, reference, size, progress=lambda msg: bar.update(task, description=f"{doc.where}: {msg}"))
+            except PlanError as exc:
+                fail(str(exc))
+            bar.advance(task)
+    for line in lines:
+        typer.echo(line)
+
+
 # --- tail ----------------------------------------------------------------------------------
 
 @app.command()

@@ -32,7 +32,7 @@ from sidecar.specs import Document, InferenceService, KafkaURL, LoggerSpec
 from sidecar.specs.loader import format_errors
 
 SERVED_FORMATS = ("sklearn", "xgboost", "lightgbm", "pytorch", "onnx")
-Role = Literal["broker", "predictor", "logger"]
+Role = Literal["broker", "predictor", "logger", "explainer"]
 
 
 class PlanError(ValueError):
@@ -76,6 +76,7 @@ class Plan:
 class PlanOptions:
     predictor_port: int = 8080
     logger_port: int = 9081
+    explainer_port: int = 8082
     broker_port: int | None = None  # moves every local kafka:// URL to 127.0.0.1:broker_port
     start_broker: bool = True
     host: str = "127.0.0.1"
@@ -132,8 +133,10 @@ def _plan_service(doc: Document, opts: PlanOptions, ports: PortAllocator,
             notes.append(f"{doc.where}: spec.{component}.logger: the {component} is not run locally yet; no sidecar started for it")
             continue
         out.append(_logger(doc, block, predictor, opts, ports, brokers, notes))
+    if isvc.spec.explainer is not None:
+        out.append(_explainer(doc, predictor, out, opts, ports))
     for component, _ in isvc.spec.components():
-        if component != "predictor":
+        if component not in ("predictor", "explainer"):
             notes.append(f"{doc.where}: spec.{component}: kept, not run locally yet")
     return out
 
@@ -189,6 +192,19 @@ def _logger(doc: Document, block: LoggerSpec, predictor: ProcessSpec, opts: Plan
         argv=runner_argv("logger", settings), ready_path=getattr(settings, "metrics_path", None),
         settings=settings, inference_service=isvc.name, note=f"{block.mode} -> {url}",
     )
+
+
+def _explainer(doc: Document, predictor: ProcessSpec, planned: list[ProcessSpec], opts: PlanOptions,
+               ports: PortAllocator) -> ProcessSpec:
+    """The explainer (sidecar/explain_plan.py); the predictor's logger routes `:explain` to it."""
+    from sidecar.explain_plan import plan_explainer
+
+    logger = next((p for p in planned if p.role == "logger"), None)
+    explainer = plan_explainer(doc, predictor, logger or predictor, opts.host, ports.take(opts.explainer_port))
+    if logger is not None:
+        logger.settings = logger.settings.model_copy(update={"explainer_url": f"http://{explainer.address}"})
+        logger.argv = runner_argv("logger", logger.settings)
+    return explainer
 
 
 def _log_url(url: str | None, isvc: str, opts: PlanOptions, brokers: dict[int, ProcessSpec], where: str,

@@ -21,14 +21,19 @@ def run_component(component: str, payload: str) -> None:
         from logger.settings import LoggerSettings
 
         run(LoggerSettings.model_validate_json(payload))
+    elif component == "explainer":
+        from explainers.server import run
+        from explainers.settings import ExplainerSettings
+
+        run(ExplainerSettings.model_validate_json(payload))
     else:
-        raise SystemExit(f"unknown component {component!r}; expected serving or logger")
+        raise SystemExit(f"unknown component {component!r}; expected serving, logger or explainer")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        raise SystemExit("usage: python -m sidecar.runner serving|logger SETTINGS_JSON")
+        raise SystemExit("usage: python -m sidecar.runner serving|logger|explainer SETTINGS_JSON")
     run_component(*args)
 
 

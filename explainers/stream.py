@@ -1,0 +1,236 @@
+"""Attributions on the stream: sample request events from Kafka, explain them, publish explanations.
+
+    python -m explainers.stream --bootstrap 127.0.0.1:9092 --inference-service sklearn-iris \
+        --explainer-type KernelShap --predictor-url http://127.0.0.1:8080 \
+        --background models/sklearn-iris/background.npz --sample-rate 0.1 --metrics-port 9112
+
+Reads `<isvc>-events` (the logger's CloudEvents, Kafka binding, binary mode) in a consumer
+group, keeps `org.kubeflow.serving.inference.request` events, samples a share of them by a
+hash of their id (the same event is always in or out, whichever worker sees it), decodes
+the logged body with `serving.codec` (V1 `instances`/`inputs` or V2 JSON), explains every
+instance with the same backends as the server, and publishes one `io.infertap.explanation`
+CloudEvent per request event to `<isvc>-explanations`: body the `ExplainResponse` JSON,
+`subject` the InferenceService, extension `requestid` the id of the request event (so the
+explanation joins its request and response), key that id. Mean absolute attribution per
+feature is exported on `/metrics` (`infertap_explainer_mean_abs_attribution`), the series
+dashboards and detectors watch for attribution drift.
+
+Offsets are committed after the explanations of a batch are acknowledged: a crash repeats
+explanations rather than losing them. Scaling is by consumer group, as detectors.
+Undecodable bodies (binary V2 logged without its header length, text for tabular models)
+are counted (`infertap_explainer_stream_events_total{outcome}`), never fatal.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import orjson
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.v1.event import CloudEvent
+from prometheus_client import Counter
+
+from explainers.backends import ExplainOptions, create_explainer
+from explainers.errors import ExplainerError
+from explainers.explanation import ExplainResponse
+from explainers.metrics import ExplainerMetrics
+from explainers.settings import ExplainerSettings
+from serving.codec import CodecError, decode_v1_request, decode_v2_request
+
+log = logging.getLogger("infertap.explainers.stream")
+
+REQUEST_TYPE = "org.kubeflow.serving.inference.request"  # as logger.events (not imported: explainers import serving only)
+EXPLANATION_TYPE = "io.infertap.explanation"
+
+
+@dataclass
+class StreamSettings:
+    bootstrap: str
+    inference_service: str
+    source_topic: str | None = None  # default <isvc>-events
+    target_topic: str | None = None  # default <isvc>-explanations
+    group: str | None = None  # default infertap-explainer-<isvc>
+    sample_rate: float = 1.0
+    batch_records: int = 100
+    poll_timeout_s: float = 1.0
+    metrics_port: int | None = None
+    session_timeout_ms: int = 6000
+
+    @property
+    def source(self) -> str:
+        return self.source_topic or f"{self.inference_service}-events"
+
+    @property
+    def target(self) -> str:
+        return self.target_topic or f"{self.inference_service}-explanations"
+
+
+def sampled(event_id: str, rate: float) -> bool:
+    """Whether the event with this id is explained: a stable hash, so every worker agrees."""
+    if rate >= 1.0:
+        return True
+    digest = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+    return digest / 2**64 < rate
+
+
+def decode_instances(body: bytes, content_type: str | None) -> np.ndarray:
+    """The instances of a logged request body (V1 or V2 JSON); CodecError when it holds none we can read."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise CodecError(f"not JSON ({content_type or 'no content type'}); binary V2 bodies are logged without their header length") from None
+    if isinstance(obj, dict) and isinstance(obj.get("inputs"), list) and obj["inputs"] and isinstance(obj["inputs"][0], dict):
+        request = decode_v2_request(body)
+        if len(request.inputs) != 1:
+            raise CodecError(f"{len(request.inputs)} input tensors; the explainer takes one")
+        return request.inputs[0].data
+    decoded = decode_v1_request(body)
+    if isinstance(decoded.instances, dict):
+        raise CodecError("named V1 input columns; the explainer takes rows")
+    return decoded.instances
+
+
+def explanation_event(isvc: str, request_id: str, response: ExplainResponse, source: str) -> CloudEvent:
+    attrs = {"specversion": "1.0", "id": str(uuid.uuid4()), "type": EXPLANATION_TYPE, "source": source,
+             "time": datetime.now(timezone.utc), "datacontenttype": "application/json", "subject": isvc,
+             "inferenceservicename": isvc, "requestid": request_id, "explainer": response.explainer}
+    return CloudEvent(attrs, orjson.dumps(response.model_dump(mode="json")))
+
+
+class StreamWorker:
+    """One consumer-group member: consume, sample, explain, publish, commit."""
+
+    def __init__(self, stream: StreamSettings, settings: ExplainerSettings):
+        self.stream, self.settings = stream, settings
+        self.metrics = ExplainerMetrics(stream.inference_service, settings.name, settings.explainer_type)
+        self.events = Counter("infertap_explainer_stream_events", "Events read by the stream worker, by outcome.",
+                              ("inference_service", "model", "explainer", "outcome"), registry=self.metrics.registry)
+        self.explainer = create_explainer(settings, on_request=self.metrics.on_predictor_request)
+        self.source = f"infertap/explainer/{stream.inference_service}"
+        self._stop = False
+        self.published = 0
+
+    def _count(self, outcome: str, n: int = 1) -> None:
+        self.events.labels(self.stream.inference_service, self.settings.name, self.settings.explainer_type, outcome).inc(n)
+
+    def stop(self, *_args) -> None:
+        self._stop = True
+
+    def run(self, max_seconds: float | None = None) -> None:
+        from confluent_kafka import Consumer, Producer
+
+        self.explainer.load()
+        s = self.stream
+        consumer = Consumer({
+            "bootstrap.servers": s.bootstrap, "group.id": s.group or f"infertap-explainer-{s.inference_service}",
+            "enable.auto.commit": False, "auto.offset.reset": "earliest", "session.timeout.ms": s.session_timeout_ms,
+            "heartbeat.interval.ms": max(100, s.session_timeout_ms // 6), "max.poll.interval.ms": 300_000,
+        })
+        producer = Producer({"bootstrap.servers": s.bootstrap, "acks": "all", "linger.ms": 5})
+        consumer.subscribe([s.source])
+        started = time.monotonic()
+        log.info("explaining %.0f%% of %s into %s", s.sample_rate * 100, s.source, s.target)
+        try:
+            while not self._stop and (max_seconds is None or time.monotonic() - started < max_seconds):
+                messages = consumer.consume(s.batch_records, s.poll_timeout_s)
+                records = [m for m in messages if m.error() is None]
+                if not records:
+                    continue
+                for message in self._handle(records):
+                    producer.produce(s.target, value=message.value, key=message.key,
+                                     headers=list(message.headers.items()))
+                if producer.flush(30) != 0:
+                    raise RuntimeError(f"explanations not acknowledged by {s.bootstrap}")
+                consumer.commit(asynchronous=False)
+        finally:
+            consumer.close()
+            self.explainer.close()
+
+    def _handle(self, records) -> list[ce_kafka.KafkaMessage]:
+        out = []
+        for record in records:
+            headers = {k: (v or b"") for k, v in (record.headers() or [])}
+            if headers.get("ce_type", b"").decode() != REQUEST_TYPE:
+                self._count("not_request")
+                continue
+            event = ce_kafka.from_binary_event(ce_kafka.KafkaMessage(headers=headers, key=record.key(),
+                                                                     value=record.value() or b""))
+            if not sampled(event.get_id(), self.stream.sample_rate):
+                self._count("not_sampled")
+                continue
+            response = self._explain(event)
+            if response is not None:
+                out.append(ce_kafka.to_binary_event(
+                    explanation_event(self.stream.inference_service, event.get_id(), response, self.source),
+                    key_mapper=lambda _e, key=event.get_id(): key))
+        self.published += len(out)
+        return out
+
+    def _explain(self, event: CloudEvent) -> ExplainResponse | None:
+        attrs = event.get_attributes()
+        try:
+            data = event.get_data() or b""
+            X = decode_instances(data if isinstance(data, bytes) else orjson.dumps(data), attrs.get("datacontenttype"))
+            X = self.explainer.check_input(X)[: self.settings.max_instances]
+            started = time.perf_counter()
+            explanations = self.explainer.explain(X, ExplainOptions(deadline=time.monotonic() + self.settings.deadline_s))
+        except CodecError as err:
+            self._count("undecodable")
+            log.debug("event %s: %s", event.get_id(), err)
+            return None
+        except ExplainerError as err:
+            self._count("failed")
+            self.metrics.observe_error(str(err.status))
+            log.warning("event %s not explained: %s", event.get_id(), err)
+            return None
+        self.metrics.latency.observe(time.perf_counter() - started)
+        self.metrics.instances.inc(len(explanations))
+        if explanations and explanations[0].values is not None:
+            self.metrics.observe_attributions(explanations[0].feature_names, [e.values for e in explanations])
+        self._count("explained")
+        return ExplainResponse(model_name=self.settings.name, explainer=self.settings.explainer_type,
+                               explanations=explanations)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from prometheus_client import start_http_server
+
+    from explainers.__main__ import ArgsError, settings_from_args
+
+    p = argparse.ArgumentParser(prog="python -m explainers.stream", add_help=False)
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--inference-service", required=True)
+    p.add_argument("--source-topic")
+    p.add_argument("--target-topic")
+    p.add_argument("--group")
+    p.add_argument("--sample-rate", type=float, default=1.0)
+    p.add_argument("--metrics-port", type=int)
+    p.add_argument("--max-seconds", type=float, help="stop after this long (tests, benchmarks)")
+    a, rest = p.parse_known_args(argv)
+    if not 0.0 < a.sample_rate <= 1.0:
+        raise SystemExit(f"--sample-rate must be in (0, 1], got {a.sample_rate}")
+    try:
+        settings = settings_from_args(rest + ["--inference-service", a.inference_service],
+                                      defaults={"name": a.inference_service}, raise_errors=True)
+    except ArgsError as err:
+        raise SystemExit(f"invalid explainer flags: {err}") from None
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stream = StreamSettings(a.bootstrap, a.inference_service, a.source_topic, a.target_topic, a.group,
+                            a.sample_rate, metrics_port=a.metrics_port)
+    worker = StreamWorker(stream, settings)
+    if a.metrics_port is not None:
+        start_http_server(a.metrics_port, addr=settings.host, registry=worker.metrics.registry)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, worker.stop)
+    worker.run(a.max_seconds)
+
+
+if __name__ == "__main__":
+    main()

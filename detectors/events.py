@@ -87,9 +87,13 @@ def dead_letter_event(origin: Origin, reject: Reject) -> CloudEvent:
     return CloudEvent(attrs, record.value or b"")
 
 
-def to_kafka(event: CloudEvent) -> ce_kafka.KafkaMessage:
-    """Kafka binding, binary mode, key = event id."""
-    return ce_kafka.to_binary_event(event, key_mapper=lambda e: e.get_id())
+def to_kafka(event: CloudEvent, key: str | None = None) -> ce_kafka.KafkaMessage:
+    """Kafka binding, binary mode; key = `key`, else the event id.
+
+    Detections are keyed by detector name, so one detector's detections stay in order on
+    one partition of the output topic; dead letters by their own id.
+    """
+    return ce_kafka.to_binary_event(event, key_mapper=lambda e: key or e.get_id())
 
 
 def to_http(event: CloudEvent) -> tuple[dict[str, str], bytes]:

@@ -117,7 +117,7 @@ class Worker:
         result, seconds = self.evaluator.evaluate(decoded.x)
         self.metrics.observe(result, seconds)
         event = detection_event(self.origin, result, decoded.events, rejected=len(decoded.rejects))
-        self._publish(self.settings.output_topic, [to_kafka(event)], "kafka")
+        self._publish(self.settings.output_topic, [to_kafka(event, key=self.settings.name)], "kafka")
         if self.settings.reply_url:
             self._reply(event)
         self.windows_published += 1

@@ -58,6 +58,7 @@ def up(
     logger_port: int = typer.Option(9081, help="Port of the first logger sidecar; more take the next free ports (0: any free port)."),
     broker_port: Optional[int] = typer.Option(None, help="Point every local kafka:// URL at 127.0.0.1:PORT (where the embedded broker starts if nothing listens)."),
     no_broker: bool = typer.Option(False, "--no-broker", help="Never start the embedded broker; loggers spool until a broker appears."),
+    detector_port: int = typer.Option(9102, help="Metrics port of the first detector worker; more take the next free ports (0: any free port)."),
     ready_timeout: float = typer.Option(120.0, help="Seconds each child gets to become ready."),
 ) -> None:
     """Start everything the YAML documents describe: model servers, logger sidecars, broker."""
@@ -71,7 +72,7 @@ def up(
             typer.echo(f"warning: {warning}", err=True)
         plan = make_plan(loaded.documents, PlanOptions(
             predictor_port=predictor_port, logger_port=logger_port, broker_port=broker_port,
-            start_broker=not no_broker, spool_root=log_dir.resolve() / "spool",
+            start_broker=not no_broker, spool_root=log_dir.resolve() / "spool", detector_port=detector_port,
         ))
     except (SpecError, PlanError) as exc:
         fail(str(exc))

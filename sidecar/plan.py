@@ -28,11 +28,11 @@ from pydantic import BaseModel, ValidationError
 from logger.settings import LoggerSettings
 from serving.settings import ServerSettings
 from sidecar.broker import broker_command, broker_env, is_listening
-from sidecar.specs import Document, InferenceService, KafkaURL, LoggerSpec
+from sidecar.specs import Detector, Document, InferenceService, KafkaURL, LoggerSpec
 from sidecar.specs.loader import format_errors
 
 SERVED_FORMATS = ("sklearn", "xgboost", "lightgbm", "pytorch", "onnx")
-Role = Literal["broker", "predictor", "logger", "explainer"]
+Role = Literal["broker", "predictor", "logger", "explainer", "detector"]
 
 
 class PlanError(ValueError):
@@ -81,6 +81,7 @@ class PlanOptions:
     start_broker: bool = True
     host: str = "127.0.0.1"
     spool_root: Path | None = None  # loggers spool under spool_root/<isvc>-<component>; None: their default
+    detector_port: int = 9102  # metrics port of the first detector worker; more take the next free ports
 
 
 class PortAllocator:
@@ -105,16 +106,25 @@ class PortAllocator:
 
 
 def make_plan(documents: list[Document], options: PlanOptions | None = None) -> Plan:
-    """Processes for every InferenceService in `documents`, brokers first."""
+    """Processes for every InferenceService and Detector in `documents`, brokers first, detectors last."""
     opts = options or PlanOptions()
     ports, plan, errors = PortAllocator(opts.host), Plan(), []
     brokers: dict[int, ProcessSpec] = {}
+    detectors = []
     for doc in documents:
+        if isinstance(doc.spec, Detector):
+            detectors.append(doc)
+            continue
         if not isinstance(doc.spec, InferenceService):
             plan.notes.append(f"{doc.where}: {doc.spec.kind} documents are not run by `up` yet")
             continue
         try:
             plan.processes += _plan_service(doc, opts, ports, brokers, plan.notes)
+        except PlanError as exc:
+            errors.append(str(exc))
+    for doc in detectors:  # after the services: a detector reads where its service's logger writes
+        try:
+            plan.processes.append(plan_detector(doc, opts, ports, brokers, plan))
         except PlanError as exc:
             errors.append(str(exc))
     if errors:
@@ -228,6 +238,39 @@ def _log_url(url: str | None, isvc: str, opts: PlanOptions, brokers: dict[int, P
                 notes.append(f"{where}.url: nothing listens on 127.0.0.1:{port} and the embedded broker is off; "
                              "the logger spools events until a broker appears there")
     return str(kafka)
+
+
+def plan_detector(doc: Document, opts: PlanOptions, ports: PortAllocator, brokers: dict[int, ProcessSpec],
+                  plan: Plan) -> ProcessSpec:
+    """One worker per Detector; its source is the Kafka URL its InferenceService's logger writes to."""
+    det: Detector = doc.spec
+    where = f"{doc.where}: spec.source.bootstrap"
+    logged = [p for p in plan.by_role("logger") if det.inference_service and p.inference_service == det.inference_service]
+    kafka_urls = [str(u) for p in logged for u in getattr(p.settings, "log_url", []) if str(u).startswith("kafka://")]
+    overrides: dict = {}
+    if kafka_urls and det.spec.source.topic is None and "bootstrap" not in det.spec.source.model_fields_set:
+        url = KafkaURL.parse(kafka_urls[0])
+        overrides.update(bootstrap=url.bootstrap, topic=url.topic)
+    elif det.spec.source.transport == "kafka":
+        url = KafkaURL.parse(_log_url(f"kafka://{det.spec.source.bootstrap}/-", det.inference_service or det.name,
+                                      opts, brokers, where, plan.notes))
+        overrides["bootstrap"] = url.bootstrap
+    wanted = det.spec.outputs.metrics_port
+    port = ports.take(opts.detector_port if wanted == 9102 else wanted)
+    try:
+        settings = det.to_settings(doc.source.parent, host=opts.host, metrics_port=port, **overrides)
+    except ValidationError as exc:
+        raise PlanError("\n".join(f"{doc.where}: {line}" for line in format_errors(exc))) from None
+    for field, path in (("reference", "spec.detector.reference"), ("saved_detector", "spec.detector.savedDetector")):
+        value = getattr(settings, field)
+        if value is not None and not value.exists():
+            raise PlanError(f"{doc.where}: {path}: {value} does not exist")
+    source = settings.topic if settings.transport == "kafka" else f"HTTP on :{port}"
+    return ProcessSpec(
+        name=f"{det.name}/detector", role="detector", host=opts.host, port=port, argv=runner_argv("detector", settings),
+        ready_path="/metrics", settings=settings, inference_service=det.inference_service or None,
+        note=f"{settings.detector} on {source} -> {settings.output_topic}",
+    )
 
 
 def broker_process(port: int, host: str = "127.0.0.1") -> ProcessSpec:

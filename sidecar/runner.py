@@ -26,14 +26,19 @@ def run_component(component: str, payload: str) -> None:
         from explainers.settings import ExplainerSettings
 
         run(ExplainerSettings.model_validate_json(payload))
+    elif component == "detector":
+        from detectors.settings import WorkerSettings
+        from detectors.worker import main as run_detector
+
+        run_detector(WorkerSettings.model_validate_json(payload))
     else:
-        raise SystemExit(f"unknown component {component!r}; expected serving, logger or explainer")
+        raise SystemExit(f"unknown component {component!r}; expected serving, logger, explainer or detector")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        raise SystemExit("usage: python -m sidecar.runner serving|logger|explainer SETTINGS_JSON")
+        raise SystemExit("usage: python -m sidecar.runner serving|logger|explainer|detector SETTINGS_JSON")
     run_component(*args)
 
 

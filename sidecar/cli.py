@@ -334,6 +334,32 @@ def render(
         typer.echo(f"wrote {len(rendered.manifests)} manifests to {out}", err=True)
 
 
+# --- report --------------------------------------------------------------------------------
+
+@app.command()
+def report(
+    inference_service: str = typer.Argument(..., metavar="ISVC", help="InferenceService name (metrics label, topic prefix)."),
+    out: Path = typer.Option(Path("infertap-report.html"), "--out", "-o", help="HTML file to write."),
+    prometheus: str = typer.Option("http://localhost:9090", help="Prometheus to query (query_range over the metrics)."),
+    bootstrap: Optional[str] = typer.Option(None, help="Read the topics ISVC-detections and ISVC-explanations from this Kafka instead of Prometheus."),
+    minutes: float = typer.Option(60.0, min=0.1, help="Prometheus: how far back to look."),
+    idle_timeout: float = typer.Option(3.0, min=0.1, help="Kafka: stop reading a topic after this many seconds without a record."),
+) -> None:
+    """Write an HTML page with plots: per-feature drift over time, outlier rate, top attributions."""
+    from sidecar.report import PrometheusError, from_kafka, from_prometheus, write_report
+
+    try:
+        if bootstrap:
+            data = from_kafka(bootstrap, inference_service, idle_timeout=idle_timeout)
+        else:
+            data = from_prometheus(prometheus, inference_service, minutes=minutes)
+    except (PrometheusError, ConnectionError) as exc:
+        fail(f"cannot build the report: {exc}", code=1)
+    path = write_report(data, out)
+    found = ", ".join(f"{k} {v}" for k, v in data.summary.items()) or "no data yet"
+    typer.echo(f"wrote {path} ({found})")
+
+
 # --- broker --------------------------------------------------------------------------------
 
 @app.command()

@@ -57,3 +57,38 @@ def test_template_variables_return_values(stack):
                 continue
             result = query(stack.prometheus, f"count by ({label.strip()}) ({substitute(selector, VARIABLES)})")
             assert result, f"{path.name}: variable {var['name']} has no values"
+
+
+def test_report_from_prometheus(stack, tmp_path):
+    """`infertap report` against the same Prometheus: the page holds the plots there is data for."""
+    import subprocess
+    import sys
+    from html.parser import HTMLParser
+
+    from stack_support import ROOT
+
+    out = tmp_path / "report.html"
+    done = subprocess.run([sys.executable, "-m", "sidecar", "report", "iris", "--prometheus", stack.prometheus,
+                           "--minutes", "10", "-o", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "requests served" in done.stdout
+
+    class Captions(HTMLParser):
+        found: list[str] = []
+        inside = False
+
+        def handle_starttag(self, tag, attrs):
+            self.inside = tag == "figcaption"
+
+        def handle_data(self, data):
+            if self.inside:
+                self.found.append(data)
+                self.inside = False
+
+    page = Captions()
+    page.feed(out.read_text())
+    assert "Requests per second" in page.found
+    if stack.explainer:
+        assert "Top features by mean |attribution|" in page.found
+    if stack.detectors:
+        assert "Per-feature drift p-value" in page.found

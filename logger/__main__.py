@@ -34,6 +34,17 @@ def parse_args(argv: list[str] | None = None) -> LoggerSettings:
     p.add_argument("--max-request-bytes", type=int)
     p.add_argument("--upstream-timeout", dest="upstream_timeout_s", type=float)
     p.add_argument("--metrics-path")
+    # delivery knobs (LoggerSettings has the defaults and their meaning)
+    p.add_argument("--queue-max-events", type=int)
+    p.add_argument("--queue-max-bytes", type=int)
+    p.add_argument("--spool-max-bytes", type=int)
+    p.add_argument("--spool-full-policy", choices=["drop_newest", "drop_oldest"])
+    p.add_argument("--batch-max-events", type=int)
+    p.add_argument("--sink-timeout", dest="sink_timeout_s", type=float, help="seconds a batch may take before it is spooled")
+    p.add_argument("--retry-backoff", dest="retry_backoff_s", type=float)
+    p.add_argument("--retry-backoff-max", dest="retry_backoff_max_s", type=float)
+    p.add_argument("--http-timeout", dest="http_timeout_s", type=float, help="per request of http(s):// sinks")
+    p.add_argument("--http-retries", type=int)
     a = p.parse_args(argv)
     values = {k: v for k, v in vars(a).items() if v is not None}
     if "metadata_headers" in values:

@@ -46,19 +46,29 @@ def _runner(component: str, settings: dict) -> list[str]:
     return [sys.executable, "-m", "sidecar.runner", component, json.dumps(settings)]
 
 
+def _available(names: tuple[str, ...]) -> str | None:
+    """The first backend name the detectors' registry can create (None when it has none of them)."""
+    try:
+        from detectors.backends.registry import create_backend
+    except ImportError:
+        return None
+    for name in names:
+        try:
+            create_backend(name, FEATURES, {})
+            return name
+        except Exception:  # noqa: BLE001 - unknown name or missing optional library: try the next
+            continue
+    return None
+
+
 def _detector_specs(broker: str, reference: Path, tmp: Path) -> list[dict]:
     """Worker settings of the detectors to run, from the backends that exist in this checkout."""
-    if importlib.util.find_spec("detectors.backends.registry") is None:
-        return []
-    from detectors.backends import registry
-
-    names = set(getattr(registry, "BACKENDS", {}) or getattr(registry, "names", lambda: [])())
     features = [{"name": n} for n in FEATURES]
     base = dict(inference_service=ISVC, bootstrap=broker, features=features, reference=str(reference),
                 window={"size": 40}, events="request")
     specs = []
-    drift = next((n for n in ("KSDrift", "TabularDrift", "ks", "ks_drift") if n in names), None)
-    outlier = next((n for n in ("IForest", "IsolationForest", "isolation_forest", "iforest") if n in names), None)
+    drift = _available(("KSDrift", "TabularDrift", "ks", "ks_drift"))
+    outlier = _available(("IForest", "IsolationForest", "isolation_forest", "iforest"))
     if drift:
         specs.append({**base, "name": "iris-drift", "detector": drift})
     if outlier:

@@ -18,7 +18,12 @@ def _family(expr: str) -> set[str]:
     """The metric families (first two words: infertap_detector, infertap_logger...) an expression reads."""
     import re
 
-    return {"_".join(m.split("_")[:2]) for m in re.findall(r"\binfertap_[a-z_]+", expr)}
+    families = set()
+    for metric in re.findall(r"\binfertap_[a-z_]+", expr):
+        # adversarial metrics exist only where an adversarial detector runs
+        families.add("infertap_detector_adversarial" if metric.startswith("infertap_detector_adversarial")
+                     else "_".join(metric.split("_")[:2]))
+    return families
 
 
 @pytest.mark.parametrize("pq", QUERIES, ids=[q.id for q in QUERIES])

@@ -67,8 +67,8 @@ def _detector_specs(broker: str, reference: Path, tmp: Path) -> list[dict]:
     base = dict(inference_service=ISVC, bootstrap=broker, features=features, reference=str(reference),
                 window={"size": 40}, events="request")
     specs = []
-    drift = _available(("KSDrift", "TabularDrift", "ks", "ks_drift"))
-    outlier = _available(("IForest", "IsolationForest", "isolation_forest", "iforest"))
+    drift = _available(("KSDrift", "TabularDrift", "ScipyKS", "ks", "ks_drift"))
+    outlier = _available(("IForest", "SklearnIForest", "IsolationForest", "isolation_forest", "iforest"))
     if drift:
         specs.append({**base, "name": "iris-drift", "detector": drift})
     if outlier:

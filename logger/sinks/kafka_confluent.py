@@ -19,7 +19,7 @@ from typing import Sequence
 from cloudevents.core.v1.event import CloudEvent
 
 from .base import SinkError
-from .kafka import KafkaSinkConfig, to_messages
+from .kafka import KafkaSinkConfig, to_records
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +108,11 @@ class ConfluentBackend:
 
     def _produce(self, events: Sequence[CloudEvent], batch: _Batch) -> None:
         producer, topic = self._ensure(), self.config.topic
-        for i, m in enumerate(to_messages(events)):
+        report = batch.on_delivery
+        for i, (key, value, headers) in enumerate(to_records(events)):
             while True:
                 try:
-                    producer.produce(topic, value=m.value, key=m.key, headers=list(m.headers.items()),
-                                     on_delivery=partial(batch.on_delivery, i))
+                    producer.produce(topic, value, key, on_delivery=partial(report, i), headers=headers)
                     break
                 except BufferError:  # local queue full: the poll thread drains it
                     time.sleep(0.005)

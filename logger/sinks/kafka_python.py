@@ -9,7 +9,7 @@ from typing import Sequence
 from cloudevents.core.v1.event import CloudEvent
 
 from .base import SinkError
-from .kafka import KafkaSinkConfig, to_messages
+from .kafka import KafkaSinkConfig, to_records
 
 
 def producer_config(config: KafkaSinkConfig) -> dict[str, object]:
@@ -49,7 +49,7 @@ class KafkaPythonBackend:
     def _send(self, events: Sequence[CloudEvent]) -> None:
         from kafka.errors import KafkaError
 
-        messages = to_messages(events)
+        messages = to_records(events)
         try:
             if self._producer is None:
                 from kafka import KafkaProducer
@@ -58,11 +58,10 @@ class KafkaPythonBackend:
         except KafkaError as exc:
             raise SinkError(f"kafka {self.config.topic}: cannot connect: {exc!r}") from exc
         futures, failed, error = [], [], None
-        for i, m in enumerate(messages):
-            key = m.key.encode() if isinstance(m.key, str) else m.key
+        for i, (key, value, headers) in enumerate(messages):
             try:
-                futures.append((i, self._producer.send(self.config.topic, value=m.value, key=key,
-                                                       headers=list(m.headers.items()))))
+                futures.append((i, self._producer.send(self.config.topic, value=value, key=key.encode(),
+                                                       headers=headers)))
             except KafkaError as exc:
                 failed.extend(range(i, len(messages)))
                 error = exc

@@ -67,3 +67,67 @@ def test_both_clients_deliver_binary_mode_events(broker, client: str) -> None:
         assert_same_event(record, by_id[record.key.decode()])
     headers = dict(records[0].headers)
     assert headers["content-type"] == b"application/octet-stream" and headers["ce_specversion"] == b"1.0"
+
+
+def _events_the_logger_sends() -> list:
+    """Every shape of event that reaches the Kafka sink: built by the tap, restored from the
+    spool, parsed by the ingest (binary and structured), and str/dict data from other callers."""
+    from datetime import datetime, timedelta, timezone
+
+    from cloudevents.core.v1.event import CloudEvent
+
+    from logger import ingest
+    from logger.delivery import record
+    from logger.events import EventBuilder
+
+    builder = EventBuilder("http://pod/", "iris", "ns", "predictor", "ep", ["x-request-id"], {"team": "ml"})
+    bare = EventBuilder("http://pod/")
+    tapped = [builder.request("id-1", BINARY_BODY, "application/octet-stream", '{"X-Request-Id":["a"]}'),
+              builder.response("id-1", b'{"predictions":[1]}', "application/json", "{}", 500, truncated=True),
+              bare.request("id-2", b"", None, "{}")]
+    agent = [(b"ce-specversion", b"1.0"), (b"ce-id", b"agent-1"), (b"ce-type", b"t"), (b"ce-source", b"s"),
+             (b"ce-time", b"2024-01-02T03:04:05.123+02:00"), (b"ce-statuscode", b"200"),
+             (b"content-type", b"application/json")]
+    structured = [(b"content-type", b"application/cloudevents+json")]
+    body = b'{"specversion":"1.0","id":"agent-2","type":"t","source":"s","data":{"x":[1,2]}}'
+    other_tz = CloudEvent({"id": "tz", "type": "t", "source": "s",
+                           "time": datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=-3)))}, b"x")
+    return [*tapped, *(record.decode(record.encode(e)) for e in tapped + [make_event(3, response=True)]),
+            make_event(4), ingest.parse(agent, b'{"instances":[[1]]}'), ingest.parse(structured, body), other_tz,
+            CloudEvent({"id": "s", "type": "t", "source": "s", "datacontenttype": "text/plain"}, "text data"),
+            CloudEvent({"id": "d", "type": "t", "source": "s", "datacontenttype": "application/json"}, {"a": 1})]
+
+
+def test_fast_kafka_records_are_byte_identical_to_the_sdk_binding() -> None:
+    """The sink's own encoder (`binary_record`, the hot path) must give exactly the key,
+    value and headers (names, order, bytes) of cloudevents' `to_binary_event`."""
+    from cloudevents.core.bindings.kafka import to_binary_event
+
+    from logger.sinks.kafka import _FAST_LAYOUT, binary_record, to_records
+
+    assert _FAST_LAYOUT  # else the sink silently uses the SDK per event: this test would not test the fast path
+    events = _events_the_logger_sends()
+    for event in events:
+        sdk = to_binary_event(event, key_mapper=lambda e: e.get_id())
+        key, value, headers = binary_record(event)
+        assert (key, value) == (sdk.key, sdk.value), event.get_id()
+        assert headers == list(sdk.headers.items()), event.get_id()
+    assert to_records(events) == [binary_record(e) for e in events]
+
+
+def test_tap_events_equal_the_validating_constructor() -> None:
+    """The tap builds events without the SDK's per-event validation: same attributes and data
+    as the validating constructor, and bad static settings still fail (at start-up)."""
+    from cloudevents.core.exceptions import CloudEventValidationError
+    from cloudevents.core.v1.event import CloudEvent
+
+    from logger.events import EventBuilder
+
+    builder = EventBuilder("http://pod/", "iris", "ns", "predictor", "", ["x-request-id"], {"a": "b"})
+    for event in (builder.request("r1", b"\x00\x01", "application/octet-stream", "{}"),
+                  builder.response("r1", b"{}", None, "{}", 404, truncated=True)):
+        checked = CloudEvent(dict(event.get_attributes()), event.get_data())
+        assert checked.get_attributes() == event.get_attributes() and checked.get_data() == event.get_data()
+        assert event.get_id() == "r1" and event.get_time().tzinfo is not None
+    with pytest.raises(CloudEventValidationError):
+        EventBuilder("")  # empty source: refused once, not on every request

@@ -11,6 +11,11 @@ from serving.runtimes.base import Runtime, Tensors
 
 INPUT_NAME = "input-0"
 OUTPUT_NAME = "output-0"
+# Inputs up to this many numbers are predicted on the event loop itself. A call this small
+# takes about as long as the hop to a worker thread, and the libraries' Python-side input
+# checks hold the GIL anyway, so the thread only added a handoff and GIL contention with the
+# loop (measured: benchmarks/README.md, serving_throughput). Larger inputs go to a thread.
+INLINE_MAX_ELEMENTS = 1024
 
 
 class TabularRuntime(Runtime):
@@ -29,7 +34,10 @@ class TabularRuntime(Runtime):
         if proba and not self.has_proba:
             raise InferenceError(f"model {self.name!r} gives no class probabilities (predict_proba)")
         try:
-            result = await self._in_thread(self._predict_sync, X, proba)
+            if X.size <= INLINE_MAX_ELEMENTS:
+                result = self._predict_sync(X, proba)
+            else:
+                result = await self._in_thread(self._predict_sync, X, proba)
         except ValueError as err:  # the library's own input checks
             raise InferenceError(f"model {self.name!r} rejected the input: {err}") from None
         return {OUTPUT_NAME: result}

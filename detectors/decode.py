@@ -28,6 +28,7 @@ from detectors.settings import EventMode, FeatureSettings
 REASONS = ("not_json", "wrong_shape", "wrong_feature_count", "unknown_type", "missing_attributes",
            "bad_value", "unknown_category", "no_response")
 REQUIRED_HEADERS = ("ce_specversion", "ce_id", "ce_type")
+_REQUEST, _RESPONSE = REQUEST_TYPE.encode(), RESPONSE_TYPE.encode()
 
 
 @dataclass(slots=True)
@@ -102,10 +103,11 @@ class DecodeError(ValueError):
 
 def check_attributes(record: Record) -> Reject | None:
     """A Reject when the record is not a binary-mode CloudEvent of a known type."""
-    missing = [h for h in REQUIRED_HEADERS if not record.headers.get(h)]
-    if missing:
+    headers = record.headers
+    if not (headers.get("ce_specversion") and headers.get("ce_id") and headers.get("ce_type")):
+        missing = [h for h in REQUIRED_HEADERS if not headers.get(h)]
         return Reject(record, "missing_attributes", f"not a binary-mode CloudEvent: missing {', '.join(missing)}")
-    if record.headers["ce_type"] not in (REQUEST_TYPE.encode(), RESPONSE_TYPE.encode()):
+    if headers["ce_type"] not in (_REQUEST, _RESPONSE):
         return Reject(record, "unknown_type", f"unknown event type {record.header('ce_type')!r}")
     if record.value is None:
         return Reject(record, "not_json", "empty body")
@@ -423,7 +425,7 @@ def records_to_events(records: Iterable[Record], mode: EventMode) -> tuple[list[
     Returns (events, rejects, ignored): `ignored` counts well-formed events of the other type
     and responses with an error status (their requests were not predictions).
     """
-    want = (REQUEST_TYPE if mode == "request" else RESPONSE_TYPE).encode()
+    want = _REQUEST if mode == "request" else _RESPONSE
     events, rejects, ignored = [], [], 0
     for record in records:
         reject = check_attributes(record)

@@ -77,7 +77,7 @@ def _load(settings: WorkerSettings, path: Path) -> DetectorBackend:
         return backend
     from detectors.backends.registry import load_backend
 
-    return load_backend(path)
+    return load_backend(path, settings.feature_names or None)
 
 
 def current_state(state_dir: Path | None) -> Path | None:

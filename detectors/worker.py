@@ -11,6 +11,7 @@ offsets so duplicates can be recognised).
 """
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -62,6 +63,10 @@ class Worker:
         s = self.settings
         if self.evaluator is None:
             self.evaluator = Evaluator(build_backend(s), s.state_dir)
+        # The detector libraries leave millions of long-lived objects; without this, full
+        # collections triggered by the per-record allocations walk them all (measured:
+        # ~40% of a TabularDrift worker's time on 1,000-event windows).
+        gc.freeze()
         self._sink = Sink(s.bootstrap)
         self._source = Source(s.bootstrap, s.topic, s.consumer_group, on_revoke=self._on_revoke)
         log.info("detector %s (%s) reading %s as group %s; detections to %s", s.name, s.detector, s.topic,

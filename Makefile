@@ -6,9 +6,13 @@ STAMP := $(VENV)/.installed
 MODELS := models/.built
 # The benchmarks' reference server (KServe's ModelServer) needs a venv of its own.
 KSERVE_STAMP := .venv-kserve/.installed
+# TensorFlow detectors (OutlierAE/VAE, AdversarialAE, ModelDistillation) run in a venv of their
+# own: TensorFlow CPU beside alibi-detect, without torch. Tests drive it as child processes.
+TF_VENV ?= .venv-tf
+TF_STAMP := $(TF_VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv models test demo bench sysdeps promdeps clean help
+.PHONY: venv venv-tf models test demo bench sysdeps promdeps clean help
 
 help:
 	@echo "make demo   - install, build the example models, run the stack end to end"
@@ -22,6 +26,16 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 venv: $(STAMP)
+
+# tf-keras names the full `tensorflow` wheel as a dependency; tensorflow-cpu provides the same
+# package, so tf-keras goes in without its dependencies (saves a 600 MB download).
+$(TF_STAMP): pyproject.toml constraints.txt
+	test -x $(TF_VENV)/bin/python || python3 -m venv $(TF_VENV)
+	$(TF_VENV)/bin/python -m pip install -q -c constraints.txt tensorflow-cpu==2.18.1 tensorflow-probability==0.25.0 alibi-detect==0.13.0 -e '.[detectors]'
+	$(TF_VENV)/bin/python -m pip install -q --no-deps tf-keras==2.18.0
+	touch $@
+
+venv-tf: $(TF_STAMP)
 
 # Debian packages the tests and benchmarks drive for real (nginx as the reference proxy).
 sysdeps:
@@ -39,7 +53,7 @@ promdeps:
 	@{ command -v prometheus && command -v promtool; } >/dev/null || { $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
-test: venv models promdeps
+test: venv models promdeps venv-tf
 	$(PY) -m pytest -q tests
 
 demo: venv models
@@ -53,4 +67,4 @@ bench: venv models sysdeps $(KSERVE_STAMP)
 	$(PY) -m benchmarks.run_all
 
 clean:
-	rm -rf $(VENV) .venv-kserve models
+	rm -rf $(VENV) .venv-kserve $(TF_VENV) models

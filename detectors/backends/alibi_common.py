@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import math
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -125,10 +126,15 @@ class AlibiBackend(DetectorBackend):
 
     def construct(self, *args: Any, **extra: Any) -> Any:
         """Build the alibi-detect object; its TypeError/ValueError become ValueError naming the detector."""
+        quiet = logging.getLogger("alibi_detect")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # "No threshold level set": fit infers it next
         try:
             return self.alibi_cls()(*args, **self.alibi_kwargs(), **extra)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{self.name()}: bad parameters {self.params!r}: {exc}") from exc
+        finally:
+            quiet.setLevel(level)
 
     @classmethod
     def from_alibi(cls, detector: Any, feature_names: list[str] | None = None) -> "AlibiBackend":

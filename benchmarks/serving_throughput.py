@@ -350,6 +350,25 @@ def _print_cell(c: dict) -> None:
           + " | ".join(fig(ref) for ref in refs) + f"\n        {ratios}", flush=True)
 
 
+def markdown_table(result: dict) -> str:
+    """README tables of a result: one per reference server, one row per protocol and concurrency."""
+    refs = [k.removeprefix("ratio_infertap_over_") for k in result["cells"][0] if k.startswith("ratio_infertap_over_")]
+
+    def fig(x: dict) -> str:
+        return (f"{x['throughput_rps']:.0f} / {x['latency_ms']['p50']:.2f} / {x['latency_ms']['p99']:.1f} / "
+                f"{x['cpu_us_per_request']:.0f}")
+    tables = []
+    for ref in refs:
+        rows = [f"| protocol | c | infertap rps / p50 ms / p99 ms / CPU us | {ref} rps / p50 ms / p99 ms / CPU us "
+                "| throughput ratio | p50 ratio | p99 ratio | CPU ratio |", "|" + " --- |" * 8]
+        for c in result["cells"]:
+            r = c["ratio_infertap_over_" + ref]
+            rows.append(f"| {c['protocol'].upper()} | {c['concurrency']} | {fig(c['infertap'])} | {fig(c[ref])} | "
+                        + " | ".join(f"{r[k]:.2f}" for k in ("throughput", "p50", "p99", "cpu_per_request")) + " |")
+        tables.append("\n".join(rows))
+    return "\n\n".join(tables)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=float, default=4.0, help="measured seconds per server, cell and round")
@@ -362,7 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kserve-quiet", action="store_true",
                    help="also run KServe with its per-request log lines off, as a third server")
     p.add_argument("--install-reference-only", action="store_true", help="create .venv-kserve and exit")
+    p.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
     a = p.parse_args(argv)
+    if a.table:
+        print(markdown_table(json.loads(a.out.read_text())))
+        return 0
     if a.install_reference_only:
         ensure_kserve_venv()
         return 0

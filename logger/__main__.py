@@ -33,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> LoggerSettings:
     p.add_argument("--spool-dir")
     p.add_argument("--max-request-bytes", type=int)
     p.add_argument("--upstream-timeout", dest="upstream_timeout_s", type=float)
+    p.add_argument("--upstream-keepalive", dest="upstream_keepalive_s", type=float,
+                   help="seconds a pooled model-server connection may idle before it is closed (below the server's keep-alive timeout)")
     p.add_argument("--metrics-path")
     # delivery knobs (LoggerSettings has the defaults and their meaning)
     p.add_argument("--queue-max-events", type=int)

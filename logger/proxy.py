@@ -87,17 +87,19 @@ class ReverseProxy:
 
     async def startup(self) -> None:
         timeout = httpx.Timeout(self.settings.upstream_timeout_s, connect=min(10.0, self.settings.upstream_timeout_s))
-        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=60)
+        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=self.settings.upstream_keepalive_s)
         self.client = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False)
         # transparent proxy: send only the client's headers, not httpx's defaults
         for name in list(self.client.headers.keys()):
             del self.client.headers[name]
         connect = min(10.0, self.settings.upstream_timeout_s)
+        keepalive = self.settings.upstream_keepalive_s
         self._pool = UpstreamPool(self.settings.component_host, self.settings.component_port, connect,
-                                  self.settings.upstream_timeout_s)
+                                  self.settings.upstream_timeout_s, keepalive_expiry=keepalive)
         ex = self._explainer_url
         if ex is not None and ex.scheme == "http":
-            self._explainer_pool = UpstreamPool(ex.host, ex.port or 80, connect, self.settings.upstream_timeout_s)
+            self._explainer_pool = UpstreamPool(ex.host, ex.port or 80, connect, self.settings.upstream_timeout_s,
+                                                keepalive_expiry=keepalive)
         if self.delivery is not None:
             await self.delivery.start()
 

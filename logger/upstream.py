@@ -9,20 +9,31 @@ proxy needs: plain `http://`, requests with a complete body, any response framin
 (Content-Length, chunked, close-delimited). HEAD requests and `https://` explainers go
 through httpx in `logger.proxy`.
 
+Keep-alive races: a model server closes idle connections (uvicorn after its
+`timeout_keep_alive`, 5 s by default), and a request written to a connection as the server
+closes it gets a reset and no answer. Two defences, so that such a race never reaches the
+client as a 502: connections idle longer than `keepalive_expiry` (below the server's
+timeout) are closed instead of reused, and a request whose *reused* connection broke before
+a single byte of the answer arrived is sent again, once, on a fresh connection (the server
+cannot have answered it; uvicorn starts no request on a connection it is closing). A
+response that broke after its first bytes is never resent: it may have been processed.
+
 Back-pressure: when the client reads slower than the model server writes, reading from the
 upstream pauses past 1 MiB buffered, so a streamed response is never held whole in memory.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from typing import AsyncIterator
 
 import httptools
 
+log = logging.getLogger("infertap.logger.upstream")
+
 _HIGH_WATER = 1024 * 1024
-_IDLE_EXPIRY_S = 50.0
 
 
 class UpstreamError(Exception):
@@ -193,10 +204,12 @@ class UpstreamPool:
     """Keep-alive connections to one `host:port`."""
 
     def __init__(self, host: str, port: int, connect_timeout: float = 10.0, read_timeout: float = 600.0,
-                 max_idle: int = 256):
+                 max_idle: int = 256, keepalive_expiry: float = 4.0):
         self.host, self.port = host, port
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self.max_idle = max_idle
+        self.keepalive_expiry = keepalive_expiry
+        self.retries = 0  # requests resent after a reused connection broke before answering
         self._idle: list[_Connection] = []
         self._host_header = f"{host}:{port}".encode()
 
@@ -221,13 +234,17 @@ class UpstreamPool:
         return conn
 
     def _pop_idle(self) -> _Connection | None:
-        now = time.monotonic()
-        while self._idle:
-            conn = self._idle.pop()
-            if not conn.closed and now - conn.idle_since < _IDLE_EXPIRY_S:
+        """The most recently used live connection; expired ones are closed on the way."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if conn.closed:
+                continue
+            if time.monotonic() - conn.idle_since < self.keepalive_expiry:
                 return conn
-            if conn.transport is not None:
-                conn.transport.close()
+            # a LIFO stack: everything below the top is older still
+            idle.append(conn)
+            self.close()
         return None
 
     async def request(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
@@ -253,9 +270,12 @@ class UpstreamPool:
             if conn is None:
                 conn = await self._connect()
             try:
-                conn.transport.write(payload)
-                if body:
-                    conn.transport.write(body)
+                try:
+                    conn.transport.write(payload)
+                    if body:
+                        conn.transport.write(body)
+                except (OSError, RuntimeError) as exc:  # the transport closed under us
+                    conn._fail(UpstreamBroken(f"upstream closed the connection: {exc}"))
                 while not conn.headers_done:
                     if conn.error is not None:
                         raise conn.error
@@ -264,6 +284,9 @@ class UpstreamPool:
             except UpstreamBroken:
                 # a reused keep-alive connection the server closed as we sent: retry once, fresh
                 if attempt == 0 and reused and not conn.got_bytes:
+                    self.retries += 1
+                    log.debug("reused connection to %s:%d broke before answering (%s): resending on a fresh one",
+                              self.host, self.port, conn.error)
                     conn, reused = None, False
                     continue
                 raise

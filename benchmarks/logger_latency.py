@@ -6,7 +6,12 @@ one run, interleaved round by round so machine noise hits all three alike:
 - direct: client -> model server
 - sidecar: client -> `python -m logger` (logging every request/response to Kafka on the
   embedded broker, or to a file with --sink file) -> model server
-- nginx: client -> nginx (Debian `nginx-light`, one worker, keep-alive upstream pool) -> model server
+- nginx: client -> nginx (Debian `nginx-light`, one worker process as the sidecar has one,
+  keep-alive upstream pool expiring idle connections after 4 s as the sidecar does) -> model server
+
+A failed request does not abort the run: it is counted per path with its status and body
+(the sidecar answers JSON `{"error"}`, nginx an HTML page), and the proxies' log lines about
+the upstream go into the JSON.
 
 Load: an aiohttp client (one pooled session per path), closed loop at concurrency 1 and
 16, per-request latency with `perf_counter`. Added latency = p50 (p99) of a path minus the
@@ -52,7 +57,9 @@ http {{
   fastcgi_temp_path {dir}/fastcgi;
   uwsgi_temp_path {dir}/uwsgi;
   scgi_temp_path {dir}/scgi;
-  upstream model {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+  # keepalive_timeout below uvicorn's 5 s, as the sidecar's --upstream-keepalive: nginx does
+  # not resend a POST whose cached connection the model server closed (502 otherwise)
+  upstream model {{ server 127.0.0.1:{upstream}; keepalive 64; keepalive_timeout 4s; }}
   server {{
     listen 127.0.0.1:{port};
     location / {{
@@ -110,9 +117,12 @@ def ensure_nginx() -> str:
     return found
 
 
-async def one_round(session: aiohttp.ClientSession, url: str, n: int, concurrency: int) -> list[float]:
-    """n requests, `concurrency` in flight; per-request latencies in seconds."""
+async def one_round(session: aiohttp.ClientSession, url: str, n: int, concurrency: int,
+                    errors: list[str] | None = None) -> list[float]:
+    """n requests, `concurrency` in flight; per-request latencies in seconds. A failed request
+    is recorded in `errors` (status and body: which proxy answered it) and not timed."""
     latencies: list[float] = []
+    errors = [] if errors is None else errors
     remaining = n
     headers = {"content-type": "application/json"}
 
@@ -121,10 +131,16 @@ async def one_round(session: aiohttp.ClientSession, url: str, n: int, concurrenc
         while remaining > 0:
             remaining -= 1
             t0 = time.perf_counter()
-            async with session.post(url, data=BODY, headers=headers) as r:
-                await r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"{url}: HTTP {r.status}")
+            try:
+                async with session.post(url, data=BODY, headers=headers) as r:
+                    body = await r.read()
+                    status = r.status
+            except aiohttp.ClientError as exc:
+                errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                continue
+            if status != 200:
+                errors.append(f"HTTP {status}: {body[:200]!r}")
+                continue
             latencies.append(time.perf_counter() - t0)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -160,12 +176,13 @@ async def measure(targets: dict[str, str], concurrency: int, n: int, rounds: int
         for name, url in targets.items():  # warm-up: connections, JIT-free but caches and pools
             await one_round(sessions[name], url, max(200, n // 10), concurrency)
         samples: dict[str, list[float]] = {name: [] for name in targets}
+        errors: dict[str, list[str]] = {name: [] for name in targets}
         cpu = {name: 0.0 for name in targets}
         for r in range(rounds):
             order = list(targets) if r % 2 == 0 else list(reversed(targets))
             for name in order:
                 before = cpu_seconds(pids[name]) if name in pids else 0.0
-                samples[name] += await one_round(sessions[name], targets[name], n, concurrency)
+                samples[name] += await one_round(sessions[name], targets[name], n, concurrency, errors[name])
                 if name in pids:
                     cpu[name] += cpu_seconds(pids[name]) - before
     finally:
@@ -174,7 +191,8 @@ async def measure(targets: dict[str, str], concurrency: int, n: int, rounds: int
     out = {}
     for name, lat in samples.items():
         out[name] = {"requests": len(lat), "p50_ms": pct(lat, 0.50) * 1e3, "p99_ms": pct(lat, 0.99) * 1e3,
-                     "mean_ms": statistics.fmean(lat) * 1e3}
+                     "mean_ms": statistics.fmean(lat) * 1e3, "errors": len(errors[name]),
+                     "error_samples": errors[name][:5]}
         if name in pids:  # CPU the proxy process itself spent per request: robust to a busy machine
             out[name]["proxy_cpu_ms_per_request"] = cpu[name] / len(lat) * 1e3
     for name in targets:
@@ -257,6 +275,10 @@ def main() -> None:
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "results": results,
         }
+        doc["proxy_upstream_log_lines"] = {
+            "sidecar": [l for l in (work / "sidecar.log").read_text(errors="replace").splitlines() if "upstream" in l][:20],
+            "nginx": [l for l in (work / "error.log").read_text(errors="replace").splitlines()
+                      if "upstream" in l][:20] if (work / "error.log").exists() else []}
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"wrote {a.out}")

@@ -400,7 +400,7 @@ def _parse(body: bytes, record: Record) -> tuple[Any, int | None]:
         try:
             text = body.decode("latin-1")  # one char per byte, so the index is a byte count
             _, length = json.JSONDecoder().raw_decode(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
             raise DecodeError("not_json", "body is not JSON (nor a V2 binary body with a JSON header)") from None
     try:
         return orjson.loads(body[:length]), length

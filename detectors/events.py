@@ -6,7 +6,8 @@ first and last offset per partition (so duplicates after a restart can be recogn
 
 Dead letter: `type` `io.infertap.detection.deadletter`, the original body byte-exact, and
 extensions saying why (`reason`, `reasondetail`) and where it came from (`originalid`,
-`originaltype`, `originaltopic`, `originalpartition`, `originaloffset`).
+`originaltype`, `originaltopic`, `originalpartition`, `originaloffset`). Bodies over
+512 KiB are cut to that prefix (`bodytruncated: "true"`, `originalsize`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ from detectors.result import DetectionResult
 
 DETECTION_TYPE = "io.infertap.detection.{kind}"
 DEAD_LETTER_TYPE = "io.infertap.detection.deadletter"
+#: Most bytes of the original body a dead letter carries. A record that reached the events
+#: topic near the broker's size limit would not fit again with the dead-letter attributes
+#: added (MSG_SIZE_TOO_LARGE killed the worker, and again after every restart); beyond this
+#: the dead letter holds the prefix and says `bodytruncated`.
+DEAD_LETTER_MAX_BODY = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,12 @@ def dead_letter_event(origin: Origin, reject: Reject) -> CloudEvent:
     for name, attr in (("ce_id", "originalid"), ("ce_type", "originaltype")):
         if record.headers.get(name):
             attrs[attr] = record.header(name)
-    return CloudEvent(attrs, record.value or b"")
+    body = record.value or b""
+    if len(body) > DEAD_LETTER_MAX_BODY:
+        attrs["bodytruncated"] = "true"
+        attrs["originalsize"] = len(body)
+        body = body[:DEAD_LETTER_MAX_BODY]
+    return CloudEvent(attrs, body)
 
 
 def to_kafka(event: CloudEvent, key: str | None = None) -> ce_kafka.KafkaMessage:

@@ -76,6 +76,9 @@ class ReverseProxy:
         self.upstream = f"http://{settings.component_host}:{settings.component_port}"
         self._upstream_url = httpx.URL(self.upstream)
         self._explainer_url = httpx.URL(settings.explainer_url.rstrip("/")) if settings.explainer_url else None
+        # a base URL's own path (an explainer behind a path prefix) goes before the request's
+        self._upstream_prefix = self._upstream_url.raw_path.rstrip(b"/")
+        self._explainer_prefix = self._explainer_url.raw_path.rstrip(b"/") if self._explainer_url else b""
         self.max_request = settings.max_request_bytes
         self.metrics_path = settings.metrics_path
         self.client: httpx.AsyncClient | None = None
@@ -172,8 +175,9 @@ class ReverseProxy:
         query = scope.get("query_string")
         if query:
             raw_path = raw_path + b"?" + query
-        if base.raw_path not in (b"/", b""):
-            raw_path = base.raw_path.rstrip(b"/") + raw_path
+        prefix = self._explainer_prefix if explain else self._upstream_prefix
+        if prefix:
+            raw_path = prefix + raw_path
         out_headers = _forward_headers(headers, scope)
         exchange = self.tap.begin(method, path, headers, body)
         pool = self._explainer_pool if explain else self._pool
@@ -195,12 +199,17 @@ class ReverseProxy:
                 exchange.response_start(status)
             await send({"type": "http.response.start", "status": status,
                         "headers": [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]})
-            async for chunk in response.stream():
+            while True:
+                chunk = await response.next_chunk()
+                if chunk is None:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    return status
                 if exchange is not None:
                     exchange.response_chunk(chunk)
+                if response.ended:  # the usual case: the whole body arrived with the headers
+                    await send({"type": "http.response.body", "body": chunk, "more_body": False})
+                    return status
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return status
         except UpstreamError as exc:
             # headers already sent: all we can do is cut the connection (the ASGI server does)
             self.tap.metrics.upstream_error(exc.reason)

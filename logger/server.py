@@ -27,6 +27,10 @@ def uvicorn_config(settings: LoggerSettings, app=None) -> uvicorn.Config:
         lifespan="on",
         access_log=False,
         proxy_headers=False,  # the sidecar forwards X-Forwarded-* itself; skip uvicorn's rewrite
+        # transparent: the model server's Date (and Server, if any) pass through; uvicorn's own
+        # would duplicate them
+        server_header=False,
+        date_header=False,
         log_level="info",
         timeout_graceful_shutdown=15,
         # the proxy streams bodies itself; keep-alive long enough for pooled clients

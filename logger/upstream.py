@@ -174,6 +174,30 @@ class UpstreamResponse:
         self._conn, self._pool, self._timeout = conn, pool, timeout
         self._done = False
 
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body as it arrives; None once it has all been read."""
+        conn = self._conn
+        while True:
+            chunk = conn.take()
+            if chunk is not None:
+                return chunk
+            if conn.error is not None:
+                raise conn.error
+            if conn.complete:
+                self._done = True
+                return None
+            await conn.wait(self._timeout)
+
+    @property
+    def ended(self) -> bool:
+        """True when every byte of the body has been handed out: the chunk just taken was
+        the last (lets the proxy send it with `more_body=False`, one ASGI send less)."""
+        conn = self._conn
+        if conn.complete and not conn.chunks and conn.error is None:
+            self._done = True
+            return True
+        return False
+
     async def stream(self) -> AsyncIterator[bytes]:
         conn = self._conn
         while True:

@@ -22,7 +22,7 @@ FLAGS: dict[str, str] = {
     "--explainer-uri": "explainer_uri", "--deadline-s": "deadline_s", "--max-instances": "max_instances",
     "--max-samples": "max_samples", "--workers": "workers", "--nsamples": "nsamples", "--n-steps": "n_steps",
     "--internal-batch-size": "internal_batch_size", "--inference-service": "inference_service",
-    "--log-level": "log_level",
+    "--log-level": "log_level", "--max-request-bytes": "max_request_bytes", "--auth-token": "auth_token",
 }
 ALIASES = {"--name": ["--model-name", "--model_name"], "--predictor-url": ["--predictor_host"],
            "--http-port": ["--http_port"], "--explainer-type": ["--type", "--explainer_type"],

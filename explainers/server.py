@@ -18,7 +18,9 @@ Routes:
 Limits: `max_instances` per request, `max_samples` for nsamples / steps, `deadline_s` per
 request (504 with a sentence when hit; black-box explainers stop at their next predictor
 call, white-box work already started finishes in its thread but its answer is dropped).
-Wrong feature count or shape is a 400 naming what was expected.
+Wrong feature count or shape is a 400 naming what was expected. Bodies over
+`max_request_bytes` get 413; with `--auth-token` (or `$INFERTAP_AUTH_TOKEN`) every POST
+needs `Authorization: Bearer <token>` (401 otherwise; GETs stay open for probes and metrics).
 """
 from __future__ import annotations
 
@@ -243,7 +245,9 @@ def run(settings: ExplainerSettings) -> None:
         service.load()
     except ExplainerLoadError as err:
         raise SystemExit(f"explainer {settings.name!r} ({settings.explainer_type}): {err}") from None
-    app = create_app(settings, service)
+    from serving.rest.guard import RequestGuard, token_from_env
+
+    app = RequestGuard(create_app(settings, service), settings.max_request_bytes, token_from_env(settings.auth_token))
     log.info("%s explainer for %r on http://%s:%d", settings.explainer_type, settings.name, settings.host,
              settings.http_port)
     uvicorn.run(app, host=settings.host, port=settings.http_port, log_level="warning", access_log=False)

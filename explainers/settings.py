@@ -54,6 +54,8 @@ class ExplainerSettings(BaseModel):
     max_instances: int = Field(default=64, ge=1, description="Most instances per explain request.")
     max_samples: int = Field(default=10_000, ge=1, description="Cap on nsamples / max_evals / n_steps a request may ask for.")
     workers: int = Field(default=2, ge=1, description="Explanations computed at once (threads).")
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1, description="Larger request bodies get 413.")
+    auth_token: str | None = Field(default=None, description="Bearer token every POST must carry (401 otherwise); default $INFERTAP_AUTH_TOKEN, none: no auth.")
     # backend defaults
     nsamples: int | None = Field(default=None, ge=1, description="KernelShap nsamples, PermutationShap max_evals, GradientShap n_samples; None: the backend's default.")
     n_steps: int = Field(default=50, ge=2, description="IntegratedGradients steps.")

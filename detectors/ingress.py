@@ -8,7 +8,9 @@ binary-mode CloudEvent (Knative routes a reply event onward), and it is also POS
 
 Events that cannot be decoded get 400 `{"error": ...}` and count in the dead-letter metric.
 The detector runs in a worker thread, one window at a time: the event loop never blocks.
-`GET /metrics` serves the worker's Prometheus metrics on the same port.
+`GET /metrics` serves the worker's Prometheus metrics on the same port. Bodies over
+`max_request_bytes` get 413; with `auth_token` (or `$INFERTAP_AUTH_TOKEN`) every POST needs
+`Authorization: Bearer <token>` (401 otherwise).
 """
 from __future__ import annotations
 
@@ -131,5 +133,7 @@ def run(settings: WorkerSettings) -> None:
     import uvicorn
 
     evaluator = Evaluator(build_backend(settings), settings.state_dir)
-    app = create_app(settings, evaluator)
+    from serving.rest.guard import RequestGuard, token_from_env
+
+    app = RequestGuard(create_app(settings, evaluator), settings.max_request_bytes, token_from_env(settings.auth_token))
     uvicorn.run(app, host=settings.host, port=settings.metrics_port, log_level="warning")

@@ -76,6 +76,8 @@ class WorkerSettings(BaseModel):
     dead_letter_topic: str | None = None
     host: str = "127.0.0.1"
     metrics_port: int = 9102
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1, description="HTTP ingress: larger bodies get 413.")
+    auth_token: str | None = Field(default=None, description="HTTP ingress: bearer token every POST must carry; default $INFERTAP_AUTH_TOKEN.")
     # delivery
     state_dir: Path | None = Field(default=None, description="Online detectors save their state here at each commit.")
     join_timeout: float = Field(default=60.0, gt=0, description="Seconds a request waits for its response (joined).")

@@ -170,7 +170,9 @@ class AdversarialBackend(TFBackend):
         "model": "path of a saved Keras classifier (.keras, .h5 or SavedModel folder)",
         "predictor": "V1 URL of the served model (http://host:port/v1/models/NAME): a surrogate is distilled from it",
         "surrogate_hidden": "widths of the surrogate classifier's hidden layers (default [64, 32])",
-        "surrogate_epochs": "epochs to train the surrogate (default 200)",
+        "surrogate_epochs": "epochs to train the surrogate (default 100)",
+        "surrogate_jitter": "noise, in standard deviations per feature, of the extra rows the surrogate learns from (default 0.5)",
+        "surrogate_jitter_copies": "jittered copies of the reference sent to the served model (default 3)",
     }
 
     def check_params(self) -> None:
@@ -182,11 +184,15 @@ class AdversarialBackend(TFBackend):
         """The Keras classifier the detector guards: loaded, or distilled from the served model."""
         if "model" in self.params:
             return tf.keras.models.load_model(self.params["model"], compile=False)
-        from detectors.backends.served_model import distil_surrogate, predictor_outputs
+        from detectors.backends.served_model import distil_surrogate, jittered, predictor_outputs
 
-        outputs = predictor_outputs(self.params["predictor"], x_ref)
-        return distil_surrogate(tf, x_ref, outputs, hidden=list(self.params.get("surrogate_hidden", [64, 32])),
-                                epochs=int(self.params.get("surrogate_epochs", 200)))
+        # the reference plus jittered copies, so the surrogate also learns the served model's
+        # decision boundaries between the reference rows, where attacks push inputs
+        rows = jittered(x_ref, copies=int(self.params.get("surrogate_jitter_copies", 3)),
+                        scale=float(self.params.get("surrogate_jitter", 0.5)), seed=int(self.params.get("seed", 0)))
+        outputs = predictor_outputs(self.params["predictor"], rows)
+        return distil_surrogate(tf, rows, outputs, hidden=list(self.params.get("surrogate_hidden", [64, 32])),
+                                epochs=int(self.params.get("surrogate_epochs", 100)))
 
     def infer_threshold(self, detector: Any, x_ref: np.ndarray) -> None:
         detector.infer_threshold(x_ref, threshold_perc=float(self.params.get("threshold_perc", 95)))
@@ -228,5 +234,7 @@ class ModelDistillation(AdversarialBackend):
         model = self.classifier(tf, x_ref)
         model.trainable = False
         n_classes = int(model.output_shape[-1])
-        distilled = dense_stack(tf, x_ref.shape[1], self.hidden, n_classes, last="softmax")
+        inputs = tf.keras.Input(shape=(x_ref.shape[1],))
+        scaled = tf.keras.layers.Normalization(mean=x_ref.mean(axis=0), variance=x_ref.var(axis=0) + 1e-12)(inputs)
+        distilled = tf.keras.Model(inputs, dense_stack(tf, x_ref.shape[1], self.hidden, n_classes, last="softmax")(scaled))
         return self.alibi_cls()(distilled_model=distilled, model=model, **self.alibi_kwargs())

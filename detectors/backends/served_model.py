@@ -51,6 +51,14 @@ def predictor_outputs(url: str, x: np.ndarray, timeout: float = 30.0) -> np.ndar
     return out.astype(np.float32)
 
 
+def jittered(x: np.ndarray, copies: int, scale: float, seed: int = 0) -> np.ndarray:
+    """`x` and `copies` noisy copies of it (Gaussian, `scale` standard deviations per feature)."""
+    rng = np.random.default_rng(seed)
+    std = x.std(axis=0, keepdims=True)
+    noisy = [x + scale * std * rng.normal(size=x.shape) for _ in range(max(0, copies))]
+    return np.concatenate([x, *noisy]).astype(np.float32)
+
+
 def distil_surrogate(tf: Any, x: np.ndarray, outputs: np.ndarray, hidden: list[int], epochs: int) -> Any:
     """A Keras classifier trained to output `outputs` (soft labels) for `x`."""
     from detectors.backends.alibi_tf import dense_stack

@@ -12,12 +12,13 @@ TF_VENV ?= .venv-tf
 TF_STAMP := $(TF_VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv venv-tf models test demo bench sysdeps promdeps clean help
+.PHONY: venv venv-tf models test demo bench soak sysdeps promdeps clean help
 
 help:
 	@echo "make demo   - install, build the example models, run the stack end to end"
 	@echo "make test   - install and run the test suite"
 	@echo "make bench  - run the benchmarks (JSON in benchmarks/results/)"
+	@echo "make soak   - 30 minutes of traffic through the whole stack (benchmarks/results/soak.json)"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -65,6 +66,9 @@ $(KSERVE_STAMP): $(STAMP) benchmarks/serving_throughput.py
 
 bench: venv models sysdeps $(KSERVE_STAMP)
 	$(PY) -m benchmarks.run_all
+
+soak: venv models
+	$(PY) -m benchmarks.soak --minutes $${SOAK_MINUTES:-30}
 
 clean:
 	rm -rf $(VENV) .venv-kserve $(TF_VENV) models

@@ -15,7 +15,9 @@ Decisions:
   `infertap_logger_*`). `GET /metrics` is the model server's, forwarded like every other
   path: the sidecar stays transparent, and scraping the sidecar's port sees both.
 - **Explain routing.** `^/v1/models/[\\w-]+:explain$` goes to `explainer_url` when set (what
-  KServe's ingress does); otherwise to the model server.
+  KServe's ingress does); otherwise to the model server. Routed explain calls are not
+  logged as inference events: in KServe the predictor's agent never sees them (the
+  explainer has a logger block of its own), and detectors would count them as traffic.
 - **Ingest.** `POST /` carrying a CloudEvent (`ce-specversion` or structured content type)
   is taken by `logger.ingest`; any other `POST /` is proxied.
 - **Errors.** Upstream unreachable: 502 `{"error": ...}`; upstream timeout
@@ -179,7 +181,7 @@ class ReverseProxy:
         if prefix:
             raw_path = prefix + raw_path
         out_headers = _forward_headers(headers, scope)
-        exchange = self.tap.begin(method, path, headers, body)
+        exchange = None if explain else self.tap.begin(method, path, headers, body)
         pool = self._explainer_pool if explain else self._pool
         if pool is not None and method != "HEAD":
             return await self._forward_pooled(pool, method, raw_path, out_headers, body, exchange, send)

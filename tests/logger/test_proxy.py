@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 
 import httpx
@@ -166,9 +167,14 @@ def test_hop_by_hop_headers_not_forwarded(serve_app, upstream):
 
 def test_explain_routed_to_explainer_when_set(serve_app, spawn, upstream):
     explainer = start_upstream(spawn, "explainer")
-    url, _ = sidecar(serve_app, upstream, explainer_url=explainer)
+    url, d = sidecar(serve_app, upstream, explainer_url=explainer)
     assert httpx.post(f"{url}/v1/models/iris:explain", json={}).headers["x-upstream"] == "explainer"
     assert httpx.post(f"{url}/v1/models/iris:predict", json={}).headers["x-upstream"] == "model"
+    # only the predict is logged: routed explain calls are not inference traffic
+    events = d.wait(2)
+    time.sleep(0.3)
+    assert len(d.events) == 2 and {e.get_extension("statuscode") for e in d.of_type("response")} == {200}
+    assert all(e.get_type().endswith(("request", "response")) for e in events)
     plain, _ = sidecar(serve_app, upstream)
     assert httpx.post(f"{plain}/v1/models/iris:explain", json={}).headers["x-upstream"] == "model"
 

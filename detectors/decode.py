@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from logger.events import REQUEST_TYPE, RESPONSE_TYPE
-from serving.codec import CodecError, decode_v2_request, decode_v2_response
+from serving.codec import CodecError, binary_header_length, decode_v2_request, decode_v2_response
 
 from detectors.settings import EventMode, FeatureSettings
 
@@ -398,9 +398,8 @@ def _parse(body: bytes, record: Record) -> tuple[Any, int | None]:
     length = _header_length(record)
     if length is None:
         try:
-            text = body.decode("latin-1")  # one char per byte, so the index is a byte count
-            _, length = json.JSONDecoder().raw_decode(text)
-        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
+            length = binary_header_length(body)
+        except CodecError:
             raise DecodeError("not_json", "body is not JSON (nor a V2 binary body with a JSON header)") from None
     try:
         return orjson.loads(body[:length]), length

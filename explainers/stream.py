@@ -7,7 +7,7 @@
 Reads `<isvc>-events` (the logger's CloudEvents, Kafka binding, binary mode) in a consumer
 group, keeps `org.kubeflow.serving.inference.request` events, samples a share of them by a
 hash of their id (the same event is always in or out, whichever worker sees it), decodes
-the logged body with `serving.codec` (V1 `instances`/`inputs` or V2 JSON), explains every
+the logged body with `serving.codec` (V1 `instances`/`inputs`, V2 JSON or binary), explains every
 instance with the same backends as the server, and publishes one `io.infertap.explanation`
 CloudEvent per request event to `<isvc>-explanations`: body the `ExplainResponse` JSON,
 `subject` the InferenceService, extension `requestid` the id of the request event (so the
@@ -17,8 +17,7 @@ dashboards and detectors watch for attribution drift.
 
 Offsets are committed after the explanations of a batch are acknowledged: a crash repeats
 explanations rather than losing them. Scaling is by consumer group, as detectors.
-Undecodable bodies (binary V2 logged without its header length, text for tabular models)
-are counted (`infertap_explainer_stream_events_total{outcome}`), never fatal.
+Undecodable bodies (not V1 or V2, text for tabular models) are counted (`infertap_explainer_stream_events_total{outcome}`), never fatal.
 """
 from __future__ import annotations
 
@@ -42,7 +41,7 @@ from explainers.errors import ExplainerError
 from explainers.explanation import ExplainResponse
 from explainers.metrics import ExplainerMetrics
 from explainers.settings import ExplainerSettings
-from serving.codec import CodecError, decode_v1_request, decode_v2_request
+from serving.codec import CodecError, binary_header_length, decode_v1_request, decode_v2_request
 
 log = logging.getLogger("infertap.explainers.stream")
 
@@ -81,13 +80,15 @@ def sampled(event_id: str, rate: float) -> bool:
 
 
 def decode_instances(body: bytes, content_type: str | None) -> np.ndarray:
-    """The instances of a logged request body (V1 or V2 JSON); CodecError when it holds none we can read."""
+    """The instances of a logged request body (V1, V2 JSON or V2 binary); CodecError when it holds none we can read."""
+    header_length = None
     try:
         obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise CodecError(f"not JSON ({content_type or 'no content type'}); binary V2 bodies are logged without their header length") from None
+    except orjson.JSONDecodeError:  # a V2 binary body: its JSON header leads it
+        header_length = binary_header_length(body)
+        obj = orjson.loads(body[:header_length])
     if isinstance(obj, dict) and isinstance(obj.get("inputs"), list) and obj["inputs"] and isinstance(obj["inputs"][0], dict):
-        request = decode_v2_request(body)
+        request = decode_v2_request(body, header_length)
         if len(request.inputs) != 1:
             raise CodecError(f"{len(request.inputs)} input tensors; the explainer takes one")
         return request.inputs[0].data

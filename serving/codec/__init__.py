@@ -8,14 +8,14 @@ from serving.codec.errors import CodecError
 from serving.codec.v1 import V1Request, decode_v1_request, decode_v1_response, encode_v1_response
 from serving.codec.v2 import (
     BINARY_TYPE, HEADER_LENGTH, JSON_TYPE, InferenceRequest, InferenceResponse, MetadataTensor, ModelMetadata,
-    RequestInput, RequestOutput, ResponseOutput, ServerMetadata, decode_v2_request, decode_v2_response,
+    RequestInput, RequestOutput, ResponseOutput, ServerMetadata, binary_header_length, decode_v2_request, decode_v2_response,
     encode_v2_request, encode_v2_response, wants_binary,
 )
 
 __all__ = [
     "BINARY_TYPE", "DATATYPES", "HEADER_LENGTH", "JSON_TYPE", "NUMPY_DTYPES", "CodecError", "Datatype",
     "InferenceRequest", "InferenceResponse", "MetadataTensor", "ModelMetadata", "RequestInput", "RequestOutput",
-    "ResponseOutput", "ServerMetadata", "V1Request", "datatype_of", "decode_v1_request", "decode_v1_response",
+    "ResponseOutput", "ServerMetadata", "V1Request", "binary_header_length", "datatype_of", "decode_v1_request", "decode_v1_response",
     "decode_v2_request", "decode_v2_response", "encode_v1_response", "encode_v2_request", "encode_v2_response",
     "numpy_dtype", "wants_binary",
 ]

@@ -13,6 +13,7 @@ BYTES elements carry a 4-byte little-endian length prefix.
 """
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Iterable, Mapping
 
 import numpy as np
@@ -123,6 +124,20 @@ def decode_v2_response(body: bytes, header_length: int | None = None) -> Inferen
     response = _validate(InferenceResponse, envelope, "response")
     _decode_tensors(response.outputs, binary, "output")
     return response
+
+
+def binary_header_length(body: bytes) -> int:
+    """Length of the JSON header leading a V2 binary-extension body, found by parsing it.
+
+    For bodies kept without their `Inference-Header-Content-Length` request header (the
+    logger keeps bodies byte-exact, not that header): the header is the leading JSON value.
+    """
+    try:
+        # latin-1 maps one byte to one character, so the end index is a byte count
+        _, end = json.JSONDecoder().raw_decode(body.decode("latin-1"))
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
+        raise CodecError("body is neither JSON nor a V2 binary body with a JSON header") from None
+    return end
 
 
 def _split(body: bytes, header_length: int | None) -> tuple[Any, memoryview]:

@@ -104,3 +104,15 @@ def test_sampling_is_stable_per_event_id():
     assert 0.2 < len(picked) / len(ids) < 0.3
     assert picked == [i for i in ids if sampled(i, 0.25)]  # the same events, every time, in every worker
     assert all(sampled(i, 1.0) for i in ids[:10])
+
+
+def test_binary_v2_request_bodies_decode_without_their_header_length():
+    import numpy as np
+
+    from explainers.stream import decode_instances
+    from serving.codec import encode_v2_request
+
+    rows = np.arange(8, dtype=np.float32).reshape(2, 4)
+    body, _ = encode_v2_request({"input-0": rows}, binary=True)
+    np.testing.assert_array_equal(decode_instances(body, "application/octet-stream"), rows)
+

@@ -10,7 +10,8 @@ import pytest
 import tritonclient.http as triton
 
 from serving.codec import (
-    DATATYPES, CodecError, InferenceResponse, ResponseOutput, datatype_of, decode_v1_request, decode_v1_response,
+    DATATYPES, CodecError, InferenceResponse, ResponseOutput, binary_header_length, datatype_of, decode_v1_request,
+    decode_v1_response,
     decode_v2_request, decode_v2_response, encode_v1_response, encode_v2_request, encode_v2_response, numpy_dtype,
 )
 
@@ -177,6 +178,14 @@ def test_binary_decoding_does_not_copy() -> None:
     body, headers = encode_v2_request({"x": data}, binary=True)
     arr = decode_v2_request(body, header_len(headers)).inputs[0].data
     assert not arr.flags.owndata  # a view on the request body: np.frombuffer
+
+
+def test_binary_header_length_is_found_without_the_header() -> None:
+    # the logger keeps bodies, not the Inference-Header-Content-Length header
+    body, headers = encode_v2_request({"x": np.arange(6, dtype=np.float32).reshape(2, 3)}, binary=True)
+    assert binary_header_length(body) == header_len(headers)
+    with pytest.raises(CodecError, match="neither JSON nor a V2 binary body"):
+        binary_header_length(b"\x00\x01garbage")
 
 
 def test_v1_instances_and_inputs() -> None:

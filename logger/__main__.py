@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> LoggerSettings:
     p.add_argument("--kafka-client", choices=["confluent", "kafka-python"])
     p.add_argument("--spool-dir")
     p.add_argument("--max-request-bytes", type=int)
+    p.add_argument("--auth-token", dest="ingest_auth_token",
+                   help="bearer token the CloudEvents ingest (POST /) requires; default $INFERTAP_AUTH_TOKEN")
     p.add_argument("--upstream-timeout", dest="upstream_timeout_s", type=float)
     p.add_argument("--upstream-keepalive", dest="upstream_keepalive_s", type=float,
                    help="seconds a pooled model-server connection may idle before it is closed (below the server's keep-alive timeout)")

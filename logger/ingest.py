@@ -10,11 +10,15 @@ Events pass through unchanged: attributes as received (extensions included), the
 the raw bytes of a binary-mode event. A structured event's `data_base64` becomes those bytes;
 a JSON `data` value is re-serialised compactly (its original spacing is not recoverable).
 Answers: 202 `{"id": ...}`; 400 `{"error": reason}` for a malformed event; 503 when the
-sidecar has no sink.
+sidecar has no sink; 401 `{"error": ...}` when an ingest token is set (`--auth-token`,
+`$INFERTAP_AUTH_TOKEN`) and the request lacks `Authorization: Bearer <token>`. Only the
+ingest is guarded: proxied inference traffic is the model server's business.
 """
 from __future__ import annotations
 
+import hmac
 import json
+import os
 from typing import Any
 
 from cloudevents.core.bindings import http as ce_http
@@ -24,6 +28,8 @@ from cloudevents.core.v1.event import CloudEvent
 
 STRUCTURED_TYPE = b"application/cloudevents+json"
 REQUIRED = ("id", "source", "type", "specversion")
+TOKEN_ENV = "INFERTAP_AUTH_TOKEN"
+UNAUTHORIZED = "missing or wrong bearer token (Authorization: Bearer <token>)"
 
 
 class IngestError(ValueError):
@@ -49,6 +55,20 @@ def is_cloudevent(headers: list[tuple[bytes, bytes]]) -> bool:
         if name == b"content-type" and value.split(b";")[0].strip().lower() == STRUCTURED_TYPE:
             return True
     return False
+
+
+def expected_authorization(token: str | None) -> bytes | None:
+    """The Authorization header value the ingest wants: `token`, else $INFERTAP_AUTH_TOKEN; None: no auth."""
+    token = token or os.environ.get(TOKEN_ENV) or None
+    return f"Bearer {token}".encode() if token else None
+
+
+def authorized(headers: list[tuple[bytes, bytes]], expected: bytes | None) -> bool:
+    """True when no token is set or the request carries it (constant-time comparison)."""
+    if expected is None:
+        return True
+    given = next((value for name, value in headers if name == b"authorization"), b"")
+    return hmac.compare_digest(given, expected)
 
 
 def parse(headers: list[tuple[bytes, bytes]], body: bytes) -> CloudEvent:

@@ -82,6 +82,7 @@ class ReverseProxy:
         self._upstream_prefix = self._upstream_url.raw_path.rstrip(b"/")
         self._explainer_prefix = self._explainer_url.raw_path.rstrip(b"/") if self._explainer_url else b""
         self.max_request = settings.max_request_bytes
+        self.ingest_authorization = ingest.expected_authorization(settings.ingest_auth_token)
         self.metrics_path = settings.metrics_path
         self.client: httpx.AsyncClient | None = None
         self._pool: UpstreamPool | None = None
@@ -156,13 +157,18 @@ class ReverseProxy:
         if method == "GET" and path == self.metrics_path:
             await _respond(send, 200, generate_latest(REGISTRY) + generate_latest(PROCESS_REGISTRY), [(b"content-type", CONTENT_TYPE_LATEST.encode())])
             return
+        is_ingest = method == "POST" and path == "/" and ingest.is_cloudevent(headers)
+        if is_ingest and not ingest.authorized(headers, self.ingest_authorization):  # before reading the body
+            await _respond(send, 401, json.dumps({"error": ingest.UNAUTHORIZED}).encode(),
+                           _JSON_HEADERS + [(b"www-authenticate", b'Bearer realm="infertap"')])
+            return
         try:
             body = await read_body(receive, self.max_request)
         except BodyTooLarge:
             await _json(send, 413, {"error": f"request body exceeds {self.max_request} bytes"})
             self.tap.metrics.observe(path, 413, time.perf_counter() - started)
             return
-        if method == "POST" and path == "/" and ingest.is_cloudevent(headers):
+        if is_ingest:
             status, answer = ingest.accept(headers, body, self.delivery)
             await _json(send, status, answer)
             return

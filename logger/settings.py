@@ -43,6 +43,7 @@ class LoggerSettings(BaseModel):
     http_timeout_s: float = Field(default=5.0, gt=0, description="Per request of http(s):// sinks.")
     http_retries: int = Field(default=3, ge=0, description="Retries per event of http(s):// sinks, with exponential backoff.")
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1, description="Larger bodies get 413.")
+    ingest_auth_token: str | None = Field(default=None, description="Bearer token a CloudEvents ingest (`POST /` with a CloudEvent) must carry, else 401; default $INFERTAP_AUTH_TOKEN, none: no auth. Proxied inference traffic is not checked (the model server's business).")
     upstream_timeout_s: float = Field(default=600.0, gt=0)
     upstream_keepalive_s: float = Field(default=4.0, gt=0, description="Pooled connections to the model server idle longer than this are closed, not reused: keep it below the model server's keep-alive timeout (uvicorn: 5 s), so a request is never written to a connection the server is closing.")
     max_event_body_bytes: int = Field(default=16 * 1024 * 1024, ge=0, description="Most bytes of a (streamed) response body kept for its event; beyond, the event says `bodytruncated`.")

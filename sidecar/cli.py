@@ -116,7 +116,7 @@ def serve(
 LOGGER_FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "port", "host", "component_host", "component_port", "log_url", "log_mode", "source_uri", "inference_service",
     "namespace", "component", "endpoint", "metadata_headers", "metadata_annotations", "explainer_url",
-    "kafka_client", "spool_dir")}
+    "kafka_client", "spool_dir")} | {"ingest_auth_token": "--auth-token"}
 
 
 @app.command("logger")
@@ -137,6 +137,7 @@ def logger_cmd(
     explainer_url: Optional[str] = typer.Option(None, help="Where :explain paths go."),
     kafka_client: str = typer.Option("confluent", help="confluent or kafka-python."),
     spool_dir: Optional[Path] = typer.Option(None, help="Disk spool for events a sink cannot take."),
+    auth_token: Optional[str] = typer.Option(None, help="Bearer token the CloudEvents ingest (POST /) requires, else 401; default $INFERTAP_AUTH_TOKEN. Proxied inference traffic is not checked."),
 ) -> None:
     """Run one logger sidecar in front of a model server (flags named like KServe's agent)."""
     from logger.settings import LoggerSettings
@@ -152,7 +153,7 @@ def logger_cmd(
         log_url=split_list(log_url), log_mode=log_mode, source_uri=source_uri,
         inference_service=inference_service, namespace=namespace, component=component, endpoint=endpoint,
         metadata_headers=split_list(metadata_headers), metadata_annotations=annotations,
-        explainer_url=explainer_url, kafka_client=kafka_client, spool_dir=spool_dir,
+        explainer_url=explainer_url, kafka_client=kafka_client, spool_dir=spool_dir, ingest_auth_token=auth_token,
     )
     settings = build_settings(LoggerSettings, LOGGER_FLAGS, **values)
     from logger.server import run

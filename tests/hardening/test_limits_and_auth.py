@@ -3,6 +3,7 @@ is offered: real processes on 127.0.0.1 (issue 7)."""
 from __future__ import annotations
 
 import sys
+import time
 import uuid
 
 import httpx
@@ -59,6 +60,52 @@ def test_logger_sidecar_and_its_ingest_refuse_bodies_over_the_limit(spawn, model
     small = ce_http.to_binary_event(BUILDER.request(str(uuid.uuid4()), b'{"instances": [[1, 2, 3, 4]]}', "application/json", "{}"))
     assert httpx.post(f"{base}/", headers=dict(small.headers), content=small.body).status_code == 202
     assert child.proc.poll() is None
+
+
+def _ingest(base: str, token: str | None = None, structured: bool = False) -> tuple[httpx.Response, str]:
+    """POST one CloudEvent to the logger's ingest; returns the answer and the event's id."""
+    event = BUILDER.request(str(uuid.uuid4()), b'{"instances": [[1, 2, 3, 4]]}', "application/json", "{}")
+    message = (ce_http.to_structured_event if structured else ce_http.to_binary_event)(event)
+    headers = dict(message.headers) | ({"authorization": f"Bearer {token}"} if token else {})
+    return httpx.post(f"{base}/", headers=headers, content=message.body), event.get_id()
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_logger_ingest_bearer_token(how, spawn, model_server, tmp_path) -> None:
+    """Only the CloudEvents ingest is guarded: refused events never reach the sink; inference passes."""
+    port, sink = free_port(), tmp_path / "events.jsonl"
+    args = ["--port", str(port), "--component-port", model_server.rsplit(":", 1)[1],
+            "--log-url", f"file://{sink}", "--spool-dir", str(tmp_path / "spool")]
+    if how == "flag":  # `infertap logger --auth-token`
+        child = spawn([sys.executable, "-m", "sidecar.cli", "logger", *args, "--auth-token", TOKEN], name="logger")
+    else:  # `python -m logger` with $INFERTAP_AUTH_TOKEN
+        child = spawn([sys.executable, "-m", "logger", *args], env={"INFERTAP_AUTH_TOKEN": TOKEN}, name="logger")
+    base = f"http://127.0.0.1:{port}"
+    child.wait_http(f"{base}/infertap/metrics", timeout=90)
+    refused = []
+    for token, structured in ((None, False), ("wrong", False), (None, True), (TOKEN[:-1], True)):
+        r, event_id = _ingest(base, token, structured)
+        assert_error(r, 401)
+        assert "bearer" in r.json()["error"].lower() and r.headers["www-authenticate"].startswith("Bearer")
+        refused.append(event_id)
+    accepted = []
+    for structured in (False, True):
+        r, event_id = _ingest(base, TOKEN, structured)
+        assert r.status_code == 202 and r.json() == {"id": event_id}
+        accepted.append(event_id)
+    # proxied inference traffic needs no token: the model server's business
+    assert httpx.post(f"{base}/v1/models/sklearn-iris:predict", content=b'{"instances": [[1, 2, 3, 4]]}').status_code == 200
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(i in _read(sink) for i in accepted):
+        time.sleep(0.2)
+    logged = _read(sink)
+    assert all(i in logged for i in accepted), logged[-2000:]
+    assert not any(i in logged for i in refused)
+    assert child.proc.poll() is None
+
+
+def _read(path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 def test_explainer_limit_and_bearer_token(spawn, models_dir) -> None:

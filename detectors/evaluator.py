@@ -41,11 +41,11 @@ def backend_params(settings: WorkerSettings) -> dict[str, Any]:
 def build_backend(settings: WorkerSettings) -> DetectorBackend:
     """Restore saved online state, load a saved detector, or create and fit one from reference data."""
     state = current_state(settings.state_dir)
-    if state is not None:
+    if state is not None:  # trusted: this worker wrote it (online state is dill), see docs/detector-backends.md
         log.info("restoring detector state from %s", state)
-        return _load(settings, state)
+        return _load(settings, state, allow_pickle=True)
     if settings.saved_detector is not None:
-        return _load(settings, settings.saved_detector)
+        return _load(settings, settings.saved_detector, allow_pickle=settings.allow_pickle)
     backend = _create(settings.detector, settings.feature_names, backend_params(settings))
     backend.fit(load_reference(settings.reference, settings.features))
     return backend
@@ -70,14 +70,16 @@ def _create(name: str, feature_names: list[str], params: dict[str, Any]) -> Dete
     return create_backend(name, feature_names, params)
 
 
-def _load(settings: WorkerSettings, path: Path) -> DetectorBackend:
-    if ":" in settings.detector:
+def _load(settings: WorkerSettings, path: Path, allow_pickle: bool) -> DetectorBackend:
+    from detectors.backends.registry import load_backend, require_no_pickles
+
+    if ":" in settings.detector:  # the plugin's own code reads the folder: the same rule before it does
+        if not allow_pickle:
+            require_no_pickles(Path(path))
         backend = _plugin(settings.detector)(settings.feature_names, backend_params(settings))
         backend.load(Path(path))
         return backend
-    from detectors.backends.registry import load_backend
-
-    return load_backend(path, settings.feature_names or None)
+    return load_backend(path, settings.feature_names or None, allow_pickle=allow_pickle)
 
 
 def current_state(state_dir: Path | None) -> Path | None:

@@ -132,7 +132,11 @@ def run(settings: WorkerSettings) -> None:
     """Serve the ingress on the metrics port until SIGTERM/SIGINT."""
     import uvicorn
 
-    evaluator = Evaluator(build_backend(settings), settings.state_dir)
+    try:
+        evaluator = Evaluator(build_backend(settings), settings.state_dir)
+    except Exception as exc:  # noqa: BLE001 - a sentence and exit 1, not a traceback (as the Kafka worker)
+        log.error("cannot build detector %s (%s): %s: %s", settings.name, settings.detector, type(exc).__name__, exc)
+        raise SystemExit(1) from None
     from serving.rest.guard import RequestGuard, token_from_env
 
     app = RequestGuard(create_app(settings, evaluator), settings.max_request_bytes, token_from_env(settings.auth_token))

@@ -68,6 +68,9 @@ class WorkerSettings(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     reference: Path | None = None
     saved_detector: Path | None = None
+    allow_pickle: bool = Field(default=False, description=(
+        "Load a saved_detector folder holding pickles (dill/pickle/joblib/torch.save); they run code when loaded. "
+        "The worker's own state_dir is trusted without it (the worker wrote it)."))
     # window
     window: WindowSettings = Field(default_factory=lambda: WindowSettings(size=1000))
     # outputs

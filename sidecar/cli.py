@@ -268,6 +268,7 @@ def detect(
     bootstrap: Optional[str] = typer.Option(None, help="Override spec.source.bootstrap (host:port or kafka://host:port)."),
     metrics_port: Optional[int] = typer.Option(None, help="Override spec.outputs.metricsPort."),
     group: Optional[str] = typer.Option(None, help="Override spec.source.consumerGroup."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Load a savedDetector folder holding pickles (dill, joblib, ...): they run code; only for folders you trust (= spec.detector.allowPickle: true)."),
 ) -> None:
     """Run one detector worker: a consumer group on the InferenceService's events, detections to Kafka."""
     from sidecar.specs import SpecError, load_files
@@ -290,6 +291,8 @@ def detect(
         overrides["metrics_port"] = metrics_port
     if group is not None:
         overrides["consumer_group"] = group
+    if allow_pickle:
+        overrides["allow_pickle"] = True
     try:
         settings = doc.spec.to_settings(doc.source.parent, **overrides)
     except ValidationError as exc:

@@ -9,6 +9,11 @@ name is asked for. Names are alibi-detect's class names for the alibi-detect bac
 folders alibi-detect's `save_detector` writes (`config.toml` for drift detectors,
 `meta.dill` for the legacy format of outlier and adversarial ones), as Seldon's
 alibi-detect-server users have them.
+
+Pickles run code when loaded, so a folder holding any (dill, pickle, joblib, torch.save
+files, or a config.toml naming one) loads only with `allow_pickle=True`: the spec's
+`detector.allowPickle: true` or `--allow-pickle`. Folders of data alone (config.toml with
+.npy arrays, our manifest with .npy) load without it.
 """
 from __future__ import annotations
 
@@ -65,15 +70,19 @@ def create_backend(name: str, feature_names: list[str], params: dict[str, Any]) 
     return backend_class(name)(list(feature_names), dict(params))
 
 
-def load_backend(path: Path, feature_names: list[str] | None = None) -> DetectorBackend:
+def load_backend(path: Path, feature_names: list[str] | None = None, allow_pickle: bool = False) -> DetectorBackend:
     """A fitted backend from a folder: ours, or one alibi-detect's `save_detector` wrote.
 
     `feature_names` name the columns of alibi-detect folders (which do not record them);
-    our folders carry their own.
+    our folders carry their own. A folder that holds a pickle is refused (PickleRefused, a
+    ValueError naming the file and the opt-in) unless `allow_pickle`; nothing in it is
+    read before that check.
     """
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"saved detector {path} is not a folder")
+    if not allow_pickle:
+        require_no_pickles(path)
     manifest = read_manifest(path)
     if manifest is not None:
         cls = backend_class(manifest["backend"])
@@ -125,3 +134,60 @@ def _legacy_name(path: Path) -> str | None:
     with open(path / "meta.dill", "rb") as fh:
         meta = dill.load(fh)
     return meta.get("name") if isinstance(meta, dict) else None
+
+
+# --- pickles -------------------------------------------------------------------------------
+
+#: suffixes of files that are unpickled when loaded (torch.save files are pickles too)
+PICKLE_SUFFIXES = frozenset({".dill", ".pkl", ".pickle", ".joblib", ".pt", ".pth"})
+
+
+class PickleRefused(ValueError):
+    """A saved detector folder holds a pickle and the user has not opted in."""
+
+
+def require_no_pickles(path: Path) -> None:
+    """PickleRefused naming the first pickle `path` holds or its config.toml names; else nothing."""
+    found = pickles_in(Path(path))
+    if found:
+        raise PickleRefused(
+            f"refusing to load pickled detector state {found[0]}: pickles can run code when loaded; "
+            "set spec.detector.allowPickle: true (or --allow-pickle) if you trust this folder")
+
+
+def pickles_in(path: Path) -> list[Path]:
+    """Pickled files in the folder (any depth), then those its alibi-detect config.toml refers to."""
+    found = sorted(p for p in path.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    config = path / "config.toml"
+    if config.is_file():  # alibi-detect resolves `src` strings (preprocess_fn, kernel, model) anywhere on disk
+        for ref in _config_paths(config):
+            target = ref if ref.is_absolute() else path / ref
+            if target.suffix.lower() in PICKLE_SUFFIXES:
+                found.append(target)
+            elif target.is_dir() and target.resolve() != path.resolve():
+                found += sorted(p for p in target.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    return found
+
+
+def _config_paths(config: Path) -> list[Path]:
+    """Every string in an alibi-detect config.toml that may name a file (none when it does not parse)."""
+    import tomllib
+
+    try:
+        body = tomllib.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []  # alibi-detect's loader fails on it too, before unpickling anything
+    strings: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            strings.append(value)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(body)
+    return [Path(s).expanduser() for s in strings if s and s != "None" and not s.startswith("@") and "\n" not in s]

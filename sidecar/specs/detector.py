@@ -9,7 +9,7 @@ spec:
   features:                                                   # or input: <V2 input name>
     - {name: sepal_length}
     - {name: colour, type: categorical, categories: [red, green]}
-  detector: {name: TabularDrift, params: {p_val: 0.05}, reference: reference.npy}  # or savedDetector:
+  detector: {name: TabularDrift, params: {p_val: 0.05}, reference: reference.npy}  # or savedDetector: (allowPickle:)
   window: {size: 1000}                                        # or duration: 60; slide: for sliding
   outputs: {topic: ..., replyUrl: ..., deadLetterTopic: ..., metricsPort: 9102}
 ```
@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from sidecar.specs.base import SpecModel
 from sidecar.specs.inference_service import ObjectMeta
@@ -64,6 +64,10 @@ class DetectorBlock(SpecModel):
     params: dict[str, Any] = Field(default_factory=dict)
     reference: str | None = None
     saved_detector: str | None = None
+    allow_pickle: StrictBool = Field(default=False, description=(
+        "Opt in to loading a savedDetector folder that holds pickles (dill, pickle, joblib, torch.save files, "
+        "or a config.toml naming one): unpickling runs code, so set it only for folders you trust. Folders "
+        "of data alone (alibi-detect config.toml drift folders, .npy) load without it."))
 
     @field_validator("reference")
     @classmethod
@@ -76,6 +80,8 @@ class DetectorBlock(SpecModel):
     def _one_source(self) -> "DetectorBlock":
         if (self.reference is None) == (self.saved_detector is None):
             raise ValueError("give exactly one of reference (data to fit on) or savedDetector (a folder)")
+        if self.allow_pickle and self.saved_detector is None:
+            raise ValueError("allowPickle applies to a savedDetector folder; with reference data nothing is unpickled")
         return self
 
 
@@ -160,6 +166,7 @@ class Detector(SpecModel):
             features=[f.model_dump(include={"name", "type", "categories", "source"}) for f in s.features],
             input_name=s.input, output_name=s.output, detector=s.detector.name, params=s.detector.params,
             reference=_path(s.detector.reference, base_dir), saved_detector=_path(s.detector.saved_detector, base_dir),
+            allow_pickle=s.detector.allow_pickle,
             window=window.model_dump(include={"size", "duration", "slide"}), output_topic=s.outputs.topic,
             reply_url=s.outputs.reply_url, dead_letter_topic=s.outputs.dead_letter_topic,
             metrics_port=s.outputs.metrics_port, state_dir=_path(s.state_dir, base_dir),

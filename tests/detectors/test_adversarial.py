@@ -44,7 +44,7 @@ import numpy as np
 from detectors.backends.registry import load_backend
 out = {}
 for folder in sys.argv[2:]:
-    backend = load_backend(Path(folder))
+    backend = load_backend(Path(folder), allow_pickle=True)  # legacy TF folders: meta.dill
     result = backend.predict(np.load(sys.argv[1]))
     out[folder] = {"name": type(backend).__name__, "kind": result.kind, "scores": result.instance_scores,
                    "flags": result.is_outlier if result.is_outlier is not None else result.is_adversarial,
@@ -118,7 +118,7 @@ def test_iforest_saved_by_alibi_detect_with_tf_loads_without_it(tf_python: Path,
     assert {"meta.dill", "IForest.dill"} <= {p.name for p in (tmp_path / "iforest").iterdir()}
     from detectors.backends.registry import load_backend
 
-    backend = load_backend(tmp_path / "iforest", FEATURES)
+    backend = load_backend(tmp_path / "iforest", FEATURES, allow_pickle=True)
     rows = np.zeros((3, 6))
     rows[1] = 8.0
     assert backend.predict(rows).is_outlier == [False, True, False]

@@ -44,7 +44,7 @@ def test_fit_iforest_saves_a_folder_the_worker_loads(tmp_path: Path, reference: 
     assert "[4/4] done" in out or "done" in out  # the progress line
     folder = tmp_path / "toy-detector"
     assert f"saved to {folder}" in out and "savedDetector" in out
-    backend = load_backend(folder)
+    backend = load_backend(folder, allow_pickle=True)  # IForest is saved as dill
     assert backend.feature_names == FEATURES and backend.params == {"threshold_perc": 98}
     rows = np.random.default_rng(1).normal(size=(50, 3))
     rows[7] = [7, -7, 7]
@@ -59,7 +59,7 @@ def test_fit_online_configures_thresholds_into_saved_detector(tmp_path: Path, re
                                  "params": {"ert": 100, "window_size": 10, "n_bootstraps": 200}})
     done = infertap("fit", str(spec), "--reference", str(reference))
     assert done.returncode == 0, done.stderr
-    backend = load_backend(tmp_path / "online")
+    backend = load_backend(tmp_path / "online", allow_pickle=True)
     assert backend.online and backend.t == 0
     assert np.asarray(backend.detector._detector.thresholds).shape == (10,)  # configured once, kept
     assert backend.predict(np.zeros(3)).raw["time"] == 1

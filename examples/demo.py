@@ -49,6 +49,7 @@ OUTLIERS = np.array([[9.5, 5.5, 1.0, 3.0], [4.0, 1.0, 7.5, 0.1], [8.5, 4.8, 9.0,
 NOISE = 0.02
 SEED = 7
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
+CLASSES = ["setosa", "versicolor", "virginica"]
 
 
 class DemoFailed(Exception):
@@ -339,11 +340,11 @@ def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.
                   f"{rows_covered(outliers)} rows): {len(planted)} of {len(OUTLIERS)} planted outliers flagged; "
                   f"{len(others)} other rows flagged ({sum(i.startswith('ref-') for i in others)} reference, "
                   f"{sum(i.startswith('drift-') for i in others)} drifted)")
-            for d in outliers:
-                for eid, hit, score in zip(d["event_ids"], d.get("is_outlier") or [], d.get("instance_scores") or []):
-                    if hit and ids.get(eid, "").startswith("outlier-"):
-                        row = OUTLIERS[int(ids[eid].split("-")[1])].tolist()
-                        print(f"    {ids[eid]}: {row} score {score:.3f} > {d['threshold']:.3f}")
+            hits = sorted((ids[eid], score, d["threshold"]) for d in outliers
+                          for eid, hit, score in zip(d["event_ids"], d.get("is_outlier") or [], d.get("instance_scores") or [])
+                          if hit and ids.get(eid, "").startswith("outlier-"))
+            for rid, score, threshold in hits:
+                print(f"    {rid}: {OUTLIERS[int(rid.split('-')[1])].tolist()} score {score:.3f} > threshold {threshold:.3f}")
             if len(planted) < len(OUTLIERS):
                 failures.append(f"only {len(planted)} of {len(OUTLIERS)} planted outliers were flagged")
 
@@ -353,8 +354,10 @@ def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.
             order = np.argsort(-np.abs(np.array(exp["values"], dtype=float).reshape(-1)))
             print(f"\none explanation (POST {base}/v1/models/{ISVC}:explain, KernelSHAP, "
                   f"{time.monotonic() - t0:.1f} s): row {row}")
-            print(f"  predicted class {exp.get('target')} (model output {exp.get('prediction')}), "
-                  f"base value {float(exp.get('base_value', 0)):.3f}; attributions, largest first:")
+            target = exp.get("target")
+            label = CLASSES[target] if isinstance(target, int) and 0 <= target < len(CLASSES) else target
+            print(f"  predicted class {target} ({label}), model output {float(exp.get('prediction', 0)):.3f}, "
+                  f"base value {float(exp.get('base_value', 0)):.3f}; attributions to it, largest first:")
             names, values = exp.get("feature_names") or FEATURES, np.array(exp["values"], dtype=float).reshape(-1)
             for j in order:
                 print(f"    {names[j]:<13} {values[j]:+.3f}")
@@ -367,7 +370,9 @@ def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.
     if r.returncode != 0 or not report.exists():
         failures.append(f"`infertap report` exited {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
     else:
-        print(f"\nreport: {report}  ({r.stdout.strip()})")
+        print(f"\nreport: {r.stdout.strip()}")
+        print("  (drift p-values per window, outlier rate; attributions appear once an explainer stream "
+              f"worker writes {ISVC}-explanations, which `up` does not start)")
 
     print("\ndashboards:")
     if prom_url:

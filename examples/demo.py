@@ -89,6 +89,14 @@ def wait_up(up: subprocess.Popen, log_dir: Path, timeout: float = 240) -> list[d
     raise DemoFailed(f"the stack was not ready within {timeout:.0f}s; see {log}")
 
 
+def check_up(up: subprocess.Popen, log_dir: Path) -> None:
+    """Raise DemoFailed with `up`'s own error when it stopped (a child died: it stops the rest)."""
+    if up.poll() is not None:
+        text = (log_dir / "up.log").read_text()
+        error = text[text.find("error:"):][:1500] if "error:" in text else text[-1500:]
+        raise DemoFailed(f"`infertap up` exited {up.returncode} while the demo ran: {error}")
+
+
 def stop(proc: subprocess.Popen | None, sig: int, timeout: float) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -133,7 +141,9 @@ def start_prometheus(processes: list[dict], log_dir: Path) -> tuple[subprocess.P
             print(f"note: Prometheus exited {proc.returncode}; see {log_dir / 'prometheus.log'}; going on without it")
             return None, None
         try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+            # ours, not another Prometheus that took the port since free_port looked
+            flags = httpx.get(f"{url}/api/v1/status/flags", timeout=1)
+            if flags.status_code == 200 and flags.json()["data"].get("config.file") == str(config_path):
                 print(f"Prometheus {url} scraping {sum(len(j['static_configs'][0]['targets']) for j in jobs)} "
                       f"targets (config {config_path})")
                 return proc, url
@@ -212,9 +222,10 @@ class TopicReader:
                                       enable_auto_commit=False, group_id=None, metadata_max_age_ms=1000)
         self.events: list[Any] = []
 
-    def until(self, done: Callable[[list[Any]], bool], timeout: float) -> bool:
+    def until(self, done: Callable[[list[Any]], bool], timeout: float, alive: Callable[[], None] = lambda: None) -> bool:
         deadline = time.monotonic() + timeout
         while not done(self.events):
+            alive()
             if time.monotonic() > deadline:
                 return False
             for records in self.consumer.poll(timeout_ms=500).values():
@@ -281,17 +292,19 @@ def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.
     prom, prom_url = start_prometheus(processes, log_dir)
     if prom is not None:
         children["prometheus"] = prom
+    check_up(children["up"], log_dir)
     bootstrap = f"127.0.0.1:{ports['broker']}"
     base = f"http://127.0.0.1:{ports['logger']}"
     (ref_rows, ref_ids), (drift_rows, drift_ids) = phases(np.load(ROOT / "models" / ISVC / "reference.npy"))
     detections = TopicReader(bootstrap, DETECTIONS_TOPIC)
+    alive = lambda: check_up(children["up"], log_dir)  # noqa: E731
     traffic = Traffic()
     try:
         with httpx.Client(base_url=base, timeout=30) as client:
             print(f"\n1. reference traffic: {len(ref_rows)} training rows, shuffled, noise sd {NOISE}, "
                   f"V1 and V2 alternately through the logger sidecar {base}")
             send(client, ref_rows, ref_ids, traffic)
-            if not detections.until(lambda ev: len(of_type(ev, "drift")) >= 1, args.timeout):
+            if not detections.until(lambda ev: len(of_type(ev, "drift")) >= 1, args.timeout, alive):
                 raise DemoFailed(f"no drift verdict on the reference window within {args.timeout:.0f}s; "
                                  f"see {log_dir}/iris-drift-detector.log")
             print(f"2. drifted traffic: {len(drift_rows)} rows, {' and '.join(f'{k} +{v}' for k, v in SHIFT.items())}, "
@@ -299,7 +312,7 @@ def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.
             send(client, drift_rows, drift_ids, traffic)
             total = len(ref_rows) + len(drift_rows)
             ready = detections.until(lambda ev: len(of_type(ev, "drift")) >= 2 and rows_covered(of_type(ev, "outlier")) >= total,
-                                     args.timeout)
+                                     args.timeout, alive)
             requests = traffic.ok + len(traffic.failed)
             print(f"\nrequests served: {traffic.ok} ok, {len(traffic.failed)} failed "
                   f"({requests / traffic.seconds:.0f} req/s, one at a time)")
@@ -409,6 +422,12 @@ def main() -> None:
                 pass
     except DemoFailed as exc:
         failures = [str(exc)]
+    except Exception as exc:  # a sentence, not a traceback; `up`'s own error first when it stopped
+        try:
+            check_up(children["up"], log_dir) if "up" in children else None
+            failures = [f"{type(exc).__name__}: {exc} (logs in {log_dir})"]
+        except DemoFailed as up_failed:
+            failures = [str(up_failed)]
     except KeyboardInterrupt:
         failures = ["interrupted"]
     finally:

@@ -18,6 +18,7 @@ step fails or a detector does not see what was planted.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -284,14 +285,18 @@ def explain(client: httpx.Client, row: list[float]) -> dict:
 def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.Popen]) -> list[str]:
     """Everything between start and stop; returns the failed checks (sentences)."""
     failures: list[str] = []
-    ports = {"predictor": free_port(8080), "logger": free_port(9081), "broker": free_port(9092)}
-    print(f"infertap demo: `infertap up {SPEC.relative_to(ROOT)}` (logs in {log_dir})")
-    children["up"] = start_up(log_dir, ports)
-    processes = wait_up(children["up"], log_dir)
-    print((log_dir / "up.log").read_text().rstrip())
-    prom, prom_url = start_prometheus(processes, log_dir)
-    if prom is not None:
-        children["prometheus"] = prom
+    # Ports are chosen when free and bound a few seconds later; two demos starting together
+    # would pick the same ones. The lock makes a second demo start once the first listens.
+    with open(Path(tempfile.gettempdir()) / "infertap-demo-start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ports = {"predictor": free_port(8080), "logger": free_port(9081), "broker": free_port(9092)}
+        print(f"infertap demo: `infertap up {SPEC.relative_to(ROOT)}` (logs in {log_dir})")
+        children["up"] = start_up(log_dir, ports)
+        processes = wait_up(children["up"], log_dir)
+        print((log_dir / "up.log").read_text().rstrip())
+        prom, prom_url = start_prometheus(processes, log_dir)
+        if prom is not None:
+            children["prometheus"] = prom
     check_up(children["up"], log_dir)
     bootstrap = f"127.0.0.1:{ports['broker']}"
     base = f"http://127.0.0.1:{ports['logger']}"

@@ -50,9 +50,10 @@ models: $(MODELS)
 
 # Debian's Prometheus: the dashboard tests run the real server against a running stack and
 # promtool checks and unit-tests the alert rules.
+# Chromium renders `infertap report`'s page in the report test.
 promdeps:
-	@{ command -v prometheus && command -v promtool; } >/dev/null || { $(SUDO) apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@{ command -v prometheus && command -v promtool && command -v chromium; } >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus chromium >/dev/null; }
 
 test: venv models promdeps venv-tf
 	$(PY) -m pytest -q tests

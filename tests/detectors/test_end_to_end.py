@@ -16,7 +16,6 @@ import pytest
 from tests.conftest import free_port, unique
 from tests.detectors.conftest import body
 
-pytest.importorskip("alibi_detect")
 FEATURES = [{"name": n} for n in ("sepal_length", "sepal_width", "petal_length", "petal_width")]
 
 

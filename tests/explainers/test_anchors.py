@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import httpx
 import numpy as np
-import pytest
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from tests.explainers.conftest import IRIS_FEATURES, ThreadServer, explain
 
-pytest.importorskip("alibi")
 
 
 def test_anchor_tabular_explains_every_instance_with_alibi_json(predictor, serve_explainer, reference, models_dir):

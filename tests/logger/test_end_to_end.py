@@ -10,15 +10,12 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from logger.events import REQUEST_TYPE, RESPONSE_TYPE, decode_metadata
 from tap_fixtures import free_port, port_of, upstream  # noqa: F401
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_sidecar(spawn, component_port: int, *log_urls: str, extra: list[str] = ()) -> str:
@@ -133,11 +130,6 @@ def test_ingest_forwards_kserve_agent_events_to_kafka(spawn, upstream, broker, t
     assert event.get_type() == RESPONSE_TYPE and event.get_extension("inferenceservicename") == "sklearn-iris"
 
 
-def _serving_available() -> bool:
-    return (ROOT / "serving" / "__main__.py").exists() or (ROOT / "serving" / "server.py").exists()
-
-
-@pytest.mark.skipif(not _serving_available(), reason="serving model server not built yet")
 def test_in_front_of_real_model_server(spawn, models_dir, tmp_path):
     model_port = free_port()
     model = spawn([sys.executable, "-m", "serving", "--model-name", "iris", "--model-format", "sklearn",

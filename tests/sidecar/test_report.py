@@ -160,7 +160,6 @@ def test_report_unreachable_sources_exit_1(tmp_path):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian package `chromium`; optional)")
 def test_page_renders_in_headless_chromium(data, tmp_path):
     html_path = tmp_path / "report.html"
     html_path.write_text(render_html(data))

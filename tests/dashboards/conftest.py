@@ -39,6 +39,8 @@ class Stack:
             found.add("infertap_explainer")
         if self.detectors:
             found.add("infertap_detector")
+        if "iris-adversarial" in self.detectors:
+            found.add("infertap_detector_adversarial")
         return found
 
 
@@ -73,6 +75,7 @@ def _detector_specs(broker: str, reference: Path, tmp: Path) -> list[dict]:
         specs.append({**base, "name": "iris-drift", "detector": drift})
     if outlier:
         specs.append({**base, "name": "iris-outliers", "detector": outlier})
+    specs.append({**base, "name": "iris-adversarial", "detector": "tests.dashboards.zscore_adversarial:ZScoreAdversarial"})
     return specs
 
 

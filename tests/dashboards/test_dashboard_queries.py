@@ -30,7 +30,7 @@ def _family(expr: str) -> set[str]:
 def test_panel_query_returns_data(stack, pq):
     missing = _family(pq.expr) - stack.components()
     if missing:
-        pytest.skip(f"{', '.join(sorted(missing))} not running here: {'; '.join(stack.notes)}")
+        pytest.fail(f"{', '.join(sorted(missing))} not running in the stack: {'; '.join(stack.notes)}")
     expr = substitute(pq.expr, VARIABLES)
     if pq.instant:
         result = query(stack.prometheus, expr.replace("[10m]", f"[{int(time.time() - stack.started) + 5}s]"))

@@ -96,7 +96,9 @@ class TFBackend(AlibiBackend):
 
     def fit(self, x_ref: np.ndarray) -> None:
         tf = import_tf()
-        tf.random.set_seed(int(self.params.get("seed", 0)))
+        # seeded and deterministic ops: the same reference gives the same detector on every run
+        tf.keras.utils.set_random_seed(int(self.params.get("seed", 0)))
+        tf.config.experimental.enable_op_determinism()
         x_ref = np.asarray(x_ref, dtype=np.float32)
         detector = self.build(tf, x_ref)
         detector.fit(x_ref, **self.training(tf))

@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import sys
 import tempfile
 import time
@@ -38,15 +37,10 @@ from logger.metrics import DeliveryMetrics
 from logger.settings import LoggerSettings
 from logger.sinks.kafka import to_messages
 from sidecar.broker import EmbeddedBroker
+from benchmarks.processes import free_port
 
 OUT = Path(__file__).resolve().parent / "results" / "logger_kafka_throughput.json"
 GOAL = 20_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_events(n: int, tag: str) -> list[CloudEvent]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -23,14 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.serving_throughput import ROOT, Server, run_loadgen
+from benchmarks.processes import free_port as _free_port
 
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _device(requested: str) -> str:

@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from benchmarks.processes import free_port as _free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "serving_throughput.json"
@@ -70,12 +70,6 @@ def ensure_kserve_venv(venv: Path = KSERVE_VENV) -> Path:
                    check=True)
     stamp.write_text(pins)
     return python
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _machine() -> dict:

@@ -212,6 +212,14 @@ def main() -> None:
             sidecar_args += ["--log-url", u]
         sidecar = start(sidecar_args, work / "sidecar.log")
         procs.append(sidecar)
+        # the same sidecar without --log-url: what the proxy hop alone costs, so the JSON
+        # separates proxying from logging
+        bare_port = free_port()
+        bare_args = [sys.executable, "-m", "logger", "--port", str(bare_port), "--component-port", str(model_port),
+                     "--inference-service", "iris"]
+        bare = start(bare_args, work / "sidecar-no-log.log") if log_urls else None
+        if bare is not None:
+            procs.append(bare)
         user = "user root;" if os.geteuid() == 0 else ""
         conf = work / "nginx.conf"
         conf.write_text(NGINX_CONF.format(user=user, dir=work, upstream=model_port, port=nginx_port))
@@ -220,19 +228,30 @@ def main() -> None:
         wait_http(f"http://127.0.0.1:{model_port}/v2/health/ready", model)
         wait_http(f"http://127.0.0.1:{sidecar_port}/infertap/metrics", sidecar)
         wait_http(f"http://127.0.0.1:{nginx_port}/v2/health/ready", nginx)
+        if bare is not None:
+            wait_http(f"http://127.0.0.1:{bare_port}/infertap/metrics", bare)
 
         path = "/v1/models/iris:predict"
         targets = {"direct": f"http://127.0.0.1:{model_port}{path}",
                    "sidecar": f"http://127.0.0.1:{sidecar_port}{path}",
                    "nginx": f"http://127.0.0.1:{nginx_port}{path}"}
+        pids = {"sidecar": sidecar.pid, "nginx": nginx.pid}
+        if bare is not None:
+            targets["sidecar_no_log"] = f"http://127.0.0.1:{bare_port}{path}"
+            pids["sidecar_no_log"] = bare.pid
         results = {}
         for c in a.concurrency:
-            r = asyncio.run(measure(targets, c, a.requests, a.rounds, {"sidecar": sidecar.pid, "nginx": nginx.pid}))
+            r = asyncio.run(measure(targets, c, a.requests, a.rounds, pids))
             nginx_added = r["nginx"]["added_p50_ms"]
             r["ratio_sidecar_to_nginx_added_p50"] = (r["sidecar"]["added_p50_ms"] / nginx_added
                                                      if nginx_added > 0 else None)
             r["ratio_sidecar_to_nginx_cpu_per_request"] = (r["sidecar"]["proxy_cpu_ms_per_request"]
                                                            / max(r["nginx"]["proxy_cpu_ms_per_request"], 1e-9))
+            if "sidecar_no_log" in r:
+                r["ratio_sidecar_no_log_to_nginx_added_p50"] = (r["sidecar_no_log"]["added_p50_ms"] / nginx_added
+                                                                if nginx_added > 0 else None)
+                r["logging_cpu_ms_per_request"] = (r["sidecar"]["proxy_cpu_ms_per_request"]
+                                                   - r["sidecar_no_log"]["proxy_cpu_ms_per_request"])
             results[f"concurrency_{c}"] = r
             print(f"c={c}: " + "  ".join(f"{k} p50 {v['p50_ms']:.3f} ms p99 {v['p99_ms']:.3f} ms"
                                          for k, v in r.items() if isinstance(v, dict))

@@ -44,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> LoggerSettings:
     p.add_argument("--spool-max-bytes", type=int)
     p.add_argument("--spool-full-policy", choices=["drop_newest", "drop_oldest"])
     p.add_argument("--batch-max-events", type=int)
+    p.add_argument("--batch-linger-ms", type=float, help="wait up to this long for a full batch (default 20; 0: send at once)")
     p.add_argument("--sink-timeout", dest="sink_timeout_s", type=float, help="seconds a batch may take before it is spooled")
     p.add_argument("--retry-backoff", dest="retry_backoff_s", type=float)
     p.add_argument("--retry-backoff-max", dest="retry_backoff_max_s", type=float)

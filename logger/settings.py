@@ -37,6 +37,7 @@ class LoggerSettings(BaseModel):
     spool_segment_bytes: int = Field(default=16 * 1024 * 1024, ge=4096, description="Spool segment file size; drop_oldest frees whole segments.")
     batch_max_events: int = Field(default=1000, ge=1, description="Events per batch sent to a sink.")
     batch_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1, description="Bytes per batch sent to a sink.")
+    batch_linger_ms: float = Field(default=20.0, ge=0, le=60_000, description="How long a sink waits for a full batch before sending a partial one: bigger batches cost less CPU per event under light traffic; events reach the sink up to this much later. 0: send at once.")
     sink_timeout_s: float = Field(default=60.0, gt=0, description="A batch not acknowledged in this time is spooled (slow sink).")
     retry_backoff_s: float = Field(default=0.5, gt=0, description="Wait after a failed batch before trying the sink again; doubles per failure.")
     retry_backoff_max_s: float = Field(default=10.0, gt=0)

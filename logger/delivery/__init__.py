@@ -93,6 +93,7 @@ def build_delivery(settings: LoggerSettings, metrics: DeliveryMetrics | None = N
     limits = Limits(
         queue_max_events=settings.queue_max_events, queue_max_bytes=settings.queue_max_bytes,
         batch_max_events=settings.batch_max_events, batch_max_bytes=settings.batch_max_bytes,
+        batch_linger_s=settings.batch_linger_ms / 1000,
         spool_max_bytes=settings.spool_max_bytes, spool_segment_bytes=settings.spool_segment_bytes,
         spool_full_policy=settings.spool_full_policy, sink_timeout_s=settings.sink_timeout_s,
         retry_backoff_s=settings.retry_backoff_s, retry_backoff_max_s=settings.retry_backoff_max_s)

@@ -43,6 +43,7 @@ class Limits:
     queue_max_bytes: int = 64 * 1024 * 1024
     batch_max_events: int = 1000
     batch_max_bytes: int = 4 * 1024 * 1024
+    batch_linger_s: float = 0.02
     spool_max_bytes: int = 1024 * 1024 * 1024
     spool_segment_bytes: int = 16 * 1024 * 1024
     spool_full_policy: FullPolicy = "drop_newest"
@@ -82,6 +83,7 @@ class SinkWorker:
         self._inflight: list[_Item] | None = None
         self._send_task: asyncio.Task | None = None
         self._stopping = False
+        self._flushing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._tasks: list[asyncio.Task] = []
@@ -96,6 +98,7 @@ class SinkWorker:
                 self._q.append((event, size))
                 self._q_bytes += size
                 high = len(self._q) * 2 > lim.queue_max_events or self._q_bytes * 2 > lim.queue_max_bytes
+                full_batch = len(self._q) >= lim.batch_max_events or self._q_bytes >= lim.batch_max_bytes
         if full:
             self._count("dropped", 1)
             self._drop_log(1, "%s: %s; event dropped", self.sink.name,
@@ -105,6 +108,8 @@ class SinkWorker:
             self._wake(self._wake_spiller)
         else:
             self._wake(self._wake_sender)
+            if full_batch:
+                self._wake(self._batch_full)
 
     def _wake(self, ev: asyncio.Event | None) -> None:
         if ev is None or ev.is_set():
@@ -116,6 +121,7 @@ class SinkWorker:
 
     _wake_sender: asyncio.Event | None = None
     _wake_spiller: asyncio.Event | None = None
+    _batch_full: asyncio.Event | None = None
 
     def _take(self, max_events: int, max_bytes: int) -> list[_Item]:
         out: list[_Item] = []
@@ -133,7 +139,7 @@ class SinkWorker:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self._wake_sender, self._wake_spiller = asyncio.Event(), asyncio.Event()
+        self._wake_sender, self._wake_spiller, self._batch_full = asyncio.Event(), asyncio.Event(), asyncio.Event()
         self._mode_lock = asyncio.Lock()
         self._stop_event = asyncio.Event()
         lim = self.limits
@@ -157,12 +163,15 @@ class SinkWorker:
         if not self._tasks:
             return
         deadline = self._loop.time() + flush_timeout
+        self._flushing = True  # no more lingering for full batches
+        self._batch_full.set()
         while not self.idle() and self._failures == 0 and self._loop.time() < deadline:
             await asyncio.sleep(0.01)
         with self._q_lock:
             self._closed = True
         self._stopping = True
         self._stop_event.set()
+        self._batch_full.set()
         if self._send_task is not None and not self._send_task.done():
             self._send_task.cancel()  # the sender spools its in-flight batch
         self._wake_sender.set()
@@ -191,6 +200,8 @@ class SinkWorker:
             if self._mode == "spool":
                 await self._send_from_spool()
                 continue
+            if self._q:
+                await self._linger()
             batch = self._take(self.limits.batch_max_events, self.limits.batch_max_bytes)
             if batch:
                 await self._send_from_memory(batch)
@@ -199,6 +210,25 @@ class SinkWorker:
             self._wake_sender.clear()
             if not self._q and self._mode == "memory":
                 await self._wake_sender.wait()
+
+    async def _linger(self) -> None:
+        """Wait up to `batch_linger_s` for a full batch before sending a partial one.
+
+        Fewer, bigger batches: a batch's fixed cost (thread hand-offs, a produce request, its
+        acknowledgement) is paid per event when traffic is light, and at 2,000 events/s it was
+        three quarters of the sidecar's logging CPU (Kafka sink: ~80 -> ~20 us per event with
+        20 ms). Delivery is asynchronous, so the inference path never waits for it.
+        """
+        lim = self.limits
+        if lim.batch_linger_s <= 0 or self._flushing or self._mode != "memory":
+            return
+        if len(self._q) >= lim.batch_max_events or self._q_bytes >= lim.batch_max_bytes:
+            return
+        self._batch_full.clear()
+        try:
+            await asyncio.wait_for(self._batch_full.wait(), timeout=lim.batch_linger_s)
+        except asyncio.TimeoutError:
+            pass
 
     async def _sleep_unless_stopping(self, delay: float) -> None:
         try:

@@ -93,3 +93,65 @@ def test_default_metrics_shared_between_deliveries(tmp_path: Path) -> None:
     build_delivery(settings)
     text = metrics.render().decode()
     assert "infertap_logger_events_total" in text and 'outcome="spooled"' in text
+
+
+class _BatchRecorder:
+    """A sink that records the size of every batch it is given."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    async def send_batch(self, events) -> None:
+        self.batches.append(len(events))
+
+    async def close(self) -> None:
+        pass
+
+
+def _trickle(tmp_path: Path, linger_s: float, batch_max_events: int = 1000, n: int = 60) -> list[int]:
+    """`n` events submitted one per millisecond; the batch sizes the sink saw."""
+    from logger.delivery.worker import Limits
+
+    sink = _BatchRecorder()
+    d = Delivery([("recorder", sink)], tmp_path / f"spool-{linger_s}-{batch_max_events}",
+                 Limits(batch_linger_s=linger_s, batch_max_events=batch_max_events))
+
+    async def run() -> None:
+        await d.start()
+        for i in range(n):
+            d.submit(make_event(i))
+            await asyncio.sleep(0.001)
+        await wait_for(d.idle, what="delivery of the trickle")
+        await d.stop()
+
+    asyncio.run(run())
+    assert sum(sink.batches) == n
+    return sink.batches
+
+
+def test_linger_gathers_a_trickle_into_few_batches(tmp_path: Path) -> None:
+    # without linger the sender takes what is there (one or two events) each time
+    assert len(_trickle(tmp_path, linger_s=0.0)) > 20
+    # with a 2 s linger (far past the trickle's ~60 ms), nothing goes before the batch is
+    # full: 60 events in batches of 25 are 25 + 25 + 10, the last one after the linger
+    assert _trickle(tmp_path, linger_s=2.0, batch_max_events=25) == [25, 25, 10]
+
+
+def test_linger_is_cut_short_by_stop(tmp_path: Path) -> None:
+    from logger.delivery.worker import Limits
+
+    sink = _BatchRecorder()
+    d = Delivery([("recorder", sink)], tmp_path / "spool", Limits(batch_linger_s=3600.0))
+
+    async def run() -> None:
+        await d.start()
+        for i in range(5):
+            d.submit(make_event(i))
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(d.stop(flush_timeout=10.0), timeout=30)  # an hour's linger must not hold it
+
+    asyncio.run(run())
+    assert sink.batches == [5]  # sent by the flush, not spooled at the end of it
+    assert d.counts()["recorder"]["spooled"] == 0

@@ -109,7 +109,8 @@ def stop(proc: subprocess.Popen | None, sig: int, timeout: float) -> None:
         proc.wait()
 
 
-PROM_JOBS = {"predictor": "/metrics", "logger": "/infertap/metrics", "explainer": "/metrics", "detector": "/metrics"}
+PROM_JOBS = {"predictor": "/metrics", "logger": "/infertap/metrics", "explainer": "/metrics",
+             "explain-stream": "/metrics", "detector": "/metrics"}
 
 
 def start_prometheus(processes: list[dict], log_dir: Path) -> tuple[subprocess.Popen | None, str | None]:
@@ -389,8 +390,8 @@ def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.
         failures.append(f"`infertap report` exited {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
     else:
         print(f"\nreport: {r.stdout.strip()}")
-        print("  (drift p-values per window, outlier rate; attributions appear once an explainer stream "
-              f"worker writes {ISVC}-explanations, which `up` does not start)")
+        print(f"  (drift p-values per window, outlier rate, and mean |attribution| per feature from the "
+              f"explainer's stream worker, which explains 5 % of the logged requests into {ISVC}-explanations)")
 
     print("\ndashboards:")
     if prom_url:

@@ -201,8 +201,6 @@ class StreamWorker:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from prometheus_client import start_http_server
-
     from explainers.__main__ import ArgsError, settings_from_args
 
     p = argparse.ArgumentParser(prog="python -m explainers.stream", add_help=False)
@@ -222,15 +220,22 @@ def main(argv: list[str] | None = None) -> None:
                                       defaults={"name": a.inference_service}, raise_errors=True)
     except ArgsError as err:
         raise SystemExit(f"invalid explainer flags: {err}") from None
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stream = StreamSettings(a.bootstrap, a.inference_service, a.source_topic, a.target_topic, a.group,
                             a.sample_rate, metrics_port=a.metrics_port)
+    serve(stream, settings, a.max_seconds)
+
+
+def serve(stream: StreamSettings, settings: ExplainerSettings, max_seconds: float | None = None) -> None:
+    """Run a stream worker until SIGINT/SIGTERM (or `max_seconds`), metrics on `stream.metrics_port`."""
+    from prometheus_client import start_http_server
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     worker = StreamWorker(stream, settings)
-    if a.metrics_port is not None:
-        start_http_server(a.metrics_port, addr=settings.host, registry=worker.metrics.registry)
+    if stream.metrics_port is not None:
+        start_http_server(stream.metrics_port, addr=settings.host, registry=worker.metrics.registry)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, worker.stop)
-    worker.run(a.max_seconds)
+    worker.run(max_seconds)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,14 @@ Local choices (documented in the README):
 - A `logger:` block without `url` logs to `kafka://localhost:9092/<isvc>-events` (KServe's
   webhook would use its ConfigMap's `http://default-broker`); a `kafka://` URL without a
   topic gets `<isvc>-events`.
+- The annotation `infertap.io/explain-sample-rate: "0.05"` on an InferenceService with an
+  explainer and a `kafka://` logger also starts the explainer's stream worker: it explains
+  that share of the logged requests and publishes to `<isvc>-explanations` (opt-in: each
+  explanation costs predictor calls).
 """
 from __future__ import annotations
 
+import json
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -32,7 +37,8 @@ from sidecar.specs import Detector, Document, InferenceService, KafkaURL, Logger
 from sidecar.specs.loader import format_errors
 
 SERVED_FORMATS = ("sklearn", "xgboost", "lightgbm", "pytorch", "onnx")
-Role = Literal["broker", "predictor", "logger", "explainer", "detector"]
+Role = Literal["broker", "predictor", "logger", "explainer", "explain-stream", "detector"]
+EXPLAIN_SAMPLE_ANNOTATION = "infertap.io/explain-sample-rate"
 
 
 class PlanError(ValueError):
@@ -82,6 +88,7 @@ class PlanOptions:
     host: str = "127.0.0.1"
     spool_root: Path | None = None  # loggers spool under spool_root/<isvc>-<component>; None: their default
     detector_port: int = 9102  # metrics port of the first detector worker; more take the next free ports
+    explain_stream_port: int = 9112  # metrics port of the first explainer stream worker
 
 
 class PortAllocator:
@@ -145,6 +152,9 @@ def _plan_service(doc: Document, opts: PlanOptions, ports: PortAllocator,
         out.append(_logger(doc, block, predictor, opts, ports, brokers, notes))
     if isvc.spec.explainer is not None:
         out.append(_explainer(doc, predictor, out, opts, ports))
+        stream = _explain_stream(doc, out, opts, ports, notes)
+        if stream is not None:
+            out.append(stream)
     for component, _ in isvc.spec.components():
         if component not in ("predictor", "explainer"):
             notes.append(f"{doc.where}: spec.{component}: kept, not run locally yet")
@@ -215,6 +225,38 @@ def _explainer(doc: Document, predictor: ProcessSpec, planned: list[ProcessSpec]
         logger.settings = logger.settings.model_copy(update={"explainer_url": f"http://{explainer.address}"})
         logger.argv = runner_argv("logger", logger.settings)
     return explainer
+
+
+def _explain_stream(doc: Document, planned: list[ProcessSpec], opts: PlanOptions, ports: PortAllocator,
+                    notes: list[str]) -> ProcessSpec | None:
+    """The explainer's stream worker, when the InferenceService asks for it by annotation."""
+    isvc: InferenceService = doc.spec
+    raw = isvc.metadata.annotations.get(EXPLAIN_SAMPLE_ANNOTATION)
+    if raw is None:
+        return None
+    where = f'{doc.where}: metadata.annotations["{EXPLAIN_SAMPLE_ANNOTATION}"]'
+    try:
+        rate = float(raw)
+    except ValueError:
+        rate = float("nan")
+    if not 0.0 < rate <= 1.0:
+        raise PlanError(f"{where}: a share of requests to explain in (0, 1], e.g. \"0.05\" (got {raw!r})")
+    explainer = next(p for p in planned if p.role == "explainer")
+    logger = next((p for p in planned if p.role == "logger"), None)
+    kafka = [str(u) for u in (getattr(logger.settings, "log_url", []) if logger else []) if str(u).startswith("kafka://")]
+    if not kafka:
+        notes.append(f"{where}: the stream worker reads the predictor logger's Kafka topic; there is none, so it is not started")
+        return None
+    url = KafkaURL.parse(kafka[0])
+    port = ports.take(opts.explain_stream_port)
+    stream = {"bootstrap": url.bootstrap, "inference_service": isvc.name, "source_topic": url.topic,
+              "sample_rate": rate, "metrics_port": port}
+    payload = {"stream": stream, "explainer": explainer.settings.model_dump(mode="json")}
+    return ProcessSpec(
+        name=f"{isvc.name}/explain-stream", role="explain-stream", host=opts.host, port=port,
+        argv=[sys.executable, "-m", "sidecar.runner", "explain-stream", json.dumps(payload)], ready_path="/metrics",
+        inference_service=isvc.name, note=f"explains {rate:g} of {url.topic} -> {isvc.name}-explanations",
+    )
 
 
 def _log_url(url: str | None, isvc: str, opts: PlanOptions, brokers: dict[int, ProcessSpec], where: str,

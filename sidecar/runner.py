@@ -2,6 +2,7 @@
 
     python -m sidecar.runner serving '{"http_port": 8080, "models": [...]}'
     python -m sidecar.runner logger  '{"port": 9081, "log_url": [...]}'
+    python -m sidecar.runner explain-stream '{"stream": {"bootstrap": ..., "sample_rate": 0.05}, "explainer": {...}}'
 
 JSON keeps the hand-off exact (lists, dicts, paths) whatever flags each package parses.
 """
@@ -26,19 +27,37 @@ def run_component(component: str, payload: str) -> None:
         from explainers.settings import ExplainerSettings
 
         run(ExplainerSettings.model_validate_json(payload))
+    elif component == "explain-stream":
+        from explainers.stream import serve
+
+        serve(*explain_stream_settings(payload))
     elif component == "detector":
         from detectors.settings import WorkerSettings
         from detectors.worker import main as run_detector
 
         run_detector(WorkerSettings.model_validate_json(payload))
     else:
-        raise SystemExit(f"unknown component {component!r}; expected serving, logger, explainer or detector")
+        raise SystemExit(f"unknown component {component!r}; expected serving, logger, explainer, explain-stream or detector")
+
+
+def explain_stream_settings(payload: str):
+    """(StreamSettings, ExplainerSettings) from `{"stream": {...}, "explainer": {...}}`."""
+    import json
+    from dataclasses import fields
+
+    from explainers.settings import ExplainerSettings
+    from explainers.stream import StreamSettings
+
+    values = json.loads(payload)
+    known = {f.name for f in fields(StreamSettings)}
+    return (StreamSettings(**{k: v for k, v in values["stream"].items() if k in known}),
+            ExplainerSettings.model_validate(values["explainer"]))
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        raise SystemExit("usage: python -m sidecar.runner serving|logger|explainer|detector SETTINGS_JSON")
+        raise SystemExit("usage: python -m sidecar.runner serving|logger|explainer|explain-stream|detector SETTINGS_JSON")
     run_component(*args)
 
 

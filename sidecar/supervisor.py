@@ -24,7 +24,7 @@ from rich.table import Table
 from sidecar.broker import is_listening
 from sidecar.plan import Plan, ProcessSpec
 
-STOP_ORDER = ("detector", "explainer", "logger", "predictor", "broker")  # loggers flush into a broker that still runs
+STOP_ORDER = ("detector", "explain-stream", "explainer", "logger", "predictor", "broker")  # loggers flush into a broker that still runs
 
 
 class ChildFailed(RuntimeError):

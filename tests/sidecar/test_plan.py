@@ -173,3 +173,50 @@ def test_example_with_logger_block_plans(models_dir, monkeypatch):
     assert s.log_url == ["kafka://127.0.0.1:9092/sklearn-iris-events"]
     assert s.metadata_headers == ["x-request-id", "x-b3-traceid"]
     assert s.metadata_annotations == {"infertap.dev/team": "demo"}
+
+
+def _monitoring_docs(text: str | None = None):
+    root = Path(__file__).resolve().parents[2]
+    path = root / "examples" / "sklearn-iris-monitoring.yaml"
+    if text is None:
+        return load_files([path]).documents
+    copy = root / "examples" / f".test-{os.getpid()}.yaml"  # beside the original: same relative paths
+    copy.write_text(text)
+    try:
+        return load_files([copy]).documents
+    finally:
+        copy.unlink()
+
+
+def test_explain_sample_annotation_starts_the_stream_worker(models_dir, monkeypatch):
+    from sidecar.runner import explain_stream_settings
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    plan = make_plan(_monitoring_docs(), PlanOptions(start_broker=False, explain_stream_port=0))
+    [stream] = plan.by_role("explain-stream")
+    [explainer] = plan.by_role("explainer")
+    assert stream.argv[1:4] == ["-m", "sidecar.runner", "explain-stream"]
+    settings, explainer_settings = explain_stream_settings(stream.argv[4])
+    assert (settings.bootstrap, settings.source, settings.target) == (
+        "127.0.0.1:9092", "sklearn-iris-events", "sklearn-iris-explanations")
+    assert settings.sample_rate == 0.05 and settings.metrics_port == stream.port
+    assert explainer_settings == explainer.settings  # the same explainer as the :explain endpoint
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "often"])
+def test_bad_explain_sample_rate_names_the_annotation(models_dir, monkeypatch, value):
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    text = (root / "examples" / "sklearn-iris-monitoring.yaml").read_text().replace(
+        'explain-sample-rate: "0.05"', f'explain-sample-rate: "{value}"')
+    with pytest.raises(PlanError, match=r'metadata.annotations\["infertap.io/explain-sample-rate"\]: a share'):
+        make_plan(_monitoring_docs(text), PlanOptions(start_broker=False))
+
+
+def test_no_stream_worker_without_the_annotation(models_dir, monkeypatch):
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    text = (root / "examples" / "sklearn-iris-monitoring.yaml").read_text().replace(
+        'infertap.io/explain-sample-rate: "0.05"', 'infertap.dev/team: demo')
+    plan = make_plan(_monitoring_docs(text), PlanOptions(start_broker=False))
+    assert plan.by_role("explain-stream") == [] and len(plan.by_role("explainer")) == 1

@@ -4,15 +4,11 @@ from __future__ import annotations
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-from benchmarks.processes import free_port
+from benchmarks.processes import free_port, start, stop, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -24,28 +20,15 @@ class Child:
 
     def __init__(self, args: list[str], ready_url: str, log: Path, timeout: float = 300.0):
         self.log = log
-        with open(log, "wb") as fh:
-            self.proc = subprocess.Popen(args, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{args} exited {self.proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(ready_url, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"{ready_url} not ready after {timeout}s")
+        self.proc = start(args, log)
+        try:
+            wait_http(ready_url, self.proc, timeout, log)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        stop(self.proc, grace=10)
 
 
 def model_server(tmp: Path, name: str, fmt: str) -> tuple[Child, str]:

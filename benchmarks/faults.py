@@ -35,7 +35,8 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.logger_broker_down_rss import RssSampler, free_port, metric, read_back, rss_mb, start, stop, wait_http
+from benchmarks.logger_broker_down_rss import RssSampler, metric, read_back, rss_mb
+from benchmarks.processes import free_port, start, stop, wait_http
 from sidecar.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parent.parent

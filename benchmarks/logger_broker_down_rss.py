@@ -32,31 +32,13 @@ import aiohttp
 import httpx
 
 from sidecar.broker import EmbeddedBroker
-from benchmarks.processes import free_port, start, stop as stop_child
+from benchmarks.processes import free_port, start, stop, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "logger_broker_down_rss.json"
 GOAL_MB = 200
 # 44 rows of 4 features: a ~1 KB V1 body
 BODY = json.dumps({"instances": [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]] * 22}).encode()
-
-
-def stop(proc: subprocess.Popen) -> None:
-    stop_child(proc, grace=20)
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready")
 
 
 def rss_mb(pid: int) -> float:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx
-from benchmarks.processes import free_port, start, stop
+from benchmarks.processes import free_port, start, stop, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "logger_latency.json"
@@ -70,20 +70,6 @@ http {{
   }}
 }}
 """
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready")
 
 
 def ensure_nginx() -> str:

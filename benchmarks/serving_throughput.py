@@ -20,16 +20,14 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
-from benchmarks.processes import free_port as _free_port
+from benchmarks.processes import free_port as _free_port, stop as stop_child, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "serving_throughput.json"
@@ -123,19 +121,7 @@ class Server:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        url = f"{self.base}/v2/models/{MODEL_NAME}/ready"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.tail()}")
+        wait_http(f"{self.base}/v2/models/{MODEL_NAME}/ready", self.proc, timeout, self.log)
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process so far (all its threads), from /proc."""
@@ -149,13 +135,7 @@ class Server:
             return json.loads(r.read())
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_child(self.proc, grace=10)
 
 
 def start_servers(model_dir: Path, logs: Path, server_cpus: set[int] | None,

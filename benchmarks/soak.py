@@ -32,7 +32,8 @@ import numpy as np
 import yaml
 
 from benchmarks.faults import Load, machine, start_model, start_sidecar
-from benchmarks.logger_broker_down_rss import free_port, metric, rss_mb, start, stop, wait_http
+from benchmarks.logger_broker_down_rss import metric, rss_mb
+from benchmarks.processes import free_port, start, stop, wait_http
 from sidecar.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,21 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Iterator
 
-import httpx
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import Child, free_port
+
 
 # name -> (format, folder under models/, extra ModelSettings)
 SERVED = {
@@ -29,47 +24,18 @@ SERVED = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
+class ServerProcess(Child):
     """`python -m serving --config ...` as a child process, stopped at the end of the session."""
 
     def __init__(self, settings: dict, log: Path):
         self.port = settings["http_port"]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
         config = log.with_suffix(".json")
         config.write_text(json.dumps(settings))
-        with open(log, "ab") as fh:
-            self.proc = subprocess.Popen([sys.executable, "-m", "serving", "--config", str(config)], cwd=ROOT,
-                                         stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+        super().__init__([sys.executable, "-m", "serving", "--config", str(config)], log)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"model server exited {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"model server not ready after {timeout}s:\n{self.log.read_text()[-4000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        self.wait_http(f"{self.url}/v2/health/ready", timeout)
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +43,7 @@ def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """A real model server serving every example model (python -m serving --config)."""
     models = [{"name": name, "format": fmt, "uri": f"file://{models_dir / folder}", **extra}
               for name, (fmt, folder, extra) in SERVED.items()]
-    settings = {"http_port": _free_port(), "models": models, "inference_service": "tests"}
+    settings = {"http_port": free_port(), "models": models, "inference_service": "tests"}
     proc = ServerProcess(settings, tmp_path_factory.mktemp("serving") / "server.log")
     try:
         proc.wait_ready()

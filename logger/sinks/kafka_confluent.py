@@ -14,12 +14,15 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from cloudevents.core.v1.event import CloudEvent
 
 from .base import SinkError
 from .kafka import KafkaSinkConfig, to_records
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,9 @@ class ConfluentBackend:
     def __init__(self, config: KafkaSinkConfig):
         self.config = config
         self._producer = None
+        # the last broker-level error (TLS handshake, SASL, connection): a timed-out batch
+        # names it, else all it says is "Local: Message timed out"
+        self._broker_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"kafka-produce-{config.topic}")
@@ -84,12 +90,16 @@ class ConfluentBackend:
             import confluent_kafka
 
             try:
-                self._producer = confluent_kafka.Producer(producer_config(self.config))
+                self._producer = confluent_kafka.Producer({**producer_config(self.config),
+                                                           "error_cb": self._on_error})
             except confluent_kafka.KafkaException as exc:
                 raise SinkError(f"kafka producer: {exc}") from exc
             self._thread = threading.Thread(target=self._poll, name=f"kafka-poll-{self.config.topic}", daemon=True)
             self._thread.start()
         return self._producer
+
+    def _on_error(self, err: KafkaError) -> None:  # on the poll thread; librdkafka logs it too
+        self._broker_error = err.str()
 
     def _poll(self) -> None:
         while not self._stop.is_set():
@@ -102,9 +112,14 @@ class ConfluentBackend:
         batch = _Batch(len(events), loop.create_future(), loop)
         await loop.run_in_executor(self._io, self._produce, events, batch)
         await batch.future
-        if batch.failed:
-            raise SinkError(f"kafka {self.config.topic}: {len(batch.failed)} of {len(events)} not delivered: "
-                            f"{batch.first_error}", failed=sorted(batch.failed))
+        if not batch.failed:
+            self._broker_error = None
+            return
+        why = batch.first_error
+        if self._broker_error and "timed out" in str(why):
+            why = f"{why}; last broker error: {self._broker_error}"
+        raise SinkError(f"kafka {self.config.topic}: {len(batch.failed)} of {len(events)} not delivered: {why}",
+                        failed=sorted(batch.failed))
 
     def _produce(self, events: Sequence[CloudEvent], batch: _Batch) -> None:
         producer, topic = self._ensure(), self.config.topic

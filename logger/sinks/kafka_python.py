@@ -23,6 +23,9 @@ def producer_config(config: KafkaSinkConfig) -> dict[str, object]:
         # kafka-python insists on delivery_timeout_ms > linger_ms + request_timeout_ms
         "request_timeout_ms": max(500, min(30_000, config.delivery_timeout_ms - config.linger_ms - 1)),
         "max_block_ms": config.delivery_timeout_ms,
+        # the constructor's first connection (TLS, SASL, ApiVersions) waits 30 s otherwise:
+        # a wrong CA or password would hold the batch that long before it spools
+        "bootstrap_timeout_ms": config.delivery_timeout_ms,
         "security_protocol": config.security_protocol,
         "compression_type": None if config.compression == "none" else config.compression,
         "batch_size": 256 * 1024,

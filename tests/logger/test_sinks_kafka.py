@@ -131,3 +131,22 @@ def test_tap_events_equal_the_validating_constructor() -> None:
         assert event.get_id() == "r1" and event.get_time().tzinfo is not None
     with pytest.raises(CloudEventValidationError):
         EventBuilder("")  # empty source: refused once, not on every request
+
+
+def test_librdkafka_repeats_are_held_and_counted() -> None:
+    import logging
+
+    from logger.sinks.kafka_confluent import RepeatFilter
+
+    now = [0.0]
+    f = RepeatFilter(every=30.0, clock=lambda: now[0])
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("librdkafka", logging.ERROR, __file__, 1, msg, None, None)
+
+    passed = [f.filter(record("FAIL|rdkafka#producer-1| SASL authentication error")) for _ in range(20)]
+    assert passed == [True] + [False] * 19  # a retry storm: the first line only
+    assert f.filter(record("another message"))  # other messages are not held
+    now[0] = 31.0
+    r = record("FAIL|rdkafka#producer-1| SASL authentication error")
+    assert f.filter(r) and r.getMessage().endswith("(19 more like this in the last 30 s)")

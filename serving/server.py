@@ -17,7 +17,9 @@ from starlette.responses import Response
 from serving.errors import ModelLoadError
 from serving.metrics import ServerMetrics
 from serving.repository import ModelRepository
+from serving.rest import v1, v2
 from serving.rest.errors import install_error_handlers
+from serving.rest.openapi import example_bodies, install_openapi, set_example
 from serving.rest.v1 import v1_router
 from serving.rest.v2 import v2_router
 from serving.settings import ServerSettings
@@ -50,17 +52,34 @@ def create_app(settings: ServerSettings) -> FastAPI:
         await repository.close()
 
     app = FastAPI(title="infertap model server", version=_version(), lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.settings, app.state.repository, app.state.metrics = settings, repository, metrics
     install_error_handlers(app)
     app.include_router(v1_router(settings, repository, metrics))
     app.include_router(v2_router(settings, repository, metrics, _version()))
+    install_openapi(app, [*v1.SCHEMA_MODELS, *v2.SCHEMA_MODELS], lambda schema: _examples(schema, repository))
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus(request: Request) -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
     return app
+
+
+def _examples(schema: dict, repository: ModelRepository) -> None:
+    """Example bodies that fit the first ready model (clients and fuzzers reach the model with them)."""
+    runtime = next((r for r in repository.runtimes.values() if r.ready and r.inputs), None)
+    if runtime is None:
+        return
+    v1_body, v2_body = example_bodies(runtime.metadata())
+    names = {"name": runtime.name}
+    set_example(schema, "/v1/models/{name}:predict", "post", v1_body, names)
+    set_example(schema, "/v2/models/{name}/infer", "post", v2_body, names)
+    if runtime.settings.version:
+        versioned = {**names, "model_version": runtime.settings.version}
+        set_example(schema, "/v2/models/{name}/versions/{model_version}/infer", "post", v2_body, versioned)
+        set_example(schema, "/v2/models/{name}/versions/{model_version}", "get", None, versioned)
+        set_example(schema, "/v2/models/{name}/versions/{model_version}/ready", "get", None, versioned)
 
 
 def _report_ready(metrics: ServerMetrics, repository: ModelRepository) -> None:

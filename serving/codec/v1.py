@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from pydantic import BaseModel, Field
 
 from serving.codec.errors import CodecError
 
@@ -18,6 +19,26 @@ class V1Request:
 
     instances: np.ndarray | dict[str, np.ndarray]
     parameters: dict[str, Any] = field(default_factory=dict)
+
+
+class V1InstancesBody(BaseModel):
+    """V1 predict body in row format: `{"instances": [[...], ...]}` (schema only; `decode_v1_request` reads bodies)."""
+
+    instances: list[Any] = Field(min_length=1, description="Rows: lists of numbers or strings, one per instance.")
+    parameters: dict[str, Any] | None = Field(default=None, description="e.g. `predict_proba`.")
+
+
+class V1InputsBody(BaseModel):
+    """V1 predict body in columnar format: `{"inputs": [...]}` or `{"inputs": {"name": [...]}}` (schema only)."""
+
+    inputs: list[Any] | dict[str, list[Any]] = Field(description="Rows, or named columns for multi-input models.")
+    parameters: dict[str, Any] | None = None
+
+
+class V1PredictResponse(BaseModel):
+    """V1 predict reply: one prediction per instance, or named outputs."""
+
+    predictions: list[Any] | dict[str, Any]
 
 
 def decode_v1_request(body: bytes) -> V1Request:

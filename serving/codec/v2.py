@@ -189,13 +189,20 @@ def _decode_tensors(tensors: Iterable[_Tensor], binary: memoryview, kind: str) -
 def _from_binary(tensor: _Tensor, chunk: memoryview, kind: str) -> np.ndarray:
     count = element_count(tensor.shape)
     if tensor.datatype == "BYTES":
-        return _bytes_from_binary(tensor, chunk, count, kind).reshape(tensor.shape)
+        return _reshape(_bytes_from_binary(tensor, chunk, count, kind), tensor, kind)
     dtype = NUMPY_DTYPES[tensor.datatype]
     expected = count * dtype.itemsize
     if len(chunk) != expected:
         raise CodecError(f"{kind} {tensor.name!r}: shape {tensor.shape} of {tensor.datatype} needs {expected} bytes, "
                          f"binary_data_size is {len(chunk)}")
-    return np.frombuffer(chunk, dtype=dtype).reshape(tensor.shape)
+    return _reshape(np.frombuffer(chunk, dtype=dtype), tensor, kind)
+
+
+def _reshape(array: np.ndarray, tensor: _Tensor, kind: str) -> np.ndarray:
+    try:
+        return array.reshape(tensor.shape)
+    except ValueError as err:  # more dimensions than numpy allows, or an empty shape whose other dims overflow
+        raise CodecError(f"{kind} {tensor.name!r}: shape {tensor.shape} is not possible here: {err}") from None
 
 
 def _bytes_from_binary(tensor: _Tensor, chunk: memoryview, count: int, kind: str) -> np.ndarray:
@@ -230,7 +237,7 @@ def _from_json(tensor: _Tensor, kind: str) -> np.ndarray:
         raise CodecError(f"{kind} {tensor.name!r}: data does not fit datatype {tensor.datatype}: {err}") from None
     if array.size != count:
         raise CodecError(f"{kind} {tensor.name!r}: shape {tensor.shape} needs {count} elements, data has {array.size}")
-    return array.reshape(tensor.shape)
+    return _reshape(array, tensor, kind)
 
 
 def _numbers_from_json(tensor: _Tensor, kind: str) -> np.ndarray:

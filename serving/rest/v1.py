@@ -5,31 +5,36 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from serving.codec import decode_v1_request, encode_v1_response
+from serving.codec import V1InputsBody, V1InstancesBody, V1PredictResponse, decode_v1_request, encode_v1_response
 from serving.errors import ModelNotReadyError
 from serving.metrics import ServerMetrics
 from serving.repository import ModelRepository
 from serving.rest.body import read_body
 from serving.rest.metering import metered
+from serving.rest.openapi import json_body, json_object, replies, served_names
 from serving.settings import ServerSettings
 
 JSON = "application/json"
+SCHEMA_MODELS = [V1InstancesBody, V1InputsBody, V1PredictResponse]  # components install_openapi adds
 
 
 def v1_router(settings: ServerSettings, repository: ModelRepository, metrics: ServerMetrics) -> APIRouter:
     """Routes of the V1 protocol, bound to one repository."""
     router = APIRouter(tags=["v1"])
+    served = served_names(list(repository.runtimes))
 
-    @router.get("/")
+    @router.get("/", responses=replies(json_object(status={"type": "string"})))
     async def alive() -> Response:
         return Response(b'{"status":"alive"}', media_type=JSON)
 
-    @router.get("/v1/models")
+    @router.get("/v1/models", responses=replies(json_object(models={"type": "array", "items": {"type": "string"}})))
     async def list_models() -> Response:
         return Response(orjson.dumps({"models": list(repository.runtimes)}), media_type=JSON)
 
-    @router.get("/v1/models/{name}")
-    async def model_ready(name: str) -> Response:
+    ready_reply = replies(json_object(name={"type": "string"}, ready={"type": "boolean"}), 404, 503)
+
+    @router.get("/v1/models/{name}", responses=ready_reply)
+    async def model_ready(name: str = served()) -> Response:
         runtime = repository.find(name)
         if runtime is None:
             repository.get(name)  # raises the 404 with the served names
@@ -37,8 +42,9 @@ def v1_router(settings: ServerSettings, repository: ModelRepository, metrics: Se
             raise ModelNotReadyError(f"model {name!r} is not ready")
         return Response(orjson.dumps({"name": name, "ready": True}), media_type=JSON)
 
-    @router.post("/v1/models/{name}:predict")
-    async def predict(name: str, request: Request) -> Response:
+    @router.post("/v1/models/{name}:predict", openapi_extra=json_body(V1InstancesBody, V1InputsBody),
+                 responses=replies(V1PredictResponse, 400, 404, 413, 503))
+    async def predict(request: Request, name: str = served()) -> Response:
         async def handle() -> Response:
             body = await read_body(request, settings.max_request_bytes)
             runtime = repository.get(name)

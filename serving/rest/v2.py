@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from serving.codec import (
-    InferenceRequest, InferenceResponse, ResponseOutput, ServerMetadata, datatype_of, decode_v2_request,
+    InferenceRequest, InferenceResponse, ModelMetadata, ResponseOutput, ServerMetadata, datatype_of, decode_v2_request,
     encode_v2_response,
 )
 from serving.errors import InferenceError, ModelNotReadyError
@@ -14,11 +14,14 @@ from serving.metrics import ServerMetrics
 from serving.repository import ModelRepository
 from serving.rest.body import header_length, read_body
 from serving.rest.metering import metered
+from serving.rest.openapi import BINARY_BODY, json_body, json_object, ref, replies, served_names
 from serving.runtimes import Runtime
 from serving.settings import ServerSettings
 
 JSON = "application/json"
 EXTENSIONS = ["binary_tensor_data"]
+SCHEMA_MODELS = [InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata]  # components install_openapi adds
+INFER_REPLY = {JSON: {"schema": ref(InferenceResponse)}, "application/octet-stream": {"schema": BINARY_BODY}}
 
 
 def _json(obj) -> Response:
@@ -30,36 +33,51 @@ def v2_router(settings: ServerSettings, repository: ModelRepository, metrics: Se
     """Routes of the V2 protocol, bound to one repository."""
     router = APIRouter(prefix="/v2", tags=["v2"])
     server_metadata = ServerMetadata(name=settings.server_name, version=version, extensions=EXTENSIONS).model_dump()
+    served = served_names(list(repository.runtimes))
 
-    @router.get("")
+    @router.get("", responses=replies(ServerMetadata))
     async def metadata() -> Response:
         return _json(server_metadata)
 
-    @router.get("/health/live")
+    @router.get("/health/live", responses=replies(json_object(live={"type": "boolean"})))
     async def live() -> Response:
         return _json({"live": True})
 
-    @router.get("/health/ready")
+    @router.get("/health/ready", responses=replies(json_object(ready={"type": "boolean"}), 503))
     async def ready() -> Response:
         if not repository.ready:
             waiting = [n for n, r in repository.runtimes.items() if not r.ready]
             raise ModelNotReadyError(f"models not ready: {', '.join(waiting)}")
         return _json({"ready": True})
 
-    @router.get("/models/{name}")
-    @router.get("/models/{name}/versions/{model_version}")
-    async def model_metadata(name: str, model_version: str | None = None) -> Response:
+    # Each versioned path has its own handler: sharing one would make `model_version` a query
+    # parameter of the plain paths (`?model_version=`), which no V2 client sends.
+    meta_reply = replies(ModelMetadata, 404, 503)
+
+    @router.get("/models/{name}", responses=meta_reply)
+    async def model_metadata(name: str = served()) -> Response:
+        return _json(repository.get(name).metadata().model_dump(exclude_none=True))
+
+    @router.get("/models/{name}/versions/{model_version}", responses=meta_reply)
+    async def model_version_metadata(model_version: str, name: str = served()) -> Response:
         return _json(repository.get(name, model_version).metadata().model_dump(exclude_none=True))
 
-    @router.get("/models/{name}/ready")
-    @router.get("/models/{name}/versions/{model_version}/ready")
-    async def model_ready(name: str, model_version: str | None = None) -> Response:
+    ready_reply = replies(json_object(name={"type": "string"}, ready={"type": "boolean"}), 404, 503)
+
+    @router.get("/models/{name}/ready", responses=ready_reply)
+    async def model_ready(name: str = served()) -> Response:
+        repository.get(name)
+        return _json({"name": name, "ready": True})
+
+    @router.get("/models/{name}/versions/{model_version}/ready", responses=ready_reply)
+    async def model_version_ready(model_version: str, name: str = served()) -> Response:
         repository.get(name, model_version)
         return _json({"name": name, "ready": True})
 
-    @router.post("/models/{name}/infer")
-    @router.post("/models/{name}/versions/{model_version}/infer")
-    async def infer(name: str, request: Request, model_version: str | None = None) -> Response:
+    body = json_body(InferenceRequest, binary=True)
+    infer_reply = replies(INFER_REPLY, 400, 404, 413, 503)
+
+    async def infer_any(request: Request, name: str, model_version: str | None) -> Response:
         async def handle() -> Response:
             body = await read_body(request, settings.max_request_bytes)
             runtime = repository.get(name, model_version)
@@ -67,6 +85,14 @@ def v2_router(settings: ServerSettings, repository: ModelRepository, metrics: Se
             return await _infer(runtime, decoded)
 
         return await metered(metrics, repository, name, "v2_infer", handle)
+
+    @router.post("/models/{name}/infer", openapi_extra=body, responses=infer_reply)
+    async def infer(request: Request, name: str = served()) -> Response:
+        return await infer_any(request, name, None)
+
+    @router.post("/models/{name}/versions/{model_version}/infer", openapi_extra=body, responses=infer_reply)
+    async def infer_version(request: Request, model_version: str, name: str = served()) -> Response:
+        return await infer_any(request, name, model_version)
 
     return router
 

@@ -139,6 +139,9 @@ def _json_request(**tensor) -> bytes:
     (_json_request(data=[[1, 2], [3]]), None, "input 'x'"),
     (_json_request(data=None), None, "neither data nor a binary_data_size"),
     (_json_request(shape=[-2]), None, "shape"),
+    # numpy cannot make these; reshape's ValueError was a 500 (found by hand, issue 7)
+    (_json_request(shape=[1] * 40, data=[1]), None, "shape [1, 1,"),
+    (_json_request(shape=[0, 2**62, 4], data=[]), None, "is not possible here"),
 ])
 def test_bad_json_requests_name_the_problem(body: bytes, header: int | None, message: str) -> None:
     with pytest.raises(CodecError) as err:
@@ -165,6 +168,15 @@ def test_binary_size_past_the_end_and_leftovers() -> None:
         decode_v2_request(head + b"\0" * 11, len(head))
     with pytest.raises(CodecError, match="Inference-Header-Content-Length is 999"):
         decode_v2_request(head, 999)
+
+
+def test_binary_shape_numpy_cannot_hold_is_a_codec_error() -> None:
+    head = _binary_request(0, "FP32", (0, 2**62, 4))  # no bytes needed, yet no such array
+    with pytest.raises(CodecError, match="is not possible here"):
+        decode_v2_request(head, len(head))
+    head = _binary_request(4, "FP32", [1] * 40)
+    with pytest.raises(CodecError, match="is not possible here"):
+        decode_v2_request(head + b"\0" * 4, len(head))
 
 
 def test_binary_bytes_truncated_prefix() -> None:

@@ -156,6 +156,8 @@ def _v2(name: str, datatype: str, shape: list[int], data) -> dict:
     ("/v2/models/onnx-digits/infer", {"inputs": [], "id": "x"}, 400, "inputs"),
     ("/v1/models/sklearn-iris:predict", {"instances": [[1, 2], [3]]}, 400, "not a rectangular array"),
     ("/v1/models/xgboost-cancer:predict", {"instances": [[1, 2]]}, 400, "expects 30 features per row, got 2"),
+    # more dimensions than numpy allows: was 500 "maximum supported dimension" (issue 7)
+    ("/v2/models/sklearn-iris/infer", _v2("x", "FP32", [1] * 40, [1]), 400, "is not possible here"),
 ])
 def test_errors(server, path: str, body: dict, status: int, message: str) -> None:
     r = httpx.post(server.url + path, json=body, timeout=30)
@@ -235,3 +237,27 @@ def test_v1_and_v2_discovery(server) -> None:
     assert meta["platform"] == "onnxruntime_onnx"
     assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 64]}]
     assert httpx.get(f"{server.url}/v2/health/live").json() == {"live": True}
+
+
+def test_openapi_documents_the_raw_body_routes(server) -> None:
+    """/openapi.json carries request bodies (the routes read raw bodies), the served names and examples that work."""
+    doc = httpx.get(f"{server.url}/openapi.json").json()
+    assert doc["openapi"].startswith("3.1")
+    predict = doc["paths"]["/v1/models/{name}:predict"]["post"]
+    body = predict["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"oneOf": [{"$ref": "#/components/schemas/V1InstancesBody"},
+                                        {"$ref": "#/components/schemas/V1InputsBody"}]}
+    assert set(predict["parameters"][0]["schema"]["enum"]) == set(CASES)
+    assert {"200", "400", "404", "413", "503"} <= set(predict["responses"]) and "422" not in predict["responses"]
+    infer = doc["paths"]["/v2/models/{name}/infer"]["post"]
+    assert set(infer["requestBody"]["content"]) == {"application/json", "application/octet-stream"}
+    assert any(p["name"] == "Inference-Header-Content-Length" and p["in"] == "header" for p in infer["parameters"])
+    schemas = doc["components"]["schemas"]
+    assert {"InferenceRequest", "RequestInput", "InferenceResponse", "ErrorBody", "ModelMetadata"} <= set(schemas)
+    assert schemas["RequestInput"]["properties"]["datatype"]["enum"][0] == "BOOL"
+    # the examples fit the model they name
+    for path, operation in (("/v1/models/{name}:predict", predict), ("/v2/models/{name}/infer", infer)):
+        name = operation["parameters"][0]["example"]
+        example = operation["requestBody"]["content"]["application/json"]["example"]
+        r = httpx.post(server.url + path.replace("{name}", name), json=example, timeout=30)
+        assert r.status_code == 200, (path, r.text)

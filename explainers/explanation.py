@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from serving.codec import InferenceRequest
 
 
 class InstanceExplanation(BaseModel):
@@ -31,3 +33,44 @@ class ExplainResponse(BaseModel):
     model_name: str
     explainer: str
     explanations: list[InstanceExplanation]
+
+
+# Request bodies, for the OpenAPI document only: the server reads raw bodies with
+# serving.codec and checks the options in ExplainService.options.
+
+class ExplainParameters(BaseModel):
+    """Per-request options; keys other than these three go to the backend (e.g. anchors' `threshold`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    nsamples: int | None = Field(default=None, ge=1, description=(
+        "Kernel nsamples, Permutation max_evals, IG steps, GradientShap samples; at most the server's max_samples."))
+    target: int | None = Field(default=None, description="Output column to explain; default: the predicted class.")
+    deadline_s: float | None = Field(default=None, gt=0, description=(
+        "Seconds for this request, at most the server's deadline_s; past it: 504."))
+
+
+class ExplainInstancesBody(BaseModel):
+    """`POST /v1/models/{name}:explain` body: the V1 predict body, rows only."""
+
+    instances: list[Any] = Field(min_length=1, description="Rows to explain (lists of numbers; strings for AnchorText).")
+    parameters: ExplainParameters | None = None
+
+
+class ExplainInputsBody(BaseModel):
+    """The same in V1's `inputs` spelling (a list of rows; named columns are refused)."""
+
+    inputs: list[Any] = Field(min_length=1)
+    parameters: ExplainParameters | None = None
+
+
+class ExplainInferParameters(ExplainParameters):
+    """V2 request `parameters`: the options themselves, or MLServer's `explain_parameters` holding them."""
+
+    explain_parameters: ExplainParameters | None = None
+
+
+class ExplainInferRequest(InferenceRequest):
+    """`POST /v2/models/{name}-explainer/infer` body: one input tensor, options in `parameters`."""
+
+    parameters: ExplainInferParameters | None = None  # type: ignore[assignment]

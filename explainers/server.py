@@ -38,17 +38,21 @@ from starlette.responses import Response
 
 from explainers.backends import ExplainOptions, Explainer, create_explainer
 from explainers.errors import BadExplainRequest, DeadlineExceeded, ExplainerError, ExplainerLoadError, ModelNotFound
-from explainers.explanation import ExplainResponse
+from explainers.explanation import ExplainInferRequest, ExplainInputsBody, ExplainInstancesBody, ExplainResponse
 from explainers.metrics import ExplainerMetrics
 from explainers.settings import ExplainerSettings
 from serving.codec import (
-    HEADER_LENGTH, CodecError, InferenceResponse, ResponseOutput, decode_v1_request, decode_v2_request,
-    encode_v2_response,
+    HEADER_LENGTH, CodecError, InferenceResponse, MetadataTensor, ModelMetadata, ResponseOutput, decode_v1_request,
+    decode_v2_request, encode_v2_response,
+)
+from serving.rest.openapi import (
+    BINARY_BODY, example_bodies, install_openapi, json_body, json_object, ref, replies, served_names, set_example,
 )
 
 log = logging.getLogger("infertap.explainers")
 JSON = "application/json"
 OPTION_KEYS = ("nsamples", "target", "deadline_s")
+V2_REPLY = {JSON: {"schema": ref(InferenceResponse)}, "application/octet-stream": {"schema": BINARY_BODY}}
 
 
 class ExplainService:
@@ -75,7 +79,8 @@ class ExplainService:
         """Per-request options checked against the limits; BadExplainRequest names the bad one."""
         params = dict(params or {})
         s = self.settings
-        deadline_s = _number(params.pop("deadline_s", s.deadline_s), "deadline_s", float)
+        deadline_s = params.pop("deadline_s", None)  # null: as if absent (so for nsamples and target)
+        deadline_s = s.deadline_s if deadline_s is None else _number(deadline_s, "deadline_s", float)
         if deadline_s <= 0:
             raise BadExplainRequest(f"deadline_s must be > 0, got {deadline_s}")
         nsamples = params.pop("nsamples", None)
@@ -95,6 +100,8 @@ class ExplainService:
         try:
             options = self.options(params)
             X = self.explainer.check_input(np.asarray(X))
+            if len(X) == 0:  # e.g. a V2 tensor of shape [0, n]; the backends assume at least one row
+                raise BadExplainRequest("no instances to explain")
             if len(X) > self.settings.max_instances:
                 raise BadExplainRequest(f"{len(X)} instances in one request; max_instances is {self.settings.max_instances}")
             remaining = options.deadline - time.monotonic()
@@ -155,8 +162,13 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
         yield
         service.close()
 
-    app = FastAPI(title="infertap explainer", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="infertap explainer", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json")
     app.state.service = service
+    install_openapi(app, [ExplainInstancesBody, ExplainInputsBody, ExplainResponse, ExplainInferRequest, InferenceResponse],
+                    lambda schema: _examples(schema, service))
+    ready_reply = replies(json_object(name={"type": "string"}, ready={"type": "boolean"}), 404, 503)
+    explain_errors = (400, 404, 413, 502, 504)
 
     def check_name(model: str) -> None:
         if model != name:
@@ -167,17 +179,25 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
         service.metrics.observe_request(err.status)
         return Response(orjson.dumps({"error": str(err)}), status_code=err.status, media_type=JSON)
 
-    @app.get("/")
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, err: Exception) -> Response:
+        # Still a 500 (a bug to fix), but in the same `{"error"}` shape as every other answer.
+        log.exception("unexpected error serving %s %s", request.method, request.url.path)
+        service.metrics.observe_request(500)
+        return Response(orjson.dumps({"error": f"internal error: {type(err).__name__}: {err}"}), status_code=500,
+                        media_type=JSON)
+
+    @app.get("/", responses=replies(json_object(status={"type": "string"})))
     async def alive() -> Response:
         return Response(b'{"status":"alive"}', media_type=JSON)
 
-    @app.get("/v2/health/live")
+    @app.get("/v2/health/live", responses=replies(json_object(live={"type": "boolean"})))
     async def live() -> Response:
         return Response(b'{"live":true}', media_type=JSON)
 
-    @app.get("/v2/health/ready")
-    @app.get("/v1/models/{model}")
-    @app.get("/v2/models/{model}/ready")
+    @app.get("/v2/health/ready", responses=ready_reply)
+    @app.get("/v1/models/{model}", responses=ready_reply)
+    @app.get("/v2/models/{model}/ready", responses=ready_reply)
     async def ready(model: str | None = None) -> Response:
         if model is not None:
             check_name(model.removesuffix("-explainer"))
@@ -185,8 +205,9 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
             return Response(b'{"error":"explainer is loading"}', status_code=503, media_type=JSON)
         return Response(orjson.dumps({"name": name, "ready": True}), media_type=JSON)
 
-    @app.post("/v1/models/{model}:explain")
-    async def explain_v1(model: str, request: Request) -> Response:
+    @app.post("/v1/models/{model}:explain", openapi_extra=json_body(ExplainInstancesBody, ExplainInputsBody),
+              responses=replies(ExplainResponse, *explain_errors))
+    async def explain_v1(request: Request, model: str = served_names([name])()) -> Response:
         check_name(model)
         try:
             decoded = decode_v1_request(await request.body())
@@ -198,8 +219,9 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
         service.metrics.observe_request(200)
         return Response(orjson.dumps(result.model_dump(mode="json")), media_type=JSON)
 
-    @app.post("/v2/models/{model}/infer")
-    async def explain_v2(model: str, request: Request) -> Response:
+    @app.post("/v2/models/{model}/infer", openapi_extra=json_body(ExplainInferRequest, binary=True),
+              responses=replies(V2_REPLY, *explain_errors))
+    async def explain_v2(request: Request, model: str = served_names([f"{name}-explainer"])()) -> Response:
         if not model.endswith("-explainer"):
             raise ModelNotFound(f"explain at /v2/models/{name}-explainer/infer (got {model!r})")
         check_name(model.removesuffix("-explainer"))
@@ -211,10 +233,14 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
         if len(decoded.inputs) != 1:
             raise BadExplainRequest(f"send one input tensor to explain, got {len(decoded.inputs)}")
         params = dict(decoded.parameters or {})
-        params = dict(params.pop("explain_parameters", None) or params)
+        explain_parameters = params.pop("explain_parameters", None)
+        if explain_parameters is not None and not isinstance(explain_parameters, dict):
+            raise BadExplainRequest("parameters.explain_parameters must be a JSON object, "
+                                    f"got {type(explain_parameters).__name__}")
+        params = dict(explain_parameters or params)
         data = decoded.inputs[0].data
         if data.dtype == object:  # BYTES: text instances
-            data = np.array([v.decode() if isinstance(v, bytes) else v for v in data.reshape(-1)])
+            data = np.array([_text(v) for v in data.reshape(-1)])
         result = await service.explain(data, params)
         text = orjson.dumps(result.model_dump(mode="json")).decode()
         payload = np.empty(1, dtype=object)
@@ -233,6 +259,29 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
     return app
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, bytes):
+        return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise BadExplainRequest("BYTES instances must be UTF-8 text") from None
+
+
+def _examples(schema: dict, service: ExplainService) -> None:
+    """Example bodies of one all-zero instance when the instance shape is known (after loading)."""
+    name = service.settings.name
+    set_example(schema, "/v1/models/{model}", "get", None, {"model": name})
+    set_example(schema, "/v2/models/{model}/ready", "get", None, {"model": f"{name}-explainer"})
+    shape = getattr(service.explainer, "feature_shape", None)
+    if not shape:
+        return
+    tensor = MetadataTensor(name="input-0", datatype="FP32", shape=[-1, *shape])
+    v1_body, v2_body = example_bodies(ModelMetadata(name=name, platform="", inputs=[tensor], outputs=[]))
+    set_example(schema, "/v1/models/{model}:explain", "post", v1_body, {"model": name})
+    set_example(schema, "/v2/models/{model}/infer", "post", v2_body, {"model": f"{name}-explainer"})
 
 
 def run(settings: ExplainerSettings) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from explainers.backends.anchor_base import AnchorExplainer
+from explainers.backends.base import finite_float32
 from explainers.errors import BadExplainRequest, ExplainerLoadError
 
 
@@ -58,4 +59,4 @@ class AnchorImageExplainer(AnchorExplainer):
         if X.ndim < 2 or int(np.prod(X.shape[1:])) != per_image:
             raise BadExplainRequest(f"expected images of shape {list(self.image_shape)} ({per_image} values each), "
                                     f"got input shape {list(X.shape)}")
-        return X.reshape((len(X), *self.image_shape)).astype(np.float32)
+        return finite_float32(X.reshape((len(X), *self.image_shape)))

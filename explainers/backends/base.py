@@ -95,7 +95,7 @@ class Explainer(ABC):
                                         f"{'x'.join(map(str, X.shape[1:]))} (input shape {list(X.shape)})")
             else:
                 raise BadExplainRequest(f"expected instances of shape {list(shape)}, got {list(X.shape[1:])}")
-        return X.astype(np.float32, copy=False)
+        return finite_float32(X)
 
     def feature_names(self, n: int) -> list[str]:
         names = self.settings.feature_names or (self.background.feature_names if self.background else None)
@@ -116,6 +116,17 @@ class Explainer(ABC):
 
     def set_deadline(self, deadline: float | None) -> None:
         self._deadline.value = deadline
+
+
+def finite_float32(X: np.ndarray) -> np.ndarray:
+    """X as float32; infinity, or a value float32 cannot hold (|x| > 3.4e38, it would become
+    infinity), is the client's error: BadExplainRequest. Unchecked, the predictor refused
+    the rows and the client got 502. NaN passes: xgboost and lightgbm read it as missing."""
+    with np.errstate(over="ignore"):
+        out = X.astype(np.float32, copy=False)
+    if np.isinf(out).any():
+        raise BadExplainRequest("instances hold infinity or values beyond float32's range (|x| > 3.4e38)")
+    return out
 
 
 def pick_target(outputs: np.ndarray, requested: int | None) -> tuple[int | None, float]:

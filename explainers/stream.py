@@ -27,7 +27,7 @@ import logging
 import signal
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
@@ -61,6 +61,7 @@ class StreamSettings:
     poll_timeout_s: float = 1.0
     metrics_port: int | None = None
     session_timeout_ms: int = 6000
+    kafka_config: dict[str, str] = field(default_factory=dict)  # librdkafka properties: TLS, SASL, ...
 
     @property
     def source(self) -> str:
@@ -133,8 +134,9 @@ class StreamWorker:
             "bootstrap.servers": s.bootstrap, "group.id": s.group or f"infertap-explainer-{s.inference_service}",
             "enable.auto.commit": False, "auto.offset.reset": "earliest", "session.timeout.ms": s.session_timeout_ms,
             "heartbeat.interval.ms": max(100, s.session_timeout_ms // 6), "max.poll.interval.ms": 300_000,
+            **s.kafka_config,
         })
-        producer = Producer({"bootstrap.servers": s.bootstrap, "acks": "all", "linger.ms": 5})
+        producer = Producer({"bootstrap.servers": s.bootstrap, "acks": "all", "linger.ms": 5, **s.kafka_config})
         consumer.subscribe([s.source])
         started = time.monotonic()
         log.info("explaining %.0f%% of %s into %s", s.sample_rate * 100, s.source, s.target)
@@ -212,16 +214,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sample-rate", type=float, default=1.0)
     p.add_argument("--metrics-port", type=int)
     p.add_argument("--max-seconds", type=float, help="stop after this long (tests, benchmarks)")
+    p.add_argument("-X", "--kafka-config", action="append", default=[], metavar="KEY=VALUE",
+                   help="librdkafka property for the consumer and producer, repeatable: "
+                        "-X security.protocol=SASL_SSL -X sasl.mechanism=PLAIN ...")
     a, rest = p.parse_known_args(argv)
     if not 0.0 < a.sample_rate <= 1.0:
         raise SystemExit(f"--sample-rate must be in (0, 1], got {a.sample_rate}")
+    bad = [x for x in a.kafka_config if "=" not in x or not x.split("=", 1)[0]]
+    if bad:
+        raise SystemExit(f"-X wants KEY=VALUE (a librdkafka property), got {bad}")
     try:
         settings = settings_from_args(rest + ["--inference-service", a.inference_service],
                                       defaults={"name": a.inference_service}, raise_errors=True)
     except ArgsError as err:
         raise SystemExit(f"invalid explainer flags: {err}") from None
     stream = StreamSettings(a.bootstrap, a.inference_service, a.source_topic, a.target_topic, a.group,
-                            a.sample_rate, metrics_port=a.metrics_port)
+                            a.sample_rate, metrics_port=a.metrics_port,
+                            kafka_config=dict(x.split("=", 1) for x in a.kafka_config))
     serve(stream, settings, a.max_seconds)
 
 

@@ -48,6 +48,14 @@ def split_list(values: Optional[list[str]]) -> list[str]:
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
+def key_values(values: list[str], flag: str) -> dict[str, str]:
+    """`KEY=VALUE` flags as a dict; exit 2 naming the malformed ones."""
+    bad = [v for v in values if "=" not in v or not v.split("=", 1)[0].strip()]
+    if bad:
+        fail(f"{flag} wants KEY=VALUE, got {', '.join(map(repr, bad))}")
+    return dict(v.split("=", 1) for v in values)
+
+
 # --- up ------------------------------------------------------------------------------------
 
 @app.command()
@@ -246,13 +254,21 @@ def tail(
     group: Optional[str] = typer.Option(None, help="Consumer group (commits offsets); default: none."),
     timeout: Optional[float] = typer.Option(None, help="Stop after this many seconds without a record."),
     width: int = typer.Option(120, help="Characters of body preview."),
+    kafka_config: list[str] = typer.Option([], "-X", "--kafka-config", metavar="KEY=VALUE",
+                                           help="TLS/SASL as librdkafka properties, repeatable: -X security.protocol=SASL_SSL "
+                                                "-X sasl.mechanism=PLAIN -X sasl.username=U -X sasl.password=P -X ssl.ca.location=ca.pem"),
 ) -> None:
     """Print the CloudEvents on a topic: time, type, id, key attributes, body preview."""
-    from sidecar.tail import tail as run_tail
+    from sidecar.tail import kafka_python_options, tail as run_tail
 
+    config = key_values(kafka_config, "-X")
+    try:
+        kafka_python_options(config)
+    except ValueError as exc:
+        fail(str(exc))
     try:
         run_tail(topic, bootstrap, from_beginning=from_beginning, max_events=max, group=group,
-                 idle_timeout=timeout, emit=typer.echo, width=width)
+                 idle_timeout=timeout, emit=typer.echo, width=width, kafka_config=config)
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # noqa: BLE001 - e.g. NoBrokersAvailable: a sentence, not a traceback

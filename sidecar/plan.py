@@ -250,13 +250,26 @@ def _explain_stream(doc: Document, planned: list[ProcessSpec], opts: PlanOptions
     url = KafkaURL.parse(kafka[0])
     port = ports.take(opts.explain_stream_port)
     stream = {"bootstrap": url.bootstrap, "inference_service": isvc.name, "source_topic": url.topic,
-              "sample_rate": rate, "metrics_port": port}
+              "sample_rate": rate, "metrics_port": port, "kafka_config": kafka_security(kafka[0], f"{doc.where}: spec.predictor.logger.url")}
     payload = {"stream": stream, "explainer": explainer.settings.model_dump(mode="json")}
     return ProcessSpec(
         name=f"{isvc.name}/explain-stream", role="explain-stream", host=opts.host, port=port,
         argv=[sys.executable, "-m", "sidecar.runner", "explain-stream", json.dumps(payload)], ready_path="/metrics",
         inference_service=isvc.name, note=f"explains {rate:g} of {url.topic} -> {isvc.name}-explanations",
     )
+
+
+def kafka_security(url: str, where: str) -> dict[str, str]:
+    """TLS/SASL options of a logger's kafka:// URL as librdkafka properties, for the workers
+    that read its topic with the same credentials."""
+    from logger.sinks.base import SinkConfigError
+    from logger.sinks.kafka import KafkaSinkConfig
+    from logger.sinks.kafka_confluent import security_config
+
+    try:
+        return security_config(KafkaSinkConfig.from_url(url))
+    except SinkConfigError as exc:
+        raise PlanError(f"{where}: {exc}") from None
 
 
 def _log_url(url: str | None, isvc: str, opts: PlanOptions, brokers: dict[int, ProcessSpec], where: str,

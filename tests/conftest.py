@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -47,6 +48,27 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
     b = EmbeddedBroker(port=free_port(), log_path=tmp_path_factory.mktemp("broker") / "broker.log")
     with b:
         yield b
+
+
+@dataclass(frozen=True)
+class SecureBroker:
+    """The embedded broker behind a SASL_SSL front (tests/kafka_front.py), and how to reach it."""
+
+    bootstrap: str
+    kafka_config: dict[str, str]  # librdkafka properties: what `-X` takes
+
+
+@pytest.fixture(scope="session")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    """A real broker only reachable over TLS with SASL/PLAIN (Tansu itself can do neither)."""
+    from tests.kafka_front import fronted_broker, make_certs, server_context
+
+    certs = make_certs(tmp_path_factory.mktemp("certs"))
+    with fronted_broker(tmp_path_factory.mktemp("secure-broker"), free_port(), ssl_context=server_context(certs),
+                        users={"infertap": "s3cret-pa55"}) as front:
+        yield SecureBroker(front.bootstrap, {
+            "security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.username": "infertap",
+            "sasl.password": "s3cret-pa55", "ssl.ca.location": str(certs.ca)})
 
 
 class Child:

@@ -75,11 +75,18 @@ def producer_config(config: KafkaSinkConfig) -> dict[str, object]:
         "queue.buffering.max.messages": 1_000_000,
         "logger": _LIBRDKAFKA_LOG,
     }
-    optional = {"sasl.mechanism": config.sasl_mechanism, "sasl.username": config.sasl_username,
+    conf.update(security_config(config))
+    return conf
+
+
+def security_config(config: KafkaSinkConfig) -> dict[str, str]:
+    """The URL's TLS/SASL options as librdkafka properties (what `infertap up` hands the
+    consumers of the same topic: detector workers, the explainer stream)."""
+    optional = {"security.protocol": config.security_protocol if config.security_protocol != "PLAINTEXT" else None,
+                "sasl.mechanism": config.sasl_mechanism, "sasl.username": config.sasl_username,
                 "sasl.password": config.sasl_password, "ssl.ca.location": config.ssl_cafile,
                 "ssl.certificate.location": config.ssl_certfile, "ssl.key.location": config.ssl_keyfile}
-    conf.update({k: v for k, v in optional.items() if v is not None})
-    return conf
+    return {k: str(v) for k, v in optional.items() if v is not None}
 
 
 class _Batch:

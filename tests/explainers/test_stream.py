@@ -15,20 +15,23 @@ from tests.conftest import free_port, unique
 from tests.explainers.conftest import IRIS_FEATURES, metric
 
 
-def produce(bootstrap: str, topic: str, messages) -> None:
+def produce(bootstrap: str, topic: str, messages, kafka_config: dict[str, str] | None = None) -> None:
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", **(kafka_config or {})})
     for m in messages:
         producer.produce(topic, value=m.value, key=m.key, headers=list(m.headers.items()))
     assert producer.flush(30) == 0
 
 
-def read_topic(bootstrap: str, topic: str, n: int, timeout: float = 120.0) -> list:
+def read_topic(bootstrap: str, topic: str, n: int, timeout: float = 120.0,
+               kafka_config: dict[str, str] | None = None) -> list:
     from kafka import KafkaConsumer, TopicPartition
 
+    from sidecar.tail import kafka_python_options
+
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                             consumer_timeout_ms=1000)
+                             consumer_timeout_ms=1000, **kafka_python_options(kafka_config or {}))
     records: list = []
     try:
         deadline = time.monotonic() + timeout
@@ -48,7 +51,11 @@ def read_topic(bootstrap: str, topic: str, n: int, timeout: float = 120.0) -> li
     return records
 
 
-def test_stream_worker_publishes_explanation_events(broker, spawn, predictor, models_dir):
+@pytest.mark.parametrize("which", ["broker", "secure_broker"])
+def test_stream_worker_publishes_explanation_events(which, request, spawn, predictor, models_dir):
+    """Plain, and over TLS + SASL/PLAIN with `-X` librdkafka properties."""
+    broker = request.getfixturevalue(which)
+    config = getattr(broker, "kafka_config", {})
     isvc = unique("iris")
     events_topic = f"{isvc}-events"
     builder = EventBuilder(source="http://iris/", inference_service=isvc, component="predictor")
@@ -58,15 +65,17 @@ def test_stream_worker_publishes_explanation_events(broker, spawn, predictor, mo
               builder.response("req-v1", b'{"predictions":[0,2]}', "application/json", "{}", 200),
               builder.request("req-v2", v2, "application/json", "{}"),
               builder.request("req-binary", b"\x00\x01garbage", "application/octet-stream", "{}")]
-    produce(broker.bootstrap, events_topic, [ce_kafka.to_binary_event(e, key_mapper=lambda e: e.get_id()) for e in events])
+    produce(broker.bootstrap, events_topic, [ce_kafka.to_binary_event(e, key_mapper=lambda e: e.get_id()) for e in events],
+            config)
 
     port = free_port()
     worker = spawn([sys.executable, "-m", "explainers.stream", "--bootstrap", broker.bootstrap,
                     "--inference-service", isvc, "--group", unique("explain"), "--metrics-port", str(port),
                     "--explainer-type", "KernelShap", "--predictor-url", predictor, "--predictor-model", "sklearn-iris",
                     "--background", str(models_dir / "sklearn-iris" / "reference.npy"), "--background-size", "20",
-                    "--feature-names", ",".join(IRIS_FEATURES)], name="stream")
-    records = read_topic(broker.bootstrap, f"{isvc}-explanations", 2)
+                    "--feature-names", ",".join(IRIS_FEATURES),
+                    *[arg for key, value in config.items() for arg in ("-X", f"{key}={value}")]], name="stream")
+    records = read_topic(broker.bootstrap, f"{isvc}-explanations", 2, kafka_config=config)
     assert len(records) == 2, worker.tail()
     decoded = [ce_kafka.from_binary_event(ce_kafka.KafkaMessage(headers=dict(r.headers), key=r.key, value=r.value))
                for r in records]

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import pytest
 from delivery_fixtures import assert_same_event, delivery, make_event, read_topic, wait_for
-from kafka_front import Certs, KafkaFront, fronted_broker, make_certs, server_context
+from tests.kafka_front import Certs, KafkaFront, fronted_broker, make_certs, server_context
 
 from tests.conftest import free_port, unique
 

@@ -220,3 +220,19 @@ def test_no_stream_worker_without_the_annotation(models_dir, monkeypatch):
         'infertap.io/explain-sample-rate: "0.05"', 'infertap.dev/team: demo')
     plan = make_plan(_monitoring_docs(text), PlanOptions(start_broker=False))
     assert plan.by_role("explain-stream") == [] and len(plan.by_role("explainer")) == 1
+
+
+def test_stream_worker_reads_with_the_loggers_tls_and_sasl_options(models_dir, monkeypatch):
+    from sidecar.runner import explain_stream_settings
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    secure = ("kafka://localhost:9092/sklearn-iris-events?security_protocol=SASL_SSL&sasl_mechanism=PLAIN"
+              "&sasl_username=u&sasl_password=p&ssl_cafile=/etc/kafka/ca.pem")
+    text = (root / "examples" / "sklearn-iris-monitoring.yaml").read_text().replace(
+        "url: kafka://localhost:9092/sklearn-iris-events", f"url: {secure}")
+    plan = make_plan(_monitoring_docs(text), PlanOptions(start_broker=False, explain_stream_port=0))
+    [stream] = plan.by_role("explain-stream")
+    settings, _ = explain_stream_settings(stream.argv[4])
+    assert settings.kafka_config == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.username": "u",
+                                     "sasl.password": "p", "ssl.ca.location": "/etc/kafka/ca.pem"}

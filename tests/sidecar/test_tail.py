@@ -8,13 +8,16 @@ from pathlib import Path
 
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
+import pytest
 from kafka import KafkaProducer
+
+from sidecar.tail import kafka_python_options
 
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _produce(bootstrap: str, topic: str) -> None:
+def _produce(bootstrap: str, topic: str, kafka_config: dict[str, str]) -> None:
     request = CloudEvent(attributes={
         "type": "org.kubeflow.serving.inference.request", "source": "http://localhost:9081/", "id": "req-1",
         "datacontenttype": "application/json", "inferenceservicename": "sklearn-iris", "component": "predictor",
@@ -23,7 +26,7 @@ def _produce(bootstrap: str, topic: str) -> None:
         "type": "org.kubeflow.serving.inference.response", "source": "http://localhost:9081/", "id": "req-1",
         "datacontenttype": "application/json", "inferenceservicename": "sklearn-iris", "statuscode": "200",
     }, data=b'{"predictions": [1]}')
-    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **kafka_python_options(kafka_config))
     for event in (request, response):
         message = ce_kafka.to_binary_event(event)
         producer.send(topic, key=b"req-1", value=message.value, headers=list(message.headers.items()))
@@ -33,12 +36,17 @@ def _produce(bootstrap: str, topic: str) -> None:
     producer.close()
 
 
-def test_tail_prints_decoded_events_and_survives_other_records(broker):
+@pytest.mark.parametrize("which", ["broker", "secure_broker"])
+def test_tail_prints_decoded_events_and_survives_other_records(which, request):
+    """Plain, and over TLS + SASL/PLAIN with `-X` librdkafka properties (as every worker takes them)."""
+    broker = request.getfixturevalue(which)
+    config = getattr(broker, "kafka_config", {})
     topic = f"tail-{__import__('uuid').uuid4().hex[:8]}"
-    _produce(broker.bootstrap, topic)
+    _produce(broker.bootstrap, topic, config)
+    flags = [arg for key, value in config.items() for arg in ("-X", f"{key}={value}")]
     out = subprocess.run(
         [sys.executable, "-m", "sidecar", "tail", topic, "--bootstrap", broker.bootstrap, "--from-beginning",
-         "--max", "4", "--timeout", "60"],
+         "--max", "4", "--timeout", "60", *flags],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     assert out.returncode == 0, out.stderr
@@ -54,3 +62,13 @@ def test_tail_prints_decoded_events_and_survives_other_records(broker):
     assert any("undecodable CloudEvent" in line for line in lines)  # ce_ headers without type/id
     assert "Traceback" not in out.stderr
     json.dumps(lines)  # printable
+
+
+def test_tail_names_the_properties_it_cannot_take(broker):
+    out = subprocess.run([sys.executable, "-m", "sidecar", "tail", "t", "--bootstrap", broker.bootstrap,
+                          "-X", "socket.timeout.ms=100", "-X", "security.protocol=SSL"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 2 and "not socket.timeout.ms" in out.stderr, out.stderr
+    out = subprocess.run([sys.executable, "-m", "sidecar", "tail", "t", "-X", "oops"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 2 and "-X wants KEY=VALUE, got 'oops'" in out.stderr, out.stderr

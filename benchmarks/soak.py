@@ -49,6 +49,28 @@ def bound_ok(samples: list[float]) -> tuple[bool, float, float]:
     return last <= first * 1.2 + 20.0, round(first, 1), round(last, 1)
 
 
+RSS_BOUND = ("infertap's processes: last-quarter mean <= first-quarter mean x 1.2 + 20 MB; the embedded "
+             "broker is reported, not bounded: its memory storage keeps every record by design")
+
+
+def summarise_rss(samples: dict[str, list[float]], events_stored: float) -> dict[str, dict]:
+    """Per process: first/last-quarter means, max, and whether it stayed in the bound; the
+    broker (Tansu, memory storage) gets its growth per 1,000 records it holds instead."""
+    rss = {}
+    for name, values in samples.items():
+        ok, first, last = bound_ok(values)
+        rss[name] = {"first_quarter_mean_mb": first, "last_quarter_mean_mb": last, "max_mb": max(values)}
+        if name == "broker":
+            rss[name]["growth_mb_per_1000_events_stored"] = round((max(values) - values[0]) / max(events_stored, 1) * 1000, 3)
+        else:
+            rss[name]["within_bound"] = ok
+    return rss
+
+
+def all_within_bound(rss: dict[str, dict]) -> bool:
+    return all(r["within_bound"] for name, r in rss.items() if name != "broker")
+
+
 def detector_spec(work: Path, bootstrap: str, topic: str, group: str) -> Path:
     doc = {"apiVersion": "infertap.dev/v1alpha1", "kind": "Detector", "metadata": {"name": "soak-drift"},
            "spec": {"source": {"topic": topic, "bootstrap": f"kafka://{bootstrap}", "consumerGroup": group},
@@ -129,17 +151,14 @@ def soak(minutes: float = 30.0, rate: float = 20.0, every: float = 10.0, work: P
                 break
             time.sleep(2)
         got = sum(consumed(u) for u in metrics_urls)
-        rss = {}
-        for name, values in samples.items():
-            ok, first, last = bound_ok(values)
-            rss[name] = {"first_quarter_mean_mb": first, "last_quarter_mean_mb": last, "max_mb": max(values), "within_bound": ok}
+        rss = summarise_rss(samples, produced)
         in_windows = produced - got  # requests sit in open windows until 200 more arrive; responses are 'ignored'
         return {"minutes": minutes, "rate_rps": rate, "warm_up_s_not_sampled": warm_up_s, "requests": len(load.samples), "ok": len(load.ok),
                 "errors": len(load.samples) - len(load.ok), "latency": load.window(0, 1e9),
                 "events_produced": produced, "events_consumed": got, "events_in_open_windows": in_windows,
                 "produced_equals_consumed": produced == 2 * len(load.ok) and 0 <= in_windows < 2 * WINDOW * 2,
-                "rss": rss, "rss_bound": "last-quarter mean <= first-quarter mean x 1.2 + 20 MB",
-                "all_within_bound": all(r["within_bound"] for r in rss.values()), "samples": samples, "machine": machine()}
+                "rss": rss, "rss_bound": RSS_BOUND, "all_within_bound": all_within_bound(rss),
+                "samples": samples, "machine": machine()}
     finally:
         for proc in reversed(list(procs.values())):
             stop(proc)

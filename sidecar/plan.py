@@ -131,7 +131,7 @@ def make_plan(documents: list[Document], options: PlanOptions | None = None) -> 
             errors.append(str(exc))
     for doc in detectors:  # after the services: a detector reads where its service's logger writes
         try:
-            plan.processes.append(plan_detector(doc, opts, ports, brokers, plan))
+            plan.processes += plan_detector(doc, opts, ports, brokers, plan)
         except PlanError as exc:
             errors.append(str(exc))
     if errors:
@@ -296,8 +296,25 @@ def _log_url(url: str | None, isvc: str, opts: PlanOptions, brokers: dict[int, P
 
 
 def plan_detector(doc: Document, opts: PlanOptions, ports: PortAllocator, brokers: dict[int, ProcessSpec],
-                  plan: Plan) -> ProcessSpec:
-    """One worker per Detector; its source is the Kafka URL its InferenceService's logger writes to."""
+                  plan: Plan) -> list[ProcessSpec]:
+    """`spec.replicas` workers per Detector (one consumer group, a metrics port each); the source
+    is the Kafka URL its InferenceService's logger writes to."""
+    det: Detector = doc.spec
+    first = _detector_worker(doc, opts, ports, brokers, plan)
+    workers = [first]
+    for i in range(1, det.spec.replicas):
+        port = ports.take(first.port + 1)
+        settings = first.settings.model_copy(update={"metrics_port": port})
+        workers.append(ProcessSpec(
+            name=f"{det.name}/detector-{i}", role="detector", host=opts.host, port=port,
+            argv=runner_argv("detector", settings), ready_path="/metrics", settings=settings,
+            inference_service=first.inference_service, note=f"{first.note} (replica {i + 1} of {det.spec.replicas})"))
+    return workers
+
+
+def _detector_worker(doc: Document, opts: PlanOptions, ports: PortAllocator, brokers: dict[int, ProcessSpec],
+                     plan: Plan) -> ProcessSpec:
+    """The first (or only) worker of a Detector."""
     det: Detector = doc.spec
     where = f"{doc.where}: spec.source.bootstrap"
     logged = [p for p in plan.by_role("logger") if det.inference_service and p.inference_service == det.inference_service]

@@ -12,6 +12,7 @@ spec:
   detector: {name: TabularDrift, params: {p_val: 0.05}, reference: reference.npy}  # or savedDetector: (allowPickle:)
   window: {size: 1000}                                        # or duration: 60; slide: for sliding
   outputs: {topic: ..., replyUrl: ..., deadLetterTopic: ..., metricsPort: 9102}
+  replicas: 2                                                 # workers in one consumer group
 ```
 
 Relative paths are resolved beside the YAML file by the planner. `to_settings` builds the
@@ -125,6 +126,15 @@ class DetectorSpec(SpecModel):
     window: WindowSpec = Field(default_factory=lambda: WindowSpec(size=1000))
     outputs: OutputsSpec = Field(default_factory=OutputsSpec)
     state_dir: str | None = None
+    replicas: int = Field(default=1, ge=1, le=32, description="Workers in one consumer group; they share the partitions.")
+
+    @model_validator(mode="after")
+    def _replicas(self) -> "DetectorSpec":
+        if self.replicas > 1 and self.source.transport != "kafka":
+            raise ValueError("replicas > 1 needs source.transport kafka (HTTP workers would each be a separate endpoint)")
+        if self.replicas > 1 and self.state_dir is not None:
+            raise ValueError("replicas > 1 cannot share one stateDir (each online detector saves its own state)")
+        return self
 
     @field_validator("features")
     @classmethod

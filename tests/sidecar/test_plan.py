@@ -11,7 +11,7 @@ import pytest
 from logger.settings import LoggerSettings
 from serving.settings import ServerSettings
 from sidecar.plan import PlanError, PlanOptions, make_plan, resolve_storage
-from sidecar.specs import load_files
+from sidecar.specs import SpecError, load_files
 
 from sidecar_support import free_port
 
@@ -236,3 +236,27 @@ def test_stream_worker_reads_with_the_loggers_tls_and_sasl_options(models_dir, m
     settings, _ = explain_stream_settings(stream.argv[4])
     assert settings.kafka_config == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.username": "u",
                                      "sasl.password": "p", "ssl.ca.location": "/etc/kafka/ca.pem"}
+
+
+def test_detector_replicas_share_a_group_with_a_port_each(models_dir, monkeypatch):
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    text = (root / "examples" / "sklearn-iris-monitoring.yaml").read_text().replace(
+        "  window: {size: 150}\n", "  window: {size: 150}\n  replicas: 3\n", 1)
+    plan = make_plan(_monitoring_docs(text), PlanOptions(start_broker=False, detector_port=0))
+    drift = [p for p in plan.by_role("detector") if p.name.startswith("iris-drift/")]
+    assert [p.name for p in drift] == ["iris-drift/detector", "iris-drift/detector-1", "iris-drift/detector-2"]
+    assert len({p.settings.consumer_group for p in drift}) == 1  # one group: Kafka shares the partitions
+    assert len({p.port for p in drift}) == 3 and all(p.settings.metrics_port == p.port for p in drift)
+    assert len([p for p in plan.by_role("detector") if p.name.startswith("iris-outliers/")]) == 1
+
+
+def test_detector_replicas_need_kafka_and_no_shared_state(models_dir, monkeypatch):
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    base = (root / "examples" / "sklearn-iris-monitoring.yaml").read_text()
+    for extra, complaint in [("  replicas: 2\n  stateDir: state\n", "cannot share one stateDir"),
+                             ("  replicas: 0\n", "greater than or equal to 1")]:
+        text = base.replace("  window: {size: 150}\n", "  window: {size: 150}\n" + extra, 1)
+        with pytest.raises(SpecError, match=complaint):
+            make_plan(_monitoring_docs(text), PlanOptions(start_broker=False))

@@ -372,20 +372,25 @@ def _detector(doc: Document, ns: str, opts: RenderOptions, notes: list[str]) -> 
         "volumeMounts": mounts,
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
     }
-    manifests.append(_deployment(name, ns, labels, _scrape(PORTS["metrics"]), [container], volumes=volumes))
+    replicas = det.spec.replicas
+    manifests.append(_deployment(name, ns, labels, _scrape(PORTS["metrics"]), [container], replicas=replicas,
+                                 volumes=volumes))
     manifests.append(_service(name, ns, labels, [("metrics", PORTS["metrics"], "metrics")]))
     if settings.transport == "kafka":
-        manifests.append(_scaled_object(name, ns, labels, bootstrap, settings.consumer_group, settings.topic, opts))
+        manifests.append(_scaled_object(name, ns, labels, bootstrap, settings.consumer_group, settings.topic, opts,
+                                        min_replicas=replicas))
     return manifests
 
 
-def _scaled_object(name: str, ns: str, labels: dict, bootstrap: str, group: str, topic: str, opts: RenderOptions) -> dict:
-    """KEDA scales the workers on the consumer group's lag (one replica per `lagThreshold` records)."""
+def _scaled_object(name: str, ns: str, labels: dict, bootstrap: str, group: str, topic: str, opts: RenderOptions,
+                   min_replicas: int = 1) -> dict:
+    """KEDA scales the workers on the consumer group's lag (one replica per `lagThreshold` records),
+    never below the Detector's `spec.replicas`."""
     return {
         "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": _meta(name, ns, labels),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicaCount": 1, "maxReplicaCount": opts.detector_max_replicas,
+            "minReplicaCount": min_replicas, "maxReplicaCount": max(min_replicas, opts.detector_max_replicas),
             "pollingInterval": 15, "cooldownPeriod": 300,
             "triggers": [{"type": "kafka", "metadata": {
                 "bootstrapServers": bootstrap, "consumerGroup": group, "topic": topic,

@@ -271,3 +271,15 @@ def test_examples_render_and_validate():
         out = render_files([path])
         assert out.manifests, path
         validate_all(out.manifests)
+
+
+def test_detector_replicas_set_the_deployment_and_the_keda_floor(spec_file):
+    text = spec_file.read_text()
+    assert "kind: Detector" in text
+    replicated = spec_file.parent / "replicated.yaml"
+    replicated.write_text(text.replace("  detector:", "  replicas: 6\n  detector:", 1))
+    out = render_files([replicated])
+    det = next(m for m in by_kind(out.manifests, "Deployment") if m["metadata"]["name"] == "iris-drift")
+    assert det["spec"]["replicas"] == 6
+    (so,) = by_kind(out.manifests, "ScaledObject")
+    assert so["spec"]["minReplicaCount"] == 6 and so["spec"]["maxReplicaCount"] == 6  # default max 4 raised

@@ -92,6 +92,10 @@ def windows(url: str) -> float:
     return metric(httpx.get(url, timeout=10).text, "infertap_detector_windows_evaluated_total")
 
 
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def soak(minutes: float = 30.0, rate: float = 20.0, every: float = 10.0, work: Path | None = None) -> dict:
     work = work or Path(tempfile.mkdtemp(prefix="infertap-soak-"))
     broker = EmbeddedBroker(port=free_port(), log_path=work / "broker.log").start()
@@ -123,6 +127,9 @@ def soak(minutes: float = 30.0, rate: float = 20.0, every: float = 10.0, work: P
                                     "--background-size", "20", "--feature-names", ",".join(FEATURES)], work / "explainer.log")
         wait_http(f"http://127.0.0.1:{port}/metrics", procs["explainer"])
         pids = {name: p.pid for name, p in procs.items()} | {"broker": broker.pid}
+        for i in (1, 2):  # each worker runs its detector in a child process: sampled too
+            pids |= {f"detector{i}-predictor": pid for pid in _children(procs[f"detector{i}"].pid)
+                     if b"detectors.predictor" in Path(f"/proc/{pid}/cmdline").read_bytes()}
         samples: dict[str, list[float]] = {name: [] for name in pids}
         load = Load(base, "soak", rate)
         load.start()

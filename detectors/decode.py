@@ -130,6 +130,8 @@ class Decoder:
         self.features = self.inputs + self.outputs
         self._categories = {i: {v: code for code, v in enumerate(f.categories)}
                             for i, f in enumerate(self.features) if f.categories is not None}
+        # the row width the V1 quick path checks (request mode, declared input features only)
+        self._quick_width = len(self.inputs) if events == "request" and self.inputs and not self.outputs else 0
 
     @property
     def feature_names(self) -> list[str]:
@@ -139,13 +141,22 @@ class Decoder:
 
     def decode(self, events: Sequence[Event]) -> DecodedWindow:
         """Decode every event of a window; undecodable ones become rejects."""
+        quick = self._quick_rows(events) if self._quick_width else None
+        if quick is not None and not self._categories:
+            window = self._all_quick(events, quick)
+            if window is not None:
+                return window
         chunks: list[tuple[int, Any]] = []  # (event index, rows: list of lists or 2-D array)
         rejects: list[Reject] = []
         for i, event in enumerate(events):
-            try:
-                chunks.append((i, self._event_rows(event)))
-            except DecodeError as err:
-                rejects.append(Reject(event.records[0], err.reason, err.message))
+            rows = quick[i] if quick is not None else None
+            if rows is None:
+                try:
+                    rows = self._event_rows(event)
+                except DecodeError as err:
+                    rejects.append(Reject(event.records[0], err.reason, err.message))
+                    continue
+            chunks.append((i, rows))
         x, row_event, bad = self._stack(chunks)
         for i, (reason, message) in sorted(bad.items()):
             rejects.append(Reject(events[i].records[0], reason, message))
@@ -156,6 +167,46 @@ class Decoder:
         return DecodedWindow(x, remap[row_event], [events[i] for i in kept], self._names(x), rejects)
 
     # --- one event ----------------------------------------------------------------------
+
+    def _quick_rows(self, events: Sequence[Event]) -> list[list | None]:
+        """Request mode: the rows of each event whose body is the common V1 shape
+        (`{"instances": [[width values], ...]}`), else None (that event takes the full path).
+
+        The same rows the full path returns, without its per-event calls: at 1,000-event
+        windows those calls cost as much as a third of a TabularDrift predict.
+        """
+        loads, width, out = orjson.loads, self._quick_width, []
+        append = out.append
+        for event in events:
+            try:
+                obj = loads(event.records[0].value)
+            except (orjson.JSONDecodeError, TypeError):
+                append(None)
+                continue
+            rows = obj.get("instances") if type(obj) is dict and "inputs" not in obj else None
+            if type(rows) is not list or not rows:
+                append(None)
+            elif len(rows) == 1:  # one row per request, the usual case: no generator
+                append(rows if type(rows[0]) is list and len(rows[0]) == width else None)
+            else:
+                append(rows if all(type(row) is list and len(row) == width for row in rows) else None)
+        return out
+
+    def _all_quick(self, events: Sequence[Event], quick: list[list | None]) -> DecodedWindow | None:
+        """When every event took the quick path and every value is a number: the frame in one
+        conversion, nothing rejected. None otherwise (the full path then finds who is at fault)."""
+        if None in quick:
+            return None
+        flat = [row for rows in quick for row in rows]
+        try:
+            x = np.array(flat, dtype=np.float64)
+        except (ValueError, TypeError):
+            return None
+        if x.ndim != 2:
+            return None
+        n = len(events)
+        owner = np.arange(n) if len(flat) == n else np.repeat(np.arange(n), [len(rows) for rows in quick])
+        return DecodedWindow(x, owner, list(events), self.feature_names, [])
 
     def _event_rows(self, event: Event) -> Any:
         if self.events_mode == "response":
@@ -427,6 +478,17 @@ def records_to_events(records: Iterable[Record], mode: EventMode) -> tuple[list[
     want = _REQUEST if mode == "request" else _RESPONSE
     events, rejects, ignored = [], [], 0
     for record in records:
+        headers = record.headers
+        # the common case, checked inline (what check_attributes and _ok_status would say)
+        if headers.get("ce_type") == want and record.value is not None and headers.get("ce_specversion"):
+            eid = headers.get("ce_id")
+            if eid:
+                status = headers.get("ce_statuscode")
+                if status is None or status.startswith(b"2"):
+                    events.append(Event(eid.decode("utf-8", "replace"), (record,), record.timestamp))
+                else:
+                    ignored += 1
+                continue
         reject = check_attributes(record)
         if reject is not None:
             rejects.append(reject)

@@ -92,14 +92,27 @@ def current_state(state_dir: Path | None) -> Path | None:
 class Evaluator:
     """Judges windows with one backend; `save_state` persists an online backend's state."""
 
+    #: windows a caller may submit beyond the one it collects (in-process: nothing runs ahead)
+    lookahead = 0
+
     def __init__(self, backend: DetectorBackend, state_dir: Path | None = None):
         self.backend = backend
         self.state_dir = Path(state_dir) if state_dir else None
         self.dirty = False
+        self._pending: np.ndarray | None = None
 
     @property
     def kind(self) -> str:
         return self.backend.kind
+
+    def submit(self, x: np.ndarray) -> None:
+        """Queue a window; `collect` judges it (the interface `RemoteEvaluator` pipelines)."""
+        self._pending = x
+
+    def collect(self) -> tuple[DetectionResult, float]:
+        """(result, seconds) of the window submitted last."""
+        x, self._pending = self._pending, None
+        return self.evaluate(x)
 
     def evaluate(self, x: np.ndarray) -> tuple[DetectionResult, float]:
         """(result, seconds spent in the backend)."""
@@ -121,6 +134,9 @@ class Evaluator:
         raw = dict(last.raw)
         raw["drift_rows"] = flagged[:1000]
         return last.model_copy(update={"n": int(x.shape[0]), "is_drift": bool(flagged), "raw": raw})
+
+    def close(self) -> None:
+        """Nothing to release in-process (`RemoteEvaluator.close` ends its detector process)."""
 
     def save_state(self) -> None:
         """Write the online backend's state to state_dir/current (atomically, by rename)."""

@@ -45,12 +45,13 @@ class CountWindow(Window[T]):
         self._buffer: list[T] = []
 
     def add(self, items: Sequence[T]) -> list[list[T]]:
-        closed = []
-        for item in items:
-            self._buffer.append(item)
-            if len(self._buffer) >= self.size:  # after an emit it holds size - slide: `slide` new items close the next
-                closed.append(list(self._buffer))
-                self._buffer = self._buffer[self.slide:]
+        # windows are the slices [k·slide, k·slide + size) of the stream; cut them in one go
+        buffer = self._buffer + list(items)
+        closed, start = [], 0
+        while len(buffer) - start >= self.size:
+            closed.append(buffer[start:start + self.size])
+            start += self.slide
+        self._buffer = buffer[start:]
         return closed
 
     def retained(self) -> list[T]:

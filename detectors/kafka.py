@@ -32,7 +32,8 @@ class Source:
     def __init__(self, bootstrap: str, topic: str, group: str,
                  on_revoke: Callable[[list[TopicPartitionKey]], None] | None = None,
                  on_assign: Callable[[list[TopicPartitionKey]], None] | None = None,
-                 session_timeout_ms: int = 6000, max_poll_interval_ms: int = 60000):
+                 session_timeout_ms: int = 6000, max_poll_interval_ms: int = 60000,
+                 kafka_config: dict[str, str] | None = None):
         from confluent_kafka import Consumer
 
         self.topic = topic
@@ -44,6 +45,7 @@ class Source:
             "heartbeat.interval.ms": max(100, session_timeout_ms // 6),
             "max.poll.interval.ms": max_poll_interval_ms,
             "logger": logging.getLogger("detectors.librdkafka"),
+            **(kafka_config or {}),  # TLS, SASL
         })
         self._consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
         self.assignment: list[TopicPartitionKey] = []
@@ -114,13 +116,14 @@ class Source:
 class Sink:
     """Publishes CloudEvent Kafka messages and waits until the broker has them."""
 
-    def __init__(self, bootstrap: str):
+    def __init__(self, bootstrap: str, kafka_config: dict[str, str] | None = None):
         from confluent_kafka import Producer
 
         self._producer = Producer({
             "bootstrap.servers": bootstrap, "client.id": "infertap-detector", "acks": "all",
             "linger.ms": 5, "message.timeout.ms": 30000,
             "logger": logging.getLogger("detectors.librdkafka"),
+            **(kafka_config or {}),
         })
         self._lock = threading.Lock()
 

@@ -59,6 +59,8 @@ class WorkerSettings(BaseModel):
     events: EventMode = "request"
     consumer_group: str | None = None
     transport: Literal["kafka", "http"] = "kafka"
+    kafka_config: dict[str, str] = Field(default_factory=dict, description=(
+        "librdkafka properties for the consumer and producers (TLS, SASL: security.protocol, sasl.*, ssl.*)."))
     # frame
     features: list[FeatureSettings] = Field(default_factory=list)
     input_name: str | None = Field(default=None, description="V2 input tensor to take (default: the only/first one).")

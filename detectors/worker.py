@@ -110,8 +110,9 @@ class Worker:
         # without this, full collections triggered by the per-record allocations walk them all
         # (measured: ~40% of a TabularDrift worker's time on 1,000-event windows).
         gc.freeze()
-        self._sink = Sink(s.bootstrap)
-        self._source = Source(s.bootstrap, s.topic, s.consumer_group, on_revoke=self._on_revoke)
+        self._sink = Sink(s.bootstrap, s.kafka_config)
+        self._source = Source(s.bootstrap, s.topic, s.consumer_group, on_revoke=self._on_revoke,
+                              kafka_config=s.kafka_config)
         log.info("detector %s (%s) reading %s as group %s; detections to %s", s.name, s.detector, s.topic,
                  s.consumer_group, s.output_topic)
         reader = threading.Thread(target=self._read, name=f"reader-{s.name}", daemon=True)

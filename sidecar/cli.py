@@ -285,6 +285,8 @@ def detect(
     metrics_port: Optional[int] = typer.Option(None, help="Override spec.outputs.metricsPort."),
     group: Optional[str] = typer.Option(None, help="Override spec.source.consumerGroup."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Load a savedDetector folder holding pickles (dill, joblib, ...): they run code; only for folders you trust (= spec.detector.allowPickle: true)."),
+    kafka_config: list[str] = typer.Option([], "-X", "--kafka-config", metavar="KEY=VALUE",
+                                           help="librdkafka property, repeatable (TLS/SASL: -X security.protocol=SASL_SSL ...); added to spec.source.kafkaConfig."),
 ) -> None:
     """Run one detector worker: a consumer group on the InferenceService's events, detections to Kafka."""
     from sidecar.specs import SpecError, load_files
@@ -309,6 +311,8 @@ def detect(
         overrides["consumer_group"] = group
     if allow_pickle:
         overrides["allow_pickle"] = True
+    if kafka_config:
+        overrides["kafka_config"] = {**doc.spec.spec.source.kafka_config, **key_values(kafka_config, "-X")}
     try:
         settings = doc.spec.to_settings(doc.source.parent, **overrides)
     except ValidationError as exc:

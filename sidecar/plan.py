@@ -323,6 +323,8 @@ def _detector_worker(doc: Document, opts: PlanOptions, ports: PortAllocator, bro
     if kafka_urls and det.spec.source.topic is None and "bootstrap" not in det.spec.source.model_fields_set:
         url = KafkaURL.parse(kafka_urls[0])
         overrides.update(bootstrap=url.bootstrap, topic=url.topic)
+        if not det.spec.source.kafka_config:  # read the topic with the credentials it is written with
+            overrides["kafka_config"] = kafka_security(kafka_urls[0], f"{logged[0].name}: log_url")
     elif det.spec.source.transport == "kafka":
         url = KafkaURL.parse(_log_url(f"kafka://{det.spec.source.bootstrap}/-", det.inference_service or det.name,
                                       opts, brokers, where, plan.notes))

@@ -5,7 +5,7 @@ apiVersion: infertap.dev/v1alpha1
 kind: Detector
 metadata: {name: iris-drift}
 spec:
-  source: {inferenceService: sklearn-iris, events: request}   # or topic:, bootstrap:, consumerGroup:
+  source: {inferenceService: sklearn-iris, events: request}   # or topic:, bootstrap:, consumerGroup:, kafkaConfig:
   features:                                                   # or input: <V2 input name>
     - {name: sepal_length}
     - {name: colour, type: categorical, categories: [red, green]}
@@ -39,6 +39,9 @@ class SourceSpec(SpecModel):
     events: Literal["request", "response", "joined"] = "request"
     consumer_group: str | None = None
     transport: Literal["kafka", "http"] = "kafka"
+    kafka_config: dict[str, str] = Field(default_factory=dict, description=(
+        "librdkafka properties (security.protocol, sasl.*, ssl.*); default: those of the "
+        "InferenceService logger's kafka:// URL when the source is its topic"))
 
     @field_validator("bootstrap")
     @classmethod
@@ -172,7 +175,7 @@ class Detector(SpecModel):
         values: dict[str, Any] = dict(
             name=self.name, inference_service=self.inference_service, bootstrap=s.source.bootstrap,
             topic=s.source.topic, events=s.source.events, consumer_group=s.source.consumer_group,
-            transport=s.source.transport,
+            transport=s.source.transport, kafka_config=s.source.kafka_config,
             features=[f.model_dump(include={"name", "type", "categories", "source"}) for f in s.features],
             input_name=s.input, output_name=s.output, detector=s.detector.name, params=s.detector.params,
             reference=_path(s.detector.reference, base_dir), saved_detector=_path(s.detector.saved_detector, base_dir),

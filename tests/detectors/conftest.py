@@ -23,16 +23,17 @@ BUILDER = EventBuilder(source="http://test/", inference_service="iris", componen
 class KafkaTools:
     """Produce logged-style CloudEvents and read topics back (kafka-python, no consumer group)."""
 
-    def __init__(self, bootstrap: str):
+    def __init__(self, bootstrap: str, **options: str):
+        """`options`: kafka-python client arguments (TLS, SASL) for every client made here."""
         from kafka import KafkaProducer
 
-        self.bootstrap = bootstrap
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        self.bootstrap, self.options = bootstrap, options
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **options)
 
     def create_topic(self, name: str, partitions: int) -> None:
         from kafka.admin import KafkaAdminClient, NewTopic
 
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, **self.options)
         try:
             admin.create_topics([NewTopic(name, partitions, 1)])
         finally:
@@ -66,7 +67,7 @@ class KafkaTools:
         from kafka import KafkaConsumer
 
         consumer = KafkaConsumer(topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
-                                 enable_auto_commit=False, group_id=None, consumer_timeout_ms=500)
+                                 enable_auto_commit=False, group_id=None, consumer_timeout_ms=500, **self.options)
         events, deadline = [], time.monotonic() + timeout
         try:
             while time.monotonic() < deadline and len(events) < count:

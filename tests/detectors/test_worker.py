@@ -149,3 +149,24 @@ def test_online_detector_state_is_saved_and_restored(broker, kafka, detector_yam
     start_detector(path, name="online-2")
     detections = kafka.read(f"{topic}-detections", 2)
     assert body(detections[1])["raw"] == {"t": 20, "total": 80.0, "drift_rows": []}
+
+
+def test_worker_reads_and_publishes_over_tls_and_sasl(secure_broker, detector_yaml, start_detector, reference):
+    """spec.source.kafkaConfig (and `-X`, merged over it) reach the worker's consumer and producer."""
+    from sidecar.tail import kafka_python_options
+
+    from tests.detectors.conftest import KafkaTools
+
+    tools = KafkaTools(secure_broker.bootstrap, **kafka_python_options(secure_broker.kafka_config))
+    try:
+        topic = unique("secure")
+        tools.create_topic(topic, 1)
+        in_spec = {k: v for k, v in secure_broker.kafka_config.items() if k != "sasl.password"}
+        doc = spec(secure_broker, topic, reference, source={"kafkaConfig": in_spec})
+        worker = start_detector(detector_yaml("secure", doc),
+                                extra=["-X", f"sasl.password={secure_broker.kafka_config['sasl.password']}"])
+        ids = tools.send_rows(topic, np.random.default_rng(3).normal(size=(20, 4)))
+        [detection] = tools.read(f"{topic}-detections", 1)
+        assert body(detection)["event_ids"] == ids, worker.tail()
+    finally:
+        tools.close()

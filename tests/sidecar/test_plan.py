@@ -260,3 +260,19 @@ def test_detector_replicas_need_kafka_and_no_shared_state(models_dir, monkeypatc
         text = base.replace("  window: {size: 150}\n", "  window: {size: 150}\n" + extra, 1)
         with pytest.raises(SpecError, match=complaint):
             make_plan(_monitoring_docs(text), PlanOptions(start_broker=False))
+
+
+def test_detectors_read_with_the_loggers_tls_and_sasl_options(models_dir, monkeypatch):
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    secure = "kafka://localhost:9092/sklearn-iris-events?security_protocol=SSL&ssl_cafile=/etc/kafka/ca.pem"
+    text = (root / "examples" / "sklearn-iris-monitoring.yaml").read_text().replace(
+        "url: kafka://localhost:9092/sklearn-iris-events", f"url: {secure}")
+    # one detector names its own properties: they win
+    text = text.replace("source: {inferenceService: sklearn-iris, events: request}",
+                        "source: {inferenceService: sklearn-iris, events: request, kafkaConfig: {security.protocol: SSL, "
+                        "ssl.ca.location: /mine.pem}}", 1)
+    plan = make_plan(_monitoring_docs(text), PlanOptions(start_broker=False, detector_port=0))
+    by_name = {p.name: p.settings.kafka_config for p in plan.by_role("detector")}
+    assert by_name == {"iris-drift/detector": {"security.protocol": "SSL", "ssl.ca.location": "/mine.pem"},
+                       "iris-outliers/detector": {"security.protocol": "SSL", "ssl.ca.location": "/etc/kafka/ca.pem"}}

@@ -250,7 +250,8 @@ def _explain_stream(doc: Document, planned: list[ProcessSpec], opts: PlanOptions
     url = KafkaURL.parse(kafka[0])
     port = ports.take(opts.explain_stream_port)
     stream = {"bootstrap": url.bootstrap, "inference_service": isvc.name, "source_topic": url.topic,
-              "sample_rate": rate, "metrics_port": port, "kafka_config": kafka_security(kafka[0], f"{doc.where}: spec.predictor.logger.url")}
+              "sample_rate": rate, "metrics_port": port,
+              "kafka_config": kafka_security(kafka[0], f"{doc.where}: spec.predictor.logger.url")}
     payload = {"stream": stream, "explainer": explainer.settings.model_dump(mode="json")}
     return ProcessSpec(
         name=f"{isvc.name}/explain-stream", role="explain-stream", host=opts.host, port=port,

@@ -43,15 +43,12 @@ def run_component(component: str, payload: str) -> None:
 def explain_stream_settings(payload: str):
     """(StreamSettings, ExplainerSettings) from `{"stream": {...}, "explainer": {...}}`."""
     import json
-    from dataclasses import fields
 
     from explainers.settings import ExplainerSettings
     from explainers.stream import StreamSettings
 
     values = json.loads(payload)
-    known = {f.name for f in fields(StreamSettings)}
-    return (StreamSettings(**{k: v for k, v in values["stream"].items() if k in known}),
-            ExplainerSettings.model_validate(values["explainer"]))
+    return StreamSettings(**values["stream"]), ExplainerSettings.model_validate(values["explainer"])
 
 
 def main(argv: list[str] | None = None) -> None:

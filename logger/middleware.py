@@ -83,6 +83,8 @@ class InferenceLoggerMiddleware:
         body, tail = await _read_all(receive)
         path = scope["path"]
         exchange = self.tap.begin(scope["method"], path, scope["headers"], body)
+        if exchange is not None:
+            exchange.submit_request()
         replayed = False
 
         async def replay() -> dict:

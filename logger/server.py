@@ -1,52 +1,59 @@
-"""Running the logger sidecar: `run(settings)` serves `create_app(settings)` with uvicorn.
+"""Running the logger sidecar: `run(settings)` serves the proxy with `logger.front` on uvloop.
 
-uvloop and httptools are used when installed (the `uvicorn[standard]` extra): the proxy hop
-is on every inference request, so the fastest event loop and HTTP parser pay.
+uvloop is used when installed (the `uvicorn[standard]` extra brings it, and httptools, which
+`logger.front` and `logger.upstream` need): the proxy hop is on every inference request, so
+the fastest event loop pays.
 """
 from __future__ import annotations
 
+import asyncio
 import gc
-import importlib.util
 import logging
+import signal
 
-import uvicorn
-
+from logger.front import ProxyServer
 from logger.proxy import create_app
 from logger.settings import LoggerSettings
 
 log = logging.getLogger("infertap.logger")
 
+KEEP_ALIVE_S = 75.0  # client connections idle this long are closed (pooled clients reuse them)
+GRACEFUL_S = 15.0  # on SIGTERM, requests in flight get this long to finish
 
-def uvicorn_config(settings: LoggerSettings, app=None) -> uvicorn.Config:
-    """The uvicorn configuration the sidecar runs with (also used by tests and benchmarks)."""
-    return uvicorn.Config(
-        app if app is not None else create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
-        lifespan="on",
-        access_log=False,
-        proxy_headers=False,  # the sidecar forwards X-Forwarded-* itself; skip uvicorn's rewrite
-        # transparent: the model server's Date (and Server, if any) pass through; uvicorn's own
-        # would duplicate them
-        server_header=False,
-        date_header=False,
-        log_level="info",
-        timeout_graceful_shutdown=15,
-        # the proxy streams bodies itself; keep-alive long enough for pooled clients
-        timeout_keep_alive=75,
-    )
+
+def proxy_server(settings: LoggerSettings, delivery=None) -> ProxyServer:
+    """The sidecar's server, not yet started (also used by tests and benchmarks)."""
+    return ProxyServer(create_app(settings, delivery), settings.host, settings.port, settings.max_request_bytes,
+                       keep_alive_s=KEEP_ALIVE_S, graceful_s=GRACEFUL_S)
+
+
+async def serve(settings: LoggerSettings) -> None:
+    """Serve until SIGINT/SIGTERM; the stop lets requests finish and flushes the delivery."""
+    server = proxy_server(settings)
+    try:
+        await server.start()
+    except OSError as exc:  # the port is taken, the spool folder cannot be written...
+        raise SystemExit(f"logger sidecar could not start on {settings.host}:{settings.port}: {exc}") from None
+    log.info("logger sidecar on %s:%d -> %s:%d, sinks %s, mode %s", settings.host, server.port,
+             settings.component_host, settings.component_port, settings.log_url or "none", settings.log_mode)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    _settle_garbage_collector()
+    await stop.wait()
+    log.info("stopping: finishing requests in flight, flushing the delivery")
+    await server.stop()
 
 
 def run(settings: LoggerSettings) -> None:
-    """Serve the sidecar until SIGINT/SIGTERM; shutdown flushes the delivery."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log.info("logger sidecar on %s:%d -> %s:%d, sinks %s, mode %s", settings.host, settings.port,
-             settings.component_host, settings.component_port, settings.log_url or "none", settings.log_mode)
-    config = uvicorn_config(settings)
-    _settle_garbage_collector()
-    uvicorn.Server(config).run()
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))
 
 
 def _settle_garbage_collector() -> None:

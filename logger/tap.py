@@ -21,6 +21,7 @@ way; they are registered on `logger.metrics.REGISTRY` beside the delivery's.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from os import urandom
@@ -127,17 +128,26 @@ class Exchange:
     """One logged request/response pair: the response body is teed here as it streams."""
 
     __slots__ = ("tap", "id", "content_type", "metadata", "status", "started", "chunks", "size",
-                 "truncated", "log_response", "done")
+                 "truncated", "log_response", "done", "request_body")
 
-    def __init__(self, tap: "Tap", event_id: str, content_type: str | None, metadata: str, log_response: bool):
+    def __init__(self, tap: "Tap", event_id: str, content_type: str | None, metadata: str, log_response: bool,
+                 request_body: bytes | None):
         self.tap, self.id, self.content_type, self.metadata = tap, event_id, content_type, metadata
         self.log_response = log_response
+        self.request_body = request_body  # None: the request is not logged (mode), or already was
         self.status = 0
         self.started = None
         self.chunks: list[bytes] = []
         self.size = 0
         self.truncated = False
         self.done = False
+
+    def submit_request(self) -> None:
+        """Submit the request event (once). The proxy calls it after forwarding the request,
+        so that building the event overlaps the model server's work instead of adding to it."""
+        body, self.request_body = self.request_body, None
+        if body is not None:
+            self.tap.submit(self.tap.builder.request(self.id, body, self.content_type, self.metadata), "request")
 
     def response_start(self, status: int) -> None:
         self.status = status
@@ -161,6 +171,7 @@ class Exchange:
         if self.done:
             return
         self.done = True
+        self.submit_request()  # a no-op when already submitted
         if not self.log_response or not self.status:
             return
         body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
@@ -180,6 +191,41 @@ class Tap:
         self.isvc, self.component = inference_service, component
         self.metrics = ProxyMetrics(inference_service, component)
         self._submitted = {t: EVENTS_SUBMITTED.labels(inference_service, component, t) for t in ("request", "response")}
+        self._finished: list[tuple[Exchange | None, str, int, float]] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
+
+    # Response events of exchanges that ended wait for the proxy's next idle moment: at most
+    # this long, or until the next request has been forwarded (see `finish_later`).
+    FLUSH_AFTER_S = 0.005
+
+    def finish_later(self, exchange: "Exchange | None", path: str, status: int, seconds: float) -> None:
+        """Submit `exchange`'s response event (when logged) and count the request in the proxy
+        metrics, when the proxy is next idle.
+
+        Why: a client that sends its next request as soon as the response arrived (a
+        concurrency-1 caller) would otherwise find the sidecar still building the previous
+        event. The proxy calls `flush()` right after forwarding a request, while the model
+        server works on it; a timer catches the last exchanges when traffic stops.
+        """
+        self._finished.append((exchange, path, status, seconds))
+        if self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(self.FLUSH_AFTER_S, self.flush)
+
+    @property
+    def unflushed(self) -> bool:
+        return bool(self._finished)
+
+    def flush(self) -> None:
+        """Submit what `finish_later` held back."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        finished, self._finished = self._finished, []
+        observe = self.metrics.observe
+        for exchange, path, status, seconds in finished:
+            if exchange is not None:
+                exchange.finish()
+            observe(path, status, seconds)
 
     @classmethod
     def from_settings(cls, settings, delivery: EventSink | None) -> "Tap":
@@ -191,7 +237,8 @@ class Tap:
         return self.delivery is not None
 
     def begin(self, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> Exchange | None:
-        """Start logging one exchange (submitting its request event), or None if not logged."""
+        """Start logging one exchange, or None if it is not logged. The request event is
+        submitted by `Exchange.submit_request()`."""
         if self.delivery is None:
             return None
         event_id = content_type = user_agent = None
@@ -215,9 +262,8 @@ class Tap:
         if not event_id:
             event_id = new_event_id()
         metadata = self.builder.metadata(headers)
-        if self.log_requests:
-            self.submit(self.builder.request(event_id, body, content_type, metadata), "request")
-        return Exchange(self, event_id, content_type, metadata, self.log_responses)
+        return Exchange(self, event_id, content_type, metadata, self.log_responses,
+                        body if self.log_requests else None)
 
     def submit(self, event: Any, kind: str) -> None:
         """Hand an event to the delivery; a broken delivery is logged, never raised."""

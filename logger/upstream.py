@@ -1,39 +1,33 @@
-"""A lean pooled HTTP/1.1 client for the sidecar's hop to the model server.
+"""A lean pooled HTTP/1.1 client for the sidecar's hop to the model server, driven by callbacks.
 
-Why not httpx here: profiling the sidecar under load showed about two thirds of its CPU in
-the httpx/httpcore/anyio stack (per-request pool scans, cancellation shields, a failing
-`import sniffio` on every call). This client is an `asyncio.Protocol` with the httptools
-parser (already installed with `uvicorn[standard]`): one `write` per request, body chunks
-handed over as they arrive, keep-alive connections reused LIFO. It speaks only what the
-proxy needs: plain `http://`, requests with a complete body, any response framing
-(Content-Length, chunked, close-delimited). HEAD requests and `https://` explainers go
-through httpx in `logger.proxy`.
+Why not httpx, and why not coroutines: the hop is on every inference request. Profiling the
+sidecar showed two thirds of its CPU in the httpx/httpcore/anyio stack; a coroutine client
+of our own (a task, a future and a timer per request) still spent three times nginx's user
+CPU per request. Here a connection is an `asyncio.Protocol` with the httptools parser that
+hands the response straight to a listener (`logger.forward.Forward`) as it is parsed: status
+and headers, each body chunk, the end. Nothing waits on a future on the hot path.
+
+It speaks only what the proxy needs: plain `http://`, requests with a complete body, any
+response framing (Content-Length, chunked, close-delimited). HEAD requests and `https://`
+explainers go through httpx in `logger.proxy`.
 
 Keep-alive races: a model server closes idle connections (uvicorn after its
 `timeout_keep_alive`, 5 s by default), and a request written to a connection as the server
-closes it gets a reset and no answer. Two defences, so that such a race never reaches the
-client as a 502: connections idle longer than `keepalive_expiry` (below the server's
-timeout) are closed instead of reused, and a request whose *reused* connection broke before
-a single byte of the answer arrived is sent again, once, on a fresh connection (the server
-cannot have answered it; uvicorn starts no request on a connection it is closing). A
-response that broke after its first bytes is never resent: it may have been processed.
-
-Back-pressure: when the client reads slower than the model server writes, reading from the
-upstream pauses past 1 MiB buffered, so a streamed response is never held whole in memory.
+closes it gets a reset and no answer. Connections idle longer than `keepalive_expiry` (below
+the server's timeout) are closed instead of reused, and the listener is told whether a
+failed request may be resent: only when its connection was reused and not a byte of the
+answer arrived (the server cannot have answered it). See `logger.forward`.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections import deque
-from typing import AsyncIterator
+from typing import Protocol
 
 import httptools
 
 log = logging.getLogger("infertap.logger.upstream")
-
-_HIGH_WATER = 1024 * 1024
 
 
 class UpstreamError(Exception):
@@ -50,13 +44,28 @@ class UpstreamBroken(UpstreamError):
     reason = "broken_stream"
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection; parses one response at a time."""
+class UpstreamListener(Protocol):
+    """What a connection reports while one response is parsed."""
+
+    def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+
+    def upstream_body(self, chunk: bytes) -> None: ...
+
+    def upstream_end(self) -> None: ...
+
+    def upstream_failed(self, error: UpstreamError) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection; carries one request/response at a time."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
+        self.reused = False  # carried an earlier response: a failure may be a keep-alive race
+        self.listener: UpstreamListener | None = None
+        self.last_activity = 0.0  # loop time of the last bytes (the listener's timeout reads it)
         self._parser = httptools.HttpResponseParser(self)
         self._reset()
 
@@ -65,14 +74,42 @@ class _Connection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.headers_done = False
         self.complete = False
-        self.error: BaseException | None = None
         self.got_bytes = False
         self.reusable = False
-        self.chunks: deque[bytes] = deque()
-        self.buffered = 0
-        self.paused = False
-        self._framed = False  # Content-Length or chunked: end is known without a close
-        self._waiter: asyncio.Future | None = None
+        self._framed = False  # Content-Length or chunked: the end is known without a close
+
+    def send(self, payload: bytes, listener: UpstreamListener) -> None:
+        """Write one whole request; the response goes to `listener` (use `UpstreamPool.send`,
+        which also watches the connection for a timeout)."""
+        self._reset()
+        self.listener = listener
+        self.last_activity = time.monotonic()
+        try:
+            self.transport.write(payload)
+        except (OSError, RuntimeError) as exc:  # the transport closed under us
+            self._fail(UpstreamBroken(f"upstream closed the connection: {exc}"))
+
+    def expire(self, timeout: float) -> None:
+        """Nothing came for `timeout` seconds: fail the response in flight."""
+        self._fail(UpstreamTimeout(f"timed out: nothing for {timeout:g}s"))
+
+    def detach(self) -> None:
+        """The listener no longer wants this response: close, never reuse."""
+        self.listener = None
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def pause(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
 
     # -- asyncio.Protocol --
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -80,6 +117,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        self.last_activity = time.monotonic()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -87,9 +125,12 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.headers_done and not self.complete and not self._framed and self.error is None:
+        if self.listener is None:
+            return
+        if self.headers_done and not self.complete and not self._framed:
             self.complete = True  # close-delimited body: the close is its end
-            self._wake()
+            listener, self.listener = self.listener, None
+            listener.upstream_end()
         elif not self.complete:
             self._fail(UpstreamBroken(f"upstream closed the connection{f': {exc}' if exc else ''}"))
 
@@ -101,131 +142,38 @@ class _Connection(asyncio.Protocol):
             self._framed = True
 
     def on_headers_complete(self) -> None:
-        self.status = self._parser.get_status_code()
-        if 100 <= self.status < 200 and self.status != 101:  # interim response: wait for the real one
+        status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:  # interim response: wait for the real one
             self.headers = []
             return
+        self.status = status
         self.headers_done = True
         # read now: llhttp forgets it once the message is complete
         self.reusable = self._parser.should_keep_alive()
-        self._wake()
+        if self.listener is not None:
+            self.listener.upstream_head(status, self.headers)
 
     def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
-        self.buffered += len(body)
-        if self.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
-        self._wake()
+        if self.listener is not None:
+            self.listener.upstream_body(body)
 
     def on_message_complete(self) -> None:
-        if self.headers_done:
-            self.complete = True
-            self._wake()
+        if not self.headers_done:
+            return
+        self.complete = True
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.upstream_end()
 
-    # -- helpers --
-    def _fail(self, exc: BaseException) -> None:
-        if self.error is None:
-            self.error = exc
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def wait(self, timeout: float) -> None:
-        """Until something new happened (headers, a chunk, the end, an error)."""
-        loop = asyncio.get_running_loop()
-        self._waiter = waiter = loop.create_future()
-        timer = loop.call_later(timeout, _expire, waiter, timeout)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
-
-    def take(self) -> bytes | None:
-        if not self.chunks:
-            return None
-        chunk = self.chunks.popleft()
-        self.buffered -= len(chunk)
-        if self.paused and self.buffered < _HIGH_WATER // 2 and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
-        return chunk
-
-
-def _expire(waiter: asyncio.Future, timeout: float) -> None:
-    if not waiter.done():
-        waiter.set_exception(UpstreamTimeout(f"timed out: nothing for {timeout:g}s"))
-
-
-class UpstreamResponse:
-    """Status and headers of a response; `stream()` yields its body as it arrives."""
-
-    __slots__ = ("status", "headers", "_conn", "_pool", "_timeout", "_done")
-
-    def __init__(self, conn: _Connection, pool: "UpstreamPool", timeout: float):
-        self.status, self.headers = conn.status, conn.headers
-        self._conn, self._pool, self._timeout = conn, pool, timeout
-        self._done = False
-
-    async def next_chunk(self) -> bytes | None:
-        """The next piece of the body as it arrives; None once it has all been read."""
-        conn = self._conn
-        while True:
-            chunk = conn.take()
-            if chunk is not None:
-                return chunk
-            if conn.error is not None:
-                raise conn.error
-            if conn.complete:
-                self._done = True
-                return None
-            await conn.wait(self._timeout)
-
-    @property
-    def ended(self) -> bool:
-        """True when every byte of the body has been handed out: the chunk just taken was
-        the last (lets the proxy send it with `more_body=False`, one ASGI send less)."""
-        conn = self._conn
-        if conn.complete and not conn.chunks and conn.error is None:
-            self._done = True
-            return True
-        return False
-
-    async def stream(self) -> AsyncIterator[bytes]:
-        conn = self._conn
-        while True:
-            chunk = conn.take()
-            if chunk is not None:
-                yield chunk
-                continue
-            if conn.error is not None:
-                raise conn.error
-            if conn.complete:
-                self._done = True
-                return
-            await conn.wait(self._timeout)
-
-    def close(self) -> None:
-        """Give the connection back if the body was read to its end, else drop it."""
-        conn = self._conn
-        if self._done and conn.complete and not conn.closed and self._pool.keep_alive(conn):
-            conn._reset()
-            conn.idle_since = time.monotonic()
-            self._pool.release(conn)
-        elif conn.transport is not None and not conn.closed:
-            conn.closed = True
-            conn.transport.close()
+    def _fail(self, error: UpstreamError) -> None:
+        self.close()
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.upstream_failed(error)
 
 
 class UpstreamPool:
-    """Keep-alive connections to one `host:port`."""
+    """Keep-alive connections to one `host:port`, reused LIFO."""
 
     def __init__(self, host: str, port: int, connect_timeout: float = 10.0, read_timeout: float = 600.0,
                  max_idle: int = 256, keepalive_expiry: float = 4.0):
@@ -234,31 +182,34 @@ class UpstreamPool:
         self.max_idle = max_idle
         self.keepalive_expiry = keepalive_expiry
         self.retries = 0  # requests resent after a reused connection broke before answering
-        self._idle: list[_Connection] = []
+        self._idle: list[UpstreamConnection] = []
+        self._busy: set[UpstreamConnection] = set()
         self._host_header = f"{host}:{port}".encode()
+        self._watch: asyncio.Task | None = None
 
-    def keep_alive(self, conn: _Connection) -> bool:
-        return conn.reusable
+    def send(self, conn: UpstreamConnection, payload: bytes, listener: UpstreamListener) -> None:
+        """Send a request on `conn` and watch it for `read_timeout` of silence."""
+        self._busy.add(conn)
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_timeouts())
+        conn.send(payload, listener)
 
-    def release(self, conn: _Connection) -> None:
-        if len(self._idle) < self.max_idle:
-            self._idle.append(conn)
-        elif conn.transport is not None:
-            conn.transport.close()
+    async def _watch_timeouts(self) -> None:
+        """Fail responses that went quiet for `read_timeout`: one sweep a second (a quarter of
+        the timeout when shorter) instead of a timer per request on the hot path."""
+        timeout = self.read_timeout
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = time.monotonic()
+            for conn in list(self._busy):
+                if conn.listener is None or conn.closed:
+                    self._busy.discard(conn)
+                elif now - conn.last_activity >= timeout:
+                    self._busy.discard(conn)
+                    conn.expire(timeout)
 
-    async def _connect(self) -> _Connection:
-        loop = asyncio.get_running_loop()
-        try:
-            _, conn = await asyncio.wait_for(loop.create_connection(_Connection, self.host, self.port),
-                                             self.connect_timeout)
-        except asyncio.TimeoutError:
-            raise UpstreamTimeout(f"connecting to {self.host}:{self.port} timed out") from None
-        except OSError as exc:
-            raise UpstreamError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
-        return conn
-
-    def _pop_idle(self) -> _Connection | None:
-        """The most recently used live connection; expired ones are closed on the way."""
+    def acquire(self) -> UpstreamConnection | None:
+        """The most recently used live idle connection, or None; expired ones are closed."""
         idle = self._idle
         while idle:
             conn = idle.pop()
@@ -267,13 +218,33 @@ class UpstreamPool:
             if time.monotonic() - conn.idle_since < self.keepalive_expiry:
                 return conn
             # a LIFO stack: everything below the top is older still
-            idle.append(conn)
-            self.close()
+            conn.close()
+            self._close_idle()
         return None
 
-    async def request(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
-                      body: bytes) -> UpstreamResponse:
-        """Send one request; returns once the response's status and headers are in."""
+    async def connect(self) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await asyncio.wait_for(loop.create_connection(UpstreamConnection, self.host, self.port),
+                                             self.connect_timeout)
+        except asyncio.TimeoutError:
+            raise UpstreamTimeout(f"connecting to {self.host}:{self.port} timed out") from None
+        except OSError as exc:
+            raise UpstreamError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Take back a connection whose response was read to its end (closed if it cannot be reused)."""
+        self._busy.discard(conn)
+        if conn.closed or not conn.complete or not conn.reusable or len(self._idle) >= self.max_idle:
+            conn.close()
+            return
+        conn.reused = True
+        conn.idle_since = time.monotonic()
+        self._idle.append(conn)
+
+    def request_bytes(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+        """The request as written on the wire: one buffer, so one write and one segment."""
         head = [method.encode(), b" ", target, b" HTTP/1.1\r\n"]
         has_host = False
         for name, value in headers:
@@ -284,44 +255,17 @@ class UpstreamPool:
             head += (b"host: ", self._host_header, b"\r\n")
         if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
             head += (b"content-length: ", str(len(body)).encode(), b"\r\n")
-        head.append(b"\r\n")
-        payload = b"".join(head)
-        if len(body) <= 65536:
-            payload, body = payload + body, b""
-        conn = self._pop_idle()
-        reused = conn is not None
-        for attempt in (0, 1):
-            if conn is None:
-                conn = await self._connect()
-            try:
-                try:
-                    conn.transport.write(payload)
-                    if body:
-                        conn.transport.write(body)
-                except (OSError, RuntimeError) as exc:  # the transport closed under us
-                    conn._fail(UpstreamBroken(f"upstream closed the connection: {exc}"))
-                while not conn.headers_done:
-                    if conn.error is not None:
-                        raise conn.error
-                    await conn.wait(self.read_timeout)
-                return UpstreamResponse(conn, self, self.read_timeout)
-            except UpstreamBroken:
-                # a reused keep-alive connection the server closed as we sent: retry once, fresh
-                if attempt == 0 and reused and not conn.got_bytes:
-                    self.retries += 1
-                    log.debug("reused connection to %s:%d broke before answering (%s): resending on a fresh one",
-                              self.host, self.port, conn.error)
-                    conn, reused = None, False
-                    continue
-                raise
-            except BaseException:
-                if conn.transport is not None:
-                    conn.transport.close()
-                raise
-        raise AssertionError("unreachable")
+        head += (b"\r\n", body)
+        return b"".join(head)
+
+    def _close_idle(self) -> None:
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
 
     def close(self) -> None:
-        for conn in self._idle:
-            if conn.transport is not None:
-                conn.transport.close()
-        self._idle.clear()
+        """Close the idle connections and stop the timeout watch (the proxy is stopping)."""
+        self._close_idle()
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None

@@ -1,9 +1,9 @@
 """Fixtures of the tap tests (imported by test_proxy/test_middleware/test_ingest/test_end_to_end).
 
 - `upstream`: a real model-server stand-in (tests/logger/tap_upstream.py) in a child process.
-- `serve_app`: serves an ASGI app (the sidecar, a middleware-wrapped app) with uvicorn on a
-  real loopback port, in a thread of the test process, so a test can read what a
-  `CollectingDelivery` received.
+- `serve_app`: serves the sidecar's proxy with its own server (`logger.front`), or an ASGI
+  app (a middleware-wrapped app) with uvicorn, on a real loopback port, in a thread of the
+  test process, so a test can read what a `CollectingDelivery` received.
 """
 from __future__ import annotations
 
@@ -79,6 +79,53 @@ class ThreadServer:
         self.thread.join(15)
 
 
+class ProxyThread:
+    """The sidecar's proxy served by its production server (`logger.front.ProxyServer`) on
+    uvloop, in a background thread, on a real port."""
+
+    def __init__(self, proxy: Any, port: int | None = None):
+        from logger.front import ProxyServer
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = ProxyServer(proxy, "127.0.0.1", self.port, proxy.settings.max_request_bytes, graceful_s=5)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self._ready = threading.Event()
+        self._loop: Any = None
+        self._stop: Any = None
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        import asyncio
+
+        import uvloop
+
+        async def main() -> None:
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            try:
+                await self.server.start()
+            except BaseException as exc:
+                self.error = exc
+                self._ready.set()
+                raise
+            self._ready.set()
+            await self._stop.wait()
+            await self.server.stop()
+
+        uvloop.run(main())
+
+    def __enter__(self) -> "ProxyThread":
+        self.thread.start()
+        assert self._ready.wait(30), "sidecar did not start"
+        assert self.error is None, f"sidecar did not start: {self.error!r}"
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._loop is not None and self.thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(15)
+
+
 @pytest.fixture
 def upstream(spawn) -> str:
     """Base URL of a running tap_upstream ("model")."""
@@ -94,11 +141,14 @@ def start_upstream(spawn, name: str) -> str:
 
 @pytest.fixture
 def serve_app() -> Iterator[Callable[[Any], ThreadServer]]:
-    """`serve_app(asgi_app)` -> a started ThreadServer; all are stopped at teardown."""
-    servers: list[ThreadServer] = []
+    """`serve_app(app)` -> a started server (a ReverseProxy on the sidecar's own server, any
+    other app as ASGI on uvicorn); all are stopped at teardown."""
+    from logger.proxy import ReverseProxy
 
-    def start(app: Any) -> ThreadServer:
-        server = ThreadServer(app).__enter__()
+    servers: list[Any] = []
+
+    def start(app: Any) -> Any:
+        server = (ProxyThread(app) if isinstance(app, ReverseProxy) else ThreadServer(app)).__enter__()
         servers.append(server)
         return server
 

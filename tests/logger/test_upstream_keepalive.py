@@ -67,7 +67,7 @@ def test_reused_connection_reset_as_request_arrives_is_retried_once_on_a_fresh_o
         stats = client.get(f"http://127.0.0.1:{port}/stats").json()
     assert stats["conns"][str(armed.json()["conn"])] == 2, "the reset connection received the request"
     assert stats["paths"]["/v1/models/iris:predict"] == 2, "once there, once on the fresh connection"
-    assert app._pool.retries == 1
+    assert app.pool.retries == 1
 
 
 def test_response_broken_after_first_bytes_is_502_not_retried(spawn, serve_app):
@@ -79,7 +79,7 @@ def test_response_broken_after_first_bytes_is_502_not_retried(spawn, serve_app):
         r = post(client, url, "/v1/models/iris:predict")
         stats = client.get(f"http://127.0.0.1:{port}/stats").json()
     assert r.status_code == 502 and "error" in r.json()
-    assert app._pool.retries == 0
+    assert app.pool.retries == 0
     assert stats["conns"][str(armed["conn"])] == 2
     assert stats["paths"]["/v1/models/iris:predict"] == 1, "the broken request was not sent a second time"
 

@@ -15,7 +15,9 @@ the upstream go into the JSON.
 
 Load: an aiohttp client (one pooled session per path), closed loop at concurrency 1 and
 16, per-request latency with `perf_counter`. Added latency = p50 (p99) of a path minus the
-direct p50 (p99). Goal: sidecar added p50 within 1.5x of nginx's added p50.
+direct p50 (p99), over all rounds pooled; also per round (a path's p50 minus direct's p50 in
+the same round) with the median over rounds, which drifting machine noise moves less.
+Goal: sidecar added p50 within 1.5x of nginx's added p50.
 
     python -m benchmarks.logger_latency [--requests 2000] [--rounds 5] [--sink kafka|file|none]
 
@@ -140,13 +142,16 @@ async def measure(targets: dict[str, str], concurrency: int, n: int, rounds: int
         for name, url in targets.items():  # warm-up: connections, JIT-free but caches and pools
             await one_round(sessions[name], url, max(200, n // 10), concurrency)
         samples: dict[str, list[float]] = {name: [] for name in targets}
+        round_p50: dict[str, list[float]] = {name: [] for name in targets}
         errors: dict[str, list[str]] = {name: [] for name in targets}
         cpu = {name: 0.0 for name in targets}
         for r in range(rounds):
             order = list(targets) if r % 2 == 0 else list(reversed(targets))
             for name in order:
                 before = cpu_seconds(pids[name]) if name in pids else 0.0
-                samples[name] += await one_round(sessions[name], targets[name], n, concurrency, errors[name])
+                got = await one_round(sessions[name], targets[name], n, concurrency, errors[name])
+                samples[name] += got
+                round_p50[name].append(pct(got, 0.50) if got else float("nan"))
                 if name in pids:
                     cpu[name] += cpu_seconds(pids[name]) - before
     finally:
@@ -164,6 +169,11 @@ async def measure(targets: dict[str, str], concurrency: int, n: int, rounds: int
             continue
         for q in ("p50", "p99"):
             out[name][f"added_{q}_ms"] = out[name][f"{q}_ms"] - out["direct"][f"{q}_ms"]
+        # paired by round (the same minute of machine noise), then the median over rounds:
+        # steadier than one difference of pooled p50s when the noise drifts between rounds
+        per_round = [(a - b) * 1e3 for a, b in zip(round_p50[name], round_p50["direct"])]
+        out[name]["added_p50_ms_by_round"] = per_round
+        out[name]["added_p50_ms_median_of_rounds"] = statistics.median(per_round)
     return out
 
 
@@ -231,6 +241,9 @@ def main() -> None:
             nginx_added = r["nginx"]["added_p50_ms"]
             r["ratio_sidecar_to_nginx_added_p50"] = (r["sidecar"]["added_p50_ms"] / nginx_added
                                                      if nginx_added > 0 else None)
+            nginx_rounds = r["nginx"]["added_p50_ms_median_of_rounds"]
+            r["ratio_sidecar_to_nginx_added_p50_median_of_rounds"] = (
+                r["sidecar"]["added_p50_ms_median_of_rounds"] / nginx_rounds if nginx_rounds > 0 else None)
             r["ratio_sidecar_to_nginx_cpu_per_request"] = (r["sidecar"]["proxy_cpu_ms_per_request"]
                                                            / max(r["nginx"]["proxy_cpu_ms_per_request"], 1e-9))
             if "sidecar_no_log" in r:
@@ -242,6 +255,7 @@ def main() -> None:
             print(f"c={c}: " + "  ".join(f"{k} p50 {v['p50_ms']:.3f} ms p99 {v['p99_ms']:.3f} ms"
                                          for k, v in r.items() if isinstance(v, dict))
                   + f"  ratio {r['ratio_sidecar_to_nginx_added_p50']}"
+                  + f" (median of rounds {r['ratio_sidecar_to_nginx_added_p50_median_of_rounds']})"
                   + f"  cpu/req sidecar {r['sidecar']['proxy_cpu_ms_per_request']:.3f} ms"
                   + f" nginx {r['nginx']['proxy_cpu_ms_per_request']:.3f} ms", flush=True)
         metrics = httpx.get(f"http://127.0.0.1:{sidecar_port}/infertap/metrics").text

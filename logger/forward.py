@@ -26,21 +26,20 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from logger.upstream import UpstreamBroken, UpstreamConnection, UpstreamError, UpstreamPool, UpstreamTimeout
+from logger.upstream import (HOP_BY_HOP, UpstreamBroken, UpstreamConnection, UpstreamError, UpstreamPool,
+                             UpstreamTimeout)
 
 if TYPE_CHECKING:
     from logger.front import ClientConnection, Request
 
-# RFC 9110 7.6.1 hop-by-hop headers, never passed on
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
-                        b"te", b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection"})
+__all__ = ["Forward", "HOP_BY_HOP"]
 
 
 class Forward:
     """One proxied exchange; `start()` sends it, the callbacks do the rest."""
 
     __slots__ = ("proxy", "pool", "client", "request", "payload", "log", "exchange", "started", "status", "conn",
-                 "_connecting", "_retried", "_begun", "_over")
+                 "wants_raw", "_connecting", "_retried", "_begun", "_over")
 
     def __init__(self, proxy: Any, pool: UpstreamPool, client: "ClientConnection", request: "Request",
                  payload: bytes, log: bool, started: float):
@@ -49,6 +48,7 @@ class Forward:
         self.exchange: Any = None
         self.status = 0
         self.conn: UpstreamConnection | None = None
+        self.wants_raw = client.raw_ok
         self._connecting: asyncio.Task | None = None
         self._retried = False
         self._begun = False
@@ -112,10 +112,23 @@ class Forward:
             self.exchange.response_start(status)
         self.client.start_response(status, [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP])
 
+    def upstream_head_raw(self, status: int, headers: list[tuple[bytes, bytes]], data: bytes) -> None:
+        self.status = status
+        self.client.write_raw(data)
+        if self.exchange is not None:
+            self.exchange.response_start(status)
+
+    def upstream_raw(self, data: bytes) -> None:
+        self.client.write_raw(data)
+
     def upstream_body(self, chunk: bytes) -> None:
         if self.exchange is not None:
             self.exchange.response_chunk(chunk)
         self.client.write_body(chunk)
+
+    def upstream_tee(self, chunk: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.response_chunk(chunk)
 
     def upstream_end(self) -> None:
         conn, self.conn = self.conn, None

@@ -43,6 +43,9 @@ import httptools
 log = logging.getLogger("infertap.logger.front")
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+# headers a request forwarded byte for byte must not carry (they are dropped or rewritten)
+_NOT_RAW = frozenset({b"connection", b"keep-alive", b"proxy-authorization", b"proxy-connection", b"te",
+                      b"trailer", b"transfer-encoding", b"upgrade", b"expect", b"x-forwarded-for"})
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -60,6 +63,11 @@ class Request:
     client: str | None
     http_version: str
     keep_alive: bool = True  # the client lets the connection live past this response
+    too_large: bool = False  # the body passed `max_request` (answered 413 by the connection)
+    # the request exactly as it came, when it can be forwarded so (HTTP/1.1, origin-form
+    # target, a Host, no hop-by-hop or Expect or X-Forwarded-For header, the whole request in
+    # one read): the proxy then only adds X-Forwarded-For
+    raw: bytes | None = None
 
 
 class Handler(Protocol):
@@ -92,8 +100,12 @@ class ClientConnection(asyncio.Protocol):
         self.handler: Handler | None = None  # set by the dispatcher for the request in flight
         self.busy = False
         self.gone = False
+        self.raw_ok = False  # the response in flight may be passed byte for byte (see `write_raw`)
         self.idle_since = time.monotonic()
         self._pending: deque[Request] = deque()
+        self._reading = True
+        self._in_message = False
+        self._completed = 0  # requests completed by the current read
         self._closing = False  # close once the response in flight ends
         self._write_paused = False
         self._drain: asyncio.Future | None = None
@@ -104,6 +116,8 @@ class ClientConnection(asyncio.Protocol):
         self._size = 0
         self._too_large = False
         self._answered_early = False
+        self._raw_ok = True
+        self._has_host = False
         # the response being written
         self._head: bytes | None = None
         self._head_only = False
@@ -144,6 +158,8 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing and not self.busy:
             return
+        fresh = not self._in_message
+        self._completed = 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -157,21 +173,33 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.close()
         except httptools.HttpParserError as exc:
             self._bad_request(str(exc))
+            return
+        if fresh and self._completed == 1 and not self._in_message and self._raw_ok and self._has_host:
+            self._pending[-1].raw = data  # this read was exactly one request
+        if self._pending and not self.busy:
+            self._start_next()
 
     # --- httptools callbacks --------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._in_message = True
         self._url = b""
         self._headers = []
         self._body = []
         self._size = 0
-        self._too_large = self._answered_early = False
+        self._too_large = self._answered_early = self._has_host = False
+        self._raw_ok = True
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        self._headers.append((name, value))
+        if name in _NOT_RAW:
+            self._raw_ok = False
+        elif name == b"host":
+            self._has_host = True
 
     def on_headers_complete(self) -> None:
         expect = False
@@ -187,6 +215,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self._too_large:  # the client waits for us: answer now rather than after a body it holds back
             self._answered_early = True
+            self._in_message = False
             request = self._request(b"")
             request.keep_alive = False
             self._closing = True
@@ -205,15 +234,16 @@ class ClientConnection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         if self._answered_early or self._closing:
             return  # an earlier request ends the connection: nothing after it is served
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         request = self._request(body)
-        if self.busy or self._pending:
-            self._pending.append(request)
+        if self.busy or self._pending:  # pipelined: wait for the responses before it
+            self._reading = False
             self.transport.pause_reading()
-        else:
-            self._start_request(request)
+        self._pending.append(request)
+        self._completed += 1
 
     def _request(self, body: bytes) -> Request:
         url = httptools.parse_url(self._url)
@@ -227,8 +257,11 @@ class ClientConnection(asyncio.Protocol):
         keep_alive = parser.should_keep_alive()
         if not keep_alive:
             self._closing = True  # read no further requests
+        version = parser.get_http_version()
+        if version != "1.1" or not self._url.startswith(b"/"):
+            self._raw_ok = False
         return Request(parser.get_method().decode("ascii"), path, target, query, self._headers, body,
-                       self.client, parser.get_http_version(), keep_alive)
+                       self.client, version, keep_alive, self._too_large)
 
     # --- dispatching ----------------------------------------------------------------------
 
@@ -238,7 +271,8 @@ class ClientConnection(asyncio.Protocol):
         self._head_only = request.method == "HEAD"
         self._chunked = False
         self._http10 = request.http_version == "1.0"
-        if self._too_large:
+        self.raw_ok = self._keep_alive and not self._head_only and not self._http10
+        if request.too_large:
             self.respond_json(413, {"error": f"request body exceeds {self._limit} bytes"})
             return
         try:
@@ -259,10 +293,14 @@ class ClientConnection(asyncio.Protocol):
             self.transport.close()
             return
         if self._pending:
-            request = self._pending.popleft()
-            if not self._pending and not self.gone:
-                self.transport.resume_reading()
-            self._start_request(request)
+            self._start_next()
+
+    def _start_next(self) -> None:
+        request = self._pending.popleft()
+        if not self._pending and not self._reading and not self.gone:
+            self._reading = True
+            self.transport.resume_reading()
+        self._start_request(request)
 
     def _bad_request(self, reason: str) -> None:
         self._closing = True
@@ -311,6 +349,12 @@ class ClientConnection(asyncio.Protocol):
             chunk, self._head = self._head + chunk, None
         if not self._head_only:
             self.transport.write(chunk)
+
+    def write_raw(self, data: bytes) -> None:
+        """Bytes of a response passed as they came from the upstream, head and framing
+        included (only when `raw_ok`: an HTTP/1.1 keep-alive client, not HEAD)."""
+        if not self.gone:
+            self.transport.write(data)
 
     def end_response(self, last: bytes = b"") -> None:
         """The response is complete (`last`: its final body bytes, written with the end)."""

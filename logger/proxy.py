@@ -128,17 +128,21 @@ class ReverseProxy:
                 client.respond_json(status, answer)
             return
         explain = self._explainer_url is not None and EXPLAIN_PATH.match(path)
-        target = (self._explainer_prefix if explain else self._upstream_prefix) + request.target
-        out_headers = _forward_headers(headers, request.client)
+        prefix = self._explainer_prefix if explain else self._upstream_prefix
         pool = self._explainer_pool if explain else self.pool
         if pool is not None and method != "HEAD":
-            payload = pool.request_bytes(method, target, out_headers, request.body)
+            if request.raw is not None and not prefix:
+                payload = _with_forwarded_for(request.raw, request.client)
+            else:
+                payload = pool.request_bytes(method, prefix + request.target, _forward_headers(headers, request.client),
+                                             request.body)
             Forward(self, pool, client, request, payload, not explain and self.tap.enabled, started).start()
             return
         exchange = None if explain else self.tap.begin(method, path, headers, request.body)
         base = self._explainer_url if explain else self._upstream_url
         task = asyncio.get_running_loop().create_task(self._forward_httpx(
-            client, base.copy_with(raw_path=target), method, path, out_headers, request.body, exchange, started))
+            client, base.copy_with(raw_path=prefix + request.target), method, path,
+            _forward_headers(headers, request.client), request.body, exchange, started))
         client.handler = _TaskHandler(task)
 
     async def _forward_httpx(self, client: ClientConnection, url: httpx.URL, method: str, path: str, headers: list,
@@ -213,6 +217,15 @@ class _TaskHandler:
 
     def client_gone(self) -> None:
         self.task.cancel()
+
+
+def _with_forwarded_for(raw: bytes, client: str | None) -> bytes:
+    """A request forwarded as it came, with `X-Forwarded-For` added after its request line
+    (`Request.raw` guarantees it had none, nor any header the proxy would drop)."""
+    if not client:
+        return raw
+    line_end = raw.index(b"\r\n") + 2
+    return b"%bx-forwarded-for: %b\r\n%b" % (raw[:line_end], client.encode(), raw[line_end:])
 
 
 def _forward_headers(headers: list[tuple[bytes, bytes]], client: str | None) -> list[tuple[bytes, bytes]]:

@@ -30,6 +30,11 @@ import httptools
 log = logging.getLogger("infertap.logger.upstream")
 
 
+# RFC 9110 7.6.1 hop-by-hop headers: never passed on by the proxy
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
+                        b"te", b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection"})
+
+
 class UpstreamError(Exception):
     """The upstream could not be reached or broke the response; `reason` names which."""
 
@@ -47,9 +52,21 @@ class UpstreamBroken(UpstreamError):
 class UpstreamListener(Protocol):
     """What a connection reports while one response is parsed."""
 
+    # may the response go to the client byte for byte (see `UpstreamConnection.on_headers_complete`)
+    wants_raw: bool
+
     def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
 
+    def upstream_head_raw(self, status: int, headers: list[tuple[bytes, bytes]], data: bytes) -> None:
+        """The head is in; `data`, the bytes read so far (head and body), goes to the client as is."""
+
+    def upstream_raw(self, data: bytes) -> None:
+        """More bytes of a response passed as is (before they are parsed)."""
+
     def upstream_body(self, chunk: bytes) -> None: ...
+
+    def upstream_tee(self, chunk: bytes) -> None:
+        """A body chunk of a response passed as is: for the tap only."""
 
     def upstream_end(self) -> None: ...
 
@@ -77,6 +94,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = False
         self.reusable = False
         self._framed = False  # Content-Length or chunked: the end is known without a close
+        self._sized = False  # Content-Length
+        self._plain = True  # no hop-by-hop header: the head may be passed as is
+        self._raw = False  # this response goes to the client byte for byte
+        self._data: bytes | None = None  # the read being parsed
+        self._begun_in: bytes | None = None  # the read in which the response began
 
     def send(self, payload: bytes, listener: UpstreamListener) -> None:
         """Write one whole request; the response goes to `listener` (use `UpstreamPool.send`,
@@ -118,6 +140,9 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
         self.last_activity = time.monotonic()
+        if self._raw and self.listener is not None:  # the client first, then our bookkeeping
+            self.listener.upstream_raw(data)
+        self._data = data
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -135,27 +160,49 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(UpstreamBroken(f"upstream closed the connection{f': {exc}' if exc else ''}"))
 
     # -- httptools callbacks --
+    def on_message_begin(self) -> None:
+        self._begun_in = self._data
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
         lower = name.lower()
-        if lower == b"content-length" or (lower == b"transfer-encoding" and b"chunked" in value.lower()):
-            self._framed = True
+        if lower == b"content-length":
+            self._framed = self._sized = True
+        elif lower in HOP_BY_HOP:
+            self._plain = False
+            if lower == b"transfer-encoding" and b"chunked" in value.lower():
+                self._framed = True
 
     def on_headers_complete(self) -> None:
-        status = self._parser.get_status_code()
+        parser = self._parser
+        status = parser.get_status_code()
         if 100 <= status < 200 and status != 101:  # interim response: wait for the real one
             self.headers = []
+            self._plain = False  # the read holds the interim head too: no byte-for-byte pass
             return
         self.status = status
         self.headers_done = True
         # read now: llhttp forgets it once the message is complete
-        self.reusable = self._parser.should_keep_alive()
-        if self.listener is not None:
-            self.listener.upstream_head(status, self.headers)
+        self.reusable = parser.should_keep_alive()
+        listener = self.listener
+        if listener is None:
+            return
+        # the common response (HTTP/1.1, a Content-Length, nothing hop-by-hop, its head in
+        # this read): the client gets the bytes as read, before the rest of the parse
+        if (self._plain and self._sized and self._begun_in is self._data and listener.wants_raw
+                and parser.get_http_version() == "1.1"):
+            self._raw = True
+            listener.upstream_head_raw(status, self.headers, self._data)
+        else:
+            listener.upstream_head(status, self.headers)
 
     def on_body(self, body: bytes) -> None:
-        if self.listener is not None:
-            self.listener.upstream_body(body)
+        listener = self.listener
+        if listener is not None:
+            if self._raw:
+                listener.upstream_tee(body)
+            else:
+                listener.upstream_body(body)
 
     def on_message_complete(self) -> None:
         if not self.headers_done:

@@ -166,6 +166,11 @@ def binary_record(event: BaseCloudEvent) -> Record:
     return attrs["id"], data, headers
 
 
+def to_record(event: CloudEvent) -> Record:
+    """The binary-mode Kafka record (key = event id) of one event; see `binary_record`."""
+    return binary_record(event) if _FAST_LAYOUT else sdk_record(event)
+
+
 def to_records(events: Sequence[CloudEvent]) -> list[Record]:
     """Binary-mode Kafka records (key = event id) of a batch; see `binary_record`."""
     fast = _FAST_LAYOUT

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Sequence
 from cloudevents.core.v1.event import CloudEvent
 
 from .base import SinkError
-from .kafka import KafkaSinkConfig, to_records
+from .kafka import KafkaSinkConfig, to_record
 
 if TYPE_CHECKING:
     from confluent_kafka import KafkaError
@@ -113,6 +113,11 @@ class _Batch:
             self.future.set_result(None)
 
 
+# produce() holds the GIL: a batch of a few hundred events would keep the proxy's event loop
+# from answering for a millisecond or more. A yield every few events bounds that wait.
+_YIELD_EVERY = 4
+
+
 class ConfluentBackend:
     """Produces with confluent_kafka.Producer; one produce thread and one poll thread per sink."""
 
@@ -165,7 +170,10 @@ class ConfluentBackend:
     def _produce(self, events: Sequence[CloudEvent], batch: _Batch) -> None:
         producer, topic = self._ensure(), self.config.topic
         report = batch.on_delivery
-        for i, (key, value, headers) in enumerate(to_records(events)):
+        for i, event in enumerate(events):
+            if i % _YIELD_EVERY == _YIELD_EVERY - 1:
+                time.sleep(0)  # let the event loop's thread have the GIL (see _YIELD_EVERY)
+            key, value, headers = to_record(event)
             while True:
                 try:
                     producer.produce(topic, value, key, on_delivery=partial(report, i), headers=headers)

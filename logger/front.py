@@ -33,7 +33,6 @@ import json
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Callable, Protocol
 from urllib.parse import unquote
@@ -49,25 +48,53 @@ _NOT_RAW = frozenset({b"connection", b"keep-alive", b"proxy-authorization", b"pr
 _JSON = [(b"content-type", b"application/json")]
 
 
-@dataclass(slots=True)
 class Request:
-    """One parsed request. `path` is percent-decoded (for routing and labels); `target` is
-    the raw path and query as received (what is forwarded)."""
+    """One parsed request. `path` (percent-decoded, for routing and labels), `target` (the raw
+    path and query, what is forwarded) and `query` come from `url`, parsed on first use: a
+    request forwarded byte for byte (`raw`) never needs them before it is on its way."""
 
-    method: str
-    path: str
-    target: bytes
-    query: bytes
-    headers: list[tuple[bytes, bytes]]  # names lower-cased
-    body: bytes
-    client: str | None
-    http_version: str
-    keep_alive: bool = True  # the client lets the connection live past this response
-    too_large: bool = False  # the body passed `max_request` (answered 413 by the connection)
-    # the request exactly as it came, when it can be forwarded so (HTTP/1.1, origin-form
-    # target, a Host, no hop-by-hop or Expect or X-Forwarded-For header, the whole request in
-    # one read): the proxy then only adds X-Forwarded-For
-    raw: bytes | None = None
+    __slots__ = ("method", "url", "headers", "body", "client", "http_version", "keep_alive", "too_large", "raw",
+                 "_parsed")
+
+    def __init__(self, method: str, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
+                 client: str | None, http_version: str, keep_alive: bool = True, too_large: bool = False):
+        self.method, self.url, self.headers, self.body = method, url, headers, body  # header names lower-cased
+        self.client, self.http_version = client, http_version
+        self.keep_alive = keep_alive  # the client lets the connection live past this response
+        self.too_large = too_large  # the body passed `max_request` (answered 413 by the connection)
+        # the request exactly as it came, when it can be forwarded so (HTTP/1.1, origin-form
+        # target, a Host, no hop-by-hop or Expect or X-Forwarded-For header, the whole request
+        # in one read): the proxy then only adds X-Forwarded-For
+        self.raw: bytes | None = None
+        self._parsed: tuple[str, bytes, bytes] | None = None
+
+    def _parse(self) -> tuple[str, bytes, bytes]:
+        if self._parsed is None:
+            url = httptools.parse_url(self.url)
+            raw_path = url.path or b"/"
+            path = raw_path.decode("latin-1")
+            if "%" in path:
+                path = unquote(path)
+            query = url.query or b""
+            self._parsed = (path, raw_path + b"?" + query if query else raw_path, query)
+        return self._parsed
+
+    @property
+    def path(self) -> str:
+        return self._parse()[0]
+
+    @property
+    def target(self) -> bytes:
+        return self._parse()[1]
+
+    @property
+    def query(self) -> bytes:
+        return self._parse()[2]
+
+    def path_is(self, path: bytes) -> bool:
+        """Whether the path is `path` (cheaply, on the raw target; `path` must need no decoding)."""
+        url = self.url
+        return url == path or (url.startswith(path) and url[len(path):len(path) + 1] == b"?")
 
 
 class Handler(Protocol):
@@ -246,13 +273,6 @@ class ClientConnection(asyncio.Protocol):
         self._completed += 1
 
     def _request(self, body: bytes) -> Request:
-        url = httptools.parse_url(self._url)
-        raw_path = url.path or b"/"
-        path = raw_path.decode("latin-1")
-        if "%" in path:
-            path = unquote(path)
-        query = url.query or b""
-        target = raw_path + b"?" + query if query else raw_path
         parser = self._parser
         keep_alive = parser.should_keep_alive()
         if not keep_alive:
@@ -260,8 +280,8 @@ class ClientConnection(asyncio.Protocol):
         version = parser.get_http_version()
         if version != "1.1" or not self._url.startswith(b"/"):
             self._raw_ok = False
-        return Request(parser.get_method().decode("ascii"), path, target, query, self._headers, body,
-                       self.client, version, keep_alive, self._too_large)
+        return Request(parser.get_method().decode("ascii"), self._url, self._headers, body, self.client, version,
+                       keep_alive, self._too_large)
 
     # --- dispatching ----------------------------------------------------------------------
 

@@ -76,6 +76,8 @@ class ReverseProxy:
         self._explainer_prefix = self._explainer_url.raw_path.rstrip(b"/") if self._explainer_url else b""
         self.ingest_authorization = ingest.expected_authorization(settings.ingest_auth_token)
         self.metrics_path = settings.metrics_path
+        # compared with the request target as sent: a percent-encoded spelling of it is proxied
+        self._metrics_path = settings.metrics_path.encode()
         self.client: httpx.AsyncClient | None = None
         self.pool: UpstreamPool | None = None
         self._explainer_pool: UpstreamPool | None = None
@@ -115,19 +117,19 @@ class ReverseProxy:
     def dispatch(self, request: Request, client: ClientConnection) -> None:
         """Answer one request through `client` (called by the connection; must not block)."""
         started = time.perf_counter()
-        method, path, headers = request.method, request.path, request.headers
-        if method == "GET" and path == self.metrics_path:
+        method, headers = request.method, request.headers
+        if method == "GET" and request.path_is(self._metrics_path):
             client.respond(200, generate_latest(REGISTRY) + generate_latest(PROCESS_REGISTRY),
                            [(b"content-type", CONTENT_TYPE_LATEST.encode())])
             return
-        if method == "POST" and path == "/" and ingest.is_cloudevent(headers):
+        if method == "POST" and request.path_is(b"/") and ingest.is_cloudevent(headers):
             if not ingest.authorized(headers, self.ingest_authorization):
                 client.respond_json(401, {"error": ingest.UNAUTHORIZED}, [(b"www-authenticate", b'Bearer realm="infertap"')])
             else:
                 status, answer = ingest.accept(headers, request.body, self.delivery)
                 client.respond_json(status, answer)
             return
-        explain = self._explainer_url is not None and EXPLAIN_PATH.match(path)
+        explain = self._explainer_url is not None and EXPLAIN_PATH.match(request.path)
         prefix = self._explainer_prefix if explain else self._upstream_prefix
         pool = self._explainer_pool if explain else self.pool
         if pool is not None and method != "HEAD":
@@ -138,6 +140,7 @@ class ReverseProxy:
                                              request.body)
             Forward(self, pool, client, request, payload, not explain and self.tap.enabled, started).start()
             return
+        path = request.path
         exchange = None if explain else self.tap.begin(method, path, headers, request.body)
         base = self._explainer_url if explain else self._upstream_url
         task = asyncio.get_running_loop().create_task(self._forward_httpx(

@@ -103,8 +103,7 @@ class UpstreamConnection(asyncio.Protocol):
     def send(self, payload: bytes, listener: UpstreamListener) -> None:
         """Write one whole request; the response goes to `listener` (use `UpstreamPool.send`,
         which also watches the connection for a timeout)."""
-        self._reset()
-        self.listener = listener
+        self.listener = listener  # the state of the last response was reset by `UpstreamPool.release`
         self.last_activity = time.monotonic()
         try:
             self.transport.write(payload)
@@ -286,6 +285,7 @@ class UpstreamPool:
         if conn.closed or not conn.complete or not conn.reusable or len(self._idle) >= self.max_idle:
             conn.close()
             return
+        conn._reset()
         conn.reused = True
         conn.idle_since = time.monotonic()
         self._idle.append(conn)

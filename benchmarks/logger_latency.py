@@ -14,7 +14,10 @@ A failed request does not abort the run: it is counted per path with its status 
 the upstream go into the JSON.
 
 Load: an aiohttp client (one pooled session per path), closed loop at concurrency 1 and
-16, per-request latency with `perf_counter`. Added latency = p50 (p99) of a path minus the
+16, per-request latency with `perf_counter`, path by path in rounds; concurrency 1 once more
+with the paths taking turns request by request (`concurrency_1_interleaved`: noise on this
+shared 2-core VM drifts faster than a round of a few hundred requests, so these figures are
+steadier, but every process idles a few ms between its requests and wakes up colder). Added latency = p50 (p99) of a path minus the
 direct p50 (p99), over all rounds pooled; also per round (a path's p50 minus direct's p50 in
 the same round) with the median over rounds, which drifting machine noise moves less.
 Goal: sidecar added p50 within 1.5x of nginx's added p50.
@@ -67,6 +70,9 @@ http {{
       proxy_pass http://model;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      # as the sidecar (and KServe's agent, Go's ReverseProxy) do: the same request reaches
+      # the model server through both proxies (uvicorn reads the header: ~10 us there)
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_buffering off;
     }}
   }}
@@ -113,6 +119,19 @@ async def one_round(session: aiohttp.ClientSession, url: str, n: int, concurrenc
     return latencies
 
 
+async def interleaved_round(sessions: dict[str, aiohttp.ClientSession], targets: dict[str, str], n: int,
+                            errors: dict[str, list[str]]) -> dict[str, list[float]]:
+    """Concurrency 1, paths interleaved request by request (the starting path rotating), so
+    that every path meets the same moment-to-moment machine noise; n requests per path."""
+    names = list(targets)
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(n):
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            out[name] += await one_round(sessions[name], targets[name], 1, 1, errors[name])
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
     """User+system CPU of a process and its children (all threads), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -135,7 +154,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def measure(targets: dict[str, str], concurrency: int, n: int, rounds: int,
-                  pids: dict[str, int]) -> dict[str, dict]:
+                  pids: dict[str, int], interleave: bool = False) -> dict[str, dict]:
     conn = dict(limit=concurrency * 2, keepalive_timeout=60)
     sessions = {name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(**conn)) for name in targets}
     try:
@@ -146,6 +165,15 @@ async def measure(targets: dict[str, str], concurrency: int, n: int, rounds: int
         errors: dict[str, list[str]] = {name: [] for name in targets}
         cpu = {name: 0.0 for name in targets}
         for r in range(rounds):
+            if interleave:
+                before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                got_all = await interleaved_round(sessions, targets, n, errors)
+                for name, got in got_all.items():
+                    samples[name] += got
+                    round_p50[name].append(pct(got, 0.50) if got else float("nan"))
+                for name, pid in pids.items():
+                    cpu[name] += cpu_seconds(pid) - before[name]
+                continue
             order = list(targets) if r % 2 == 0 else list(reversed(targets))
             for name in order:
                 before = cpu_seconds(pids[name]) if name in pids else 0.0
@@ -236,8 +264,12 @@ def main() -> None:
             targets["sidecar_no_log"] = f"http://127.0.0.1:{bare_port}{path}"
             pids["sidecar_no_log"] = bare.pid
         results = {}
-        for c in a.concurrency:
-            r = asyncio.run(measure(targets, c, a.requests, a.rounds, pids))
+        # concurrency 1 twice: back to back (each path's requests in a block per round: the
+        # processes stay hot) and interleaved (paths take turns request by request: steady
+        # figures, but each process idles ~3 ms between its requests and wakes up colder)
+        runs = [(c, False) for c in a.concurrency] + ([(1, True)] if 1 in a.concurrency else [])
+        for c, interleave in runs:
+            r = asyncio.run(measure(targets, c, a.requests, a.rounds, pids, interleave))
             nginx_added = r["nginx"]["added_p50_ms"]
             r["ratio_sidecar_to_nginx_added_p50"] = (r["sidecar"]["added_p50_ms"] / nginx_added
                                                      if nginx_added > 0 else None)
@@ -251,8 +283,9 @@ def main() -> None:
                                                                 if nginx_added > 0 else None)
                 r["logging_cpu_ms_per_request"] = (r["sidecar"]["proxy_cpu_ms_per_request"]
                                                    - r["sidecar_no_log"]["proxy_cpu_ms_per_request"])
-            results[f"concurrency_{c}"] = r
-            print(f"c={c}: " + "  ".join(f"{k} p50 {v['p50_ms']:.3f} ms p99 {v['p99_ms']:.3f} ms"
+            key = f"concurrency_{c}" + ("_interleaved" if interleave else "")
+            results[key] = r
+            print(f"{key}: " + "  ".join(f"{k} p50 {v['p50_ms']:.3f} ms p99 {v['p99_ms']:.3f} ms"
                                          for k, v in r.items() if isinstance(v, dict))
                   + f"  ratio {r['ratio_sidecar_to_nginx_added_p50']}"
                   + f" (median of rounds {r['ratio_sidecar_to_nginx_added_p50_median_of_rounds']})"

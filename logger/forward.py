@@ -84,9 +84,22 @@ class Forward:
             return
         self._send(task.result())
 
+    def adopt(self, conn: UpstreamConnection) -> None:
+        """Take over a request already sent on `conn` before it was parsed (`ReverseProxy.presend`)."""
+        self.client.handler = self
+        self.conn = conn
+        if conn.closed:  # the write failed: as if the connection broke before answering
+            self.upstream_failed(UpstreamBroken("upstream closed the connection"))
+            return
+        conn.listener = self
+        self._sent()
+
     def _send(self, conn: UpstreamConnection) -> None:
         self.conn = conn
         self.pool.send(conn, self.payload, self)
+        self._sent()
+
+    def _sent(self) -> None:
         # the request is on its way: the model server works on it while we log it
         self._begin()
         tap = self.proxy.tap
@@ -120,6 +133,12 @@ class Forward:
 
     def upstream_raw(self, data: bytes) -> None:
         self.client.write_raw(data)
+
+    def upstream_head_passed(self, status: int) -> None:
+        """The head of a response already written as read (`upstream_raw`) has been parsed."""
+        self.status = status
+        if self.exchange is not None:
+            self.exchange.response_start(status)
 
     def upstream_body(self, chunk: bytes) -> None:
         if self.exchange is not None:

@@ -54,7 +54,7 @@ class Request:
     request forwarded byte for byte (`raw`) never needs them before it is on its way."""
 
     __slots__ = ("method", "url", "headers", "body", "client", "http_version", "keep_alive", "too_large", "raw",
-                 "_parsed")
+                 "sent", "_parsed")
 
     def __init__(self, method: str, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
                  client: str | None, http_version: str, keep_alive: bool = True, too_large: bool = False):
@@ -66,6 +66,9 @@ class Request:
         # target, a Host, no hop-by-hop or Expect or X-Forwarded-For header, the whole request
         # in one read): the proxy then only adds X-Forwarded-For
         self.raw: bytes | None = None
+        # (connection, payload) when the request went to the model server before it was
+        # parsed (`ReverseProxy.presend`, `logger.sniff`)
+        self.sent: tuple | None = None
         self._parsed: tuple[str, bytes, bytes] | None = None
 
     def _parse(self) -> tuple[str, bytes, bytes]:
@@ -120,6 +123,7 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, server: "ProxyServer"):
         self.server = server
         self._dispatch = server.dispatch
+        self._presend = server.presend
         self._limit = server.max_request
         self._parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
@@ -187,6 +191,8 @@ class ClientConnection(asyncio.Protocol):
             return
         fresh = not self._in_message
         self._completed = 0
+        # the common request goes out before it is parsed (the parse follows, for the tap)
+        sent = self._presend(data, self) if fresh and not self.busy and not self._pending else None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -199,10 +205,17 @@ class ClientConnection(asyncio.Protocol):
             else:
                 self.transport.close()
         except httptools.HttpParserError as exc:
+            if sent is not None:  # the model server's answer to it is not wanted
+                sent[0].detach()
             self._bad_request(str(exc))
             return
         if fresh and self._completed == 1 and not self._in_message and self._raw_ok and self._has_host:
             self._pending[-1].raw = data  # this read was exactly one request
+            if sent is not None:
+                self._pending[-1].sent = sent
+        elif sent is not None:  # `logger.sniff` and the parser disagree: trust the parser
+            log.warning("a request sent before parsing did not parse as one request; its answer is dropped")
+            sent[0].detach()
         if self._pending and not self.busy:
             self._start_next()
 
@@ -425,6 +438,7 @@ class ProxyServer:
                  graceful_s: float = 15.0):
         self.proxy = proxy
         self.dispatch: Dispatch = proxy.dispatch
+        self.presend = proxy.presend
         self.host, self.port = host, port
         self.max_request = max_request
         self.keep_alive_s, self.graceful_s = keep_alive_s, graceful_s

@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY as PROCESS_REGISTRY, generate_latest
 
-from logger import ingest
+from logger import ingest, sniff
 from logger.forward import HOP_BY_HOP, Forward
 from logger.front import ClientConnection, ClientGone, Request
 from logger.metrics import REGISTRY
@@ -78,6 +78,11 @@ class ReverseProxy:
         self.metrics_path = settings.metrics_path
         # compared with the request target as sent: a percent-encoded spelling of it is proxied
         self._metrics_path = settings.metrics_path.encode()
+        # targets the sidecar answers itself (metrics, ingest) or routes elsewhere (explain):
+        # never sent before they are parsed
+        self._not_presend = dict(excluded=(self._metrics_path, b"/?"), exact=(b"/",),
+                                 inside=(b":explain",) if self._explainer_url is not None else ())
+        self._presend_ok = not self._upstream_prefix
         self.client: httpx.AsyncClient | None = None
         self.pool: UpstreamPool | None = None
         self._explainer_pool: UpstreamPool | None = None
@@ -114,6 +119,22 @@ class ReverseProxy:
 
     # --- requests ------------------------------------------------------------------------
 
+    def presend(self, data: bytes, client: ClientConnection) -> tuple | None:
+        """Send the request in `data` to the model server before it is parsed, when its bytes
+        show the common case (`logger.sniff`) and a pooled connection is idle; returns
+        (connection, payload) for `dispatch`, else None (the parsed path then does it all)."""
+        pool = self.pool
+        if not self._presend_ok or pool is None:
+            return None
+        payload = sniff.request_to_pass(data, self.settings.max_request_bytes, client.client, **self._not_presend)
+        if payload is None:
+            return None
+        conn = pool.acquire()
+        if conn is None:
+            return None
+        pool.send(conn, payload, None)
+        return conn, payload
+
     def dispatch(self, request: Request, client: ClientConnection) -> None:
         """Answer one request through `client` (called by the connection; must not block)."""
         started = time.perf_counter()
@@ -132,6 +153,10 @@ class ReverseProxy:
         explain = self._explainer_url is not None and EXPLAIN_PATH.match(request.path)
         prefix = self._explainer_prefix if explain else self._upstream_prefix
         pool = self._explainer_pool if explain else self.pool
+        if request.sent is not None:  # already on its way (`presend`)
+            conn, payload = request.sent
+            Forward(self, self.pool, client, request, payload, self.tap.enabled, started).adopt(conn)
+            return
         if pool is not None and method != "HEAD":
             if request.raw is not None and not prefix:
                 payload = _with_forwarded_for(request.raw, request.client)

@@ -27,6 +27,8 @@ from typing import Protocol
 
 import httptools
 
+from logger import sniff
+
 log = logging.getLogger("infertap.logger.upstream")
 
 
@@ -54,6 +56,9 @@ class UpstreamListener(Protocol):
 
     # may the response go to the client byte for byte (see `UpstreamConnection.on_headers_complete`)
     wants_raw: bool
+
+    def upstream_head_passed(self, status: int) -> None:
+        """The head of a response already passed as is (`logger.sniff`) has been parsed."""
 
     def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
 
@@ -97,6 +102,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._sized = False  # Content-Length
         self._plain = True  # no hop-by-hop header: the head may be passed as is
         self._raw = False  # this response goes to the client byte for byte
+        self._passed = False  # ... and its head went before it was parsed (`logger.sniff`)
         self._data: bytes | None = None  # the read being parsed
         self._begun_in: bytes | None = None  # the read in which the response began
 
@@ -137,10 +143,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self.got_bytes = True
+        first, self.got_bytes = not self.got_bytes, True
         self.last_activity = time.monotonic()
-        if self._raw and self.listener is not None:  # the client first, then our bookkeeping
-            self.listener.upstream_raw(data)
+        listener = self.listener
+        if listener is not None:  # the client first, then our bookkeeping
+            if self._raw:
+                listener.upstream_raw(data)
+            elif first and listener.wants_raw and sniff.response_passes(data):
+                self._raw = self._passed = True
+                listener.upstream_raw(data)
         self._data = data
         try:
             self._parser.feed_data(data)
@@ -185,6 +196,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = parser.should_keep_alive()
         listener = self.listener
         if listener is None:
+            return
+        if self._passed:
+            listener.upstream_head_passed(status)
             return
         # the common response (HTTP/1.1, a Content-Length, nothing hop-by-hop, its head in
         # this read): the client gets the bytes as read, before the rest of the parse

@@ -163,3 +163,30 @@ def test_sigterm_lets_the_request_in_flight_finish(spawn, upstream, tmp_path):
     assert child.proc.wait(20) == 0
     lines = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert sorted(e["type"].rsplit(".", 1)[-1] for e in lines) == ["request", "response"]  # flushed on the way out
+
+
+def test_the_common_request_goes_out_before_it_is_parsed_and_is_still_logged(serve_app, upstream):
+    from logger.proxy import ReverseProxy
+    from logger.settings import LoggerSettings
+    from tap_fixtures import CollectingDelivery
+
+    delivery = CollectingDelivery()
+    proxy = ReverseProxy(LoggerSettings(component_port=httpx.URL(upstream).port, inference_service="iris"), delivery)
+    presend, sent = proxy.presend, []
+
+    def spy(data, client):
+        out = presend(data, client)
+        sent.append(out is not None)
+        return out
+
+    proxy.presend = spy
+    url = serve_app(proxy).url
+    with connect(url) as s:
+        for i in range(3):  # the first opens the pooled upstream connection; the next ones reuse it
+            s.sendall(b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nr-%d" % i)
+            (r,), closed = read_responses(s, 1)
+            assert r["status"] == 200 and r["body"] == b"r-%d" % i and not closed
+    assert sent == [False, True, True]
+    events = delivery.wait(6)
+    assert sorted(e.get_data() for e in events) == sorted([b"r-0", b"r-1", b"r-2"] * 2)
+    assert {e.get_extension("statuscode") for e in events if e.get_type().endswith("response")} == {200}

@@ -6,7 +6,9 @@ measured against nginx's (benchmarks/logger_latency.py). Under uvicorn the ASGI 
 proxy hop of nginx. Here a `ClientConnection` is an `asyncio.Protocol` with the httptools
 parser; a complete request is handed to `dispatch(request, connection)` (the
 `logger.proxy.ReverseProxy`), which answers through the connection's response methods,
-from callbacks on the hot path or from a task on the rare ones.
+from callbacks on the hot path or from a task on the rare ones. Before a read is parsed,
+`presend(data, connection)` may already send it to the model server (`logger.sniff`: the
+common request, whole in one read); the parsed request then carries `sent`.
 
 What the connection takes care of, so the proxy does not have to:
 

@@ -51,9 +51,9 @@ _JSON = [(b"content-type", b"application/json")]
 
 
 class Request:
-    """One parsed request. `path` (percent-decoded, for routing and labels), `target` (the raw
-    path and query, what is forwarded) and `query` come from `url`, parsed on first use: a
-    request forwarded byte for byte (`raw`) never needs them before it is on its way."""
+    """One parsed request. `path` (percent-decoded, for routing and labels) and `target` (the
+    raw path and query, what is forwarded) come from `url`, parsed on first use: a request
+    forwarded byte for byte (`raw`) never needs them before it is on its way."""
 
     __slots__ = ("method", "url", "headers", "body", "client", "http_version", "keep_alive", "too_large", "raw",
                  "sent", "_parsed")
@@ -71,17 +71,17 @@ class Request:
         # (connection, payload) when the request went to the model server before it was
         # parsed (`ReverseProxy.presend`, `logger.sniff`)
         self.sent: tuple | None = None
-        self._parsed: tuple[str, bytes, bytes] | None = None
+        self._parsed: tuple[str, bytes] | None = None
 
-    def _parse(self) -> tuple[str, bytes, bytes]:
+    def _parse(self) -> tuple[str, bytes]:
         if self._parsed is None:
             url = httptools.parse_url(self.url)
             raw_path = url.path or b"/"
             path = raw_path.decode("latin-1")
             if "%" in path:
                 path = unquote(path)
-            query = url.query or b""
-            self._parsed = (path, raw_path + b"?" + query if query else raw_path, query)
+            query = url.query
+            self._parsed = (path, raw_path + b"?" + query if query else raw_path)
         return self._parsed
 
     @property
@@ -91,10 +91,6 @@ class Request:
     @property
     def target(self) -> bytes:
         return self._parse()[1]
-
-    @property
-    def query(self) -> bytes:
-        return self._parse()[2]
 
     def path_is(self, path: bytes) -> bool:
         """Whether the path is `path` (cheaply, on the raw target; `path` must need no decoding)."""

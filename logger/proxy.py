@@ -159,7 +159,7 @@ class ReverseProxy:
             return
         if pool is not None and method != "HEAD":
             if request.raw is not None and not prefix:
-                payload = _with_forwarded_for(request.raw, request.client)
+                payload = sniff.with_forwarded_for(request.raw, request.client)
             else:
                 payload = pool.request_bytes(method, prefix + request.target, _forward_headers(headers, request.client),
                                              request.body)
@@ -245,15 +245,6 @@ class _TaskHandler:
 
     def client_gone(self) -> None:
         self.task.cancel()
-
-
-def _with_forwarded_for(raw: bytes, client: str | None) -> bytes:
-    """A request forwarded as it came, with `X-Forwarded-For` added after its request line
-    (`Request.raw` guarantees it had none, nor any header the proxy would drop)."""
-    if not client:
-        return raw
-    line_end = raw.index(b"\r\n") + 2
-    return b"%bx-forwarded-for: %b\r\n%b" % (raw[:line_end], client.encode(), raw[line_end:])
 
 
 def _forward_headers(headers: list[tuple[bytes, bytes]], client: str | None) -> list[tuple[bytes, bytes]]:

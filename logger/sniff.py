@@ -55,9 +55,16 @@ def request_to_pass(data: bytes, limit: int, client: str | None, excluded: tuple
     length = _content_length(head)
     if length is None or length > limit or end + 4 + length != len(data):
         return None
+    return with_forwarded_for(data, client)
+
+
+def with_forwarded_for(request: bytes, client: str | None) -> bytes:
+    """A whole request with `X-Forwarded-For: client` added after its request line (the
+    caller knows it had no such header, nor any the proxy would drop)."""
     if not client:
-        return data
-    return b"%bx-forwarded-for: %b\r\n%b" % (data[:line_end + 2], client.encode(), data[line_end + 2:])
+        return request
+    line_end = request.index(b"\r\n") + 2
+    return b"%bx-forwarded-for: %b\r\n%b" % (request[:line_end], client.encode(), request[line_end:])
 
 
 def response_passes(data: bytes) -> bool:

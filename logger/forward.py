@@ -26,8 +26,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from logger.upstream import (HOP_BY_HOP, UpstreamBroken, UpstreamConnection, UpstreamError, UpstreamPool,
-                             UpstreamTimeout)
+from logger.sniff import HOP_BY_HOP
+from logger.upstream import UpstreamBroken, UpstreamConnection, UpstreamError, UpstreamPool, UpstreamTimeout
 
 if TYPE_CHECKING:
     from logger.front import ClientConnection, Request
@@ -124,12 +124,6 @@ class Forward:
         if self.exchange is not None:
             self.exchange.response_start(status)
         self.client.start_response(status, [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP])
-
-    def upstream_head_raw(self, status: int, headers: list[tuple[bytes, bytes]], data: bytes) -> None:
-        self.status = status
-        self.client.write_raw(data)
-        if self.exchange is not None:
-            self.exchange.response_start(status)
 
     def upstream_raw(self, data: bytes) -> None:
         self.client.write_raw(data)

@@ -32,11 +32,6 @@ from logger import sniff
 log = logging.getLogger("infertap.logger.upstream")
 
 
-# RFC 9110 7.6.1 hop-by-hop headers: never passed on by the proxy
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
-                        b"te", b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection"})
-
-
 class UpstreamError(Exception):
     """The upstream could not be reached or broke the response; `reason` names which."""
 
@@ -54,16 +49,13 @@ class UpstreamBroken(UpstreamError):
 class UpstreamListener(Protocol):
     """What a connection reports while one response is parsed."""
 
-    # may the response go to the client byte for byte (see `UpstreamConnection.on_headers_complete`)
+    # may the response go to the client byte for byte (see `UpstreamConnection.data_received`)
     wants_raw: bool
 
     def upstream_head_passed(self, status: int) -> None:
         """The head of a response already passed as is (`logger.sniff`) has been parsed."""
 
     def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
-
-    def upstream_head_raw(self, status: int, headers: list[tuple[bytes, bytes]], data: bytes) -> None:
-        """The head is in; `data`, the bytes read so far (head and body), goes to the client as is."""
 
     def upstream_raw(self, data: bytes) -> None:
         """More bytes of a response passed as is (before they are parsed)."""
@@ -99,12 +91,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = False
         self.reusable = False
         self._framed = False  # Content-Length or chunked: the end is known without a close
-        self._sized = False  # Content-Length
-        self._plain = True  # no hop-by-hop header: the head may be passed as is
-        self._raw = False  # this response goes to the client byte for byte
-        self._passed = False  # ... and its head went before it was parsed (`logger.sniff`)
-        self._data: bytes | None = None  # the read being parsed
-        self._begun_in: bytes | None = None  # the read in which the response began
+        self._raw = False  # this response goes to the client byte for byte, as read (`logger.sniff`)
 
     def send(self, payload: bytes, listener: UpstreamListener) -> None:
         """Write one whole request; the response goes to `listener` (use `UpstreamPool.send`,
@@ -150,9 +137,8 @@ class UpstreamConnection(asyncio.Protocol):
             if self._raw:
                 listener.upstream_raw(data)
             elif first and listener.wants_raw and sniff.response_passes(data):
-                self._raw = self._passed = True
+                self._raw = True
                 listener.upstream_raw(data)
-        self._data = data
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -170,25 +156,17 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(UpstreamBroken(f"upstream closed the connection{f': {exc}' if exc else ''}"))
 
     # -- httptools callbacks --
-    def on_message_begin(self) -> None:
-        self._begun_in = self._data
-
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
         lower = name.lower()
-        if lower == b"content-length":
-            self._framed = self._sized = True
-        elif lower in HOP_BY_HOP:
-            self._plain = False
-            if lower == b"transfer-encoding" and b"chunked" in value.lower():
-                self._framed = True
+        if lower == b"content-length" or (lower == b"transfer-encoding" and b"chunked" in value.lower()):
+            self._framed = True
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         status = parser.get_status_code()
         if 100 <= status < 200 and status != 101:  # interim response: wait for the real one
             self.headers = []
-            self._plain = False  # the read holds the interim head too: no byte-for-byte pass
             return
         self.status = status
         self.headers_done = True
@@ -197,15 +175,8 @@ class UpstreamConnection(asyncio.Protocol):
         listener = self.listener
         if listener is None:
             return
-        if self._passed:
+        if self._raw:  # already with the client, as read
             listener.upstream_head_passed(status)
-            return
-        # the common response (HTTP/1.1, a Content-Length, nothing hop-by-hop, its head in
-        # this read): the client gets the bytes as read, before the rest of the parse
-        if (self._plain and self._sized and self._begun_in is self._data and listener.wants_raw
-                and parser.get_http_version() == "1.1"):
-            self._raw = True
-            listener.upstream_head_raw(status, self.headers, self._data)
         else:
             listener.upstream_head(status, self.headers)
 

@@ -7,8 +7,10 @@ proxy hop of nginx. Here a `ClientConnection` is an `asyncio.Protocol` with the 
 parser; a complete request is handed to `dispatch(request, connection)` (the
 `logger.proxy.ReverseProxy`), which answers through the connection's response methods,
 from callbacks on the hot path or from a task on the rare ones. Before a read is parsed,
-`presend(data, connection)` may already send it to the model server (`logger.sniff`: the
-common request, whole in one read); the parsed request then carries `sent`.
+`presend(data, connection)` decides from its bytes whether it is the common request, whole in
+one read, that can be forwarded as it came (`logger.sniff`), and may already send it to the
+model server; the parsed request then carries those bytes (`raw`) and the upstream
+connection they went out on (`sent`).
 
 What the connection takes care of, so the proxy does not have to:
 
@@ -19,8 +21,9 @@ What the connection takes care of, so the proxy does not have to:
   next ones wait (reading pauses). `Connection: close`, HTTP/1.0 without keep-alive, and an
   `Upgrade` (no inference protocol needs one; it is served as a plain request) end the
   connection after the response. Idle connections close after `keep_alive_s`.
-- **Limits.** A body over `max_request` bytes is read and thrown away, then answered 413
-  (at once, closing the connection, when the client waits on `Expect: 100-continue`).
+- **Limits.** A body over `max_request` bytes is read and thrown away; the request is
+  dispatched with `too_large` set and an empty body (at once, and the connection closes after
+  the answer, when the client waits on `Expect: 100-continue`). The dispatcher answers 413.
   Malformed HTTP gets a 400 and the connection closes.
 - **Back-pressure.** When the client reads slower than the upstream writes, the transport's
   `pause_writing` reaches the request in flight (`Handler.client_paused`), which stops
@@ -44,9 +47,6 @@ import httptools
 log = logging.getLogger("infertap.logger.front")
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
-# headers a request forwarded byte for byte must not carry (they are dropped or rewritten)
-_NOT_RAW = frozenset({b"connection", b"keep-alive", b"proxy-authorization", b"proxy-connection", b"te",
-                      b"trailer", b"transfer-encoding", b"upgrade", b"expect", b"x-forwarded-for"})
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -63,14 +63,12 @@ class Request:
         self.method, self.url, self.headers, self.body = method, url, headers, body  # header names lower-cased
         self.client, self.http_version = client, http_version
         self.keep_alive = keep_alive  # the client lets the connection live past this response
-        self.too_large = too_large  # the body passed `max_request` (answered 413 by the connection)
-        # the request exactly as it came, when it can be forwarded so (HTTP/1.1, origin-form
-        # target, a Host, no hop-by-hop or Expect or X-Forwarded-For header, the whole request
-        # in one read): the proxy then only adds X-Forwarded-For
+        self.too_large = too_large  # the body passed `max_request` and was dropped: answer 413
+        # the bytes to forward as they are, when `presend` found the request could go so: as
+        # it came, with X-Forwarded-For added (`logger.sniff.request_to_pass`)
         self.raw: bytes | None = None
-        # (connection, payload) when the request went to the model server before it was
-        # parsed (`ReverseProxy.presend`, `logger.sniff`)
-        self.sent: tuple | None = None
+        # the upstream connection `raw` already went out on, before the request was parsed
+        self.sent: Any = None
         self._parsed: tuple[str, bytes] | None = None
 
     def _parse(self) -> tuple[str, bytes]:
@@ -145,8 +143,6 @@ class ClientConnection(asyncio.Protocol):
         self._size = 0
         self._too_large = False
         self._answered_early = False
-        self._raw_ok = True
-        self._has_host = False
         # the response being written
         self._head: bytes | None = None
         self._head_only = False
@@ -190,7 +186,7 @@ class ClientConnection(asyncio.Protocol):
         fresh = not self._in_message
         self._completed = 0
         # the common request goes out before it is parsed (the parse follows, for the tap)
-        sent = self._presend(data, self) if fresh and not self.busy and not self._pending else None
+        early = self._presend(data, self) if fresh and not self.busy and not self._pending else None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -203,17 +199,18 @@ class ClientConnection(asyncio.Protocol):
             else:
                 self.transport.close()
         except httptools.HttpParserError as exc:
-            if sent is not None:  # the model server's answer to it is not wanted
-                sent[0].detach()
+            if early is not None and early[0] is not None:  # the model server's answer to it is not wanted
+                early[0].detach()
             self._bad_request(str(exc))
             return
-        if fresh and self._completed == 1 and not self._in_message and self._raw_ok and self._has_host:
-            self._pending[-1].raw = data  # this read was exactly one request
-            if sent is not None:
-                self._pending[-1].sent = sent
-        elif sent is not None:  # `logger.sniff` and the parser disagree: trust the parser
-            log.warning("a request sent before parsing did not parse as one request; its answer is dropped")
-            sent[0].detach()
+        if early is not None:
+            if self._completed == 1 and not self._in_message:  # this read was exactly one request
+                request = self._pending[-1]
+                request.sent, request.raw = early
+            else:  # `logger.sniff` and the parser disagree: trust the parser
+                log.warning("a request sniffed as whole did not parse as one request; it takes the parsed path")
+                if early[0] is not None:
+                    early[0].detach()
         if self._pending and not self.busy:
             self._start_next()
 
@@ -225,19 +222,13 @@ class ClientConnection(asyncio.Protocol):
         self._headers = []
         self._body = []
         self._size = 0
-        self._too_large = self._answered_early = self._has_host = False
-        self._raw_ok = True
+        self._too_large = self._answered_early = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        self._headers.append((name, value))
-        if name in _NOT_RAW:
-            self._raw_ok = False
-        elif name == b"host":
-            self._has_host = True
+        self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         expect = False
@@ -288,11 +279,8 @@ class ClientConnection(asyncio.Protocol):
         keep_alive = parser.should_keep_alive()
         if not keep_alive:
             self._closing = True  # read no further requests
-        version = parser.get_http_version()
-        if version != "1.1" or not self._url.startswith(b"/"):
-            self._raw_ok = False
-        return Request(parser.get_method().decode("ascii"), self._url, self._headers, body, self.client, version,
-                       keep_alive, self._too_large)
+        return Request(parser.get_method().decode("ascii"), self._url, self._headers, body, self.client,
+                       parser.get_http_version(), keep_alive, self._too_large)
 
     # --- dispatching ----------------------------------------------------------------------
 
@@ -303,9 +291,6 @@ class ClientConnection(asyncio.Protocol):
         self._chunked = False
         self._http10 = request.http_version == "1.0"
         self.raw_ok = self._keep_alive and not self._head_only and not self._http10
-        if request.too_large:
-            self.respond_json(413, {"error": f"request body exceeds {self._limit} bytes"})
-            return
         try:
             self._dispatch(request, self)
         except Exception as exc:  # noqa: BLE001 - a bug in the proxy must not kill the connection silently

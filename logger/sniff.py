@@ -10,9 +10,11 @@ still runs on every message, after the bytes went out, for the tap and the frami
 A request passes when the read holds exactly one whole request: `METHOD /target HTTP/1.1`
 (not HEAD), a Host, at most one Content-Length that accounts for every byte after the head,
 within the body limit, and no header the proxy must drop or rewrite (hop-by-hop, Expect,
-X-Forwarded-For, Transfer-Encoding). Paths the sidecar answers itself are excluded by the
-caller's `excluded` prefixes. What goes upstream is the request with `X-Forwarded-For`
-added after the request line.
+X-Forwarded-For, Transfer-Encoding). The one exception is a lone `Connection: keep-alive`
+(sent by Python's `requests` and many HTTP/1.0-era clients): it says nothing in HTTP/1.1
+and is dropped. Paths the sidecar answers itself are excluded by the caller's `excluded`
+prefixes. What goes upstream is the request with `X-Forwarded-For` added after the request
+line.
 
 A response passes when the read starts with an `HTTP/1.1` final status (not 1xx), its head
 is complete, it has exactly one Content-Length and no hop-by-hop header.
@@ -29,6 +31,8 @@ _HOP_BY_HOP = b"|".join(sorted(HOP_BY_HOP))
 # (on the lower-cased head)
 _REQUEST_BLOCKER = re.compile(rb"\r\n(?:" + _HOP_BY_HOP + rb"|expect|x-forwarded-for)[ \t]*:")
 _RESPONSE_BLOCKER = re.compile(rb"\r\n(?:" + _HOP_BY_HOP + rb")[ \t]*:")
+# the whole header line, without its CRLF (on the lower-cased head)
+_KEEP_ALIVE = re.compile(rb"\r\nconnection[ \t]*:[ \t]*keep-alive[ \t]*(?=\r\n)")
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([^\r\n]*)")
 _VERSION = b" HTTP/1.1"
 
@@ -53,6 +57,13 @@ def request_to_pass(data: bytes, limit: int, client: str | None, excluded: tuple
         if part in target:
             return None
     head = data[line_end:end + 2].lower()  # b"\r\nname: value ... \r\n"
+    if b"\r\nconnection" in head:
+        keep_alive = _KEEP_ALIVE.search(head)
+        if keep_alive is not None:  # drop it (default in HTTP/1.1); any other Connection header blocks
+            cut, stop = keep_alive.span()
+            head = head[:cut] + head[stop:]
+            data = data[:line_end + cut] + data[line_end + stop:]
+            end -= stop - cut
     if b"\r\nhost:" not in head or _REQUEST_BLOCKER.search(head) is not None:
         return None
     length = _content_length(head)

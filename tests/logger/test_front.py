@@ -11,6 +11,7 @@ import threading
 import time
 
 import httptools
+import pytest
 import httpx
 
 from tap_fixtures import free_port, serve_app, sidecar, upstream  # noqa: F401
@@ -79,6 +80,22 @@ def test_plain_request_is_forwarded_as_sent_plus_forwarded_for(serve_app, upstre
     assert [h for h in seen if h[0] == "x-forwarded-for"] == [["x-forwarded-for", "127.0.0.1"]]
     request_event = d.wait(2)[0]
     assert request_event.get_data() == b"{}"
+
+
+@pytest.mark.parametrize("sent_first", [False, True])  # a new upstream connection, then a pooled one
+def test_connection_keep_alive_from_the_client_is_not_forwarded(serve_app, upstream, sent_first):
+    url, d = sidecar(serve_app, upstream)
+    request = (b"POST /headers HTTP/1.1\r\nHost: model.local\r\nConnection: keep-alive\r\n"
+               b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")  # as Python's requests sends it
+    with connect(url) as s:
+        for _ in range(1 + sent_first):
+            s.sendall(request)
+            (r,), closed = read_responses(s, 1)
+            assert r["status"] == 200 and not closed
+    seen = json.loads(r["body"])["headers"]
+    assert [h for h in seen if h[0] != "x-forwarded-for"] == [
+        ["host", "model.local"], ["content-type", "application/json"], ["content-length", "2"]]
+    assert [e.get_data() for e in d.wait(2 + 2 * sent_first)][0] == b"{}"
 
 
 def test_pipelined_requests_are_answered_in_order_and_each_logged(serve_app, upstream):
@@ -176,7 +193,7 @@ def test_the_common_request_goes_out_before_it_is_parsed_and_is_still_logged(ser
 
     def spy(data, client):
         out = presend(data, client)
-        sent.append(out is not None)
+        sent.append(None if out is None else out[0] is not None)  # None: parsed path; else: sent at once?
         return out
 
     proxy.presend = spy
@@ -186,7 +203,12 @@ def test_the_common_request_goes_out_before_it_is_parsed_and_is_still_logged(ser
             s.sendall(b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nr-%d" % i)
             (r,), closed = read_responses(s, 1)
             assert r["status"] == 200 and r["body"] == b"r-%d" % i and not closed
-    assert sent == [False, True, True]
-    events = delivery.wait(6)
-    assert sorted(e.get_data() for e in events) == sorted([b"r-0", b"r-1", b"r-2"] * 2)
+        # a request the sniff does not pass takes the parsed path and is forwarded all the same
+        s.sendall(b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nContent-Length: 3\r\n\r\nr-3")
+        (r,), closed = read_responses(s, 1)
+        assert r["status"] == 200 and r["body"] == b"r-3" and not closed
+    # the first is forwarded as it came on a new upstream connection, the next two are sent at once
+    assert sent == [False, True, True, None]
+    events = delivery.wait(8)
+    assert sorted(e.get_data() for e in events) == sorted([b"r-0", b"r-1", b"r-2", b"r-3"] * 2)
     assert {e.get_extension("statuscode") for e in events if e.get_type().endswith("response")} == {200}

@@ -49,8 +49,10 @@ def test_a_get_without_body_passes():
     PLAIN.replace(b"HTTP/1.1", b"HTTP/1.0"),
     PLAIN.replace(b"POST", b"HEAD"),
     PLAIN.replace(b"/v1/models/iris:predict", b"http://model/v1/models/iris:predict"),  # absolute form
-    PLAIN.replace(b"User-Agent: t", b"Connection: keep-alive"),
     PLAIN.replace(b"User-Agent: t", b"connection: close"),
+    PLAIN.replace(b"User-Agent: t", b"Connection: keep-alive, Upgrade"),
+    PLAIN.replace(b"User-Agent: t", b"Connection: keep-alive\r\nConnection: close"),  # the second still blocks
+    PLAIN.replace(b"User-Agent: t", b"Connection: keep-alive\r\nKeep-Alive: timeout=5"),
     PLAIN.replace(b"User-Agent: t", b"Expect: 100-continue"),
     PLAIN.replace(b"User-Agent: t", b"X-Forwarded-For: 1.2.3.4"),
     PLAIN.replace(b"User-Agent: t", b"Transfer-Encoding: chunked"),
@@ -70,6 +72,16 @@ def test_a_get_without_body_passes():
 ])
 def test_anything_unusual_is_left_to_the_parser(data):
     assert sniff.request_to_pass(data, 1 << 20, "10.0.0.7", **KW) is None
+
+
+@pytest.mark.parametrize("line", [b"Connection: keep-alive", b"connection:Keep-Alive ", b"CONNECTION:  keep-alive"])
+def test_a_lone_connection_keep_alive_is_dropped_and_the_request_passes(line):
+    data = PLAIN.replace(b"User-Agent: t", line)  # what Python's requests sends
+    out = sniff.request_to_pass(data, 1 << 20, "10.0.0.7", **KW)
+    assert out == (b"POST /v1/models/iris:predict HTTP/1.1\r\nx-forwarded-for: 10.0.0.7\r\nHost: model\r\n"
+                   b"Content-Type: application/json\r\nContent-Length: 37\r\n\r\n" + BODY)
+    m = parsed(out)
+    assert m.complete == 1 and m.body == BODY
 
 
 def test_a_body_over_the_limit_is_left_to_the_parser():

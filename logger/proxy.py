@@ -120,9 +120,10 @@ class ReverseProxy:
     # --- requests ------------------------------------------------------------------------
 
     def presend(self, data: bytes, client: ClientConnection) -> tuple | None:
-        """Send the request in `data` to the model server before it is parsed, when its bytes
-        show the common case (`logger.sniff`) and a pooled connection is idle; returns
-        (connection, payload) for `dispatch`, else None (the parsed path then does it all)."""
+        """Whether the request in `data` is the common case that is forwarded as it came
+        (`logger.sniff`): then (connection, payload), the payload already sent on the
+        connection when a pooled one was idle (else None: `dispatch` connects). None when the
+        request must be parsed first."""
         pool = self.pool
         if not self._presend_ok or pool is None:
             return None
@@ -130,15 +131,18 @@ class ReverseProxy:
         if payload is None:
             return None
         conn = pool.acquire()
-        if conn is None:
-            return None
-        pool.send(conn, payload, None)
+        if conn is not None:
+            pool.send(conn, payload, None)
         return conn, payload
 
     def dispatch(self, request: Request, client: ClientConnection) -> None:
         """Answer one request through `client` (called by the connection; must not block)."""
         started = time.perf_counter()
         method, headers = request.method, request.headers
+        if request.too_large:
+            client.respond_json(413, {"error": f"request body exceeds {self.settings.max_request_bytes} bytes"})
+            self.tap.metrics.observe(request.path, 413, time.perf_counter() - started)
+            return
         if method == "GET" and request.path_is(self._metrics_path):
             client.respond(200, generate_latest(REGISTRY) + generate_latest(PROCESS_REGISTRY),
                            [(b"content-type", CONTENT_TYPE_LATEST.encode())])
@@ -154,12 +158,11 @@ class ReverseProxy:
         prefix = self._explainer_prefix if explain else self._upstream_prefix
         pool = self._explainer_pool if explain else self.pool
         if request.sent is not None:  # already on its way (`presend`)
-            conn, payload = request.sent
-            Forward(self, self.pool, client, request, payload, self.tap.enabled, started).adopt(conn)
+            Forward(self, self.pool, client, request, request.raw, self.tap.enabled, started).adopt(request.sent)
             return
         if pool is not None and method != "HEAD":
-            if request.raw is not None and not prefix:
-                payload = sniff.with_forwarded_for(request.raw, request.client)
+            if request.raw is not None:  # forwarded as it came (`presend`: never a routed or prefixed one)
+                payload = request.raw
             else:
                 payload = pool.request_bytes(method, prefix + request.target, _forward_headers(headers, request.client),
                                              request.body)

@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sidecar.plan import PlanError, ProcessSpec, resolve_storage, runner_argv
+from sidecar.plan import PlanError, ProcessSpec, resolve_storage, runner_command
 
 PATH_FIELDS = ("background", "storage_uri", "explainer_uri")
 
@@ -87,9 +87,10 @@ def plan_explainer(doc, predictor: ProcessSpec, front: ProcessSpec, host: str, p
         settings = settings.model_validate(settings.model_dump() | updates)
     except ValidationError as exc:
         raise PlanError(f"{where}: {exc}") from None
+    argv, env = runner_command("explainer", settings)
     return ProcessSpec(
         name=f"{isvc.name}/explainer", role="explainer", host=host, port=port,
-        argv=runner_argv("explainer", settings), ready_path="/v2/health/ready", settings=settings,
+        argv=argv, env=env, ready_path="/v2/health/ready", settings=settings,
         inference_service=isvc.name, note=f"{settings.explainer_type} -> {settings.predictor_url}",
     )
 

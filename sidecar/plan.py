@@ -21,6 +21,7 @@ Local choices (documented in the README):
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 from logger.settings import LoggerSettings
 from serving.settings import ServerSettings
 from sidecar.broker import broker_command, broker_env, is_listening
+from sidecar.runner import SETTINGS_ENV
 from sidecar.specs import Detector, Document, InferenceService, KafkaURL, LoggerSpec
 from sidecar.specs.loader import format_errors
 
@@ -180,9 +182,10 @@ def _predictor(doc: Document, opts: PlanOptions, ports: PortAllocator) -> Proces
         name=isvc.name, format=fmt, uri=str(uri),
         version=model.model_format.version if model.model_format else None, predict_proba=proba,
     )])
+    argv, env = runner_command("serving", settings)
     return ProcessSpec(
         name=f"{isvc.name}/predictor", role="predictor", host=opts.host, port=port,
-        argv=runner_argv("serving", settings), ready_path="/v2/health/ready", settings=settings,
+        argv=argv, env=env, ready_path="/v2/health/ready", settings=settings,
         inference_service=isvc.name, note=f"{fmt} model {uri}",
     )
 
@@ -207,10 +210,11 @@ def _logger(doc: Document, block: LoggerSpec, predictor: ProcessSpec, opts: Plan
         metadata_headers=block.metadata_headers, metadata_annotations=annotations,
         spool_dir=opts.spool_root / f"{isvc.name}-predictor" if opts.spool_root else None,
     )
+    argv, env = runner_command("logger", settings)
     return ProcessSpec(
         name=f"{isvc.name}/logger", role="logger", host=opts.host, port=port,
-        argv=runner_argv("logger", settings), ready_path=getattr(settings, "metrics_path", None),
-        settings=settings, inference_service=isvc.name, note=f"{block.mode} -> {url}",
+        argv=argv, env=env, ready_path=getattr(settings, "metrics_path", None),
+        settings=settings, inference_service=isvc.name, note=f"{block.mode} -> {shown_url(url)}",
     )
 
 
@@ -223,7 +227,8 @@ def _explainer(doc: Document, predictor: ProcessSpec, planned: list[ProcessSpec]
     explainer = plan_explainer(doc, predictor, logger or predictor, opts.host, ports.take(opts.explainer_port))
     if logger is not None:
         logger.settings = logger.settings.model_copy(update={"explainer_url": f"http://{explainer.address}"})
-        logger.argv = runner_argv("logger", logger.settings)
+        argv, env = runner_command("logger", logger.settings)
+        logger.argv, logger.env = argv, {**logger.env, **env}
     return explainer
 
 
@@ -253,11 +258,17 @@ def _explain_stream(doc: Document, planned: list[ProcessSpec], opts: PlanOptions
               "sample_rate": rate, "metrics_port": port,
               "kafka_config": kafka_security(kafka[0], f"{doc.where}: spec.predictor.logger.url")}
     payload = {"stream": stream, "explainer": explainer.settings.model_dump(mode="json")}
+    argv, env = runner_command("explain-stream", payload)
     return ProcessSpec(
         name=f"{isvc.name}/explain-stream", role="explain-stream", host=opts.host, port=port,
-        argv=[sys.executable, "-m", "sidecar.runner", "explain-stream", json.dumps(payload)], ready_path="/metrics",
+        argv=argv, env=env, ready_path="/metrics",
         inference_service=isvc.name, note=f"explains {rate:g} of {url.topic} -> {isvc.name}-explanations",
     )
+
+
+def shown_url(url: str) -> str:
+    """A sink URL fit to print (`up`'s table): the SASL password starred out."""
+    return re.sub(r"(sasl_password=)[^&]*", r"\1***", url)
 
 
 def kafka_security(url: str, where: str) -> dict[str, str]:
@@ -306,9 +317,10 @@ def plan_detector(doc: Document, opts: PlanOptions, ports: PortAllocator, broker
     for i in range(1, det.spec.replicas):
         port = ports.take(first.port + 1)
         settings = first.settings.model_copy(update={"metrics_port": port})
+        argv, env = runner_command("detector", settings)
         workers.append(ProcessSpec(
             name=f"{det.name}/detector-{i}", role="detector", host=opts.host, port=port,
-            argv=runner_argv("detector", settings), ready_path="/metrics", settings=settings,
+            argv=argv, env=env, ready_path="/metrics", settings=settings,
             inference_service=first.inference_service, note=f"{first.note} (replica {i + 1} of {det.spec.replicas})"))
     return workers
 
@@ -341,8 +353,9 @@ def _detector_worker(doc: Document, opts: PlanOptions, ports: PortAllocator, bro
         if value is not None and not value.exists():
             raise PlanError(f"{doc.where}: {path}: {value} does not exist")
     source = settings.topic if settings.transport == "kafka" else f"HTTP on :{port}"
+    argv, env = runner_command("detector", settings)
     return ProcessSpec(
-        name=f"{det.name}/detector", role="detector", host=opts.host, port=port, argv=runner_argv("detector", settings),
+        name=f"{det.name}/detector", role="detector", host=opts.host, port=port, argv=argv, env=env,
         ready_path="/metrics", settings=settings, inference_service=det.inference_service or None,
         note=f"{settings.detector} on {source} -> {settings.output_topic}",
     )
@@ -379,6 +392,9 @@ def _settings(doc: Document, model: type[BaseModel], **values) -> BaseModel:
         raise PlanError("\n".join(f"{doc.where}: {model.__name__}.{line}" for line in format_errors(exc))) from None
 
 
-def runner_argv(component: str, settings: BaseModel) -> list[str]:
-    """Child command line: settings travel as JSON, independent of each package's flags."""
-    return [sys.executable, "-m", "sidecar.runner", component, settings.model_dump_json()]
+def runner_command(component: str, settings: BaseModel | dict) -> tuple[list[str], dict[str, str]]:
+    """(argv, env) of a child run by sidecar/runner.py: the settings travel as JSON (independent
+    of each package's flags) in the environment variable INFERTAP_SETTINGS, never on the command
+    line, which every user of the host can read (`ps`); they may carry secrets."""
+    payload = settings.model_dump_json() if isinstance(settings, BaseModel) else json.dumps(settings)
+    return [sys.executable, "-m", "sidecar.runner", component], {SETTINGS_ENV: payload}

@@ -1,14 +1,33 @@
 """Entry point of the children of `infertap up`: run one component from JSON settings.
 
+`infertap up` starts each child as `python -m sidecar.runner COMPONENT` and hands it the
+settings as JSON in the environment variable INFERTAP_SETTINGS, not on the command line:
+settings may carry secrets (Kafka SASL passwords, TLS key paths, ingest tokens), and a
+command line is world-readable (`ps`, /proc/PID/cmdline) while a process's environment is
+readable only by its owner (and root). The runner removes the variable from its own
+environment before it starts the component, so nothing the component spawns inherits it.
+
+    INFERTAP_SETTINGS='{"http_port": 8080, "models": [...]}' python -m sidecar.runner serving
+    INFERTAP_SETTINGS='{"port": 9081, "log_url": [...]}' python -m sidecar.runner logger
+
+By hand, the JSON may also come as a second argument (then the variable is not read):
+
     python -m sidecar.runner serving '{"http_port": 8080, "models": [...]}'
-    python -m sidecar.runner logger  '{"port": 9081, "log_url": [...]}'
     python -m sidecar.runner explain-stream '{"stream": {"bootstrap": ..., "sample_rate": 0.05}, "explainer": {...}}'
 
-JSON keeps the hand-off exact (lists, dicts, paths) whatever flags each package parses.
+Components: serving, logger, explainer, explain-stream, detector. JSON keeps the hand-off
+exact (lists, dicts, paths) whatever flags each package parses.
 """
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import MutableMapping
+
+SETTINGS_ENV = "INFERTAP_SETTINGS"
+USAGE = (f"usage: {SETTINGS_ENV}=SETTINGS_JSON python -m sidecar.runner COMPONENT "
+         "(or python -m sidecar.runner COMPONENT SETTINGS_JSON), "
+         "COMPONENT one of serving, logger, explainer, explain-stream, detector")
 
 
 def run_component(component: str, payload: str) -> None:
@@ -51,11 +70,25 @@ def explain_stream_settings(payload: str):
     return StreamSettings(**values["stream"]), ExplainerSettings.model_validate(values["explainer"])
 
 
+def read_payload(args: list[str], environ: MutableMapping[str, str]) -> tuple[str, str]:
+    """(component, settings JSON) from `COMPONENT [SETTINGS_JSON]` and the environment.
+
+    The variable is always removed from `environ` (also when the JSON came as an argument),
+    so the component and whatever it spawns never see it.
+    """
+    from_env = environ.pop(SETTINGS_ENV, None)
+    if len(args) == 2:
+        return args[0], args[1]
+    if len(args) == 1 and from_env:
+        return args[0], from_env
+    if len(args) == 1:
+        raise SystemExit(f"no settings for {args[0]!r}: {SETTINGS_ENV} is not set ({USAGE})")
+    raise SystemExit(USAGE)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        raise SystemExit("usage: python -m sidecar.runner serving|logger|explainer|explain-stream|detector SETTINGS_JSON")
-    run_component(*args)
+    run_component(*read_payload(args, os.environ))
 
 
 if __name__ == "__main__":

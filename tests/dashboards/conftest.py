@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
+from sidecar.plan import runner_command
 from stack_support import DASHBOARDS, PROMETHEUS, Proc, Target, free_port, start_prometheus, wait_for
 
 ISVC = "iris"
@@ -44,8 +45,10 @@ class Stack:
         return found
 
 
-def _runner(component: str, settings: dict) -> list[str]:
-    return [sys.executable, "-m", "sidecar.runner", component, json.dumps(settings)]
+def _runner(component: str, settings: dict, log: Path) -> Proc:
+    """A component run as `infertap up` runs it: settings JSON in $INFERTAP_SETTINGS, not in argv."""
+    argv, env = runner_command(component, settings)
+    return Proc(argv, log, env=env)
 
 
 def _available(names: tuple[str, ...]) -> str | None:
@@ -116,14 +119,14 @@ def stack(broker, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
         model = models_dir / "sklearn-iris"
         pport, sport = free_port(), free_port()
         # a pytorch model beside iris: only runtimes with dynamic batching report batch sizes
-        predictor = Proc(_runner("serving", {"http_port": pport, "inference_service": ISVC, "models": [
+        predictor = _runner("serving", {"http_port": pport, "inference_service": ISVC, "models": [
             {"name": ISVC, "format": "sklearn", "uri": str(model)},
-            {"name": "digits", "format": "pytorch", "uri": str(models_dir / "torch-digits"), "device": "cpu"}]}),
+            {"name": "digits", "format": "pytorch", "uri": str(models_dir / "torch-digits"), "device": "cpu"}]},
             tmp / "predictor.log")
         procs.append(predictor)
-        sidecar = Proc(_runner("logger", {"port": sport, "component_port": pport, "inference_service": ISVC,
-                                          "log_url": [f"kafka://{broker.bootstrap}/{ISVC}-events"],
-                                          "spool_dir": str(tmp / "spool")}), tmp / "sidecar.log")
+        sidecar = _runner("logger", {"port": sport, "component_port": pport, "inference_service": ISVC,
+                                     "log_url": [f"kafka://{broker.bootstrap}/{ISVC}-events"],
+                                     "spool_dir": str(tmp / "spool")}, tmp / "sidecar.log")
         procs.append(sidecar)
         targets = [Target("predictor", f"127.0.0.1:{pport}"), Target("logger", f"127.0.0.1:{sport}", "/infertap/metrics")]
         notes = []

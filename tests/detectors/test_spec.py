@@ -108,7 +108,8 @@ def test_up_plans_a_detector_on_its_services_logger_topic(tmp_path, models_dir):
     assert roles == ["broker", "predictor", "logger", "detector"]
     detector = plan.processes[-1]
     assert (detector.settings.topic, detector.settings.bootstrap) == ("custom-topic", "127.0.0.1:19092")
-    assert detector.ready_path == "/metrics" and detector.argv[-2] == "detector"
+    assert detector.ready_path == "/metrics" and detector.argv[-1] == "detector"
+    assert detector.settings == type(detector.settings).model_validate_json(detector.env["INFERTAP_SETTINGS"])
 
 
 def test_up_refuses_missing_reference_data(tmp_path):

@@ -155,11 +155,12 @@ def test_storage_is_looked_up_beside_the_yaml_then_in_cwd(tmp_path, monkeypatch)
     assert resolve_storage(f"file://{beside}/models", Path("/"), "w") == beside / "models"
 
 
-def test_children_get_their_settings_as_json(specdir):
+def test_children_get_their_settings_as_json_in_the_environment(specdir):
     [predictor] = plan_of(specdir, service()).by_role("predictor")
-    assert predictor.argv[1:4] == ["-m", "sidecar.runner", "serving"]
-    assert ServerSettings.model_validate_json(predictor.argv[4]) == predictor.settings
-    assert json.loads(predictor.argv[4])["models"][0]["name"] == "iris"
+    assert predictor.argv[1:] == ["-m", "sidecar.runner", "serving"]  # no settings on the command line
+    payload = predictor.env["INFERTAP_SETTINGS"]
+    assert ServerSettings.model_validate_json(payload) == predictor.settings
+    assert json.loads(payload)["models"][0]["name"] == "iris"
     assert os.path.isabs(predictor.argv[0])
 
 
@@ -195,8 +196,8 @@ def test_explain_sample_annotation_starts_the_stream_worker(models_dir, monkeypa
     plan = make_plan(_monitoring_docs(), PlanOptions(start_broker=False, explain_stream_port=0))
     [stream] = plan.by_role("explain-stream")
     [explainer] = plan.by_role("explainer")
-    assert stream.argv[1:4] == ["-m", "sidecar.runner", "explain-stream"]
-    settings, explainer_settings = explain_stream_settings(stream.argv[4])
+    assert stream.argv[1:] == ["-m", "sidecar.runner", "explain-stream"]
+    settings, explainer_settings = explain_stream_settings(stream.env["INFERTAP_SETTINGS"])
     assert (settings.bootstrap, settings.source, settings.target) == (
         "127.0.0.1:9092", "sklearn-iris-events", "sklearn-iris-explanations")
     assert settings.sample_rate == 0.05 and settings.metrics_port == stream.port
@@ -233,9 +234,32 @@ def test_stream_worker_reads_with_the_loggers_tls_and_sasl_options(models_dir, m
         "url: kafka://localhost:9092/sklearn-iris-events", f"url: {secure}")
     plan = make_plan(_monitoring_docs(text), PlanOptions(start_broker=False, explain_stream_port=0))
     [stream] = plan.by_role("explain-stream")
-    settings, _ = explain_stream_settings(stream.argv[4])
+    settings, _ = explain_stream_settings(stream.env["INFERTAP_SETTINGS"])
     assert settings.kafka_config == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.username": "u",
                                      "sasl.password": "p", "ssl.ca.location": "/etc/kafka/ca.pem"}
+
+
+def test_secrets_stay_off_every_command_line(models_dir, monkeypatch):
+    """`ps` shows every user the children's argv; the settings (with the SASL password) go in their env."""
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    secure = ("kafka://localhost:9092/sklearn-iris-events?security_protocol=SASL_SSL&sasl_mechanism=PLAIN"
+              "&sasl_username=u&sasl_password=s3cret&ssl_cafile=/etc/kafka/ca.pem")
+    text = (root / "examples" / "sklearn-iris-monitoring.yaml").read_text().replace(
+        "url: kafka://localhost:9092/sklearn-iris-events", f"url: {secure}")
+    plan = make_plan(_monitoring_docs(text), PlanOptions(start_broker=False, explain_stream_port=0))
+    roles = {p.role for p in plan.processes}
+    assert {"predictor", "logger", "explainer", "explain-stream", "detector"} <= roles
+    for process in plan.processes:
+        assert not any("s3cret" in arg for arg in process.argv), process.name
+        if process.role != "broker":
+            assert process.argv[1:] == ["-m", "sidecar.runner", process.argv[-1]], process.name
+            assert json.loads(process.env["INFERTAP_SETTINGS"]), process.name
+    carriers = {p.role for p in plan.processes if "s3cret" in p.env.get("INFERTAP_SETTINGS", "")}
+    assert {"logger", "explain-stream", "detector"} <= carriers
+    # what `up` prints (its table's notes, the plan's notes) shows no password either
+    assert not any("s3cret" in text for text in [p.note for p in plan.processes] + plan.notes)
+    assert "sasl_password=***" in plan.by_role("logger")[0].note
 
 
 def test_detector_replicas_share_a_group_with_a_port_each(models_dir, monkeypatch):

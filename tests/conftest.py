@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -113,6 +114,18 @@ class Child:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@contextmanager
+def running(args: list[str], log: Path, ready_url: str, timeout: float) -> Iterator[Child]:
+    """A Child of `args` (log in `log`), yielded once GET ready_url answers 200 within `timeout` s;
+    stopped on the way out, also when the wait failed."""
+    child = Child(args, log)
+    try:
+        child.wait_http(ready_url, timeout=timeout)
+        yield child
+    finally:
+        child.stop()
 
 
 @pytest.fixture

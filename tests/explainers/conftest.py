@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import Child, free_port
+from tests.conftest import free_port, running
 
 SERVED = {"sklearn-iris": "sklearn", "xgboost-cancer": "xgboost", "lightgbm-wine": "lightgbm", "torch-digits": "pytorch"}
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -33,12 +33,10 @@ def predictor(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     models = [{"name": n, "format": f, "uri": f"file://{models_dir / n}"} for n, f in SERVED.items()]
     config = folder / "serving.json"
     config.write_text(json.dumps({"http_port": port, "models": models, "inference_service": "explain-tests"}))
-    child = Child([sys.executable, "-m", "serving", "--config", str(config)], folder / "serving.log")
-    try:
-        child.wait_http(f"http://127.0.0.1:{port}/v2/health/ready", timeout=240)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        child.stop()
+    url = f"http://127.0.0.1:{port}"
+    with running([sys.executable, "-m", "serving", "--config", str(config)], folder / "serving.log",
+                 f"{url}/v2/health/ready", timeout=240):
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -47,14 +45,11 @@ def logged_predictor(predictor: str, tmp_path_factory: pytest.TempPathFactory) -
     folder = tmp_path_factory.mktemp("explain-logger")
     sink = folder / "events.jsonl"
     port = free_port()
-    child = Child([sys.executable, "-m", "logger", "--port", str(port), "--component-port", predictor.rsplit(":", 1)[1],
-                   "--inference-service", "sklearn-iris", "--log-url", f"file://{sink}",
-                   "--spool-dir", str(folder / "spool")], folder / "logger.log")
-    try:
-        child.wait_http(f"http://127.0.0.1:{port}/infertap/metrics", timeout=120)
-        yield f"http://127.0.0.1:{port}", sink
-    finally:
-        child.stop()
+    url = f"http://127.0.0.1:{port}"
+    with running([sys.executable, "-m", "logger", "--port", str(port), "--component-port", predictor.rsplit(":", 1)[1],
+                  "--inference-service", "sklearn-iris", "--log-url", f"file://{sink}",
+                  "--spool-dir", str(folder / "spool")], folder / "logger.log", f"{url}/infertap/metrics", timeout=120):
+        yield url, sink
 
 
 class ThreadServer:

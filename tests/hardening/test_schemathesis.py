@@ -27,7 +27,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import Child, free_port
+from tests.conftest import free_port, running
 
 ST = str(Path(sys.executable).with_name("st"))
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
@@ -41,28 +41,23 @@ SEED = 7
 def model_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m serving` with the sklearn iris model (version 1, so the versioned routes answer)."""
     folder, port = tmp_path_factory.mktemp("st-serving"), free_port()
-    child = Child([sys.executable, "-m", "serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
-                   "--storage-uri", str(models_dir / "sklearn-iris"), "--model-version", "1",
-                   "--http-port", str(port)], folder / "serving.log")
-    try:
-        child.wait_http(f"http://127.0.0.1:{port}/v2/health/ready", timeout=120)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        child.stop()
+    url = f"http://127.0.0.1:{port}"
+    with running([sys.executable, "-m", "serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
+                  "--storage-uri", str(models_dir / "sklearn-iris"), "--model-version", "1", "--http-port", str(port)],
+                 folder / "serving.log", f"{url}/v2/health/ready", timeout=120):
+        yield url
 
 
 @pytest.fixture(scope="module")
 def explainer(model_server: str, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m explainers`: KernelShap over the model server, small limits so explanations stay quick."""
     folder, port = tmp_path_factory.mktemp("st-explainer"), free_port()
-    child = Child([sys.executable, "-m", "explainers", "--name", "sklearn-iris", "--explainer-type", "KernelShap",
-                   "--predictor-url", model_server, "--background", str(models_dir / "sklearn-iris" / "reference.npy"),
-                   "--http-port", str(port), "--max-instances", "4", "--max-samples", "200"], folder / "explainer.log")
-    try:
-        child.wait_http(f"http://127.0.0.1:{port}/v2/health/ready", timeout=180)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        child.stop()
+    url = f"http://127.0.0.1:{port}"
+    with running([sys.executable, "-m", "explainers", "--name", "sklearn-iris", "--explainer-type", "KernelShap",
+                  "--predictor-url", model_server, "--background", str(models_dir / "sklearn-iris" / "reference.npy"),
+                  "--http-port", str(port), "--max-instances", "4", "--max-samples", "200"],
+                 folder / "explainer.log", f"{url}/v2/health/ready", timeout=180):
+        yield url
 
 
 def schemathesis(base: str, max_examples: int, folder: Path) -> dict:

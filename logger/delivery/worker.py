@@ -264,6 +264,9 @@ class SinkWorker:
             failed = range(len(batch)) if exc.failed is None else exc.failed
             self._count("sent", len(batch) - len(failed) - len(exc.rejected))
             self._reject(batch, exc)
+            if not failed:  # only events refused for good: the sink itself is fine
+                self._failures = 0
+                return
             self._count("retried", len(failed))
             self._note_failure(exc)
             async with self._mode_lock:

@@ -1,10 +1,13 @@
 """confluent-kafka (librdkafka) backend of the Kafka sink.
 
 librdkafka's producer is thread based: `produce()` only enqueues, delivery reports arrive
-through callbacks run by `poll()`. Messages are built and enqueued on a thread of the sink
-(the SDK's per-event work stays off the event loop), a daemon thread polls, and the
-callbacks count the batch down and resolve one asyncio future per batch with
-`call_soon_threadsafe`: the event loop never blocks on Kafka.
+through callbacks run by `poll()`/`flush()`. A batch is built and enqueued on a thread of the
+sink (the SDK's per-event work stays off the event loop), which then flushes it: one batch
+is in flight per sink, so `flush()` returning means every message of the batch was
+acknowledged or failed. Delivery reports come for failures only
+(`delivery.report.only.error`): a Python callback per acknowledged message cost GIL time the
+proxy's event loop waits for. The event loop awaits the thread's work and never blocks on
+Kafka. A daemon thread polls between batches, for broker errors and librdkafka's log lines.
 """
 from __future__ import annotations
 
@@ -73,6 +76,8 @@ def producer_config(config: KafkaSinkConfig) -> dict[str, object]:
         "security.protocol": config.security_protocol,
         # one batch is in flight per sink, so the local queue never holds more than that
         "queue.buffering.max.messages": 1_000_000,
+        # failures name their message; success is `flush()` coming back (see the module docstring)
+        "delivery.report.only.error": True,
         "logger": _LIBRDKAFKA_LOG,
     }
     conf.update(security_config(config))
@@ -89,28 +94,30 @@ def security_config(config: KafkaSinkConfig) -> dict[str, str]:
     return {k: str(v) for k, v in optional.items() if v is not None}
 
 
-class _Batch:
-    """Counts delivery reports of one batch down to zero, then resolves its future."""
+def never_fits(err: object) -> bool:
+    """Whether a produce error says the message is too large for Kafka: retrying cannot help."""
+    import confluent_kafka
 
-    def __init__(self, n: int, future: asyncio.Future, loop: asyncio.AbstractEventLoop):
-        self.left, self.future, self.loop = n, future, loop
-        self.failed: list[int] = []
+    error = err.args[0] if isinstance(err, confluent_kafka.KafkaException) and err.args else err
+    code = getattr(error, "code", None)
+    E = confluent_kafka.KafkaError
+    return callable(code) and code() in (E.MSG_SIZE_TOO_LARGE, E.INVALID_MSG_SIZE, E.RECORD_LIST_TOO_LARGE)
+
+
+class _Batch:
+    """The failures of one batch (delivery reports come for failures only)."""
+
+    def __init__(self) -> None:
+        self.failed: set[int] = set()  # worth another try
+        self.rejected: set[int] = set()  # too large for Kafka, ever
         self.first_error: str | None = None
         self._lock = threading.Lock()
 
-    def on_delivery(self, index: int, err: object, _msg: object) -> None:  # on the poll thread
-        with self._lock:
-            if err is not None:
-                self.failed.append(index)
+    def on_delivery(self, index: int, err: object, _msg: object) -> None:  # on the produce or poll thread
+        if err is not None:
+            with self._lock:
+                (self.rejected if never_fits(err) else self.failed).add(index)
                 self.first_error = self.first_error or str(err)
-            self.left -= 1
-            done = self.left == 0
-        if done:
-            self.loop.call_soon_threadsafe(self._resolve)
-
-    def _resolve(self) -> None:
-        if not self.future.done():
-            self.future.set_result(None)
 
 
 # produce() holds the GIL: a batch of a few hundred events would keep the proxy's event loop
@@ -154,18 +161,28 @@ class ConfluentBackend:
     async def send(self, events: Sequence[CloudEvent]) -> None:
         if not events:
             return
-        loop = asyncio.get_running_loop()
-        batch = _Batch(len(events), loop.create_future(), loop)
-        await loop.run_in_executor(self._io, self._produce, events, batch)
-        await batch.future
+        batch = _Batch()
+        await asyncio.get_running_loop().run_in_executor(self._io, self._deliver, events, batch)
         if not batch.failed:
             self._broker_error = None
-            return
+            if not batch.rejected:
+                return
         why = batch.first_error
         if self._broker_error and "timed out" in str(why):
             why = f"{why}; last broker error: {self._broker_error}"
-        raise SinkError(f"kafka {self.config.topic}: {len(batch.failed)} of {len(events)} not delivered: {why}",
-                        failed=sorted(batch.failed))
+        lost = len(batch.failed) + len(batch.rejected)
+        raise SinkError(f"kafka {self.config.topic}: {lost} of {len(events)} not delivered: {why}",
+                        failed=sorted(batch.failed), rejected=sorted(batch.rejected))
+
+    def _deliver(self, events: Sequence[CloudEvent], batch: _Batch) -> None:
+        """Produce the batch, then wait until each message is acknowledged or failed (on the produce thread)."""
+        self._produce(events, batch)
+        # librdkafka fails a message after message.timeout.ms itself: flush returns by then
+        left = self._producer.flush(self.config.delivery_timeout_ms / 1000 + 5.0)
+        if left:  # not expected; these may yet arrive, but unreported they count as failed (at least once)
+            with batch._lock:
+                batch.failed.update(range(len(events)))
+                batch.first_error = batch.first_error or f"{left} messages still queued after the delivery timeout"
 
     def _produce(self, events: Sequence[CloudEvent], batch: _Batch) -> None:
         producer, topic = self._ensure(), self.config.topic
@@ -181,7 +198,7 @@ class ConfluentBackend:
                 except BufferError:  # local queue full: the poll thread drains it
                     time.sleep(0.005)
                 except Exception as exc:  # noqa: BLE001 - KafkaException, e.g. message too large
-                    batch.on_delivery(i, exc, None)
+                    batch.on_delivery(i, exc, None)  # (on_delivery tells "too large" from the rest)
                     break
 
     async def close(self) -> None:

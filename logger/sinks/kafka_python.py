@@ -50,7 +50,7 @@ class KafkaPythonBackend:
             await asyncio.get_running_loop().run_in_executor(self._io, self._send, events)
 
     def _send(self, events: Sequence[CloudEvent]) -> None:
-        from kafka.errors import KafkaError
+        from kafka.errors import KafkaError, MessageSizeTooLargeError
 
         messages = to_records(events)
         try:
@@ -60,11 +60,14 @@ class KafkaPythonBackend:
                 self._producer = KafkaProducer(**producer_config(self.config))
         except KafkaError as exc:
             raise SinkError(f"kafka {self.config.topic}: cannot connect: {exc!r}") from exc
-        futures, failed, error = [], [], None
+        futures, failed, rejected, error = [], [], [], None
         for i, (key, value, headers) in enumerate(messages):
             try:
                 futures.append((i, self._producer.send(self.config.topic, value=value, key=key.encode(),
                                                        headers=headers)))
+            except MessageSizeTooLargeError as exc:  # can never be sent: refused for good, the rest goes on
+                rejected.append(i)
+                error = exc
             except KafkaError as exc:
                 failed.extend(range(i, len(messages)))
                 error = exc
@@ -75,11 +78,11 @@ class KafkaPythonBackend:
             error = exc
         for i, fut in futures:
             if not fut.is_done or fut.failed():
-                failed.append(i)
+                (rejected if isinstance(fut.exception, MessageSizeTooLargeError) else failed).append(i)
                 error = error or fut.exception or "not acknowledged in time"
-        if failed:
-            raise SinkError(f"kafka {self.config.topic}: {len(failed)} of {len(messages)} not delivered: {error!r}",
-                            failed=sorted(failed))
+        if failed or rejected:
+            raise SinkError(f"kafka {self.config.topic}: {len(failed) + len(rejected)} of {len(messages)} not "
+                            f"delivered: {error!r}", failed=sorted(failed), rejected=sorted(rejected))
 
     async def close(self) -> None:
         def _close() -> None:

@@ -8,7 +8,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from delivery_fixtures import assert_same_event, decode, delivery, free_port, make_event, outcome, read_topic, wait_for
+from delivery_fixtures import BINARY_BODY, assert_same_event, decode, delivery, free_port, make_event, outcome, read_topic, wait_for
 from prometheus_client import generate_latest
 
 from sidecar.broker import EmbeddedBroker
@@ -46,6 +46,28 @@ def test_delivers_to_kafka_with_metrics(broker, tmp_path: Path) -> None:
     text = generate_latest(registry).decode()
     for name in ("infertap_logger_queue_depth", "infertap_logger_spool_bytes", "infertap_logger_sink_latency_seconds"):
         assert name in text
+
+
+def test_an_event_too_large_for_kafka_is_dropped_and_does_not_hold_up_the_rest(broker, tmp_path: Path) -> None:
+    """A 2 MB body is over the producer's 1 MB message limit: it can never be delivered, so it
+    is dropped with the metric and a log line instead of blocking everything behind it."""
+    topic = unique("too-large")
+    d, registry = delivery(tmp_path, [f"kafka://{broker.bootstrap}/{topic}"])
+    events = [make_event(i, body=b"x" * 2_000_000 if i == 5 else BINARY_BODY) for i in range(20)]
+
+    async def run() -> None:
+        await d.start()
+        for e in events:
+            d.submit(e)
+        await wait_for(d.idle, what="delivery idle")
+        await d.stop()
+
+    asyncio.run(run())
+    records = read_topic(broker.bootstrap, topic, 19)
+    assert sorted(r.key.decode() for r in records) == [e.get_id() for e in events if e.get_id() != "ev-000005"]
+    sink = f"kafka:{topic}"
+    assert outcome(registry, sink, "sent") == 19 and outcome(registry, sink, "dropped") == 1
+    assert outcome(registry, sink, "retried") == 0
 
 
 def test_broker_down_then_back_delivers_everything_in_order(tmp_path: Path) -> None:

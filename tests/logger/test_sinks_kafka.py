@@ -150,3 +150,27 @@ def test_librdkafka_repeats_are_held_and_counted() -> None:
     now[0] = 31.0
     r = record("FAIL|rdkafka#producer-1| SASL authentication error")
     assert f.filter(r) and r.getMessage().endswith("(19 more like this in the last 30 s)")
+
+
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_an_event_too_large_for_kafka_is_rejected_not_retried(broker, client: str) -> None:
+    """A message over the producer's size limit (1 MB by default) can never be delivered:
+    the sink refuses it for good (the delivery drops it with a metric), so it cannot hold up
+    the spool behind it; the events around it arrive."""
+    from logger.sinks.base import SinkError
+
+    topic = unique(f"big-{client}")
+    sink = build_sink(f"kafka://{broker.bootstrap}/{topic}", kafka_client=client)
+    events = [make_event(0), make_event(1, body=b"x" * 2_000_000), make_event(2)]
+
+    async def send() -> SinkError:
+        try:
+            with pytest.raises(SinkError) as exc:
+                await sink.send_batch(events)
+            return exc.value
+        finally:
+            await sink.close()
+
+    error = asyncio.run(send())
+    assert error.rejected == [1] and not error.failed, (error, error.failed, error.rejected)
+    assert sorted(r.key.decode() for r in read_topic(broker.bootstrap, topic, 2)) == ["ev-000000", "ev-000002"]

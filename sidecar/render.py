@@ -23,11 +23,19 @@ moved to `--kafka-bootstrap`; a local `storageUri` (file:// or a path) becomes t
 `<isvc>-models` mounted at /mnt/models (copy the model there); `pvc://` mounts that claim;
 remote schemes (s3://, gs://, https://...) are fetched by KServe's storage-initializer in
 an init container, as KServe does.
+
+Secrets: a container argument that carries one (a Kafka URL with `sasl_password=`, a URL
+with a password in it, a Detector's settings with `sasl.password`) is not written into the
+Deployment, where `kubectl get deployment`, `describe pod` and `ps` in the container show
+it to anyone who may read those: it goes into a Secret `<deployment>-secrets`, and the
+argument becomes `$(INFERTAP_SECRET_ARG_n)`, an environment variable Kubernetes fills from
+that Secret and expands in the arguments.
 """
 from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal
@@ -166,6 +174,43 @@ def _service(name: str, ns: str, labels: dict[str, str], ports: list[tuple[str, 
                 {"name": pname, "port": port, "targetPort": target, "protocol": "TCP"} for pname, port, target in ports]}}
 
 
+_SECRET_MARK = re.compile(r"sasl_password=|sasl\.password")
+
+
+def _carries_secret(arg: str) -> bool:
+    if _SECRET_MARK.search(arg):
+        return True
+    try:
+        return "://" in arg and urlsplit(arg).password is not None
+    except ValueError:
+        return False
+
+
+def _with_secrets(deployment: dict, notes: list[str]) -> list[dict]:
+    """The Deployment, its container arguments that carry secrets moved into a Secret (see
+    the module docstring); [deployment] or [secret, deployment]."""
+    name, ns = deployment["metadata"]["name"], deployment["metadata"]["namespace"]
+    secret = f"{name}-secrets"
+    data: dict[str, str] = {}
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        args = container.get("args", [])
+        for i, arg in enumerate(args):
+            if not _carries_secret(arg):
+                continue
+            key = f"arg-{len(data)}"
+            var = f"INFERTAP_SECRET_ARG_{len(data)}"
+            data[key] = arg
+            args[i] = f"$({var})"
+            container.setdefault("env", []).append(
+                {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+    if not data:
+        return [deployment]
+    notes.append(f"{name}: {len(data)} argument(s) with credentials are in the Secret {secret!r} (stringData): "
+                 "keep the rendered files private, or create that Secret from your own store and drop ours")
+    return [{"apiVersion": "v1", "kind": "Secret", "metadata": _meta(secret, ns, deployment["metadata"]["labels"]),
+             "type": "Opaque", "stringData": data}, deployment]
+
+
 def _kafka_url(url: str | None, isvc: str, opts: RenderOptions) -> str:
     """The logger's sink URL in the cluster: localhost brokers become --kafka-bootstrap."""
     url = url or f"kafka://{opts.kafka_bootstrap}/{isvc}-events"
@@ -256,10 +301,9 @@ def _standalone(doc: Document, ns: str, opts: RenderOptions, notes: list[str]) -
         volumes = volumes + [{"name": "spool", "emptyDir": {"sizeLimit": "1Gi"}}]
     else:
         ports = [("http", 80, "http")]
-    manifests = [
-        _deployment(name, ns, labels, _scrape(PORTS["predictor"]), containers, volumes=volumes, init=init),
-        _service(name, ns, labels, ports + [("metrics", PORTS["predictor"], "http")]),
-    ]
+    manifests = _with_secrets(
+        _deployment(name, ns, labels, _scrape(PORTS["predictor"]), containers, volumes=volumes, init=init), notes)
+    manifests.append(_service(name, ns, labels, ports + [("metrics", PORTS["predictor"], "http")]))
     manifests += _explainer(doc, ns, opts, notes)
     for component, _ in isvc.loggers():
         if component != "predictor":
@@ -324,7 +368,7 @@ def _kserve(doc: Document, ns: str, opts: RenderOptions, notes: list[str]) -> li
     container = _logger_container(args, opts)
     deployment = _deployment(ingest, ns, labels, _scrape(PORTS["logger"], "/infertap/metrics"), [container],
                              volumes=[{"name": "spool", "emptyDir": {"sizeLimit": "1Gi"}}])
-    return [raw, deployment, _service(ingest, ns, labels, [("http", 80, "logger")])]
+    return [raw, *_with_secrets(deployment, notes), _service(ingest, ns, labels, [("http", 80, "logger")])]
 
 
 def _document_as_written(doc: Document) -> dict:
@@ -373,8 +417,8 @@ def _detector(doc: Document, ns: str, opts: RenderOptions, notes: list[str]) -> 
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
     }
     replicas = det.spec.replicas
-    manifests.append(_deployment(name, ns, labels, _scrape(PORTS["metrics"]), [container], replicas=replicas,
-                                 volumes=volumes))
+    manifests += _with_secrets(_deployment(name, ns, labels, _scrape(PORTS["metrics"]), [container],
+                                           replicas=replicas, volumes=volumes), notes)
     manifests.append(_service(name, ns, labels, [("metrics", PORTS["metrics"], "metrics")]))
     if settings.transport == "kafka":
         manifests.append(_scaled_object(name, ns, labels, bootstrap, settings.consumer_group, settings.topic, opts,

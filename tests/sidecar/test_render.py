@@ -283,3 +283,34 @@ def test_detector_replicas_set_the_deployment_and_the_keda_floor(spec_file):
     assert det["spec"]["replicas"] == 6
     (so,) = by_kind(out.manifests, "ScaledObject")
     assert so["spec"]["minReplicaCount"] == 6 and so["spec"]["maxReplicaCount"] == 6  # default max 4 raised
+
+
+@pytest.mark.parametrize("target", ["standalone", "kserve"])
+def test_credentials_go_into_a_secret_not_into_deployments(spec_file, target):
+    secure = ("url: kafka://localhost:9092/iris-events?security_protocol=SASL_SSL&sasl_mechanism=PLAIN"
+              "&sasl_username=u&sasl_password=s3cret")
+    text = spec_file.read_text().replace("url: kafka://localhost:9092/iris-events", secure).replace(
+        "bootstrap: localhost:9092}", "bootstrap: localhost:9092, kafkaConfig: {sasl.password: d3tect}}")
+    assert "s3cret" in text and "d3tect" in text
+    spec_file.write_text(text)
+    out = render_files([spec_file], RenderOptions(target=target))
+    validate_all(out.manifests)  # the Secret and the env references are valid Kubernetes
+    secrets = {m["metadata"]["name"]: m for m in by_kind(out.manifests, "Secret")}
+    others = [m for m in out.manifests if m["kind"] != "Secret"]
+    dumped = yaml.safe_dump_all(others)
+    assert "s3cret" not in dumped and "d3tect" not in dumped
+    logger_deployment = "iris-predictor" if target == "standalone" else "iris-infertap-ingest"
+    assert set(secrets) == {f"{logger_deployment}-secrets", "iris-drift-secrets"}
+    for deployment in by_kind(out.manifests, "Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            for ref in container.get("env", []):
+                key = ref["valueFrom"]["secretKeyRef"]
+                value = secrets[key["name"]]["stringData"][key["key"]]
+                assert f"$({ref['name']})" in container["args"]  # Kubernetes expands it from the env
+                assert "s3cret" in value or "d3tect" in value
+    [logger] = [c for d in by_kind(out.manifests, "Deployment") if d["metadata"]["name"] == logger_deployment
+                for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == "infertap-logger"]
+    url = secrets[f"{logger_deployment}-secrets"]["stringData"]["arg-0"]
+    assert logger["args"][logger["args"].index("--log-url") + 1] == "$(INFERTAP_SECRET_ARG_0)"
+    assert url.startswith("kafka://kafka:9092/iris-events?") and "sasl_password=s3cret" in url
+    assert any("Secret" in n and logger_deployment in n for n in out.notes)

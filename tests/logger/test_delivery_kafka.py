@@ -24,19 +24,20 @@ def ids_in_partition_order(records) -> dict[int, list[str]]:
     return out
 
 
+async def deliver_all(d, events: list) -> None:
+    """Start the delivery, submit `events`, wait until all are through, stop."""
+    await d.start()
+    for e in events:
+        d.submit(e)
+    await wait_for(d.idle, what="delivery idle")
+    await d.stop()
+
+
 def test_delivers_to_kafka_with_metrics(broker, tmp_path: Path) -> None:
     topic = unique("deliver")
     d, registry = delivery(tmp_path, [f"kafka://{broker.bootstrap}/{topic}"])
     events = [make_event(i) for i in range(200)]
-
-    async def run() -> None:
-        await d.start()
-        for e in events:
-            d.submit(e)
-        await wait_for(d.idle, what="delivery idle")
-        await d.stop()
-
-    asyncio.run(run())
+    asyncio.run(deliver_all(d, events))
     records = read_topic(broker.bootstrap, topic, len(events))
     assert sorted(r.key.decode() for r in records) == [e.get_id() for e in events]  # all, once
     for r in records[:20]:
@@ -54,15 +55,7 @@ def test_an_event_too_large_for_kafka_is_dropped_and_does_not_hold_up_the_rest(b
     topic = unique("too-large")
     d, registry = delivery(tmp_path, [f"kafka://{broker.bootstrap}/{topic}"])
     events = [make_event(i, body=b"x" * 2_000_000 if i == 5 else BINARY_BODY) for i in range(20)]
-
-    async def run() -> None:
-        await d.start()
-        for e in events:
-            d.submit(e)
-        await wait_for(d.idle, what="delivery idle")
-        await d.stop()
-
-    asyncio.run(run())
+    asyncio.run(deliver_all(d, events))
     records = read_topic(broker.bootstrap, topic, 19)
     assert sorted(r.key.decode() for r in records) == [e.get_id() for e in events if e.get_id() != "ev-000005"]
     sink = f"kafka:{topic}"

@@ -223,16 +223,21 @@ def test_no_stream_worker_without_the_annotation(models_dir, monkeypatch):
     assert plan.by_role("explain-stream") == [] and len(plan.by_role("explainer")) == 1
 
 
-def test_stream_worker_reads_with_the_loggers_tls_and_sasl_options(models_dir, monkeypatch):
-    from sidecar.runner import explain_stream_settings
-
+def _secure_monitoring_plan(monkeypatch, password: str):
+    """The monitoring example with its logger writing over SASL_SSL with `password`."""
     root = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(root)
     secure = ("kafka://localhost:9092/sklearn-iris-events?security_protocol=SASL_SSL&sasl_mechanism=PLAIN"
-              "&sasl_username=u&sasl_password=p&ssl_cafile=/etc/kafka/ca.pem")
+              f"&sasl_username=u&sasl_password={password}&ssl_cafile=/etc/kafka/ca.pem")
     text = (root / "examples" / "sklearn-iris-monitoring.yaml").read_text().replace(
         "url: kafka://localhost:9092/sklearn-iris-events", f"url: {secure}")
-    plan = make_plan(_monitoring_docs(text), PlanOptions(start_broker=False, explain_stream_port=0))
+    return make_plan(_monitoring_docs(text), PlanOptions(start_broker=False, explain_stream_port=0))
+
+
+def test_stream_worker_reads_with_the_loggers_tls_and_sasl_options(models_dir, monkeypatch):
+    from sidecar.runner import explain_stream_settings
+
+    plan = _secure_monitoring_plan(monkeypatch, "p")
     [stream] = plan.by_role("explain-stream")
     settings, _ = explain_stream_settings(stream.env["INFERTAP_SETTINGS"])
     assert settings.kafka_config == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.username": "u",
@@ -241,13 +246,7 @@ def test_stream_worker_reads_with_the_loggers_tls_and_sasl_options(models_dir, m
 
 def test_secrets_stay_off_every_command_line(models_dir, monkeypatch):
     """`ps` shows every user the children's argv; the settings (with the SASL password) go in their env."""
-    root = Path(__file__).resolve().parents[2]
-    monkeypatch.chdir(root)
-    secure = ("kafka://localhost:9092/sklearn-iris-events?security_protocol=SASL_SSL&sasl_mechanism=PLAIN"
-              "&sasl_username=u&sasl_password=s3cret&ssl_cafile=/etc/kafka/ca.pem")
-    text = (root / "examples" / "sklearn-iris-monitoring.yaml").read_text().replace(
-        "url: kafka://localhost:9092/sklearn-iris-events", f"url: {secure}")
-    plan = make_plan(_monitoring_docs(text), PlanOptions(start_broker=False, explain_stream_port=0))
+    plan = _secure_monitoring_plan(monkeypatch, "s3cret")
     roles = {p.role for p in plan.processes}
     assert {"predictor", "logger", "explainer", "explain-stream", "detector"} <= roles
     for process in plan.processes:

@@ -33,6 +33,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -146,6 +147,26 @@ def cpu_seconds(pid: int) -> float:
         except (FileNotFoundError, ProcessLookupError):
             continue
     return total
+
+
+def ratio_ci(sidecar: list[float], nginx: list[float], draws: int = 2000, seed: int = 0) -> list[float] | None:
+    """95 % bootstrap interval of median(sidecar) / median(nginx) over the rounds (rounds
+    resampled in pairs, as they were measured in the same minute): how far the ratio would
+    move if the run were repeated with the same noise."""
+    pairs = [(a, b) for a, b in zip(sidecar, nginx) if a == a and b == b]  # NaN: a round without answers
+    if len(pairs) < 3:
+        return None
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(draws):
+        sample = [rng.choice(pairs) for _ in pairs]
+        denominator = statistics.median(b for _, b in sample)
+        if denominator > 0:
+            ratios.append(statistics.median(a for a, _ in sample) / denominator)
+    if len(ratios) < draws // 2:
+        return None
+    ratios.sort()
+    return [ratios[int(0.025 * len(ratios))], ratios[int(0.975 * len(ratios)) - 1]]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -276,6 +297,8 @@ def main() -> None:
             nginx_rounds = r["nginx"]["added_p50_ms_median_of_rounds"]
             r["ratio_sidecar_to_nginx_added_p50_median_of_rounds"] = (
                 r["sidecar"]["added_p50_ms_median_of_rounds"] / nginx_rounds if nginx_rounds > 0 else None)
+            r["ratio_median_of_rounds_ci95"] = ratio_ci(r["sidecar"]["added_p50_ms_by_round"],
+                                                        r["nginx"]["added_p50_ms_by_round"])
             r["ratio_sidecar_to_nginx_cpu_per_request"] = (r["sidecar"]["proxy_cpu_ms_per_request"]
                                                            / max(r["nginx"]["proxy_cpu_ms_per_request"], 1e-9))
             if "sidecar_no_log" in r:
@@ -288,7 +311,8 @@ def main() -> None:
             print(f"{key}: " + "  ".join(f"{k} p50 {v['p50_ms']:.3f} ms p99 {v['p99_ms']:.3f} ms"
                                          for k, v in r.items() if isinstance(v, dict))
                   + f"  ratio {r['ratio_sidecar_to_nginx_added_p50']}"
-                  + f" (median of rounds {r['ratio_sidecar_to_nginx_added_p50_median_of_rounds']})"
+                  + f" (median of rounds {r['ratio_sidecar_to_nginx_added_p50_median_of_rounds']},"
+                  + f" 95 % interval {r['ratio_median_of_rounds_ci95']})"
                   + f"  cpu/req sidecar {r['sidecar']['proxy_cpu_ms_per_request']:.3f} ms"
                   + f" nginx {r['nginx']['proxy_cpu_ms_per_request']:.3f} ms", flush=True)
         metrics = httpx.get(f"http://127.0.0.1:{sidecar_port}/infertap/metrics").text

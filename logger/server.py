@@ -10,10 +10,12 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
 
 from logger.front import ProxyServer
 from logger.proxy import create_app
 from logger.settings import LoggerSettings
+from logger.sinks import SinkConfigError
 
 log = logging.getLogger("infertap.logger")
 
@@ -29,7 +31,11 @@ def proxy_server(settings: LoggerSettings, delivery=None) -> ProxyServer:
 
 async def serve(settings: LoggerSettings) -> None:
     """Serve until SIGINT/SIGTERM; the stop lets requests finish and flushes the delivery."""
-    server = proxy_server(settings)
+    try:
+        server = proxy_server(settings)
+    except SinkConfigError as exc:  # a bad --log-url: say which and why, no traceback
+        print(f"logger sidecar: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
         await server.start()
     except OSError as exc:  # the port is taken, the spool folder cannot be written...

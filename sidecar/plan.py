@@ -21,7 +21,6 @@ Local choices (documented in the README):
 from __future__ import annotations
 
 import json
-import re
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -210,6 +209,8 @@ def _logger(doc: Document, block: LoggerSpec, predictor: ProcessSpec, opts: Plan
         metadata_headers=block.metadata_headers, metadata_annotations=annotations,
         spool_dir=opts.spool_root / f"{isvc.name}-predictor" if opts.spool_root else None,
     )
+    from logger.sinks.base import shown_url
+
     argv, env = runner_command("logger", settings)
     return ProcessSpec(
         name=f"{isvc.name}/logger", role="logger", host=opts.host, port=port,
@@ -264,11 +265,6 @@ def _explain_stream(doc: Document, planned: list[ProcessSpec], opts: PlanOptions
         argv=argv, env=env, ready_path="/metrics",
         inference_service=isvc.name, note=f"explains {rate:g} of {url.topic} -> {isvc.name}-explanations",
     )
-
-
-def shown_url(url: str) -> str:
-    """A sink URL fit to print (`up`'s table): the SASL password starred out."""
-    return re.sub(r"(sasl_password=)[^&]*", r"\1***", url)
 
 
 def kafka_security(url: str, where: str) -> dict[str, str]:

@@ -44,12 +44,15 @@ FAILED_CLOSE_DELAY_S = 0.1
 
 @dataclass(frozen=True)
 class Certs:
-    """PEM files: the CA that signed the server's certificate, the server's pair, another CA."""
+    """PEM files: the CA that signed the server's and the client's certificates, the two
+    pairs, another CA."""
 
     ca: Path
     server_cert: Path
     server_key: Path
     other_ca: Path
+    client_cert: Path
+    client_key: Path
 
 
 def _openssl(*args: str | Path) -> None:
@@ -64,26 +67,39 @@ def _make_ca(folder: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
-def make_certs(folder: Path) -> Certs:
-    """A CA, a server certificate it signed for 127.0.0.1 and localhost, and an unrelated CA."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ca, ca_key = _make_ca(folder, "test-ca")
-    other_ca, _ = _make_ca(folder, "other-ca")
-    key, csr, cert, ext = (folder / n for n in ("server.key", "server.csr", "server.pem", "server.ext"))
+def _sign(folder: Path, name: str, ca: Path, ca_key: Path, subject: str, extensions: str) -> tuple[Path, Path]:
+    key, csr, cert, ext = (folder / f"{name}.{suffix}" for suffix in ("key", "csr", "pem", "ext"))
     _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", key, "-out", csr, "-subj", "/CN=localhost")
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-                   "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+             "-keyout", key, "-out", csr, "-subj", subject)
+    ext.write_text(extensions + "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
                    "authorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n")
     _openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
              "-days", "2", "-extfile", ext)
-    return Certs(ca=ca, server_cert=cert, server_key=key, other_ca=other_ca)
+    return cert, key
 
 
-def server_context(certs: Certs) -> ssl.SSLContext:
-    """The front's TLS server context (no client certificates asked for)."""
+def make_certs(folder: Path) -> Certs:
+    """A CA; a server certificate it signed for 127.0.0.1 and localhost, and a client
+    certificate (for mutual TLS); an unrelated CA."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = _make_ca(folder, "test-ca")
+    other_ca, _ = _make_ca(folder, "other-ca")
+    cert, key = _sign(folder, "server", ca, ca_key, "/CN=localhost",
+                      "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    client_cert, client_key = _sign(folder, "client", ca, ca_key, "/CN=infertap-logger",
+                                    "extendedKeyUsage=clientAuth\n")
+    return Certs(ca=ca, server_cert=cert, server_key=key, other_ca=other_ca, client_cert=client_cert,
+                 client_key=client_key)
+
+
+def server_context(certs: Certs, client_certs: bool = False) -> ssl.SSLContext:
+    """The front's TLS server context; `client_certs`: mutual TLS, a client certificate signed
+    by the test CA is required."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(certs.server_cert, certs.server_key)
+    if client_certs:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(certs.ca)
     return ctx
 
 

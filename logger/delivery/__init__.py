@@ -6,7 +6,9 @@
     await delivery.stop(flush_timeout=10)   # sends what it can, spools the rest
 
 Each sink has its own queue, worker and spool folder (`<spool_dir>/<sink>-<hash>/`), so a
-dead sink never holds back another. See `worker.py` for the queue/spool modes and
+dead sink never holds back another. The folder is named after where the events go (scheme,
+brokers or host, topic or path), not after the URL's options: events spooled while a sink's
+TLS/SASL options, timeouts or client were wrong are replayed once the URL is fixed. See `worker.py` for the queue/spool modes and
 `spool.py` for what survives a crash. Delivery is at least once.
 """
 from __future__ import annotations
@@ -18,12 +20,13 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Sequence
+from urllib.parse import urlsplit
 
 from cloudevents.core.v1.event import CloudEvent
 
 from ..metrics import DeliveryMetrics, default_metrics
 from ..settings import LoggerSettings
-from ..sinks import Sink, build_sink
+from ..sinks import Sink, SinkConfigError, build_sink, shown_url
 from .record import event_size
 from .worker import Limits, SinkWorker
 
@@ -33,10 +36,30 @@ log = logging.getLogger(__name__)
 
 
 def spool_folder_name(sink: Sink, url: str) -> str:
-    """Stable per-sink folder name: readable prefix + hash of the URL without secrets."""
-    safe_url = re.sub(r"(sasl_password=)[^&]*", r"\1", url)
+    """Stable per-destination folder name: a readable prefix and a hash of where the events go
+    (`scheme://brokers-or-host/topic-or-path`; no credentials, no query options)."""
+    parts = urlsplit(url)
+    destination = f"{parts.scheme.lower()}://{parts.netloc.rpartition('@')[2].lower()}{parts.path}"
+    return _folder_name(sink, destination)
+
+
+def _legacy_folder_name(sink: Sink, url: str) -> str:
+    """The name before 2026-11-28: a hash of the whole URL but its SASL password."""
+    return _folder_name(sink, re.sub(r"(sasl_password=)[^&]*", r"\1", url))
+
+
+def _folder_name(sink: Sink, key: str) -> str:
     prefix = re.sub(r"[^A-Za-z0-9._-]+", "_", sink.name)[:60]
-    return f"{prefix}-{hashlib.sha1(safe_url.encode()).hexdigest()[:8]}"
+    return f"{prefix}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def _spool_folder(spool_dir: Path, sink: Sink, url: str) -> Path:
+    """The sink's spool folder; one left under the legacy name by an older version is taken over."""
+    folder, legacy = spool_dir / spool_folder_name(sink, url), spool_dir / _legacy_folder_name(sink, url)
+    if legacy != folder and legacy.is_dir() and not folder.exists():
+        legacy.rename(folder)
+        log.info("%s: spool folder %s renamed to %s (named by destination now)", sink.name, legacy.name, folder.name)
+    return folder
 
 
 class Delivery:
@@ -47,8 +70,14 @@ class Delivery:
         """`sinks`: (url, sink) pairs; the URL names the sink's spool folder."""
         metrics = metrics or default_metrics()
         self.spool_dir = Path(spool_dir)
+        folders = [spool_folder_name(sink, url) for url, sink in sinks]
+        for i, (url, _) in enumerate(sinks):
+            if folders.index(folders[i]) != i:
+                first = sinks[folders.index(folders[i])][0]
+                raise SinkConfigError(f"two sinks deliver to the same place ({shown_url(url)} and {shown_url(first)}): "
+                                      "give each destination once")
         self.workers = [
-            SinkWorker(sink, self.spool_dir / spool_folder_name(sink, url), limits,
+            SinkWorker(sink, _spool_folder(self.spool_dir, sink, url), limits,
                        metrics.for_sink(inference_service, component, sink.name))
             for url, sink in sinks
         ]

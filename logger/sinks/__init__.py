@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .base import Sink, SinkConfigError, SinkError
+from .base import Sink, SinkConfigError, SinkError, shown_url
 
-__all__ = ["Sink", "SinkError", "SinkConfigError", "build_sink", "SCHEMES"]
+__all__ = ["Sink", "SinkError", "SinkConfigError", "build_sink", "shown_url", "SCHEMES"]
 
 SCHEMES = ("kafka", "http", "https", "file")
 

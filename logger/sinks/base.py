@@ -1,6 +1,7 @@
 """The one interface every sink implements, and its errors."""
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from typing import Sequence
 
@@ -9,6 +10,11 @@ from cloudevents.core.v1.event import CloudEvent
 
 class SinkConfigError(ValueError):
     """A sink URL or option is wrong; the message names the bad part."""
+
+
+def shown_url(url: str) -> str:
+    """A sink URL fit for a message or a table: the SASL password starred out."""
+    return re.sub(r"(sasl_password=)[^&]*", r"\1***", url)
 
 
 class SinkError(Exception):

@@ -48,7 +48,7 @@ class HttpSink(Sink):
 
     def __init__(self, config: HttpSinkConfig):
         self.config = config
-        self.name = f"http:{urlsplit(config.url).netloc}"
+        self.name = f"http:{urlsplit(config.url).netloc.rpartition('@')[2]}"  # never the userinfo: it names metrics
         self._client: httpx.AsyncClient | None = None
 
     def _http(self) -> httpx.AsyncClient:

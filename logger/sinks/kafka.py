@@ -23,7 +23,7 @@ from cloudevents.core.bindings.kafka import CE_PREFIX, KafkaMessage, to_binary_e
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .base import Sink, SinkConfigError
+from .base import Sink, SinkConfigError, shown_url
 
 KafkaClient = Literal["confluent", "kafka-python"]
 _BROKER = re.compile(r"^[A-Za-z0-9._\-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
@@ -83,7 +83,7 @@ class KafkaSinkConfig(BaseModel):
     @classmethod
     def from_url(cls, url: str, default_client: KafkaClient = "confluent") -> "KafkaSinkConfig":
         """Parse `kafka://...`; SinkConfigError names the part that is wrong."""
-        shown = re.sub(r"(sasl_password=)[^&]*", r"\1***", url)
+        shown = shown_url(url)
         parts = urlsplit(url)
         if parts.scheme != "kafka":
             raise SinkConfigError(f"kafka sink URL {shown!r}: scheme must be kafka://")

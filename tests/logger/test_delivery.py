@@ -155,3 +155,67 @@ def test_linger_is_cut_short_by_stop(tmp_path: Path) -> None:
     asyncio.run(run())
     assert sink.batches == [5]  # sent by the flush, not spooled at the end of it
     assert d.counts()["recorder"]["spooled"] == 0
+
+
+# --- spool folders -------------------------------------------------------------------------
+
+def _folder(url: str) -> str:
+    from logger.delivery import spool_folder_name
+    from logger.sinks import build_sink
+
+    return spool_folder_name(build_sink(url), url)
+
+
+def test_the_spool_folder_is_named_by_destination_not_by_options_or_credentials() -> None:
+    base = _folder("kafka://k1:9092,k2:9092/events")
+    assert _folder("kafka://k1:9092,k2:9092/events?acks=1&client=kafka-python&delivery_timeout_ms=5000") == base
+    assert _folder("kafka://k1:9092,k2:9092/events?security_protocol=SSL&ssl_cafile=/ca.pem"
+                   "&ssl_certfile=/c.pem&ssl_keyfile=/c.key") == base
+    assert _folder("kafka://K1:9092,K2:9092/events?security_protocol=SASL_SSL&sasl_mechanism=PLAIN"
+                   "&sasl_username=u&sasl_password=p") == base
+    assert base.startswith("kafka_events-")
+    others = {_folder("kafka://k1:9092,k2:9092/other"), _folder("kafka://k3:9092/events"),
+              _folder("http://collector:8080/events"), _folder("http://collector:8080/other")}
+    assert base not in others and len(others) == 4
+    assert _folder("https://u:secret@collector/events") == _folder("https://collector/events")
+    from logger.sinks import build_sink
+    assert build_sink("https://u:secret@collector/events").name == "http:collector"  # metrics label, log lines
+
+
+def test_a_spool_left_under_the_old_name_is_taken_over(tmp_path: Path) -> None:
+    """Events spooled by the version that named folders after the whole URL are not orphaned."""
+    from logger.delivery import _legacy_folder_name
+    from logger.sinks import build_sink
+
+    url = "http://127.0.0.1:9/events?timeout_s=1"
+    sink = build_sink(url)
+    legacy = tmp_path / _legacy_folder_name(sink, url)
+    legacy.mkdir()
+    (legacy / "marker").write_text("old spool")
+    d = Delivery([(url, sink)], tmp_path)
+    folder = d.workers[0].spool_dir
+    assert folder.name == _folder(url) != legacy.name
+    assert (folder / "marker").read_text() == "old spool" and not legacy.exists()
+
+
+def test_two_sinks_for_the_same_destination_are_refused_with_a_sentence(tmp_path: Path) -> None:
+    import pytest
+
+    from logger.sinks import SinkConfigError, build_sink
+
+    urls = ["kafka://127.0.0.1:9092/t", "kafka://127.0.0.1:9092/t?acks=1&sasl_password=pw&sasl_username=u"
+            "&sasl_mechanism=PLAIN&security_protocol=SASL_PLAINTEXT"]
+    with pytest.raises(SinkConfigError, match="two sinks deliver to the same place") as exc:
+        Delivery([(u, build_sink(u)) for u in urls], tmp_path)
+    assert "pw" not in str(exc.value) and "sasl_password=***" in str(exc.value)
+
+
+def test_the_sidecar_exits_2_with_a_sentence_on_a_bad_log_url(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for url, says in (("kafka://127.0.0.1:9092/t?acks=5", "option 'acks'"),
+                      ("s3://bucket/events", "unknown scheme 's3'")):
+        done = subprocess.run([sys.executable, "-m", "logger", "--port", "0", "--component-port", "9", "--log-url", url,
+                               "--spool-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -43,6 +43,11 @@ def tls_front(tmp_path_factory, certs) -> Iterator[KafkaFront]:
 
 
 @pytest.fixture(scope="module")
+def mtls_front(tmp_path_factory, certs) -> Iterator[KafkaFront]:
+    yield from _front(tmp_path_factory, ssl_context=server_context(certs, client_certs=True))
+
+
+@pytest.fixture(scope="module")
 def sasl_front(tmp_path_factory) -> Iterator[KafkaFront]:
     yield from _front(tmp_path_factory, users={USER: PASSWORD})
 
@@ -65,11 +70,13 @@ def sasl_options(protocol: str, certs: Certs, password: str = PASSWORD) -> dict[
     return options
 
 
-def reader_options(protocol: str, certs: Certs) -> dict[str, str]:
-    """kafka-python consumer arguments for reading back over `protocol`."""
+def reader_options(protocol: str, certs: Certs, client_cert: bool = False) -> dict[str, str]:
+    """kafka-python consumer arguments for reading back over `protocol` (`client_cert`: mutual TLS)."""
     options = {"security_protocol": protocol}
     if "SSL" in protocol:
         options["ssl_cafile"] = str(certs.ca)
+    if client_cert:
+        options.update(ssl_certfile=str(certs.client_cert), ssl_keyfile=str(certs.client_key))
     if protocol.startswith("SASL"):
         options.update(sasl_mechanism="PLAIN", sasl_plain_username=USER, sasl_plain_password=PASSWORD)
     return options
@@ -106,8 +113,9 @@ def spool_all(tmp_path: Path, url: str, events: list) -> dict[str, int]:
     return d.counts()[sink]
 
 
-def assert_arrived(front: KafkaFront, topic: str, events: list, protocol: str, certs: Certs) -> None:
-    records = read_topic(front.bootstrap, topic, len(events), **reader_options(protocol, certs))
+def assert_arrived(front: KafkaFront, topic: str, events: list, protocol: str, certs: Certs,
+                   client_cert: bool = False) -> None:
+    records = read_topic(front.bootstrap, topic, len(events), **reader_options(protocol, certs, client_cert))
     assert sorted(r.key.decode() for r in records) == [e.get_id() for e in events]  # all, once
     for r in records[:5]:
         assert_same_event(r, events[int(r.key.decode()[3:])])
@@ -150,6 +158,25 @@ def test_ssl_wrong_ca_spools_then_delivers_once_fixed(tls_front, certs, tmp_path
     counts = deliver_all(tmp_path, url, [])  # the spool alone
     assert counts["sent"] == N and counts["dropped"] == 0
     assert_arrived(tls_front, topic, events, "SSL", certs)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_mutual_tls_spools_without_a_client_certificate_and_delivers_with_one(mtls_front, certs, tmp_path,
+                                                                              client) -> None:
+    """The broker asks for a client certificate (mutual TLS): without `ssl_certfile` and
+    `ssl_keyfile` the handshake fails and every event spools; with them the spool and the
+    new events arrive."""
+    topic = unique("mtls")
+    events = [make_event(i) for i in range(N)]
+    plain = sink_url(mtls_front, topic, client, security_protocol="SSL", ssl_cafile=str(certs.ca))
+    counts = spool_all(tmp_path, plain, events[:N // 2])
+    assert counts["sent"] == 0 and counts["spooled"] == N // 2
+
+    mutual = sink_url(mtls_front, topic, client, security_protocol="SSL", ssl_cafile=str(certs.ca),
+                      ssl_certfile=str(certs.client_cert), ssl_keyfile=str(certs.client_key))
+    counts = deliver_all(tmp_path, mutual, events[N // 2:])
+    assert counts["sent"] == N and counts["dropped"] == 0  # the spool of the URL without the certificate too
+    assert_arrived(mtls_front, topic, events, "SSL", certs, client_cert=True)
 
 
 # --- SASL/PLAIN ----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ exclusive in its CLI) nor authenticate anyone it has not already authenticated (
 user create` is refused by `broker --authentication`). So the tests put this front on
 loopback between a real Kafka client and the real Tansu:
 
-    client --TLS and/or SASL/PLAIN--> KafkaFront --plain TCP--> Tansu
+    client --TLS and/or SASL (PLAIN, SCRAM-SHA-256/512)--> KafkaFront --plain TCP--> Tansu
 
 Tansu is started with `--advertised-listener-url` = the front's address, so metadata and
 FindCoordinator answers send the client back through the front for every connection.
@@ -17,13 +17,20 @@ key 17 v0-1, and SaslAuthenticate, key 36 v0-2), answers SaslHandshake v1 and
 SaslAuthenticate v0-2 itself (librdkafka sends v1 of both, kafka-python 3.0 v1 and the
 flexible v2; a v0 handshake, which means raw tokens without Kafka headers, is refused),
 closes the connection on anything else and on a wrong password (after
-SASL_AUTHENTICATION_FAILED, 100 ms later, as Kafka does). Once authenticated it only copies
-bytes both ways.
+SASL_AUTHENTICATION_FAILED, 100 ms later, as Kafka does). PLAIN takes one SaslAuthenticate
+round; SCRAM two (RFC 5802: server-first with a salt and 4096 iterations, then the client's
+proof checked and the server's signature sent back, as Kafka's KIP-84). Once authenticated
+it only copies bytes both ways.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
+import collections
 import contextlib
+import hashlib
+import hmac
+import os
 import ssl
 import struct
 import subprocess
@@ -170,17 +177,65 @@ def _parse(frame: bytes) -> _Request:
 
 
 def _handshake_response(req: _Request, error: int) -> bytes:
-    return struct.pack(">ihi", req.correlation_id, error, 1) + _string("PLAIN")
+    out = struct.pack(">ihi", req.correlation_id, error, len(MECHANISMS))
+    return out + b"".join(_string(m) for m in MECHANISMS)
 
 
-def _authenticate_response(req: _Request, error: int, message: str | None) -> bytes:
+def _authenticate_response(req: _Request, error: int, message: str | None, auth: bytes = b"") -> bytes:
     if req.version >= 2:  # flexible: response header v1, compact strings, tagged fields
         msg = b"\x00" if message is None else _uvarint(len(message.encode()) + 1) + message.encode()
         return (struct.pack(">i", req.correlation_id) + b"\x00" + struct.pack(">h", error) + msg
-                + _uvarint(1) + struct.pack(">q", 0) + b"\x00")
+                + _uvarint(len(auth) + 1) + auth + struct.pack(">q", 0) + b"\x00")
     msg = struct.pack(">h", -1) if message is None else _string(message)
-    out = struct.pack(">ih", req.correlation_id, error) + msg + struct.pack(">i", 0)
+    out = struct.pack(">ih", req.correlation_id, error) + msg + struct.pack(">i", len(auth)) + auth
     return out + struct.pack(">q", 0) if req.version >= 1 else out
+
+
+# --- SCRAM (RFC 5802; SHA-256 and SHA-512 as Kafka's KIP-84) ------------------------------
+
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SCRAM_ITERATIONS = 4096
+
+
+class _Scram:
+    """The server side of one SCRAM exchange: `first` answers client-first, `final` checks the
+    proof in client-final and returns the server signature (None: authentication failed)."""
+
+    def __init__(self, mechanism: str, users: dict[str, str]):
+        self.hash = "sha256" if mechanism == "SCRAM-SHA-256" else "sha512"
+        self.users = users
+        self.user: str | None = None
+        self.client_first_bare = self.server_first = ""
+
+    def _hmac(self, key: bytes, msg: bytes) -> bytes:
+        return hmac.new(key, msg, self.hash).digest()
+
+    def first(self, message: bytes) -> bytes:
+        text = message.decode()
+        _, _, bare = text.partition(",,")  # gs2 header "n,," (no channel binding, no authzid)
+        fields = dict(f.split("=", 1) for f in bare.split(","))
+        self.user, self.client_first_bare = fields["n"], bare
+        self.salt = os.urandom(16)
+        nonce = fields["r"] + base64.b64encode(os.urandom(18)).decode()
+        self.server_first = f"r={nonce},s={base64.b64encode(self.salt).decode()},i={SCRAM_ITERATIONS}"
+        return self.server_first.encode()
+
+    def final(self, message: bytes) -> bytes | None:
+        text = message.decode()
+        without_proof, _, proof = text.rpartition(",p=")
+        password = self.users.get(self.user or "")
+        if password is None or not without_proof:
+            return None
+        salted = hashlib.pbkdf2_hmac(self.hash, password.encode(), self.salt, SCRAM_ITERATIONS)
+        auth_message = f"{self.client_first_bare},{self.server_first},{without_proof}".encode()
+        client_key = self._hmac(salted, b"Client Key")
+        stored_key = hashlib.new(self.hash, client_key).digest()
+        signature = self._hmac(stored_key, auth_message)
+        sent_key = bytes(a ^ b for a, b in zip(base64.b64decode(proof), signature))
+        if not hmac.compare_digest(hashlib.new(self.hash, sent_key).digest(), stored_key):
+            return None
+        server_signature = self._hmac(self._hmac(salted, b"Server Key"), auth_message)
+        return b"v=" + base64.b64encode(server_signature)
 
 
 def _auth_bytes(req: _Request) -> bytes:
@@ -214,9 +269,9 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 class KafkaFront:
-    """Listens on host:port (port 0: any), terminates TLS and/or SASL/PLAIN, forwards to `upstream`.
+    """Listens on host:port (port 0: any), terminates TLS and/or SASL, forwards to `upstream`.
 
-    `users` (name -> password) turns SASL/PLAIN on; `ssl_context` turns TLS on. Runs its
+    `users` (name -> password) turns SASL on (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); `ssl_context` turns TLS on. Runs its
     own event loop on a daemon thread, so synchronous and asyncio tests can both use it.
     `authenticated` and `refused` count SASL outcomes, for the tests to assert on.
     """
@@ -226,6 +281,7 @@ class KafkaFront:
         self.upstream, self.ssl_context, self.users, self.host = upstream, ssl_context, users, host
         self.port = 0
         self.authenticated = self.refused = 0
+        self.mechanisms: collections.Counter[str] = collections.Counter()  # successful logins by mechanism
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="kafka-front", daemon=True)
         self._server: asyncio.base_events.Server | None = None
@@ -288,6 +344,8 @@ class KafkaFront:
 
     async def _authenticate(self, reader, writer, up_reader, up_writer) -> bool:
         """The pre-authentication exchange, one frame at a time; True once the client is in."""
+        scram: _Scram | None = None
+        mechanism = ""  # set by SaslHandshake, which must come first
         while (frame := await _read_frame(reader)) is not None:
             req = _parse(frame)
             if req.api_key == API_VERSIONS:
@@ -299,15 +357,26 @@ class KafkaFront:
                 _write_frame(writer, answer)
             elif req.api_key == SASL_HANDSHAKE:
                 mechanism = req.body.raw(req.body.take(">h")).decode()
-                error = 0 if mechanism == "PLAIN" else UNSUPPORTED_SASL_MECHANISM
+                error = 0 if mechanism in MECHANISMS else UNSUPPORTED_SASL_MECHANISM
                 _write_frame(writer, _handshake_response(req, error))
                 if error or req.version == 0:  # v0 would send raw tokens next: neither client does
                     await writer.drain()
                     return False
+                scram = _Scram(mechanism, self.users) if mechanism.startswith("SCRAM") else None
+            elif req.api_key == SASL_AUTHENTICATE and not mechanism:
+                return False
+            elif req.api_key == SASL_AUTHENTICATE and scram is not None and not scram.server_first:
+                _write_frame(writer, _authenticate_response(req, 0, None, scram.first(_auth_bytes(req))))
             elif req.api_key == SASL_AUTHENTICATE:
-                ok = self._check(_auth_bytes(req))
+                if scram is None:
+                    ok, answer = self._check(_auth_bytes(req)), b""
+                else:
+                    answer = scram.final(_auth_bytes(req)) or b""
+                    ok = self._count(bool(answer))
+                if ok:
+                    self.mechanisms[mechanism] += 1
                 _write_frame(writer, _authenticate_response(
-                    req, 0 if ok else SASL_AUTHENTICATION_FAILED, None if ok else FAILED_MESSAGE))
+                    req, 0 if ok else SASL_AUTHENTICATION_FAILED, None if ok else FAILED_MESSAGE, answer))
                 await writer.drain()
                 if not ok:  # as Kafka's connection.failed.authentication.delay.ms (100 ms by default)
                     await asyncio.sleep(FAILED_CLOSE_DELAY_S)
@@ -320,8 +389,10 @@ class KafkaFront:
     def _check(self, token: bytes) -> bool:
         """A SASL/PLAIN token: authzid NUL authcid NUL password."""
         parts = token.split(b"\x00")
-        ok = (len(parts) == 3 and parts[0] in (b"", parts[1])
-              and self.users.get(parts[1].decode(errors="replace")) == parts[2].decode(errors="replace"))
+        return self._count(len(parts) == 3 and parts[0] in (b"", parts[1])
+                           and self.users.get(parts[1].decode(errors="replace")) == parts[2].decode(errors="replace"))
+
+    def _count(self, ok: bool) -> bool:
         if ok:
             self.authenticated += 1
         else:

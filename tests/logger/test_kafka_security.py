@@ -62,8 +62,8 @@ def sink_url(front: KafkaFront, topic: str, client: str, **options: str) -> str:
     return f"kafka://{front.bootstrap}/{topic}?{query}"
 
 
-def sasl_options(protocol: str, certs: Certs, password: str = PASSWORD) -> dict[str, str]:
-    options = {"security_protocol": protocol, "sasl_mechanism": "PLAIN", "sasl_username": USER,
+def sasl_options(protocol: str, certs: Certs, password: str = PASSWORD, mechanism: str = "PLAIN") -> dict[str, str]:
+    options = {"security_protocol": protocol, "sasl_mechanism": mechanism, "sasl_username": USER,
                "sasl_password": password}
     if protocol == "SASL_SSL":
         options["ssl_cafile"] = str(certs.ca)
@@ -215,3 +215,27 @@ def test_sasl_wrong_password_spools_then_delivers_once_fixed(sasl, certs, tmp_pa
     counts = deliver_all(tmp_path, sink_url(front, topic, client, **sasl_options(protocol, certs)), [])
     assert counts["sent"] == N and counts["dropped"] == 0
     assert_arrived(front, topic, events, protocol, certs)
+
+
+# --- SASL/SCRAM ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+@pytest.mark.parametrize("client", CLIENTS)
+def test_scram_delivers_and_a_wrong_password_spools(sasl_front, certs, tmp_path, client, mechanism, caplog) -> None:
+    """SCRAM (a salted challenge instead of the password on the wire): the front checks the
+    client's proof with the password it knows; a wrong password fails the proof."""
+    caplog.set_level(logging.WARNING)
+    topic = unique("scram")
+    events = [make_event(i) for i in range(N)]
+    refused = sasl_front.refused
+    wrong = sink_url(sasl_front, topic, client, **sasl_options("SASL_PLAINTEXT", certs, WRONG, mechanism))
+    counts = spool_all(tmp_path, wrong, events[:N // 2])
+    assert counts["sent"] == 0 and counts["spooled"] == N // 2 and sasl_front.refused > refused
+    assert not any(WRONG in r.getMessage() for r in caplog.records)
+
+    logins = sasl_front.mechanisms[mechanism]
+    right = sink_url(sasl_front, topic, client, **sasl_options("SASL_PLAINTEXT", certs, mechanism=mechanism))
+    counts = deliver_all(tmp_path, right, events[N // 2:])
+    assert counts["sent"] == N and counts["dropped"] == 0  # the spool of the wrong password too
+    assert sasl_front.mechanisms[mechanism] > logins  # the producer logged in with SCRAM, not PLAIN
+    assert_arrived(sasl_front, topic, events, "SASL_PLAINTEXT", certs)

@@ -219,8 +219,8 @@ def test_sasl_wrong_password_spools_then_delivers_once_fixed(sasl, certs, tmp_pa
 
 # --- SASL/SCRAM ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
-@pytest.mark.parametrize("client", CLIENTS)
+# each client with one of the two hashes: both clients and both hashes, at half the suite time
+@pytest.mark.parametrize("client, mechanism", [("confluent", "SCRAM-SHA-256"), ("kafka-python", "SCRAM-SHA-512")])
 def test_scram_delivers_and_a_wrong_password_spools(sasl_front, certs, tmp_path, client, mechanism, caplog) -> None:
     """SCRAM (a salted challenge instead of the password on the wire): the front checks the
     client's proof with the password it knows; a wrong password fails the proof."""

@@ -82,15 +82,16 @@ def test_autoencoders_flag_planted_outliers(tf_python: Path, tmp_path: Path) -> 
     mix = rng.normal(size=(2, 6))
     ref = latent @ mix + 0.05 * rng.normal(size=(1500, 6))  # rows on a 2-D plane in 6-D
     np.save(tmp_path / "reference.npy", ref)
-    folders = []
-    for name, params in [("OutlierAE", {"epochs": 30, "batch_size": 128, "hidden": [32, 16], "encoding_dim": 2,
-                                        "threshold_perc": 99}),
-                         ("OutlierVAE", {"epochs": 30, "batch_size": 128, "hidden": [32, 16], "latent_dim": 2,
-                                         "threshold_perc": 99, "samples": 5})]:
-        path = spec(tmp_path, name.lower(), {"name": name, "params": params, "reference": "reference.npy"})
-        done = run_tf(tf_python, "-m", "sidecar", "fit", str(path))
+    detectors = [("OutlierAE", {"epochs": 30, "batch_size": 128, "hidden": [32, 16], "encoding_dim": 2,
+                                "threshold_perc": 99}),
+                 ("OutlierVAE", {"epochs": 30, "batch_size": 128, "hidden": [32, 16], "latent_dim": 2,
+                                 "threshold_perc": 99, "samples": 5})]
+    paths = [str(spec(tmp_path, name.lower(), {"name": name, "params": params, "reference": "reference.npy"}))
+             for name, params in detectors]
+    done = run_tf(tf_python, "-m", "sidecar", "fit", *paths)  # one TensorFlow start for both
+    for name, _ in detectors:
         assert f"{name.lower()}/detector ({name})" in done.stdout
-        folders.append(tmp_path / f"{name.lower()}-detector")
+    folders = [tmp_path / f"{name.lower()}-detector" for name, _ in detectors]
     window = rng.normal(size=(200, 2)) @ mix + 0.05 * rng.normal(size=(200, 6))
     planted = [5, 60, 150]
     window[planted] += np.array([2.0, -2.0, 2.0, -2.0, 2.0, -2.0])  # off the plane
@@ -187,19 +188,23 @@ def test_adversarial_detectors_score_attacks_above_clean_rows(tf_python: Path, t
     assert fooled.mean() > 0.5, f"attack fooled only {fooled.mean():.0%} of rows"
     x_clean, x_adv = x_clean[fooled], x_adv[fooled]
 
-    folders = []
-    for name, params in [("AdversarialAE", {"epochs": 30, "batch_size": 128, "hidden": [32], "threshold_perc": 95}),
-                         ("ModelDistillation", {"epochs": 30, "batch_size": 128, "hidden": [8], "threshold_perc": 95})]:
-        path = spec(tmp_path, name.lower(), {"name": name, "reference": "reference.npy",
-                                             "params": {**params, "predictor": url, "surrogate_epochs": 60}})
-        done = run_tf(tf_python, "-m", "sidecar", "fit", str(path))
+    detectors = [("AdversarialAE", {"epochs": 30, "batch_size": 128, "hidden": [32], "threshold_perc": 95}),
+                 ("ModelDistillation", {"epochs": 30, "batch_size": 128, "hidden": [8], "threshold_perc": 95})]
+    paths = [str(spec(tmp_path, name.lower(), {"name": name, "reference": "reference.npy",
+                                               "params": {**params, "predictor": url, "surrogate_epochs": 60}}))
+             for name, params in detectors]
+    done = run_tf(tf_python, "-m", "sidecar", "fit", *paths)  # one TensorFlow start for both
+    for name, _ in detectors:
         assert f"({name})" in done.stdout
-        folders.append(tmp_path / f"{name.lower()}-detector")
+    folders = [tmp_path / f"{name.lower()}-detector" for name, _ in detectors]
 
-    clean = score(tf_python, x_clean, folders, tmp_path)
-    attacked = score(tf_python, x_adv, folders, tmp_path)
+    # clean and attacked rows scored in one TensorFlow start, then split
+    both = score(tf_python, np.concatenate([x_clean, x_adv]), folders, tmp_path)
+    n = len(x_clean)
     for folder in folders:
-        c, a = clean[str(folder)], attacked[str(folder)]
+        r = both[str(folder)]
+        c = {**r, "scores": r["scores"][:n], "flags": r["flags"][:n]}
+        a = {**r, "scores": r["scores"][n:], "flags": r["flags"][n:]}
         assert c["kind"] == "adversarial"
         separation = auc(c["scores"], a["scores"])
         print(f"{c['name']}: clean mean {np.mean(c['scores']):.4f}, adversarial mean {np.mean(a['scores']):.4f}, "

@@ -190,7 +190,7 @@ def test_upstream_down_gives_502_and_sidecar_lives(serve_app):
 
 def test_upstream_timeout_gives_504(serve_app, upstream):
     url, _ = sidecar(serve_app, upstream, upstream_timeout_s=0.5)
-    r = httpx.get(f"{url}/slow", params={"s": 5}, timeout=30)
+    r = httpx.get(f"{url}/slow", params={"s": 2}, timeout=30)
     assert r.status_code == 504 and "timed out" in r.json()["error"]
 
 

@@ -8,7 +8,8 @@
 Each sink has its own queue, worker and spool folder (`<spool_dir>/<sink>-<hash>/`), so a
 dead sink never holds back another. The folder is named after where the events go (scheme,
 brokers or host, topic or path), not after the URL's options: events spooled while a sink's
-TLS/SASL options, timeouts or client were wrong are replayed once the URL is fixed. See `worker.py` for the queue/spool modes and
+TLS/SASL options, timeouts or client were wrong are replayed once the URL is fixed. See
+`worker.py` for the queue/spool modes and
 `spool.py` for what survives a crash. Delivery is at least once.
 """
 from __future__ import annotations
@@ -70,10 +71,10 @@ class Delivery:
         """`sinks`: (url, sink) pairs; the URL names the sink's spool folder."""
         metrics = metrics or default_metrics()
         self.spool_dir = Path(spool_dir)
-        folders = [spool_folder_name(sink, url) for url, sink in sinks]
-        for i, (url, _) in enumerate(sinks):
-            if folders.index(folders[i]) != i:
-                first = sinks[folders.index(folders[i])][0]
+        seen: dict[str, str] = {}  # spool folder -> the first URL that named it
+        for url, sink in sinks:
+            first = seen.setdefault(spool_folder_name(sink, url), url)
+            if first is not url:
                 raise SinkConfigError(f"two sinks deliver to the same place ({shown_url(url)} and {shown_url(first)}): "
                                       "give each destination once")
         self.workers = [

@@ -94,7 +94,7 @@ def security_config(config: KafkaSinkConfig) -> dict[str, str]:
     return {k: str(v) for k, v in optional.items() if v is not None}
 
 
-def never_fits(err: object) -> bool:
+def _never_fits(err: object) -> bool:
     """Whether a produce error says the message is too large for Kafka: retrying cannot help."""
     import confluent_kafka
 
@@ -116,8 +116,14 @@ class _Batch:
     def on_delivery(self, index: int, err: object, _msg: object) -> None:  # on the produce or poll thread
         if err is not None:
             with self._lock:
-                (self.rejected if never_fits(err) else self.failed).add(index)
+                (self.rejected if _never_fits(err) else self.failed).add(index)
                 self.first_error = self.first_error or str(err)
+
+    def fail_all(self, n: int, why: str) -> None:
+        """Every one of the batch's `n` messages counts as failed (worth another try)."""
+        with self._lock:
+            self.failed.update(range(n))
+            self.first_error = self.first_error or why
 
 
 # produce() holds the GIL: a batch of a few hundred events would keep the proxy's event loop
@@ -180,9 +186,7 @@ class ConfluentBackend:
         # librdkafka fails a message after message.timeout.ms itself: flush returns by then
         left = self._producer.flush(self.config.delivery_timeout_ms / 1000 + 5.0)
         if left:  # not expected; these may yet arrive, but unreported they count as failed (at least once)
-            with batch._lock:
-                batch.failed.update(range(len(events)))
-                batch.first_error = batch.first_error or f"{left} messages still queued after the delivery timeout"
+            batch.fail_all(len(events), f"{left} messages still queued after the delivery timeout")
 
     def _produce(self, events: Sequence[CloudEvent], batch: _Batch) -> None:
         producer, topic = self._ensure(), self.config.topic

@@ -34,7 +34,7 @@ def timed(fn, repeats: int, warm_up: bool = True) -> dict:
 def bench(device: str, x_ref: np.ndarray, x: np.ndarray, permutations: int, repeats: int) -> dict:
     import torch
 
-    from detectors.backends.registry import create_backend
+    from infertap.detectors.backends.registry import create_backend
 
     backend = create_backend("MMDDrift", [f"f{j}" for j in range(x.shape[1])],
                              {"n_permutations": permutations, "device": device})

@@ -55,7 +55,7 @@ def produce(bootstrap: str, topic: str, batches: list[np.ndarray]) -> float:
     from cloudevents.core.bindings import kafka as ce_kafka
     from confluent_kafka import Producer
 
-    from logger.events import EventBuilder
+    from infertap.logger.events import EventBuilder
 
     builder = EventBuilder(source="http://bench/", inference_service="bench", component="predictor")
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all",
@@ -95,9 +95,9 @@ def _cpu_seconds(pid: int | None = None) -> float:
 
 def run_worker(bootstrap: str, topic: str, reference: Path, windows: int, size: int, features: int) -> dict:
     """The worker as `infertap detect` runs it: reader thread, judge thread, detector in its own process."""
-    from detectors.predictor import RemoteEvaluator
-    from detectors.settings import WorkerSettings
-    from detectors.worker import Worker
+    from infertap.detectors.predictor import RemoteEvaluator
+    from infertap.detectors.settings import WorkerSettings
+    from infertap.detectors.worker import Worker
 
     settings = WorkerSettings(
         name=f"bench-{uuid.uuid4().hex[:6]}", inference_service="bench", bootstrap=bootstrap, topic=topic,
@@ -146,7 +146,7 @@ def run_worker(bootstrap: str, topic: str, reference: Path, windows: int, size: 
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     (parent_a, child_a), (parent_b, child_b) = cpu
     return {"seconds_per_window": steady, "median_seconds_per_window": statistics.median(gaps),
-            "events_per_s": size / steady, "backend": "detectors.backends.registry TabularDrift, in the detector process",
+            "events_per_s": size / steady, "backend": "infertap.detectors.backends.registry TabularDrift, in the detector process",
             "decode_seconds_per_window": parts["decode"] / windows, "predict_seconds_per_window": parts["predict"] / windows,
             # CPU over the same steady span: the worker process (Kafka, decoding, publishing) and the detector process
             "cpu_seconds_per_window": {"worker_process": (parent_b - parent_a) / (windows - 1),
@@ -213,7 +213,7 @@ def main() -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
 
     from benchmarks.processes import free_port
-    from sidecar.broker import EmbeddedBroker
+    from infertap.stack.broker import EmbeddedBroker
 
     reference, batches = make_data(args.windows, args.window_size, args.features)
     with EmbeddedBroker(port=free_port()) as broker, tempfile.TemporaryDirectory() as work:

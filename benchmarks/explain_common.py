@@ -33,7 +33,7 @@ class Child:
 
 def model_server(tmp: Path, name: str, fmt: str) -> tuple[Child, str]:
     port = free_port()
-    child = Child([sys.executable, "-m", "serving", "--model-name", name, "--model-format", fmt, "--storage-uri",
+    child = Child([sys.executable, "-m", "infertap.serving", "--model-name", name, "--model-format", fmt, "--storage-uri",
                    str(MODELS / name), "--http-port", str(port)], f"http://127.0.0.1:{port}/v2/health/ready",
                   tmp / f"serving-{name}.log")
     return child, f"http://127.0.0.1:{port}"

@@ -1,7 +1,7 @@
 """Benchmark 2: IntegratedGradients on the digits CNN, served vs raw captum, same run.
 
 - raw: captum's IntegratedGradients on the TorchScript model loaded here;
-- served: `python -m explainers --explainer-type IntegratedGradients` (a child process)
+- served: `python -m infertap.explainers --explainer-type IntegratedGradients` (a child process)
   answering `POST /v1/models/torch-digits:explain` over HTTP (JSON in and out);
 
 same n_steps, method, internal_batch_size and zeros baseline, batches of 1 and 16
@@ -56,7 +56,7 @@ def run_case(name: str, model_path: Path, X: np.ndarray, batch: int, requests: i
         model = torch.jit.load(str(model_path)).eval()
     ig = IntegratedGradients(model)
     port = free_port()
-    child = Child([sys.executable, "-m", "explainers", "--name", name, "--explainer-type", "IntegratedGradients",
+    child = Child([sys.executable, "-m", "infertap.explainers", "--name", name, "--explainer-type", "IntegratedGradients",
                    "--storage-uri", str(model_path), "--model-format", "pytorch", "--http-port", str(port),
                    "--n-steps", str(n_steps), "--internal-batch-size", str(ibs), "--max-instances", "64",
                    "--deadline-s", "600"],

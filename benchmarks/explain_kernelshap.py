@@ -39,9 +39,9 @@ def main() -> None:
     import shap
     import xgboost as xgb
 
-    from explainers.backends import ExplainOptions, create_explainer
-    from explainers.backgrounds import kmeans_background
-    from explainers.settings import ExplainerSettings
+    from infertap.explainers.backends import ExplainOptions, create_explainer
+    from infertap.explainers.backgrounds import kmeans_background
+    from infertap.explainers.settings import ExplainerSettings
 
     reference = np.load(MODELS / "xgboost-cancer" / "reference.npy")
     X = reference[np.random.default_rng(1).choice(len(reference), a.instances, replace=False)]

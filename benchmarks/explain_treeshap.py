@@ -34,7 +34,7 @@ def measure(booster, X: np.ndarray, repeats: int) -> dict:
     import shap
     import xgboost as xgb
 
-    from explainers.backends.xgboost_shap import xgboost_device
+    from infertap.explainers.backends.xgboost_shap import xgboost_device
 
     explainer = shap.TreeExplainer(booster)
     # For xgboost shap delegates path-dependent TreeSHAP to xgboost's own pred_contribs; mark the

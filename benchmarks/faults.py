@@ -37,7 +37,7 @@ import httpx
 
 from benchmarks.logger_broker_down_rss import RssSampler, metric, read_back, rss_mb
 from benchmarks.processes import free_port, start, stop, wait_http
-from sidecar.broker import EmbeddedBroker
+from infertap.stack.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "faults.json"
@@ -50,7 +50,7 @@ PAIR = ("org.kubeflow.serving.inference.request", "org.kubeflow.serving.inferenc
 
 def start_model(work: Path, port: int | None = None) -> tuple[object, int]:
     port = port or free_port()
-    proc = start([sys.executable, "-m", "serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
+    proc = start([sys.executable, "-m", "infertap.serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
                   "--storage-uri", str(ROOT / "models" / "sklearn-iris"), "--http-port", str(port)],
                  work / f"serving-{port}.log")
     wait_http(f"http://127.0.0.1:{port}/v2/health/ready", proc)
@@ -59,7 +59,7 @@ def start_model(work: Path, port: int | None = None) -> tuple[object, int]:
 
 def start_sidecar(work: Path, model_port: int, urls: list[str], extra: list[str] = ()) -> tuple[object, str]:
     port = free_port()
-    args = [sys.executable, "-m", "logger", "--port", str(port), "--component-port", str(model_port),
+    args = [sys.executable, "-m", "infertap.sidecar", "--port", str(port), "--component-port", str(model_port),
             "--inference-service", "sklearn-iris", "--spool-dir", str(work / f"spool-{port}"), *extra]
     for url in urls:
         args += ["--log-url", url]

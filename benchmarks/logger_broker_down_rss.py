@@ -1,7 +1,7 @@
 """Benchmark 3: the sidecar's memory during a long broker outage, then nothing lost.
 
-One run, real processes: the model server (`python -m serving`, sklearn iris), the sidecar
-(`python -m logger`, `kafka://` to a port where the broker is *down*, default settings), and
+One run, real processes: the model server (`python -m infertap.serving`, sklearn iris), the sidecar
+(`python -m infertap.sidecar`, `kafka://` to a port where the broker is *down*, default settings), and
 a steady client sending V1 predicts with ~1 KB bodies and a unique `ce-id` each at `--rate`
 requests/s for `--minutes` minutes. The sidecar's RSS (VmRSS of its process, every thread
 incl. librdkafka's) is sampled every second. Then the broker (embedded Tansu) starts on that
@@ -31,7 +31,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from sidecar.broker import EmbeddedBroker
+from infertap.stack.broker import EmbeddedBroker
 from benchmarks.processes import free_port, start, stop, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,12 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     broker = EmbeddedBroker(port=broker_port, log_path=work / "broker.log")
     procs: list[subprocess.Popen] = []
     try:
-        model = start([sys.executable, "-m", "serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
+        model = start([sys.executable, "-m", "infertap.serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
                        "--storage-uri", str(ROOT / "models" / "sklearn-iris"), "--http-port", str(model_port)],
                       work / "serving.log")
         procs.append(model)
         wait_http(f"http://127.0.0.1:{model_port}/v2/health/ready", model)
-        sidecar = start([sys.executable, "-m", "logger", "--port", str(side_port), "--component-port", str(model_port),
+        sidecar = start([sys.executable, "-m", "infertap.sidecar", "--port", str(side_port), "--component-port", str(model_port),
                          "--inference-service", "sklearn-iris", "--log-url", f"kafka://{broker.bootstrap}/{topic}",
                          "--spool-dir", str(work / "spool")], work / "sidecar.log")
         procs.append(sidecar)

@@ -33,11 +33,11 @@ from pathlib import Path
 from cloudevents.core.v1.event import CloudEvent
 from prometheus_client import CollectorRegistry
 
-from logger.delivery import build_delivery
-from logger.metrics import DeliveryMetrics
-from logger.settings import LoggerSettings
-from logger.sinks.kafka import to_messages
-from sidecar.broker import EmbeddedBroker
+from infertap.logger.delivery import build_delivery
+from infertap.logger.metrics import DeliveryMetrics
+from infertap.sidecar.settings import LoggerSettings
+from infertap.logger.sinks.kafka import to_messages
+from infertap.stack.broker import EmbeddedBroker
 from benchmarks.processes import free_port
 
 OUT = Path(__file__).resolve().parent / "results" / "logger_kafka_throughput.json"

@@ -4,7 +4,7 @@ Three paths to the same upstream (the real model server with the iris model), me
 one run, interleaved round by round so machine noise hits all three alike:
 
 - direct: client -> model server
-- sidecar: client -> `python -m logger` (logging every request/response to Kafka on the
+- sidecar: client -> `python -m infertap.sidecar` (logging every request/response to Kafka on the
   embedded broker, or to a file with --sink file) -> model server
 - nginx: client -> nginx (Debian `nginx-light`, one worker process as the sidecar has one,
   keep-alive upstream pool expiring idle connections after 4 s as the sidecar does) -> model server
@@ -240,18 +240,18 @@ def main() -> None:
     broker = None
     try:
         model_port, sidecar_port, nginx_port = free_port(), free_port(), free_port()
-        model = start([sys.executable, "-m", "serving", "--model-name", "iris", "--model-format", "sklearn",
+        model = start([sys.executable, "-m", "infertap.serving", "--model-name", "iris", "--model-format", "sklearn",
                        "--storage-uri", str(ROOT / "models" / "sklearn-iris"), "--http-port", str(model_port),
                        "--max-batch-wait-ms", "0", "--log-level", "warning"], work / "model.log")
         procs.append(model)
         log_urls: list[str] = []
         if a.sink == "kafka":
-            from sidecar.broker import EmbeddedBroker
+            from infertap.stack.broker import EmbeddedBroker
             broker = EmbeddedBroker(port=free_port(), log_path=work / "broker.log").start()
             log_urls = [f"kafka://{broker.bootstrap}/iris-bench-events"]
         elif a.sink == "file":
             log_urls = [f"file://{work}/events.jsonl?max_bytes=104857600&backups=1"]
-        sidecar_args = [sys.executable, "-m", "logger", "--port", str(sidecar_port), "--component-port", str(model_port),
+        sidecar_args = [sys.executable, "-m", "infertap.sidecar", "--port", str(sidecar_port), "--component-port", str(model_port),
                         "--inference-service", "iris", "--spool-dir", str(work / "spool")]
         for u in log_urls:
             sidecar_args += ["--log-url", u]
@@ -260,7 +260,7 @@ def main() -> None:
         # the same sidecar without --log-url: what the proxy hop alone costs, so the JSON
         # separates proxying from logging
         bare_port = free_port()
-        bare_args = [sys.executable, "-m", "logger", "--port", str(bare_port), "--component-port", str(model_port),
+        bare_args = [sys.executable, "-m", "infertap.sidecar", "--port", str(bare_port), "--component-port", str(model_port),
                      "--inference-service", "iris"]
         bare = start(bare_args, work / "sidecar-no-log.log") if log_urls else None
         if bare is not None:

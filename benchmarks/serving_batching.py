@@ -41,7 +41,7 @@ def _device(requested: str) -> str:
 def _measure(name: str, model: str, device: str, batching: bool, body: dict, args: argparse.Namespace,
              logs: Path) -> dict:
     port = _free_port()
-    cmd = [sys.executable, "-m", "serving", "--model-name", model, "--model-format", "pytorch",
+    cmd = [sys.executable, "-m", "infertap.serving", "--model-name", model, "--model-format", "pytorch",
            "--storage-uri", str(ROOT / "models" / model), "--http-port", str(port), "--device", device,
            "--max-batch-size", str(args.max_batch_size), "--max-batch-wait-ms", str(args.max_batch_wait_ms),
            "--log-level", "warning"]

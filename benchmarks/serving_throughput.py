@@ -147,7 +147,7 @@ def start_servers(model_dir: Path, logs: Path, server_cpus: set[int] | None,
     try:
         port = _free_port()
         servers["infertap"] = Server("infertap", [
-            sys.executable, "-m", "serving", "--model-name", MODEL_NAME, "--model-format", "sklearn",
+            sys.executable, "-m", "infertap.serving", "--model-name", MODEL_NAME, "--model-format", "sklearn",
             "--storage-uri", str(model_dir), "--http-port", str(port)], port, logs / "infertap.log", server_cpus)
         for name, extra in [("kserve", []), *([("kserve_quiet", KSERVE_QUIET_FLAGS)] if kserve_quiet else [])]:
             port = _free_port()

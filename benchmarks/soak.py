@@ -34,7 +34,7 @@ import yaml
 from benchmarks.faults import Load, machine, start_model, start_sidecar
 from benchmarks.logger_broker_down_rss import metric, rss_mb
 from benchmarks.processes import free_port, start, stop, wait_http
-from sidecar.broker import EmbeddedBroker
+from infertap.stack.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "soak.json"
@@ -113,12 +113,12 @@ def soak(minutes: float = 30.0, rate: float = 20.0, every: float = 10.0, work: P
         metrics_urls = []
         for i in (1, 2):
             port = free_port()
-            procs[f"detector{i}"] = start([sys.executable, "-m", "sidecar.cli", "detect", str(spec), "--metrics-port", str(port)],
+            procs[f"detector{i}"] = start([sys.executable, "-m", "infertap", "detect", str(spec), "--metrics-port", str(port)],
                                           work / f"detector{i}.log")
             metrics_urls.append(f"http://127.0.0.1:{port}/metrics")
             wait_http(metrics_urls[-1], procs[f"detector{i}"])
         port = free_port()
-        procs["explainer"] = start([sys.executable, "-m", "explainers.stream", "--bootstrap", broker.bootstrap,
+        procs["explainer"] = start([sys.executable, "-m", "infertap.explainers.stream", "--bootstrap", broker.bootstrap,
                                     "--inference-service", "sklearn-iris", "--source-topic", topic,
                                     "--group", f"{group}-explain", "--sample-rate", "0.02", "--metrics-port", str(port),
                                     "--explainer-type", "KernelShap", "--predictor-url", f"http://127.0.0.1:{model_port}",
@@ -129,7 +129,7 @@ def soak(minutes: float = 30.0, rate: float = 20.0, every: float = 10.0, work: P
         pids = {name: p.pid for name, p in procs.items()} | {"broker": broker.pid}
         for i in (1, 2):  # each worker runs its detector in a child process: sampled too
             pids |= {f"detector{i}-predictor": pid for pid in _children(procs[f"detector{i}"].pid)
-                     if b"detectors.predictor" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+                     if b"infertap.detectors.predictor" in Path(f"/proc/{pid}/cmdline").read_bytes()}
         samples: dict[str, list[float]] = {name: [] for name in pids}
         load = Load(base, "soak", rate)
         load.start()

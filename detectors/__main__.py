@@ -1,4 +1,4 @@
-"""`python -m detectors SETTINGS_JSON [--allow-pickle]`: run one detector worker (the child `infertap up` starts).
+"""`python -m infertap.detectors SETTINGS_JSON [--allow-pickle]`: run one detector worker (the child `infertap up` starts).
 
 `infertap detect SPEC` is the friendly way in: it reads a `kind: Detector` YAML document.
 `--allow-pickle` (or `allow_pickle: true` in the settings) lets a saved_detector folder
@@ -10,7 +10,7 @@ import sys
 
 from pydantic import ValidationError
 
-from detectors.settings import WorkerSettings
+from infertap.detectors.settings import WorkerSettings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,14 +18,14 @@ def main(argv: list[str] | None = None) -> None:
     allow_pickle = "--allow-pickle" in args
     args = [a for a in args if a != "--allow-pickle"]
     if len(args) != 1:
-        raise SystemExit("usage: python -m detectors SETTINGS_JSON [--allow-pickle] (or: infertap detect SPEC.yaml)")
+        raise SystemExit("usage: python -m infertap.detectors SETTINGS_JSON [--allow-pickle] (or: infertap detect SPEC.yaml)")
     try:
         settings = WorkerSettings.model_validate_json(args[0])
     except ValidationError as exc:
         raise SystemExit(f"invalid detector settings: {exc}") from None
     if allow_pickle:
         settings.allow_pickle = True
-    from detectors.worker import main as run
+    from infertap.detectors.worker import main as run
 
     run(settings)
 

@@ -1,7 +1,7 @@
 """From Kafka records (CloudEvents, binary mode) to one numpy frame per window.
 
 A window's events are decoded together: each body is parsed once (orjson; V2 through
-`serving.codec`, JSON and binary tensors), V1 rows of every event go into one Python list
+`infertap.serving.codec`, JSON and binary tensors), V1 rows of every event go into one Python list
 that numpy converts in one call, V2 tensors are concatenated once, and rows are put back
 in event order with one stable argsort. Events that cannot be decoded come back as
 `Reject`s with a reason code (for the dead-letter topic and its metric); the rest of the
@@ -20,10 +20,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import orjson
 
-from logger.events import REQUEST_TYPE, RESPONSE_TYPE
-from serving.codec import CodecError, binary_header_length, decode_v2_request, decode_v2_response
+from infertap.logger.events import REQUEST_TYPE, RESPONSE_TYPE
+from infertap.serving.codec import CodecError, binary_header_length, decode_v2_request, decode_v2_response
 
-from detectors.settings import EventMode, FeatureSettings
+from infertap.detectors.settings import EventMode, FeatureSettings
 
 REASONS = ("not_json", "wrong_shape", "wrong_feature_count", "unknown_type", "missing_attributes",
            "bad_value", "unknown_category", "no_response")

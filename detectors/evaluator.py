@@ -1,7 +1,7 @@
 """The detector side of a worker: build or restore the backend, judge windows, keep state.
 
 Shared by the Kafka worker and the HTTP ingress. Backends come from
-`detectors.backends.registry` (imported lazily: alibi-detect is heavy and optional), or
+`infertap.detectors.backends.registry` (imported lazily: alibi-detect is heavy and optional), or
 from `package.module:Class` names for a DetectorBackend subclass of one's own.
 Online backends are fed one row at a time, as their tests expect, and their state is saved
 under `state_dir` when the worker commits, so a restart resumes where the commit left it.
@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from detectors.backends.base import DetectorBackend
-from detectors.reference import load_reference
-from detectors.result import DetectionResult
-from detectors.settings import WorkerSettings
+from infertap.detectors.backends.base import DetectorBackend
+from infertap.detectors.reference import load_reference
+from infertap.detectors.result import DetectionResult
+from infertap.detectors.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +65,13 @@ def _plugin(name: str) -> type[DetectorBackend]:
 def _create(name: str, feature_names: list[str], params: dict[str, Any]) -> DetectorBackend:
     if ":" in name:
         return _plugin(name)(feature_names, params)
-    from detectors.backends.registry import create_backend
+    from infertap.detectors.backends.registry import create_backend
 
     return create_backend(name, feature_names, params)
 
 
 def _load(settings: WorkerSettings, path: Path, allow_pickle: bool) -> DetectorBackend:
-    from detectors.backends.registry import load_backend, require_no_pickles
+    from infertap.detectors.backends.registry import load_backend, require_no_pickles
 
     if ":" in settings.detector:  # the plugin's own code reads the folder: the same rule before it does
         if not allow_pickle:

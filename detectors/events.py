@@ -21,8 +21,8 @@ from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
 
-from detectors.decode import Event, Reject
-from detectors.result import DetectionResult
+from infertap.detectors.decode import Event, Reject
+from infertap.detectors.result import DetectionResult
 
 DETECTION_TYPE = "io.infertap.detection.{kind}"
 DEAD_LETTER_TYPE = "io.infertap.detection.deadletter"

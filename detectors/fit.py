@@ -5,7 +5,7 @@ Mahalanobis, training for the autoencoders, the served model's outputs and a sur
 AdversarialAE / ModelDistillation (`predictor`), the bootstrap threshold configuration for
 the online detectors (`ert`, window sizes), nothing beyond storing the reference for the
 offline drift tests. The folder written is what `savedDetector:` names in the spec the
-worker runs (`detectors.backends.registry.load_backend` reads it).
+worker runs (`infertap.detectors.backends.registry.load_backend` reads it).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from detectors.backends.base import DetectorBackend
+from infertap.detectors.backends.base import DetectorBackend
 
 
 class FitError(ValueError):
@@ -40,15 +40,15 @@ STAGES = ("reading reference data", "fitting", "checking on the reference", "sav
 
 def fit_detector(document: Any, base_dir: Path, reference: Path | None = None, out: Path | None = None,
                  predictor: str | None = None, progress: Progress | None = None) -> FitOutcome:
-    """Fit the `kind: Detector` document (a `sidecar.specs.detector.Detector`) and save it.
+    """Fit the `kind: Detector` document (a `infertap.stack.specs.detector.Detector`) and save it.
 
     Reference rows: `reference`, else the spec's `detector.reference`. Saved to `out`, else
     the spec's `detector.savedDetector` (so `infertap fit` fills the folder the worker will
     load), else `<name>-detector/` beside the YAML. `predictor` sets the adversarial
     detectors' V1 URL. Raises FitError (bad spec or data) or ImportError (a missing extra).
     """
-    from detectors.evaluator import _create, backend_params
-    from detectors.reference import ReferenceError, load_reference
+    from infertap.detectors.evaluator import _create, backend_params
+    from infertap.detectors.reference import ReferenceError, load_reference
 
     report = progress or (lambda *_: None)
     started = time.perf_counter()

@@ -23,12 +23,12 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from detectors.decode import Decoder, Record, records_to_events
-from detectors.evaluator import Evaluator, build_backend
-from detectors.events import Origin, detection_event, to_http
-from detectors.metrics import DetectorMetrics
-from detectors.settings import WorkerSettings
-from detectors.window import make_window
+from infertap.detectors.decode import Decoder, Record, records_to_events
+from infertap.detectors.evaluator import Evaluator, build_backend
+from infertap.detectors.events import Origin, detection_event, to_http
+from infertap.detectors.metrics import DetectorMetrics
+from infertap.detectors.settings import WorkerSettings
+from infertap.detectors.window import make_window
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def run(settings: WorkerSettings) -> None:
     except Exception as exc:  # noqa: BLE001 - a sentence and exit 1, not a traceback (as the Kafka worker)
         log.error("cannot build detector %s (%s): %s: %s", settings.name, settings.detector, type(exc).__name__, exc)
         raise SystemExit(1) from None
-    from serving.rest.guard import RequestGuard, token_from_env
+    from infertap.serving.rest.guard import RequestGuard, token_from_env
 
     app = RequestGuard(create_app(settings, evaluator), settings.max_request_bytes, token_from_env(settings.auth_token))
     uvicorn.run(app, host=settings.host, port=settings.metrics_port, log_level="warning")

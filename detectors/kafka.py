@@ -15,7 +15,7 @@ import logging
 import threading
 from typing import Callable, Iterable, Sequence
 
-from detectors.decode import Record
+from infertap.detectors.decode import Record
 
 log = logging.getLogger(__name__)
 

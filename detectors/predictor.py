@@ -13,7 +13,7 @@ feeds online detectors row by row as the in-process `Evaluator` does.
 The child ignores SIGINT/SIGTERM (a process-group signal must not end it before its parent
 has saved state and committed) and ends when its parent closes the socket or dies.
 
-    python -m detectors.predictor FD    (started by RemoteEvaluator; settings come over FD)
+    python -m infertap.detectors.predictor FD    (started by RemoteEvaluator; settings come over FD)
 """
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.result import DetectionResult
-from detectors.settings import WorkerSettings
+from infertap.detectors.result import DetectionResult
+from infertap.detectors.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).parent.parent.parent  # the folder that holds infertap/ (not resolved: infertap/detectors is a link)
 
 
 class PredictorError(RuntimeError):
@@ -46,7 +46,7 @@ class RemoteEvaluator:
     def __init__(self, settings: WorkerSettings):
         ours, theirs = socket.socketpair()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-        self._proc = subprocess.Popen([sys.executable, "-m", "detectors.predictor", str(theirs.fileno())],
+        self._proc = subprocess.Popen([sys.executable, "-m", "infertap.detectors.predictor", str(theirs.fileno())],
                                       pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)
         theirs.close()
         self._conn = Connection(ours.detach())
@@ -120,7 +120,7 @@ class RemoteEvaluator:
 
 def serve(conn: Connection) -> None:
     """The child's loop: build the detector, then answer calls until the parent goes."""
-    from detectors.evaluator import Evaluator, build_backend
+    from infertap.detectors.evaluator import Evaluator, build_backend
 
     settings = WorkerSettings.model_validate_json(conn.recv())
     try:

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from detectors.settings import FeatureSettings
+from infertap.detectors.settings import FeatureSettings
 
 
 class ReferenceError(ValueError):

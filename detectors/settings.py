@@ -1,6 +1,6 @@
 """Settings of one detector worker, typed; built from a `kind: Detector` document by `sidecar`.
 
-The worker takes these as JSON (`python -m detectors SETTINGS_JSON`), so this package needs
+The worker takes these as JSON (`python -m infertap.detectors SETTINGS_JSON`), so this package needs
 nothing of `sidecar` (dependencies flow one way).
 """
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The detector worker: a consumer-group member that judges windows of inference events.
 
 Three parts, so reading and decoding the next window overlaps the detector's work on this
-one: the detector runs in a process of its own (`detectors.predictor`: a predict holds the
+one: the detector runs in a process of its own (`infertap.detectors.predictor`: a predict holds the
 GIL, so a thread beside it would slow it down rather than overlap it), and this process
-has two threads with a bounded hand-off between them (`detectors.handoff`):
+has two threads with a bounded hand-off between them (`infertap.detectors.handoff`):
 
 - the reader owns the Kafka consumer: it polls a batch, turns records into events
   (request, response, or both joined by id), feeds the window, decodes every window that
@@ -34,16 +34,16 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from detectors.decode import DecodedWindow, Decoder, Event, Joiner, Record, Reject, records_to_events
-from detectors.evaluator import Evaluator
-from detectors.events import Origin, dead_letter_event, detection_event, to_http, to_kafka
-from detectors.handoff import Handoff
-from detectors.kafka import PublishError, Sink, Source, TopicPartitionKey, as_offsets
-from detectors.metrics import DetectorMetrics
-from detectors.predictor import PredictorError, RemoteEvaluator
-from detectors.result import DetectionResult
-from detectors.settings import WorkerSettings
-from detectors.window import make_window
+from infertap.detectors.decode import DecodedWindow, Decoder, Event, Joiner, Record, Reject, records_to_events
+from infertap.detectors.evaluator import Evaluator
+from infertap.detectors.events import Origin, dead_letter_event, detection_event, to_http, to_kafka
+from infertap.detectors.handoff import Handoff
+from infertap.detectors.kafka import PublishError, Sink, Source, TopicPartitionKey, as_offsets
+from infertap.detectors.metrics import DetectorMetrics
+from infertap.detectors.predictor import PredictorError, RemoteEvaluator
+from infertap.detectors.result import DetectionResult
+from infertap.detectors.settings import WorkerSettings
+from infertap.detectors.window import make_window
 
 log = logging.getLogger(__name__)
 
@@ -404,7 +404,7 @@ def main(settings: WorkerSettings) -> None:
     """Run a worker in this process until SIGTERM or SIGINT; metrics served once the detector is ready."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.transport == "http":
-        from detectors.ingress import run
+        from infertap.detectors.ingress import run
 
         run(settings)
         return

@@ -35,7 +35,7 @@ from typing import Any, Callable
 import httpx
 import numpy as np
 
-from sidecar.broker import is_listening
+from infertap.stack.broker import is_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "examples" / "sklearn-iris-monitoring.yaml"
@@ -71,7 +71,7 @@ def free_port(preferred: int) -> int:
 def start_up(log_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
     with open(log_dir / "up.log", "wb") as fh:
         return subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "up", str(SPEC), "--log-dir", str(log_dir),
+            [sys.executable, "-m", "infertap", "up", str(SPEC), "--log-dir", str(log_dir),
              "--predictor-port", str(ports["predictor"]), "--logger-port", str(ports["logger"]),
              "--broker-port", str(ports["broker"])],
             cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "160"})
@@ -384,7 +384,7 @@ def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.
         detections.close()
 
     report = log_dir / "report.html"
-    r = subprocess.run([sys.executable, "-m", "sidecar", "report", ISVC, "--bootstrap", bootstrap, "--out", str(report)],
+    r = subprocess.run([sys.executable, "-m", "infertap", "report", ISVC, "--bootstrap", bootstrap, "--out", str(report)],
                        cwd=ROOT, capture_output=True, text=True, timeout=180)
     if r.returncode != 0 or not report.exists():
         failures.append(f"`infertap report` exited {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")

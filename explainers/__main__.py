@@ -1,4 +1,4 @@
-"""`python -m explainers`: one explainer server from flags (or a JSON ExplainerSettings file).
+"""`python -m infertap.explainers`: one explainer server from flags (or a JSON ExplainerSettings file).
 
 The same flags are what `spec.explainer.containers[0].args` carries in an InferenceService
 (see `explainers/spec.py`); KServe's own `--model_name` and `--predictor_host`, which its
@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from explainers.settings import ExplainerSettings, canonical_type
+from infertap.explainers.settings import ExplainerSettings, canonical_type
 
 # flag -> settings field; values typed by ExplainerSettings itself
 FLAGS: dict[str, str] = {
@@ -43,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser(raise_errors: bool = False) -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m explainers", description="infertap explainer server (V1 :explain, V2 infer).")
+    p = _Parser(prog="python -m infertap.explainers", description="infertap explainer server (V1 :explain, V2 infer).")
     p.raise_errors = raise_errors
     p.add_argument("--config", type=Path, help="JSON file holding a whole ExplainerSettings (other flags ignored)")
     for flag, field in FLAGS.items():
@@ -103,7 +103,7 @@ def validation_sentence(err) -> str:
 def main(argv: list[str] | None = None) -> None:
     from pydantic import ValidationError
 
-    from explainers.server import run
+    from infertap.explainers.server import run
 
     try:
         settings = settings_from_args(argv)

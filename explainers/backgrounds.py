@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from explainers.errors import ExplainerLoadError
+from infertap.explainers.errors import ExplainerLoadError
 
 SEED = 0
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".dill", ".joblib")

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.codec import InferenceRequest
+from infertap.serving.codec import InferenceRequest
 
 
 class InstanceExplanation(BaseModel):
@@ -36,7 +36,7 @@ class ExplainResponse(BaseModel):
 
 
 # Request bodies, for the OpenAPI document only: the server reads raw bodies with
-# serving.codec and checks the options in ExplainService.options.
+# infertap.serving.codec and checks the options in ExplainService.options.
 
 class ExplainParameters(BaseModel):
     """Per-request options; keys other than these three go to the backend (e.g. anchors' `threshold`)."""

@@ -7,7 +7,7 @@
 - AnchorTabular: the training rows its sampler draws from and the percentiles of its
   discretisation (`disc_perc`); the quantile bins are recomputed from them at load (fast).
 
-    python -m explainers.fit --explainer-type KernelShap --reference models/sklearn-iris/reference.npy \
+    python -m infertap.explainers.fit --explainer-type KernelShap --reference models/sklearn-iris/reference.npy \
         --out models/sklearn-iris/background.npz --size 20
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-from explainers.backgrounds import Background, load_background, sample_rows, save_background
-from explainers.settings import canonical_type
+from infertap.explainers.backgrounds import Background, load_background, sample_rows, save_background
+from infertap.explainers.settings import canonical_type
 
 KMEANS = ("KernelShap",)
 ANCHORS = ("AnchorTabular",)
@@ -37,7 +37,7 @@ def fit_background(explainer_type: str, reference: str, out: Path, size: int = 5
     meta = {"explainer_type": explainer_type, "reference": str(reference), "reference_rows": int(len(rows)),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if explainer_type in KMEANS:
-        from explainers.backgrounds import kmeans_background
+        from infertap.explainers.backgrounds import kmeans_background
 
         centres, weights = kmeans_background(rows, size)
         background = Background(centres, weights, feature_names, meta=meta | {"method": "kmeans", "k": int(len(centres))})
@@ -57,7 +57,7 @@ def fit_background(explainer_type: str, reference: str, out: Path, size: int = 5
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m explainers.fit", description="Prepare an explainer's background (.npz).")
+    p = argparse.ArgumentParser(prog="python -m infertap.explainers.fit", description="Prepare an explainer's background (.npz).")
     p.add_argument("--explainer-type", required=True)
     p.add_argument("--reference", required=True, help="reference rows: .npy, .csv or an .npz with `background`")
     p.add_argument("--out", required=True, type=Path)

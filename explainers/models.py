@@ -10,9 +10,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from explainers.errors import ExplainerLoadError
-from serving.errors import ModelLoadError
-from serving.storage import resolve_model_file
+from infertap.explainers.errors import ExplainerLoadError
+from infertap.serving.errors import ModelLoadError
+from infertap.serving.storage import resolve_model_file
 
 
 def model_file(uri: str | None, model_format: str | None, explainer: str) -> Path:

@@ -17,8 +17,8 @@ import httpx
 import numpy as np
 import orjson
 
-from explainers.errors import DeadlineExceeded, PredictorError
-from serving.codec import HEADER_LENGTH, CodecError, decode_v2_response, encode_v2_request
+from infertap.explainers.errors import DeadlineExceeded, PredictorError
+from infertap.serving.codec import HEADER_LENGTH, CodecError, decode_v2_response, encode_v2_request
 
 SKIP_HEADER = "infertap-skip-logging"
 

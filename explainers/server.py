@@ -1,6 +1,6 @@
 """The explainer server: KServe V1 `:explain` and MLServer-style V2 `infer` for one explainer.
 
-    python -m explainers --name sklearn-iris --explainer-type KernelShap \
+    python -m infertap.explainers --name sklearn-iris --explainer-type KernelShap \
         --predictor-url http://127.0.0.1:8080 --background models/sklearn-iris/reference.npy
 
 Routes:
@@ -36,16 +36,16 @@ import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from explainers.backends import ExplainOptions, Explainer, create_explainer
-from explainers.errors import BadExplainRequest, DeadlineExceeded, ExplainerError, ExplainerLoadError, ModelNotFound
-from explainers.explanation import ExplainInferRequest, ExplainInputsBody, ExplainInstancesBody, ExplainResponse
-from explainers.metrics import ExplainerMetrics
-from explainers.settings import ExplainerSettings
-from serving.codec import (
+from infertap.explainers.backends import ExplainOptions, Explainer, create_explainer
+from infertap.explainers.errors import BadExplainRequest, DeadlineExceeded, ExplainerError, ExplainerLoadError, ModelNotFound
+from infertap.explainers.explanation import ExplainInferRequest, ExplainInputsBody, ExplainInstancesBody, ExplainResponse
+from infertap.explainers.metrics import ExplainerMetrics
+from infertap.explainers.settings import ExplainerSettings
+from infertap.serving.codec import (
     HEADER_LENGTH, CodecError, InferenceResponse, MetadataTensor, ModelMetadata, ResponseOutput, decode_v1_request,
     decode_v2_request, encode_v2_response,
 )
-from serving.rest.openapi import (
+from infertap.serving.rest.openapi import (
     BINARY_BODY, example_bodies, install_openapi, json_body, json_object, ref, replies, served_names, set_example,
 )
 
@@ -294,7 +294,7 @@ def run(settings: ExplainerSettings) -> None:
         service.load()
     except ExplainerLoadError as err:
         raise SystemExit(f"explainer {settings.name!r} ({settings.explainer_type}): {err}") from None
-    from serving.rest.guard import RequestGuard, token_from_env
+    from infertap.serving.rest.guard import RequestGuard, token_from_env
 
     app = RequestGuard(create_app(settings, service), settings.max_request_bytes, token_from_env(settings.auth_token))
     log.info("%s explainer for %r on http://%s:%d", settings.explainer_type, settings.name, settings.host,

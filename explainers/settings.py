@@ -1,4 +1,4 @@
-"""Typed settings of one explainer server (what `python -m explainers`, `infertap explain` and `up` pass in)."""
+"""Typed settings of one explainer server (what `python -m infertap.explainers`, `infertap explain` and `up` pass in)."""
 from __future__ import annotations
 
 from typing import Any, Literal

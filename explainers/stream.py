@@ -1,13 +1,13 @@
 """Attributions on the stream: sample request events from Kafka, explain them, publish explanations.
 
-    python -m explainers.stream --bootstrap 127.0.0.1:9092 --inference-service sklearn-iris \
+    python -m infertap.explainers.stream --bootstrap 127.0.0.1:9092 --inference-service sklearn-iris \
         --explainer-type KernelShap --predictor-url http://127.0.0.1:8080 \
         --background models/sklearn-iris/background.npz --sample-rate 0.1 --metrics-port 9112
 
 Reads `<isvc>-events` (the logger's CloudEvents, Kafka binding, binary mode) in a consumer
 group, keeps `org.kubeflow.serving.inference.request` events, samples a share of them by a
 hash of their id (the same event is always in or out, whichever worker sees it), decodes
-the logged body with `serving.codec` (V1 `instances`/`inputs`, V2 JSON or binary), explains every
+the logged body with `infertap.serving.codec` (V1 `instances`/`inputs`, V2 JSON or binary), explains every
 instance with the same backends as the server, and publishes one `io.infertap.explanation`
 CloudEvent per request event to `<isvc>-explanations`: body the `ExplainResponse` JSON,
 `subject` the InferenceService, extension `requestid` the id of the request event (so the
@@ -36,16 +36,16 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
 from prometheus_client import Counter
 
-from explainers.backends import ExplainOptions, create_explainer
-from explainers.errors import ExplainerError
-from explainers.explanation import ExplainResponse
-from explainers.metrics import ExplainerMetrics
-from explainers.settings import ExplainerSettings
-from serving.codec import CodecError, binary_header_length, decode_v1_request, decode_v2_request
+from infertap.explainers.backends import ExplainOptions, create_explainer
+from infertap.explainers.errors import ExplainerError
+from infertap.explainers.explanation import ExplainResponse
+from infertap.explainers.metrics import ExplainerMetrics
+from infertap.explainers.settings import ExplainerSettings
+from infertap.serving.codec import CodecError, binary_header_length, decode_v1_request, decode_v2_request
 
 log = logging.getLogger("infertap.explainers.stream")
 
-REQUEST_TYPE = "org.kubeflow.serving.inference.request"  # as logger.events (not imported: explainers import serving only)
+REQUEST_TYPE = "org.kubeflow.serving.inference.request"  # as infertap.logger.events (not imported: explainers import serving only)
 EXPLANATION_TYPE = "io.infertap.explanation"
 
 
@@ -203,9 +203,9 @@ class StreamWorker:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from explainers.__main__ import ArgsError, settings_from_args
+    from infertap.explainers.__main__ import ArgsError, settings_from_args
 
-    p = argparse.ArgumentParser(prog="python -m explainers.stream", add_help=False)
+    p = argparse.ArgumentParser(prog="python -m infertap.explainers.stream", add_help=False)
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--inference-service", required=True)
     p.add_argument("--source-topic")

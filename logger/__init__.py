@@ -1,1 +1,1 @@
-"""infertap logger package."""
+"""infertap.logger: CloudEvents building, sinks (Kafka, HTTP, file), delivery queue and disk spool, ingest."""

@@ -4,7 +4,7 @@ All metrics live in `REGISTRY`, a registry of our own (not prometheus_client's g
 one), so that several `Delivery` objects in one process share one set of metric objects
 instead of failing on duplicate registration. The server exposes them with::
 
-    from logger.metrics import REGISTRY, CONTENT_TYPE_LATEST, render
+    from infertap.logger.metrics import REGISTRY, CONTENT_TYPE_LATEST, render
     @app.get("/metrics")
     def metrics(): return Response(render(), media_type=CONTENT_TYPE_LATEST)
 

@@ -1,17 +1,17 @@
-"""`python -m serving`: one model server from flags (or a JSON ServerSettings file)."""
+"""`python -m infertap.serving`: one model server from flags (or a JSON ServerSettings file)."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-from serving.server import run
-from serving.settings import ModelSettings, ServerSettings
+from infertap.serving.server import run
+from infertap.serving.settings import ModelSettings, ServerSettings
 
 
 def parse_settings(argv: list[str] | None = None) -> ServerSettings:
     """ServerSettings from command-line flags."""
-    p = argparse.ArgumentParser(prog="python -m serving", description="infertap model server (V1 and V2 REST).")
+    p = argparse.ArgumentParser(prog="python -m infertap.serving", description="infertap model server (V1 and V2 REST).")
     p.add_argument("--config", type=Path, help="JSON file holding a whole ServerSettings (other flags ignored)")
     p.add_argument("--model-name", help="name in URLs: /v1/models/NAME, /v2/models/NAME")
     p.add_argument("--model-format", choices=["sklearn", "xgboost", "lightgbm", "pytorch", "onnx"])

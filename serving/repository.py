@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 import time
 
-from serving.errors import ModelNotFoundError, ModelNotReadyError
-from serving.runtimes import Runtime, create_runtime
-from serving.settings import ModelSettings
+from infertap.serving.errors import ModelNotFoundError, ModelNotReadyError
+from infertap.serving.runtimes import Runtime, create_runtime
+from infertap.serving.settings import ModelSettings
 
 log = logging.getLogger("infertap.serving")
 

@@ -1,6 +1,6 @@
 """The model server: `create_app(settings)` builds the FastAPI app, `run(settings)` serves it with uvicorn.
 
-    python -m serving --model-name iris --model-format sklearn --storage-uri models/sklearn-iris
+    python -m infertap.serving --model-name iris --model-format sklearn --storage-uri models/sklearn-iris
 """
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
-from serving.errors import ModelLoadError
-from serving.metrics import ServerMetrics
-from serving.repository import ModelRepository
-from serving.rest import v1, v2
-from serving.rest.errors import install_error_handlers
-from serving.rest.openapi import example_bodies, install_openapi, set_example
-from serving.rest.v1 import v1_router
-from serving.rest.v2 import v2_router
-from serving.settings import ServerSettings
+from infertap.serving.errors import ModelLoadError
+from infertap.serving.metrics import ServerMetrics
+from infertap.serving.repository import ModelRepository
+from infertap.serving.rest import v1, v2
+from infertap.serving.rest.errors import install_error_handlers
+from infertap.serving.rest.openapi import example_bodies, install_openapi, set_example
+from infertap.serving.rest.v1 import v1_router
+from infertap.serving.rest.v2 import v2_router
+from infertap.serving.settings import ServerSettings
 
 log = logging.getLogger("infertap.serving")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serving.errors import ModelLoadError
+from infertap.serving.errors import ModelLoadError
 
 # File suffixes each format may use, most usual first.
 MODEL_SUFFIXES: dict[str, tuple[str, ...]] = {

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import httpx
 import pytest
 
-from sidecar.broker import EmbeddedBroker
+from infertap.stack.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"

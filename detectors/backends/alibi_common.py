@@ -16,8 +16,8 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from detectors.backends.base import DetectorBackend
-from detectors.backends.folder import write_manifest
+from infertap.detectors.backends.base import DetectorBackend
+from infertap.detectors.backends.folder import write_manifest
 
 #: how a backend's fitted alibi-detect object is written:
 #: "alibi": alibi-detect's own `save_detector` (config.toml, or the legacy dill+model format

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from detectors.backends.alibi_common import AlibiBackend, finite, floats, scalar_raw, torch_device
-from detectors.result import DetectionResult, FeatureScore
+from infertap.detectors.backends.alibi_common import AlibiBackend, finite, floats, scalar_raw, torch_device
+from infertap.detectors.result import DetectionResult, FeatureScore
 
 
 class UnivariateDrift(AlibiBackend):

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from detectors.backends.alibi_common import AlibiBackend, finite, floats, torch_device
-from detectors.result import DetectionResult, FeatureScore
+from infertap.detectors.backends.alibi_common import AlibiBackend, finite, floats, torch_device
+from infertap.detectors.result import DetectionResult, FeatureScore
 
 
 class OnlineDrift(AlibiBackend):

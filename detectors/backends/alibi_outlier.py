@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from detectors.backends.alibi_common import AlibiBackend, finite, floats, import_alibi
-from detectors.result import DetectionResult
+from infertap.detectors.backends.alibi_common import AlibiBackend, finite, floats, import_alibi
+from infertap.detectors.result import DetectionResult
 
 THRESHOLD_PERC = {"threshold_perc": "percentile of the reference rows' scores used as the threshold (default 95)"}
 

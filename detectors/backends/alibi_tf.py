@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from detectors.backends.alibi_common import AlibiBackend, finite, floats
-from detectors.result import DetectionResult
+from infertap.detectors.backends.alibi_common import AlibiBackend, finite, floats
+from infertap.detectors.result import DetectionResult
 
 TRAINING = {
     "hidden": "widths of the dense hidden layers (default [32, 16])",
@@ -186,7 +186,7 @@ class AdversarialBackend(TFBackend):
         """The Keras classifier the detector guards: loaded, or distilled from the served model."""
         if "model" in self.params:
             return tf.keras.models.load_model(self.params["model"], compile=False)
-        from detectors.backends.served_model import distil_surrogate, jittered, predictor_outputs
+        from infertap.detectors.backends.served_model import distil_surrogate, jittered, predictor_outputs
 
         # the reference plus jittered copies, so the surrogate also learns the served model's
         # decision boundaries between the reference rows, where attacks push inputs

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from detectors.result import DetectionKind, DetectionResult
+from infertap.detectors.result import DetectionKind, DetectionResult
 
 
 class DetectorBackend(ABC):

@@ -21,10 +21,10 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from detectors.backends.base import DetectorBackend
-from detectors.backends.folder import read_manifest
+from infertap.detectors.backends.base import DetectorBackend
+from infertap.detectors.backends.folder import read_manifest
 
-#: backend name -> module under detectors.backends
+#: backend name -> module under infertap.detectors.backends
 BACKENDS: dict[str, str] = {
     # permissive (scipy, scikit-learn): always available
     "ScipyKS": "scipy_drift",
@@ -59,7 +59,7 @@ def backend_class(name: str) -> type[DetectorBackend]:
     """The class for `name`; ValueError listing the known names when there is none."""
     if name not in BACKENDS:
         raise ValueError(f"unknown detector {name!r}; known: {', '.join(BACKENDS)} (or package.module:Class)")
-    module = importlib.import_module(f"detectors.backends.{BACKENDS[name]}")
+    module = importlib.import_module(f"infertap.detectors.backends.{BACKENDS[name]}")
     return getattr(module, name)
 
 
@@ -98,7 +98,7 @@ def load_backend(path: Path, feature_names: list[str] | None = None, allow_pickl
 
 def _prepare(backend: DetectorBackend) -> None:
     """Attributes a backend's __init__ would set, for one rebuilt from a folder (no param checks)."""
-    from detectors.backends.alibi_common import AlibiBackend
+    from infertap.detectors.backends.alibi_common import AlibiBackend
 
     if isinstance(backend, AlibiBackend):
         backend.detector = None
@@ -108,16 +108,16 @@ def _prepare(backend: DetectorBackend) -> None:
 
 def _load_alibi(path: Path, feature_names: list[str] | None) -> DetectorBackend:
     """A folder from alibi-detect's `save_detector`, wrapped in the backend of the same class name."""
-    from detectors.backends.alibi_common import import_alibi
+    from infertap.detectors.backends.alibi_common import import_alibi
 
     legacy = (path / "meta.dill").is_file() and not (path / "config.toml").is_file()
     if legacy and _legacy_name(path) in ("IForest", "Mahalanobis"):
-        from detectors.backends.alibi_outlier import load_legacy
+        from infertap.detectors.backends.alibi_outlier import load_legacy
 
         detector = load_legacy(path)  # without TensorFlow, which alibi-detect's legacy loader insists on
     else:
         if legacy:
-            from detectors.backends.alibi_tf import import_tf
+            from infertap.detectors.backends.alibi_tf import import_tf
 
             import_tf()
         detector = import_alibi("alibi_detect.saving").load_detector(str(path))

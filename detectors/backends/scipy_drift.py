@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from detectors.backends.base import DetectorBackend
-from detectors.backends.folder import write_manifest
-from detectors.result import DetectionResult, FeatureScore
+from infertap.detectors.backends.base import DetectorBackend
+from infertap.detectors.backends.folder import write_manifest
+from infertap.detectors.result import DetectionResult, FeatureScore
 
 X_REF = "x_ref.npy"
 

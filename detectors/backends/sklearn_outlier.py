@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from detectors.backends.base import DetectorBackend
-from detectors.backends.folder import write_manifest
-from detectors.result import DetectionResult
+from infertap.detectors.backends.base import DetectorBackend
+from infertap.detectors.backends.folder import write_manifest
+from infertap.detectors.result import DetectionResult
 
 MODEL = "model.joblib"
 FOREST_PARAMS = ("n_estimators", "max_samples", "max_features", "bootstrap", "n_jobs", "random_state")
@@ -68,7 +68,7 @@ class SklearnIForest(DetectorBackend):
     def load(self, path: Path) -> None:
         import joblib
 
-        from detectors.backends.folder import read_manifest
+        from infertap.detectors.backends.folder import read_manifest
 
         self.model = joblib.load(Path(path) / MODEL)
         self.threshold = (read_manifest(path) or {}).get("threshold", self.threshold)

@@ -7,23 +7,23 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from explainers.backends.base import ExplainOptions, Explainer
-from explainers.errors import ExplainerLoadError
-from explainers.predictor import HTTPPredictor
-from explainers.settings import ExplainerSettings
+from infertap.explainers.backends.base import ExplainOptions, Explainer
+from infertap.explainers.errors import ExplainerLoadError
+from infertap.explainers.predictor import HTTPPredictor
+from infertap.explainers.settings import ExplainerSettings
 
 # explainer_type -> "module:Class" (licence of the library behind it in the comment)
 BACKENDS: dict[str, str] = {
-    "KernelShap": "explainers.backends.kernel_shap:KernelShapExplainer",                  # shap, MIT
-    "PermutationShap": "explainers.backends.permutation_shap:PermutationShapExplainer",   # shap, MIT
-    "TreeShap": "explainers.backends.tree_shap:TreeShapExplainer",                        # shap, MIT
-    "XGBoostShap": "explainers.backends.xgboost_shap:XGBoostShapExplainer",               # xgboost, Apache-2.0
-    "IntegratedGradients": "explainers.backends.integrated_gradients:IntegratedGradientsExplainer",  # captum, BSD-3
-    "GradientShap": "explainers.backends.gradient_shap:GradientShapExplainer",            # captum, BSD-3
-    "DeepLift": "explainers.backends.deeplift:DeepLiftExplainer",                         # captum, BSD-3
-    "AnchorTabular": "explainers.backends.anchor_tabular:AnchorTabularExplainer",         # alibi, BSL 1.1
-    "AnchorText": "explainers.backends.anchor_text:AnchorTextExplainer",                  # alibi, BSL 1.1
-    "AnchorImages": "explainers.backends.anchor_image:AnchorImageExplainer",              # alibi, BSL 1.1
+    "KernelShap": "infertap.explainers.backends.kernel_shap:KernelShapExplainer",                  # shap, MIT
+    "PermutationShap": "infertap.explainers.backends.permutation_shap:PermutationShapExplainer",   # shap, MIT
+    "TreeShap": "infertap.explainers.backends.tree_shap:TreeShapExplainer",                        # shap, MIT
+    "XGBoostShap": "infertap.explainers.backends.xgboost_shap:XGBoostShapExplainer",               # xgboost, Apache-2.0
+    "IntegratedGradients": "infertap.explainers.backends.integrated_gradients:IntegratedGradientsExplainer",  # captum, BSD-3
+    "GradientShap": "infertap.explainers.backends.gradient_shap:GradientShapExplainer",            # captum, BSD-3
+    "DeepLift": "infertap.explainers.backends.deeplift:DeepLiftExplainer",                         # captum, BSD-3
+    "AnchorTabular": "infertap.explainers.backends.anchor_tabular:AnchorTabularExplainer",         # alibi, BSL 1.1
+    "AnchorText": "infertap.explainers.backends.anchor_text:AnchorTextExplainer",                  # alibi, BSL 1.1
+    "AnchorImages": "infertap.explainers.backends.anchor_image:AnchorImageExplainer",              # alibi, BSL 1.1
 }
 EXTRAS = {"captum": "explainers", "shap": "explainers", "alibi": "alibi", "spacy": "alibi", "skimage": "alibi"}
 

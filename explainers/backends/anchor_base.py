@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from explainers.backends.base import ExplainOptions, Explainer
-from explainers.backgrounds import require_pickle_opt_in
-from explainers.explanation import InstanceExplanation
+from infertap.explainers.backends.base import ExplainOptions, Explainer
+from infertap.explainers.backgrounds import require_pickle_opt_in
+from infertap.explainers.explanation import InstanceExplanation
 
 EXPLAIN_KEYS = ("threshold", "delta", "tau", "batch_size", "coverage_samples", "beam_size", "stop_on_first",
                 "max_anchor_size", "min_samples_start", "n_covered_ex", "binary_cache_size", "cache_margin",

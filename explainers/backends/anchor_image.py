@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from explainers.backends.anchor_base import AnchorExplainer
-from explainers.backends.base import finite_float32
-from explainers.errors import BadExplainRequest, ExplainerLoadError
+from infertap.explainers.backends.anchor_base import AnchorExplainer
+from infertap.explainers.backends.base import finite_float32
+from infertap.explainers.errors import BadExplainRequest, ExplainerLoadError
 
 
 def grid_segmentation(size: int):

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from explainers.backends.anchor_base import AnchorExplainer
-from explainers.errors import ExplainerLoadError
+from infertap.explainers.backends.anchor_base import AnchorExplainer
+from infertap.explainers.errors import ExplainerLoadError
 
 
 class AnchorTabularExplainer(AnchorExplainer):

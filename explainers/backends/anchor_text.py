@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from explainers.backends.anchor_base import AnchorExplainer
-from explainers.errors import BadExplainRequest, ExplainerLoadError
+from infertap.explainers.backends.anchor_base import AnchorExplainer
+from infertap.explainers.errors import BadExplainRequest, ExplainerLoadError
 
 log = logging.getLogger("infertap.explainers")
 

@@ -15,11 +15,11 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from explainers.backgrounds import Background, load_background
-from explainers.errors import BadExplainRequest, ExplainerLoadError
-from explainers.explanation import InstanceExplanation
-from explainers.predictor import HTTPPredictor
-from explainers.settings import ExplainerSettings
+from infertap.explainers.backgrounds import Background, load_background
+from infertap.explainers.errors import BadExplainRequest, ExplainerLoadError
+from infertap.explainers.explanation import InstanceExplanation
+from infertap.explainers.predictor import HTTPPredictor
+from infertap.explainers.settings import ExplainerSettings
 
 
 @dataclass

@@ -12,10 +12,10 @@ from abc import abstractmethod
 
 import numpy as np
 
-from explainers.backends.base import ExplainOptions, Explainer, floats, pick_target
-from explainers.errors import BadExplainRequest
-from explainers.explanation import InstanceExplanation
-from explainers.models import load_torchscript
+from infertap.explainers.backends.base import ExplainOptions, Explainer, floats, pick_target
+from infertap.explainers.errors import BadExplainRequest
+from infertap.explainers.explanation import InstanceExplanation
+from infertap.explainers.models import load_torchscript
 
 
 class CaptumExplainer(Explainer):
@@ -24,7 +24,7 @@ class CaptumExplainer(Explainer):
     def _load(self) -> None:
         import torch
 
-        from serving.runtimes.devices import select_torch_device
+        from infertap.serving.runtimes.devices import select_torch_device
 
         self._torch = torch
         self.device = torch.device(select_torch_device(self.settings.device, torch.cuda.is_available()))

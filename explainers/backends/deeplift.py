@@ -6,10 +6,10 @@ on ScriptModules"), so DeepLift reads a whole pickled module (`torch.save(model)
 """
 from __future__ import annotations
 
-from explainers.backends.base import ExplainOptions
-from explainers.backends.captum_base import CaptumExplainer
-from explainers.backgrounds import require_pickle_opt_in
-from explainers.errors import ExplainerLoadError
+from infertap.explainers.backends.base import ExplainOptions
+from infertap.explainers.backends.captum_base import CaptumExplainer
+from infertap.explainers.backgrounds import require_pickle_opt_in
+from infertap.explainers.errors import ExplainerLoadError
 
 
 class DeepLiftExplainer(CaptumExplainer):

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from explainers.backends.base import ExplainOptions
-from explainers.backends.captum_base import CaptumExplainer
+from infertap.explainers.backends.base import ExplainOptions
+from infertap.explainers.backends.captum_base import CaptumExplainer
 
 
 class GradientShapExplainer(CaptumExplainer):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from explainers.backends.base import ExplainOptions, Explainer, floats, pick_target, select
-from explainers.explanation import InstanceExplanation
+from infertap.explainers.backends.base import ExplainOptions, Explainer, floats, pick_target, select
+from infertap.explainers.explanation import InstanceExplanation
 
 
 class KernelShapExplainer(Explainer):

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from explainers.backends.base import ExplainOptions, Explainer, floats, pick_target, select
-from explainers.errors import BadExplainRequest
-from explainers.explanation import InstanceExplanation
+from infertap.explainers.backends.base import ExplainOptions, Explainer, floats, pick_target, select
+from infertap.explainers.errors import BadExplainRequest
+from infertap.explainers.explanation import InstanceExplanation
 
 DEFAULT_MAX_EVALS = 500
 

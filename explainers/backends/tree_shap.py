@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from explainers.backends.base import ExplainOptions, Explainer, floats, pick_target, select
-from explainers.explanation import InstanceExplanation
-from explainers.models import load_tree_model
+from infertap.explainers.backends.base import ExplainOptions, Explainer, floats, pick_target, select
+from infertap.explainers.explanation import InstanceExplanation
+from infertap.explainers.models import load_tree_model
 
 
 class TreeShapExplainer(Explainer):

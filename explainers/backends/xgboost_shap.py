@@ -10,10 +10,10 @@ import logging
 
 import numpy as np
 
-from explainers.backends.base import ExplainOptions, Explainer, floats, pick_target, select
-from explainers.errors import ExplainerLoadError
-from explainers.explanation import InstanceExplanation
-from explainers.models import load_tree_model
+from infertap.explainers.backends.base import ExplainOptions, Explainer, floats, pick_target, select
+from infertap.explainers.errors import ExplainerLoadError
+from infertap.explainers.explanation import InstanceExplanation
+from infertap.explainers.models import load_tree_model
 
 log = logging.getLogger("infertap.explainers")
 

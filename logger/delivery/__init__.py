@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from cloudevents.core.v1.event import CloudEvent
 
 from ..metrics import DeliveryMetrics, default_metrics
-from ..settings import LoggerSettings
+from ..settings import DeliverySettings
 from ..sinks import Sink, SinkConfigError, build_sink, shown_url
 from .record import event_size
 from .worker import Limits, SinkWorker
@@ -113,7 +113,7 @@ class Delivery:
         return {w.sink.name: dict(w.counts) for w in self.workers}
 
 
-def build_delivery(settings: LoggerSettings, metrics: DeliveryMetrics | None = None) -> Delivery:
+def build_delivery(settings: DeliverySettings, metrics: DeliveryMetrics | None = None) -> Delivery:
     """A Delivery with one sink per `settings.log_url` (raises SinkConfigError on a bad URL)."""
     http_options = {"timeout_s": settings.http_timeout_s, "retries": settings.http_retries}
     sinks = [(url, build_sink(url, kafka_client=settings.kafka_client, http_options=http_options))

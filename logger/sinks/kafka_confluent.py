@@ -60,7 +60,7 @@ class RepeatFilter(logging.Filter):
         return True
 
 
-_LIBRDKAFKA_LOG = logging.getLogger("logger.sinks.librdkafka")
+_LIBRDKAFKA_LOG = logging.getLogger("infertap.logger.sinks.librdkafka")
 _LIBRDKAFKA_LOG.addFilter(RepeatFilter())
 
 

@@ -3,12 +3,12 @@
 Imports numpy, orjson and pydantic only (no web framework), so detectors can decode logged
 payloads with it.
 """
-from serving.codec.datatypes import DATATYPES, NUMPY_DTYPES, Datatype, datatype_of, numpy_dtype
-from serving.codec.errors import CodecError
-from serving.codec.v1 import (
+from infertap.serving.codec.datatypes import DATATYPES, NUMPY_DTYPES, Datatype, datatype_of, numpy_dtype
+from infertap.serving.codec.errors import CodecError
+from infertap.serving.codec.v1 import (
     V1InputsBody, V1InstancesBody, V1PredictResponse, V1Request, decode_v1_request, decode_v1_response, encode_v1_response,
 )
-from serving.codec.v2 import (
+from infertap.serving.codec.v2 import (
     BINARY_TYPE, HEADER_LENGTH, JSON_TYPE, InferenceRequest, InferenceResponse, MetadataTensor, ModelMetadata,
     RequestInput, RequestOutput, ResponseOutput, ServerMetadata, binary_header_length, decode_v2_request, decode_v2_response,
     encode_v2_request, encode_v2_response, wants_binary,

@@ -9,7 +9,7 @@ from typing import Literal
 
 import numpy as np
 
-from serving.codec.errors import CodecError
+from infertap.serving.codec.errors import CodecError
 
 Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
                    "FP16", "FP32", "FP64", "BYTES"]

@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, Field
 
-from serving.codec.errors import CodecError
+from infertap.serving.codec.errors import CodecError
 
 _DUMP = orjson.OPT_SERIALIZE_NUMPY
 

@@ -20,8 +20,8 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from serving.codec.datatypes import NUMPY_DTYPES, Datatype, datatype_of, element_count
-from serving.codec.errors import CodecError
+from infertap.serving.codec.datatypes import NUMPY_DTYPES, Datatype, datatype_of, element_count
+from infertap.serving.codec.errors import CodecError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 JSON_TYPE = "application/json"

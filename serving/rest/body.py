@@ -5,8 +5,8 @@ import zlib
 
 from starlette.requests import Request
 
-from serving.codec import CodecError
-from serving.errors import RequestTooLargeError
+from infertap.serving.codec import CodecError
+from infertap.serving.errors import RequestTooLargeError
 
 
 async def read_body(request: Request, limit: int) -> bytes:

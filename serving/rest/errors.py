@@ -9,8 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from serving.codec import CodecError
-from serving.errors import InferenceError, ModelNotFoundError, ModelNotReadyError, RequestTooLargeError
+from infertap.serving.codec import CodecError
+from infertap.serving.errors import InferenceError, ModelNotFoundError, ModelNotReadyError, RequestTooLargeError
 
 log = logging.getLogger("infertap.serving")
 

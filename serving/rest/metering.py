@@ -6,9 +6,9 @@ from typing import Awaitable, Callable
 
 from starlette.responses import Response
 
-from serving.metrics import ServerMetrics
-from serving.repository import ModelRepository
-from serving.rest.errors import status_for
+from infertap.serving.metrics import ServerMetrics
+from infertap.serving.repository import ModelRepository
+from infertap.serving.rest.errors import status_for
 
 UNKNOWN_MODEL = "_unknown"  # one label for all unknown names, so clients cannot blow up cardinality
 

@@ -15,8 +15,8 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from serving.codec import HEADER_LENGTH, ModelMetadata
-from serving.codec.datatypes import element_count
+from infertap.serving.codec import HEADER_LENGTH, ModelMetadata
+from infertap.serving.codec.datatypes import element_count
 
 REF = "#/components/schemas/{model}"
 BINARY_BODY = {"type": "string", "format": "binary",

@@ -5,14 +5,14 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from serving.codec import V1InputsBody, V1InstancesBody, V1PredictResponse, decode_v1_request, encode_v1_response
-from serving.errors import ModelNotReadyError
-from serving.metrics import ServerMetrics
-from serving.repository import ModelRepository
-from serving.rest.body import read_body
-from serving.rest.metering import metered
-from serving.rest.openapi import json_body, json_object, replies, served_names
-from serving.settings import ServerSettings
+from infertap.serving.codec import V1InputsBody, V1InstancesBody, V1PredictResponse, decode_v1_request, encode_v1_response
+from infertap.serving.errors import ModelNotReadyError
+from infertap.serving.metrics import ServerMetrics
+from infertap.serving.repository import ModelRepository
+from infertap.serving.rest.body import read_body
+from infertap.serving.rest.metering import metered
+from infertap.serving.rest.openapi import json_body, json_object, replies, served_names
+from infertap.serving.settings import ServerSettings
 
 JSON = "application/json"
 SCHEMA_MODELS = [V1InstancesBody, V1InputsBody, V1PredictResponse]  # components install_openapi adds

@@ -5,18 +5,18 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from serving.codec import (
+from infertap.serving.codec import (
     InferenceRequest, InferenceResponse, ModelMetadata, ResponseOutput, ServerMetadata, datatype_of, decode_v2_request,
     encode_v2_response,
 )
-from serving.errors import InferenceError, ModelNotReadyError
-from serving.metrics import ServerMetrics
-from serving.repository import ModelRepository
-from serving.rest.body import header_length, read_body
-from serving.rest.metering import metered
-from serving.rest.openapi import BINARY_BODY, json_body, json_object, ref, replies, served_names
-from serving.runtimes import Runtime
-from serving.settings import ServerSettings
+from infertap.serving.errors import InferenceError, ModelNotReadyError
+from infertap.serving.metrics import ServerMetrics
+from infertap.serving.repository import ModelRepository
+from infertap.serving.rest.body import header_length, read_body
+from infertap.serving.rest.metering import metered
+from infertap.serving.rest.openapi import BINARY_BODY, json_body, json_object, ref, replies, served_names
+from infertap.serving.runtimes import Runtime
+from infertap.serving.settings import ServerSettings
 
 JSON = "application/json"
 EXTENSIONS = ["binary_tensor_data"]

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from serving.runtimes.base import Runtime, Tensors
-from serving.settings import ModelSettings
+from infertap.serving.runtimes.base import Runtime, Tensors
+from infertap.serving.settings import ModelSettings
 
 # modelFormat.name -> "module:Class"
 RUNTIMES: dict[str, str] = {
-    "sklearn": "serving.runtimes.sklearn:SKLearnRuntime",
-    "xgboost": "serving.runtimes.xgboost:XGBoostRuntime",
-    "lightgbm": "serving.runtimes.lightgbm:LightGBMRuntime",
-    "pytorch": "serving.runtimes.pytorch:PyTorchRuntime",
-    "onnx": "serving.runtimes.onnx:OnnxRuntime",
+    "sklearn": "infertap.serving.runtimes.sklearn:SKLearnRuntime",
+    "xgboost": "infertap.serving.runtimes.xgboost:XGBoostRuntime",
+    "lightgbm": "infertap.serving.runtimes.lightgbm:LightGBMRuntime",
+    "pytorch": "infertap.serving.runtimes.pytorch:PyTorchRuntime",
+    "onnx": "infertap.serving.runtimes.onnx:OnnxRuntime",
 }
 
 

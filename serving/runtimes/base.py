@@ -8,10 +8,10 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from serving.codec import MetadataTensor, ModelMetadata
-from serving.errors import ModelLoadError
-from serving.settings import ModelSettings
-from serving.storage import resolve_model_file
+from infertap.serving.codec import MetadataTensor, ModelMetadata
+from infertap.serving.errors import ModelLoadError
+from infertap.serving.settings import ModelSettings
+from infertap.serving.storage import resolve_model_file
 
 Tensors = dict[str, np.ndarray]
 

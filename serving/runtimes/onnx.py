@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.codec import MetadataTensor, datatype_of
-from serving.errors import InferenceError
-from serving.runtimes.base import Runtime, Tensors
-from serving.runtimes.devices import select_onnx_providers
+from infertap.serving.codec import MetadataTensor, datatype_of
+from infertap.serving.errors import InferenceError
+from infertap.serving.runtimes.base import Runtime, Tensors
+from infertap.serving.runtimes.devices import select_onnx_providers
 
 # onnxruntime's type strings to V2 datatypes.
 _ONNX_DATATYPES = {

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.batching import DynamicBatcher
-from serving.codec import MetadataTensor, datatype_of
-from serving.errors import InferenceError
-from serving.runtimes.base import Runtime, Tensors
-from serving.runtimes.devices import select_torch_device
+from infertap.serving.batching import DynamicBatcher
+from infertap.serving.codec import MetadataTensor, datatype_of
+from infertap.serving.errors import InferenceError
+from infertap.serving.runtimes.base import Runtime, Tensors
+from infertap.serving.runtimes.devices import select_torch_device
 
 
 class PyTorchRuntime(Runtime):

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.errors import ModelLoadError
-from serving.runtimes.tabular import TabularRuntime
+from infertap.serving.errors import ModelLoadError
+from infertap.serving.runtimes.tabular import TabularRuntime
 
 
 class SKLearnRuntime(TabularRuntime):

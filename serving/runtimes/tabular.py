@@ -5,9 +5,9 @@ from abc import abstractmethod
 
 import numpy as np
 
-from serving.codec import MetadataTensor, datatype_of
-from serving.errors import InferenceError
-from serving.runtimes.base import Runtime, Tensors
+from infertap.serving.codec import MetadataTensor, datatype_of
+from infertap.serving.errors import InferenceError
+from infertap.serving.runtimes.base import Runtime, Tensors
 
 INPUT_NAME = "input-0"
 OUTPUT_NAME = "output-0"

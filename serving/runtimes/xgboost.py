@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.runtimes.tabular import TabularRuntime, labels_and_probabilities
+from infertap.serving.runtimes.tabular import TabularRuntime, labels_and_probabilities
 
 _CLASSIFIERS = ("binary:logistic", "multi:softprob")
 

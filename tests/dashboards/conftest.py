@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from sidecar.plan import runner_command
+from infertap.stack.plan import runner_command
 from stack_support import DASHBOARDS, PROMETHEUS, Proc, Target, free_port, start_prometheus, wait_for
 
 ISVC = "iris"
@@ -54,7 +54,7 @@ def _runner(component: str, settings: dict, log: Path) -> Proc:
 def _available(names: tuple[str, ...]) -> str | None:
     """The first backend name the detectors' registry can create (None when it has none of them)."""
     try:
-        from detectors.backends.registry import create_backend
+        from infertap.detectors.backends.registry import create_backend
     except ImportError:
         return None
     for name in names:
@@ -132,9 +132,9 @@ def stack(broker, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
         notes = []
 
         explainer_url = None
-        if importlib.util.find_spec("explainers.server") is not None:
+        if importlib.util.find_spec("infertap.explainers.server") is not None:
             eport = free_port()
-            explainer = Proc([sys.executable, "-m", "explainers", "--name", ISVC, "--inference-service", ISVC,
+            explainer = Proc([sys.executable, "-m", "infertap.explainers", "--name", ISVC, "--inference-service", ISVC,
                               "--explainer-type", "KernelShap", "--http-port", str(eport),
                               "--predictor-url", f"http://127.0.0.1:{sport}", "--protocol", "v1",
                               "--background", str(model / "reference.npy"), "--background-size", "20",
@@ -143,17 +143,17 @@ def stack(broker, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
             explainer_url = f"http://127.0.0.1:{eport}"
             targets.append(Target("explainer", f"127.0.0.1:{eport}"))
         else:
-            notes.append("explainers.server missing: explanation panels not checked")
+            notes.append("infertap.explainers.server missing: explanation panels not checked")
 
         detectors = []
         for spec in _detector_specs(broker.bootstrap, model / "reference.npy", tmp):
             spec["metrics_port"] = mport = free_port()
-            proc = Proc([sys.executable, "-m", "detectors", json.dumps(spec)], tmp / f"{spec['name']}.log")
+            proc = Proc([sys.executable, "-m", "infertap.detectors", json.dumps(spec)], tmp / f"{spec['name']}.log")
             procs.append(proc)
             detectors.append((spec["name"], proc, mport))
             targets.append(Target(f"detector-{spec['name']}", f"127.0.0.1:{mport}"))
         if not detectors:
-            notes.append("no drift/outlier backend in detectors.backends.registry: detector panels not checked")
+            notes.append("no drift/outlier backend in infertap.detectors.backends.registry: detector panels not checked")
 
         predictor.wait_http(f"http://127.0.0.1:{pport}/v2/health/ready")
         sidecar.wait_http(f"http://127.0.0.1:{sport}/infertap/metrics")

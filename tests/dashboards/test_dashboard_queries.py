@@ -73,7 +73,7 @@ def test_report_from_prometheus(stack, tmp_path):
     from stack_support import ROOT
 
     out = tmp_path / "report.html"
-    done = subprocess.run([sys.executable, "-m", "sidecar", "report", "iris", "--prometheus", stack.prometheus,
+    done = subprocess.run([sys.executable, "-m", "infertap", "report", "iris", "--prometheus", stack.prometheus,
                            "--minutes", "10", "-o", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=180)
     assert done.returncode == 0, done.stderr
     assert "requests served" in done.stdout

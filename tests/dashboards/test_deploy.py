@@ -79,19 +79,19 @@ def _command(service: str) -> list[str]:
 
 def test_commands_parse_with_each_module():
     """The images' ENTRYPOINT is `python -m <module>`; each command is that module's valid flags."""
-    from logger.__main__ import parse_args
-    from serving.__main__ import parse_settings
+    from infertap.sidecar.__main__ import parse_args
+    from infertap.serving.__main__ import parse_settings
 
     served = parse_settings(_command("predictor"))
     assert served.http_port == 8080 and served.host == "0.0.0.0"
     logger = parse_args(_command("logger"))
     assert logger.component_host == "predictor" and logger.log_url == ["kafka://kafka:9092/sklearn-iris-events"]
-    from detectors.settings import WorkerSettings
+    from infertap.detectors.settings import WorkerSettings
 
     (raw,) = _command("detector")
     worker = WorkerSettings.model_validate_json(raw)
     assert worker.bootstrap == "kafka:9092" and worker.host == "0.0.0.0" and worker.topic == "sklearn-iris-events"
-    from explainers.__main__ import settings_from_args
+    from infertap.explainers.__main__ import settings_from_args
 
     explainer = settings_from_args(_command("explainer"))
     assert explainer.predictor_url == "http://predictor:8080"

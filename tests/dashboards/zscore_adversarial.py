@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.backends.base import DetectorBackend
-from detectors.result import DetectionResult
+from infertap.detectors.backends.base import DetectorBackend
+from infertap.detectors.result import DetectionResult
 
 
 class ZScoreAdversarial(DetectorBackend):

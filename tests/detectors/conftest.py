@@ -14,7 +14,7 @@ import pytest
 import yaml
 from cloudevents.core.bindings import kafka as ce_kafka
 
-from logger.events import EventBuilder
+from infertap.logger.events import EventBuilder
 from tests.conftest import ROOT, free_port
 
 BUILDER = EventBuilder(source="http://test/", inference_service="iris", component="predictor")
@@ -119,7 +119,7 @@ def start_detector(spawn) -> Callable[..., Any]:
 
     def start(spec: Path, metrics_port: int | None = None, timeout: float = 90.0, name: str = "detector", extra: list[str] = ()):
         port = metrics_port or free_port()
-        child = spawn([sys.executable, "-m", "sidecar.cli", "detect", str(spec), "--metrics-port", str(port), *extra],
+        child = spawn([sys.executable, "-m", "infertap", "detect", str(spec), "--metrics-port", str(port), *extra],
                       env={"PYTHONPATH": str(ROOT)}, name=name)
         child.wait_http(f"http://127.0.0.1:{port}/metrics", timeout=timeout)
         child.metrics_url = f"http://127.0.0.1:{port}/metrics"

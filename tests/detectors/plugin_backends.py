@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from detectors.backends.base import DetectorBackend
-from detectors.result import DetectionResult, FeatureScore
+from infertap.detectors.backends.base import DetectorBackend
+from infertap.detectors.result import DetectionResult, FeatureScore
 
 
 class KSBackend(DetectorBackend):

@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 from cloudevents.core.bindings import kafka as ce_kafka
 
-from detectors.decode import Record
-from logger.events import EventBuilder
+from infertap.detectors.decode import Record
+from infertap.logger.events import EventBuilder
 
 BUILDER = EventBuilder(source="http://test/", inference_service="iris", component="predictor")
 

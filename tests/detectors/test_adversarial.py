@@ -41,7 +41,7 @@ SCORE = """
 import json, sys
 from pathlib import Path
 import numpy as np
-from detectors.backends.registry import load_backend
+from infertap.detectors.backends.registry import load_backend
 out = {}
 for folder in sys.argv[2:]:
     backend = load_backend(Path(folder), allow_pickle=True)  # legacy TF folders: meta.dill
@@ -88,7 +88,7 @@ def test_autoencoders_flag_planted_outliers(tf_python: Path, tmp_path: Path) -> 
                                  "threshold_perc": 99, "samples": 5})]
     paths = [str(spec(tmp_path, name.lower(), {"name": name, "params": params, "reference": "reference.npy"}))
              for name, params in detectors]
-    done = run_tf(tf_python, "-m", "sidecar", "fit", *paths)  # one TensorFlow start for both
+    done = run_tf(tf_python, "-m", "infertap", "fit", *paths)  # one TensorFlow start for both
     for name, _ in detectors:
         assert f"{name.lower()}/detector ({name})" in done.stdout
     folders = [tmp_path / f"{name.lower()}-detector" for name, _ in detectors]
@@ -102,7 +102,7 @@ def test_autoencoders_flag_planted_outliers(tf_python: Path, tmp_path: Path) -> 
         assert all(r["flags"][i] and r["scores"][i] > r["threshold"] for i in planted), r["name"]
         assert sum(r["flags"]) <= len(planted) + 10, r["name"]
     # the folders are alibi-detect's legacy format too: its own load_detector reads them
-    check = "import sys; from detectors.backends.alibi_tf import import_tf; import_tf(); " \
+    check = "import sys; from infertap.detectors.backends.alibi_tf import import_tf; import_tf(); " \
             "from alibi_detect.saving import load_detector; print(type(load_detector(sys.argv[1])).__name__)"
     assert run_tf(tf_python, "-c", check, str(folders[0])).stdout.strip().endswith("OutlierAE")
 
@@ -111,13 +111,13 @@ def test_autoencoders_flag_planted_outliers(tf_python: Path, tmp_path: Path) -> 
 def test_iforest_saved_by_alibi_detect_with_tf_loads_without_it(tf_python: Path, tmp_path: Path) -> None:
     """alibi-detect's save_detector writes IForest in its legacy format, which its loader reads
     only with TensorFlow; load_backend reads it in the main environment, which has none."""
-    make = ("import sys, numpy as np; from detectors.backends.alibi_tf import import_tf; import_tf(); "
+    make = ("import sys, numpy as np; from infertap.detectors.backends.alibi_tf import import_tf; import_tf(); "
             "from alibi_detect.od import IForest; from alibi_detect.saving import save_detector; "
             "x = np.random.default_rng(0).normal(size=(500, 6)); d = IForest(); d.fit(x); "
             "d.infer_threshold(x, threshold_perc=99); save_detector(d, sys.argv[1])")
     run_tf(tf_python, "-c", make, str(tmp_path / "iforest"))
     assert {"meta.dill", "IForest.dill"} <= {p.name for p in (tmp_path / "iforest").iterdir()}
-    from detectors.backends.registry import load_backend
+    from infertap.detectors.backends.registry import load_backend
 
     backend = load_backend(tmp_path / "iforest", FEATURES, allow_pickle=True)
     rows = np.zeros((3, 6))
@@ -172,7 +172,7 @@ def test_adversarial_detectors_score_attacks_above_clean_rows(tf_python: Path, t
     joblib.dump(model, tmp_path / "model" / "model.joblib")
     np.save(tmp_path / "reference.npy", x_train)
     port = free_port()
-    server = spawn([sys.executable, "-m", "sidecar", "serve", "--model-name", "clf", "--model-format", "sklearn",
+    server = spawn([sys.executable, "-m", "infertap", "serve", "--model-name", "clf", "--model-format", "sklearn",
                     "--storage-uri", str(tmp_path / "model"), "--http-port", str(port), "--predict-proba"], name="serve")
     url = f"http://127.0.0.1:{port}/v1/models/clf"
     server.wait_http(url, timeout=120)
@@ -193,7 +193,7 @@ def test_adversarial_detectors_score_attacks_above_clean_rows(tf_python: Path, t
     paths = [str(spec(tmp_path, name.lower(), {"name": name, "reference": "reference.npy",
                                                "params": {**params, "predictor": url, "surrogate_epochs": 60}}))
              for name, params in detectors]
-    done = run_tf(tf_python, "-m", "sidecar", "fit", *paths)  # one TensorFlow start for both
+    done = run_tf(tf_python, "-m", "infertap", "fit", *paths)  # one TensorFlow start for both
     for name, _ in detectors:
         assert f"({name})" in done.stdout
     folders = [tmp_path / f"{name.lower()}-detector" for name, _ in detectors]

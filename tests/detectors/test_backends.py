@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detectors.backends.registry import BACKENDS, TENSORFLOW, create_backend, load_backend
-from detectors.result import DetectionResult
+from infertap.detectors.backends.registry import BACKENDS, TENSORFLOW, create_backend, load_backend
+from infertap.detectors.result import DetectionResult
 
 NAMES = ["age", "income", "tenure", "score", "visits"]
 SHIFTED = {"income", "score"}

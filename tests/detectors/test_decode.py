@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors.decode import Decoder, Joiner, Record, records_to_events
-from detectors.settings import FeatureSettings
-from serving.codec import encode_v2_request, encode_v2_response, InferenceResponse, ResponseOutput
+from infertap.detectors.decode import Decoder, Joiner, Record, records_to_events
+from infertap.detectors.settings import FeatureSettings
+from infertap.serving.codec import encode_v2_request, encode_v2_response, InferenceResponse, ResponseOutput
 from tests.detectors.records import request, response
 
 F4 = [FeatureSettings(name=n) for n in ("a", "b", "c", "d")]

@@ -29,10 +29,10 @@ def served_iris(spawn, models_dir, broker, kafka):
     topic = unique("iris-events")
     kafka.create_topic(topic, 1)
     model_port, logger_port = free_port(), free_port()
-    model = spawn([sys.executable, "-m", "serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
+    model = spawn([sys.executable, "-m", "infertap.serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
                    "--storage-uri", str(models_dir / "sklearn-iris"), "--http-port", str(model_port)], name="serving")
     model.wait_http(f"http://127.0.0.1:{model_port}/v2/health/ready", timeout=120)
-    logger = spawn([sys.executable, "-m", "logger", "--port", str(logger_port), "--component-port", str(model_port),
+    logger = spawn([sys.executable, "-m", "infertap.sidecar", "--port", str(logger_port), "--component-port", str(model_port),
                     "--inference-service", "sklearn-iris", "--log-url", f"kafka://{broker.bootstrap}/{topic}"], name="logger")
     logger.wait_http(f"http://127.0.0.1:{logger_port}/infertap/metrics")
     return f"http://127.0.0.1:{logger_port}", topic

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from detectors.backends.registry import load_backend
+from infertap.detectors.backends.registry import load_backend
 from tests.conftest import ROOT
 
 FEATURES = ["a", "b", "c"]
@@ -26,7 +26,7 @@ def write_spec(folder: Path, detector: dict, name: str = "toy") -> Path:
 
 
 def infertap(*args: str, python: str = sys.executable, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([python, "-m", "sidecar", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([python, "-m", "infertap", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "COLUMNS": "200"})
 
 

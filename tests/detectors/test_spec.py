@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sidecar.plan import PlanError, PlanOptions, make_plan
-from sidecar.specs import Detector, SpecError, load_file, load_files
+from infertap.stack.plan import PlanError, PlanOptions, make_plan
+from infertap.stack.specs import Detector, SpecError, load_file, load_files
 
 BASE = """
 apiVersion: infertap.dev/v1alpha1

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from detectors.window import CountWindow, TimeWindow, make_window
+from infertap.detectors.window import CountWindow, TimeWindow, make_window
 
 
 @dataclass

@@ -153,7 +153,7 @@ def test_online_detector_state_is_saved_and_restored(broker, kafka, detector_yam
 
 def test_worker_reads_and_publishes_over_tls_and_sasl(secure_broker, detector_yaml, start_detector, reference):
     """spec.source.kafkaConfig (and `-X`, merged over it) reach the worker's consumer and producer."""
-    from sidecar.tail import kafka_python_options
+    from infertap.stack.tail import kafka_python_options
 
     from tests.detectors.conftest import KafkaTools
 

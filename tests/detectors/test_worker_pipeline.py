@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detectors.handoff import Handoff
-from detectors.settings import WorkerSettings
-from detectors.worker import Worker
+from infertap.detectors.handoff import Handoff
+from infertap.detectors.settings import WorkerSettings
+from infertap.detectors.worker import Worker
 from tests.conftest import unique
 from tests.detectors.conftest import body, wait_log
 from tests.detectors.test_worker import KS, FEATURES, spec
@@ -87,7 +87,7 @@ def test_the_detector_process_ends_with_its_worker(broker, kafka, detector_yaml,
     worker = start_detector(detector_yaml("orphan", spec(broker, topic, reference)))
     kafka.send_rows(topic, np.random.default_rng(3).normal(size=(20, 4)))
     wait_log(worker, "window of 20 events")  # the detector process has judged a window
-    detector = [pid for pid in _children(worker.proc.pid) if b"detectors.predictor" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    detector = [pid for pid in _children(worker.proc.pid) if b"infertap.detectors.predictor" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     assert len(detector) == 1, _children(worker.proc.pid)
     os.kill(worker.proc.pid, signal.SIGKILL)
     worker.proc.wait(10)
@@ -106,7 +106,7 @@ def test_a_worker_whose_detector_process_dies_exits_with_a_sentence(broker, kafk
     doc = spec(broker, topic, reference)  # one consumer group for both workers
     worker = start_detector(detector_yaml("died", doc))
     (detector,) = [pid for pid in _children(worker.proc.pid)
-                   if b"detectors.predictor" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+                   if b"infertap.detectors.predictor" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     os.kill(detector, signal.SIGKILL)
     ids = kafka.send_rows(topic, np.random.default_rng(4).normal(size=(20, 4)))
     assert worker.proc.wait(60) == 1, worker.tail()

@@ -27,14 +27,14 @@ IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 @pytest.fixture(scope="session")
 def predictor(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a real model server (python -m serving) holding four example models."""
+    """Base URL of a real model server (python -m infertap.serving) holding four example models."""
     folder = tmp_path_factory.mktemp("explain-predictor")
     port = free_port()
     models = [{"name": n, "format": f, "uri": f"file://{models_dir / n}"} for n, f in SERVED.items()]
     config = folder / "serving.json"
     config.write_text(json.dumps({"http_port": port, "models": models, "inference_service": "explain-tests"}))
     url = f"http://127.0.0.1:{port}"
-    with running([sys.executable, "-m", "serving", "--config", str(config)], folder / "serving.log",
+    with running([sys.executable, "-m", "infertap.serving", "--config", str(config)], folder / "serving.log",
                  f"{url}/v2/health/ready", timeout=240):
         yield url
 
@@ -46,7 +46,7 @@ def logged_predictor(predictor: str, tmp_path_factory: pytest.TempPathFactory) -
     sink = folder / "events.jsonl"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with running([sys.executable, "-m", "logger", "--port", str(port), "--component-port", predictor.rsplit(":", 1)[1],
+    with running([sys.executable, "-m", "infertap.sidecar", "--port", str(port), "--component-port", predictor.rsplit(":", 1)[1],
                   "--inference-service", "sklearn-iris", "--log-url", f"file://{sink}",
                   "--spool-dir", str(folder / "spool")], folder / "logger.log", f"{url}/infertap/metrics", timeout=120):
         yield url, sink
@@ -81,8 +81,8 @@ class ThreadServer:
 @pytest.fixture
 def serve_explainer():
     """`serve_explainer(settings)` -> URL of a running explainer server; stopped at teardown."""
-    from explainers.server import create_app
-    from explainers.settings import ExplainerSettings
+    from infertap.explainers.server import create_app
+    from infertap.explainers.settings import ExplainerSettings
 
     running: list[ThreadServer] = []
 

@@ -43,7 +43,7 @@ def test_anchor_images_on_the_digits_cnn(predictor, serve_explainer, reference, 
 
 def keyword_model():
     """A text classifier as a V2 server (BYTES in, labels out): what a served text model answers."""
-    from serving.codec import InferenceResponse, ResponseOutput, decode_v2_request, encode_v2_response
+    from infertap.serving.codec import InferenceResponse, ResponseOutput, decode_v2_request, encode_v2_response
 
     app = FastAPI()
 

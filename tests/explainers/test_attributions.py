@@ -148,7 +148,7 @@ def test_integrated_gradients_completeness_and_gradient_shap(serve_explainer, re
 
 
 def test_v2_explain_returns_a_bytes_explanation_output(predictor, serve_explainer, reference, models_dir):
-    from serving.codec import decode_v2_response, encode_v2_request
+    from infertap.serving.codec import decode_v2_response, encode_v2_request
 
     url = serve_explainer(name="sklearn-iris", explainer_type="KernelShap", predictor_url=predictor,
                           background=str(models_dir / "sklearn-iris" / "reference.npy"), background_size=20)

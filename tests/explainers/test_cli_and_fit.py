@@ -1,4 +1,4 @@
-"""`python -m explainers` as a process, pickle opt-in, `infertap fit`, and the `up` plan for spec.explainer."""
+"""`python -m infertap.explainers` as a process, pickle opt-in, `infertap fit`, and the `up` plan for spec.explainer."""
 from __future__ import annotations
 
 import subprocess
@@ -13,13 +13,13 @@ from tests.explainers.conftest import explain
 
 
 def run_explainers(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "explainers", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "infertap.explainers", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
 
 
 def test_python_m_explainers_serves_tree_shap(spawn, models_dir, reference):
     port = free_port()
-    child = spawn([sys.executable, "-m", "explainers", "--name", "xgboost-cancer", "--explainer-type", "tree_shap",
+    child = spawn([sys.executable, "-m", "infertap.explainers", "--name", "xgboost-cancer", "--explainer-type", "tree_shap",
                    "--storage-uri", str(models_dir / "xgboost-cancer"), "--model-format", "xgboost",
                    "--http-port", str(port)], name="explainer")
     child.wait_http(f"http://127.0.0.1:{port}/v2/health/ready", timeout=180)
@@ -51,9 +51,9 @@ def test_deadlift_needs_a_pickled_module_and_the_opt_in(tmp_path, models_dir, re
 
     import torch
 
-    from explainers.errors import ExplainerLoadError
-    from explainers.server import ExplainService
-    from explainers.settings import ExplainerSettings
+    from infertap.explainers.errors import ExplainerLoadError
+    from infertap.explainers.server import ExplainService
+    from infertap.explainers.settings import ExplainerSettings
     from tests.explainers.digits_module import from_torchscript
 
     path = tmp_path / "digits-module.pt"
@@ -107,11 +107,11 @@ spec:
 def test_infertap_fit_writes_a_kmeans_background_as_data(tmp_path, models_dir, reference):
     import asyncio
 
-    from explainers.backgrounds import load_background
+    from infertap.explainers.backgrounds import load_background
 
     yaml = write_yaml(tmp_path, models_dir, "./bg/iris-background.npz")
     (tmp_path / "bg").mkdir()
-    done = subprocess.run([sys.executable, "-m", "sidecar.cli", "fit", str(yaml), "--size", "12"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "infertap", "fit", str(yaml), "--size", "12"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr + done.stdout
     out = tmp_path / "bg" / "iris-background.npz"
@@ -124,8 +124,8 @@ def test_infertap_fit_writes_a_kmeans_background_as_data(tmp_path, models_dir, r
 
 
 def test_fit_anchor_discretisation(tmp_path, models_dir):
-    from explainers.backgrounds import load_background
-    from explainers.fit import fit_background
+    from infertap.explainers.backgrounds import load_background
+    from infertap.explainers.fit import fit_background
 
     steps: list[str] = []
     fit_background("anchor_tabular", str(models_dir / "sklearn-iris" / "reference.npy"), tmp_path / "a.npz",
@@ -136,8 +136,8 @@ def test_fit_anchor_discretisation(tmp_path, models_dir):
 
 
 def test_up_plans_the_explainer_behind_the_logger(tmp_path, models_dir):
-    from sidecar.plan import PlanError, PlanOptions, make_plan
-    from sidecar.specs import load_files
+    from infertap.stack.plan import PlanError, PlanOptions, make_plan
+    from infertap.stack.specs import load_files
 
     options = PlanOptions(predictor_port=0, logger_port=0, explainer_port=0)
     missing = write_yaml(tmp_path, models_dir, "./nowhere/background.npz")

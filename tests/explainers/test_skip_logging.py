@@ -7,7 +7,7 @@ import httpx
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from logger.events import REQUEST_TYPE
+from infertap.logger.events import REQUEST_TYPE
 from tests.explainers.conftest import explain
 
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from cloudevents.core.bindings import kafka as ce_kafka
 
-from logger.events import EventBuilder
+from infertap.logger.events import EventBuilder
 from tests.conftest import free_port, unique
 from tests.explainers.conftest import IRIS_FEATURES, metric
 
@@ -28,7 +28,7 @@ def read_topic(bootstrap: str, topic: str, n: int, timeout: float = 120.0,
                kafka_config: dict[str, str] | None = None) -> list:
     from kafka import KafkaConsumer, TopicPartition
 
-    from sidecar.tail import kafka_python_options
+    from infertap.stack.tail import kafka_python_options
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
                              consumer_timeout_ms=1000, **kafka_python_options(kafka_config or {}))
@@ -69,7 +69,7 @@ def test_stream_worker_publishes_explanation_events(which, request, spawn, predi
             config)
 
     port = free_port()
-    worker = spawn([sys.executable, "-m", "explainers.stream", "--bootstrap", broker.bootstrap,
+    worker = spawn([sys.executable, "-m", "infertap.explainers.stream", "--bootstrap", broker.bootstrap,
                     "--inference-service", isvc, "--group", unique("explain"), "--metrics-port", str(port),
                     "--explainer-type", "KernelShap", "--predictor-url", predictor, "--predictor-model", "sklearn-iris",
                     "--background", str(models_dir / "sklearn-iris" / "reference.npy"), "--background-size", "20",
@@ -106,7 +106,7 @@ def test_stream_worker_publishes_explanation_events(which, request, spawn, predi
 
 
 def test_sampling_is_stable_per_event_id():
-    from explainers.stream import sampled
+    from infertap.explainers.stream import sampled
 
     ids = [f"id-{i}" for i in range(2000)]
     picked = [i for i in ids if sampled(i, 0.25)]
@@ -118,8 +118,8 @@ def test_sampling_is_stable_per_event_id():
 def test_binary_v2_request_bodies_decode_without_their_header_length():
     import numpy as np
 
-    from explainers.stream import decode_instances
-    from serving.codec import encode_v2_request
+    from infertap.explainers.stream import decode_instances
+    from infertap.serving.codec import encode_v2_request
 
     rows = np.arange(8, dtype=np.float32).reshape(2, 4)
     body, _ = encode_v2_request({"input-0": rows}, binary=True)

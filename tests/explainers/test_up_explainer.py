@@ -16,7 +16,7 @@ from tests.explainers.test_skip_logging import events, wait_events
 def test_up_runs_the_explainer_behind_the_logger(spawn, tmp_path, models_dir):
     yaml = write_yaml(tmp_path, models_dir, str(models_dir / "sklearn-iris" / "reference.npy"), "PermutationShap")
     logger_port = free_port()
-    child = spawn([sys.executable, "-m", "sidecar", "up", str(yaml), "--log-dir", str(tmp_path / "logs"),
+    child = spawn([sys.executable, "-m", "infertap", "up", str(yaml), "--log-dir", str(tmp_path / "logs"),
                    "--predictor-port", "0", "--logger-port", str(logger_port), "--ready-timeout", "300"],
                   name="infertap-up")
     deadline = time.monotonic() + 400

@@ -11,8 +11,8 @@ import json
 
 from hypothesis import strategies as st
 
-from detectors.decode import Record
-from logger.events import REQUEST_TYPE, RESPONSE_TYPE
+from infertap.detectors.decode import Record
+from infertap.logger.events import REQUEST_TYPE, RESPONSE_TYPE
 
 WIDTH = 4  # the detector under test reads four numeric features
 GOOD_HEADERS = {"ce_specversion": b"1.0", "ce_type": REQUEST_TYPE.encode(), "ce_source": b"http://fuzz/",

@@ -18,7 +18,7 @@ import numpy as np
 import schemathesis
 from hypothesis import strategies as st
 
-from serving.codec import DATATYPES, HEADER_LENGTH, NUMPY_DTYPES
+from infertap.serving.codec import DATATYPES, HEADER_LENGTH, NUMPY_DTYPES
 
 WIDTH = 4  # features of models/sklearn-iris
 # Plain values first (hypothesis leans to the first branch), then the extremes: huge floats, 64-bit ints, bools.

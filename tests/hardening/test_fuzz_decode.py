@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
-from detectors.decode import REASONS
-from detectors.evaluator import Evaluator, build_backend
-from detectors.events import DEAD_LETTER_MAX_BODY, Origin, dead_letter_event, to_kafka
-from detectors.settings import FeatureSettings, WorkerSettings
-from detectors.worker import Worker
+from infertap.detectors.decode import REASONS
+from infertap.detectors.evaluator import Evaluator, build_backend
+from infertap.detectors.events import DEAD_LETTER_MAX_BODY, Origin, dead_letter_event, to_kafka
+from infertap.detectors.settings import FeatureSettings, WorkerSettings
+from infertap.detectors.worker import Worker
 from tests.conftest import unique
 from tests.detectors.conftest import metric
 from tests.hardening.malformed_events import malformed_record

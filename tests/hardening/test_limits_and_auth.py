@@ -29,7 +29,7 @@ def assert_error(r: httpx.Response, status: int) -> None:
 def model_server(spawn, models_dir):
     """A model server with a 1,000-byte request limit; yields its base URL."""
     port = free_port()
-    child = spawn([sys.executable, "-m", "serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
+    child = spawn([sys.executable, "-m", "infertap.serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
                    "--storage-uri", str(models_dir / "sklearn-iris"), "--http-port", str(port),
                    "--max-request-bytes", "1000"], name="serving")
     child.wait_http(f"http://127.0.0.1:{port}/v2/health/ready", timeout=120)
@@ -47,7 +47,7 @@ def test_model_server_refuses_bodies_over_its_limit(model_server) -> None:
 
 def test_logger_sidecar_and_its_ingest_refuse_bodies_over_the_limit(spawn, model_server, tmp_path) -> None:
     port = free_port()
-    child = spawn([sys.executable, "-m", "logger", "--port", str(port), "--component-port", model_server.rsplit(":", 1)[1],
+    child = spawn([sys.executable, "-m", "infertap.sidecar", "--port", str(port), "--component-port", model_server.rsplit(":", 1)[1],
                    "--log-url", f"file://{tmp_path / 'events.jsonl'}", "--max-request-bytes", "1200",
                    "--spool-dir", str(tmp_path / "spool")], name="sidecar")
     base = f"http://127.0.0.1:{port}"
@@ -77,9 +77,9 @@ def test_logger_ingest_bearer_token(how, spawn, model_server, tmp_path) -> None:
     args = ["--port", str(port), "--component-port", model_server.rsplit(":", 1)[1],
             "--log-url", f"file://{sink}", "--spool-dir", str(tmp_path / "spool")]
     if how == "flag":  # `infertap logger --auth-token`
-        child = spawn([sys.executable, "-m", "sidecar.cli", "logger", *args, "--auth-token", TOKEN], name="logger")
-    else:  # `python -m logger` with $INFERTAP_AUTH_TOKEN
-        child = spawn([sys.executable, "-m", "logger", *args], env={"INFERTAP_AUTH_TOKEN": TOKEN}, name="logger")
+        child = spawn([sys.executable, "-m", "infertap", "logger", *args, "--auth-token", TOKEN], name="logger")
+    else:  # `python -m infertap.sidecar` with $INFERTAP_AUTH_TOKEN
+        child = spawn([sys.executable, "-m", "infertap.sidecar", *args], env={"INFERTAP_AUTH_TOKEN": TOKEN}, name="logger")
     base = f"http://127.0.0.1:{port}"
     child.wait_http(f"{base}/infertap/metrics", timeout=90)
     refused = []
@@ -110,10 +110,10 @@ def _read(path) -> str:
 
 def test_explainer_limit_and_bearer_token(spawn, models_dir) -> None:
     predictor_port, port = free_port(), free_port()
-    model = spawn([sys.executable, "-m", "serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
+    model = spawn([sys.executable, "-m", "infertap.serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
                    "--storage-uri", str(models_dir / "sklearn-iris"), "--http-port", str(predictor_port)], name="serving")
     model.wait_http(f"http://127.0.0.1:{predictor_port}/v2/health/ready", timeout=120)
-    child = spawn([sys.executable, "-m", "explainers", "--name", "sklearn-iris", "--explainer-type", "KernelShap",
+    child = spawn([sys.executable, "-m", "infertap.explainers", "--name", "sklearn-iris", "--explainer-type", "KernelShap",
                    "--predictor-url", f"http://127.0.0.1:{predictor_port}", "--protocol", "v1",
                    "--background", str(models_dir / "sklearn-iris" / "reference.npy"), "--background-size", "10",
                    "--http-port", str(port), "--max-request-bytes", "1000", "--auth-token", TOKEN], name="explainer")
@@ -136,7 +136,7 @@ def test_detector_ingress_limit_and_bearer_token(tmp_path, detector_yaml, start_
     path = detector_yaml("guarded", {"source": {"transport": "http"}, "features": [{"name": n} for n in "abcd"],
                                      "detector": {"name": "ScipyKS", "reference": str(reference)}, "window": {"size": 5}})
     port = free_port()
-    child = spawn([sys.executable, "-m", "sidecar.cli", "detect", str(path), "--metrics-port", str(port)],
+    child = spawn([sys.executable, "-m", "infertap", "detect", str(path), "--metrics-port", str(port)],
                   env={"INFERTAP_AUTH_TOKEN": TOKEN}, name="detector")
     base = f"http://127.0.0.1:{port}"
     child.wait_http(f"{base}/metrics", timeout=90)

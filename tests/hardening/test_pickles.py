@@ -47,7 +47,7 @@ def plant(path: Path, marker: Path, module=pickle) -> Path:
 def test_explainer_refuses_a_planted_pickle_without_allow_pickle(tmp_path: Path, models_dir: Path, kind: str, suffix: str) -> None:
     marker = tmp_path / "pwned"
     evil = plant(tmp_path / suffix, marker)
-    args = [sys.executable, "-m", "explainers", "--name", "sklearn-iris", "--explainer-type", kind,
+    args = [sys.executable, "-m", "infertap.explainers", "--name", "sklearn-iris", "--explainer-type", kind,
             "--explainer-uri", str(evil), "--http-port", str(free_port()),
             "--background", str(models_dir / "sklearn-iris" / "reference.npy")]
     args += (["--predictor-url", "http://127.0.0.1:1"] if kind == "AnchorTabular"
@@ -59,8 +59,8 @@ def test_explainer_refuses_a_planted_pickle_without_allow_pickle(tmp_path: Path,
 
 
 def test_explainer_backgrounds_are_never_unpickled(tmp_path: Path) -> None:
-    from explainers.backgrounds import load_background
-    from explainers.errors import ExplainerLoadError
+    from infertap.explainers.backgrounds import load_background
+    from infertap.explainers.errors import ExplainerLoadError
 
     marker = tmp_path / "pwned"
     for name in ("bg.pkl", "bg.joblib", "bg.npy"):  # an .npy holding a pickled object array too
@@ -87,7 +87,7 @@ def _alibi_config_naming(folder: Path, dill_file: Path) -> None:
 
 
 def _manifest(folder: Path, backend: str) -> None:
-    from detectors.backends.folder import write_manifest
+    from infertap.detectors.backends.folder import write_manifest
 
     write_manifest(folder, backend, list("abcd"), {})
 
@@ -103,7 +103,7 @@ PLANTS = {
 
 @pytest.mark.parametrize("case", list(PLANTS))
 def test_detector_refuses_a_planted_pickle_in_a_saved_folder(tmp_path: Path, case: str) -> None:
-    from detectors.backends.registry import PickleRefused, load_backend
+    from infertap.detectors.backends.registry import PickleRefused, load_backend
 
     marker, folder = tmp_path / "pwned", tmp_path / "saved"
     folder.mkdir()
@@ -118,7 +118,7 @@ def test_detector_refuses_a_planted_pickle_in_a_saved_folder(tmp_path: Path, cas
 
 def test_the_planted_pickle_does_run_when_opted_in(tmp_path: Path) -> None:
     """The refusal above is the gate's doing: with the opt-in the same plant runs (so it is live)."""
-    from detectors.backends.registry import load_backend
+    from infertap.detectors.backends.registry import load_backend
 
     marker, folder = tmp_path / "pwned", tmp_path / "saved"
     plant(folder / "meta.dill", marker, dill)
@@ -130,7 +130,7 @@ def test_the_planted_pickle_does_run_when_opted_in(tmp_path: Path) -> None:
 def test_opted_in_folders_load_and_data_folders_need_no_opt_in(tmp_path: Path) -> None:
     import numpy as np
 
-    from detectors.backends.registry import PickleRefused, create_backend, load_backend
+    from infertap.detectors.backends.registry import PickleRefused, create_backend, load_backend
 
     x = np.random.default_rng(0).normal(size=(300, 4))
     forest = create_backend("SklearnIForest", list("abcd"), {"threshold_perc": 99})
@@ -150,7 +150,7 @@ def test_opted_in_folders_load_and_data_folders_need_no_opt_in(tmp_path: Path) -
 def test_detector_spec_allow_pickle_is_validated() -> None:
     from pydantic import ValidationError
 
-    from sidecar.specs.detector import DetectorBlock
+    from infertap.stack.specs.detector import DetectorBlock
 
     assert DetectorBlock.model_validate({"name": "IForest", "savedDetector": "f", "allowPickle": True}).allow_pickle is True
     assert DetectorBlock.model_validate({"name": "IForest", "savedDetector": "f"}).allow_pickle is False
@@ -165,14 +165,14 @@ def test_infertap_detect_refuses_a_planted_folder_and_loads_with_allow_pickle(tm
     --allow-pickle (or allowPickle in the spec) a legitimate SklearnIForest folder serves."""
     import numpy as np
 
-    from detectors.backends.registry import create_backend
+    from infertap.detectors.backends.registry import create_backend
 
     marker = tmp_path / "pwned"
     plant(tmp_path / "evil" / "model.joblib", marker)
     _manifest(tmp_path / "evil", "SklearnIForest")
     spec = {"source": {"transport": "http"}, "features": [{"name": n} for n in "abcd"], "window": {"size": 5}}
     evil = detector_yaml("evil", {**spec, "detector": {"name": "SklearnIForest", "savedDetector": str(tmp_path / "evil")}})
-    run = subprocess.run([sys.executable, "-m", "sidecar.cli", "detect", str(evil), "--metrics-port", str(free_port())],
+    run = subprocess.run([sys.executable, "-m", "infertap", "detect", str(evil), "--metrics-port", str(free_port())],
                          cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert run.returncode != 0
     assert "allowPickle: true" in run.stderr + run.stdout and "model.joblib" in run.stderr + run.stdout
@@ -184,7 +184,7 @@ def test_infertap_detect_refuses_a_planted_folder_and_loads_with_allow_pickle(tm
     for name, block, extra in (("flag", {}, ["--allow-pickle"]), ("field", {"allowPickle": True}, [])):
         good = detector_yaml(name, {**spec, "detector": {"name": "SklearnIForest", "savedDetector": str(tmp_path / "good"), **block}})
         port = free_port()
-        child = spawn([sys.executable, "-m", "sidecar.cli", "detect", str(good), "--metrics-port", str(port), *extra], name=name)
+        child = spawn([sys.executable, "-m", "infertap", "detect", str(good), "--metrics-port", str(port), *extra], name=name)
         child.wait_http(f"http://127.0.0.1:{port}/protocol", timeout=120)
         assert child.proc.poll() is None
         child.stop()

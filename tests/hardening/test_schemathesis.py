@@ -1,6 +1,6 @@
 """Schemathesis against the OpenAPI documents of the real model server and explainer (issue 7).
 
-Both servers run as child processes (`python -m serving`, `python -m explainers`, the sklearn
+Both servers run as child processes (`python -m infertap.serving`, `python -m infertap.explainers`, the sklearn
 iris model); `st run` (schemathesis' CLI, a child process too) loads their /openapi.json and
 runs its examples, coverage and fuzzing phases in positive and negative modes, with a
 per-request timeout. Its JSON report is read back: enough cases generated, every operation
@@ -39,10 +39,10 @@ SEED = 7
 
 @pytest.fixture(scope="module")
 def model_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`python -m serving` with the sklearn iris model (version 1, so the versioned routes answer)."""
+    """`python -m infertap.serving` with the sklearn iris model (version 1, so the versioned routes answer)."""
     folder, port = tmp_path_factory.mktemp("st-serving"), free_port()
     url = f"http://127.0.0.1:{port}"
-    with running([sys.executable, "-m", "serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
+    with running([sys.executable, "-m", "infertap.serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
                   "--storage-uri", str(models_dir / "sklearn-iris"), "--model-version", "1", "--http-port", str(port)],
                  folder / "serving.log", f"{url}/v2/health/ready", timeout=120):
         yield url
@@ -50,10 +50,10 @@ def model_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def explainer(model_server: str, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`python -m explainers`: KernelShap over the model server, small limits so explanations stay quick."""
+    """`python -m infertap.explainers`: KernelShap over the model server, small limits so explanations stay quick."""
     folder, port = tmp_path_factory.mktemp("st-explainer"), free_port()
     url = f"http://127.0.0.1:{port}"
-    with running([sys.executable, "-m", "explainers", "--name", "sklearn-iris", "--explainer-type", "KernelShap",
+    with running([sys.executable, "-m", "infertap.explainers", "--name", "sklearn-iris", "--explainer-type", "KernelShap",
                   "--predictor-url", model_server, "--background", str(models_dir / "sklearn-iris" / "reference.npy"),
                   "--http-port", str(port), "--max-instances", "4", "--max-samples", "200"],
                  folder / "explainer.log", f"{url}/v2/health/ready", timeout=180):

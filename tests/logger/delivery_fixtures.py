@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from logger.delivery import Delivery, build_delivery
-from logger.metrics import DeliveryMetrics
-from logger.settings import LoggerSettings
+from infertap.logger.delivery import Delivery, build_delivery
+from infertap.logger.metrics import DeliveryMetrics
+from infertap.sidecar.settings import LoggerSettings
 
 # A body that is not UTF-8 (as a binary V2 tensor payload): must come back byte for byte.
 BINARY_BODY = bytes(range(256)) * 4

@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from delivery_fixtures import make_event  # noqa: E402
 
-from logger.delivery import build_delivery  # noqa: E402
-from logger.settings import LoggerSettings  # noqa: E402
+from infertap.logger.delivery import build_delivery  # noqa: E402
+from infertap.sidecar.settings import LoggerSettings  # noqa: E402
 
 
 async def main(url: str, spool_dir: str, n: int) -> None:

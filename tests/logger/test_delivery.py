@@ -8,9 +8,9 @@ from pathlib import Path
 from cloudevents.core.formats.json import JSONFormat
 from delivery_fixtures import HttpReceiver, delivery, make_event, outcome, wait_for
 
-from logger import metrics
-from logger.delivery import Delivery, build_delivery
-from logger.settings import LoggerSettings
+from infertap.logger import metrics
+from infertap.logger.delivery import Delivery, build_delivery
+from infertap.sidecar.settings import LoggerSettings
 
 
 def test_stop_flushes_the_queue_to_the_sink(tmp_path: Path) -> None:
@@ -112,7 +112,7 @@ class _BatchRecorder:
 
 def _trickle(tmp_path: Path, linger_s: float, batch_max_events: int = 1000, n: int = 60) -> list[int]:
     """`n` events submitted one per millisecond; the batch sizes the sink saw."""
-    from logger.delivery.worker import Limits
+    from infertap.logger.delivery.worker import Limits
 
     sink = _BatchRecorder()
     d = Delivery([("recorder", sink)], tmp_path / f"spool-{linger_s}-{batch_max_events}",
@@ -140,7 +140,7 @@ def test_linger_gathers_a_trickle_into_few_batches(tmp_path: Path) -> None:
 
 
 def test_linger_is_cut_short_by_stop(tmp_path: Path) -> None:
-    from logger.delivery.worker import Limits
+    from infertap.logger.delivery.worker import Limits
 
     sink = _BatchRecorder()
     d = Delivery([("recorder", sink)], tmp_path / "spool", Limits(batch_linger_s=3600.0))
@@ -160,8 +160,8 @@ def test_linger_is_cut_short_by_stop(tmp_path: Path) -> None:
 # --- spool folders -------------------------------------------------------------------------
 
 def _folder(url: str) -> str:
-    from logger.delivery import spool_folder_name
-    from logger.sinks import build_sink
+    from infertap.logger.delivery import spool_folder_name
+    from infertap.logger.sinks import build_sink
 
     return spool_folder_name(build_sink(url), url)
 
@@ -178,14 +178,14 @@ def test_the_spool_folder_is_named_by_destination_not_by_options_or_credentials(
               _folder("http://collector:8080/events"), _folder("http://collector:8080/other")}
     assert base not in others and len(others) == 4
     assert _folder("https://u:secret@collector/events") == _folder("https://collector/events")
-    from logger.sinks import build_sink
+    from infertap.logger.sinks import build_sink
     assert build_sink("https://u:secret@collector/events").name == "http:collector"  # metrics label, log lines
 
 
 def test_a_spool_left_under_the_old_name_is_taken_over(tmp_path: Path) -> None:
     """Events spooled by the version that named folders after the whole URL are not orphaned."""
-    from logger.delivery import _legacy_folder_name
-    from logger.sinks import build_sink
+    from infertap.logger.delivery import _legacy_folder_name
+    from infertap.logger.sinks import build_sink
 
     url = "http://127.0.0.1:9/events?timeout_s=1"
     sink = build_sink(url)
@@ -201,7 +201,7 @@ def test_a_spool_left_under_the_old_name_is_taken_over(tmp_path: Path) -> None:
 def test_two_sinks_for_the_same_destination_are_refused_with_a_sentence(tmp_path: Path) -> None:
     import pytest
 
-    from logger.sinks import SinkConfigError, build_sink
+    from infertap.logger.sinks import SinkConfigError, build_sink
 
     urls = ["kafka://127.0.0.1:9092/t", "kafka://127.0.0.1:9092/t?acks=1&sasl_password=pw&sasl_username=u"
             "&sasl_mechanism=PLAIN&security_protocol=SASL_PLAINTEXT"]
@@ -216,6 +216,6 @@ def test_the_sidecar_exits_2_with_a_sentence_on_a_bad_log_url(tmp_path: Path) ->
 
     for url, says in (("kafka://127.0.0.1:9092/t?acks=5", "option 'acks'"),
                       ("s3://bucket/events", "unknown scheme 's3'")):
-        done = subprocess.run([sys.executable, "-m", "logger", "--port", "0", "--component-port", "9", "--log-url", url,
+        done = subprocess.run([sys.executable, "-m", "infertap.sidecar", "--port", "0", "--component-port", "9", "--log-url", url,
                                "--spool-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 from delivery_fixtures import BINARY_BODY, assert_same_event, decode, delivery, free_port, make_event, outcome, read_topic, wait_for
 from prometheus_client import generate_latest
 
-from sidecar.broker import EmbeddedBroker
+from infertap.stack.broker import EmbeddedBroker
 from tests.conftest import unique
 
 HERE = Path(__file__).resolve().parent

@@ -1,4 +1,4 @@
-"""The sidecar as a real process (`python -m logger`), with the real delivery and sinks:
+"""The sidecar as a real process (`python -m infertap.sidecar`), with the real delivery and sinks:
 file:// read back as JSON lines, kafka:// read back with plain kafka-python and decoded with
 the cloudevents Kafka binding; and in front of the real `serving` model server."""
 from __future__ import annotations
@@ -14,13 +14,13 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from logger.events import REQUEST_TYPE, RESPONSE_TYPE, decode_metadata
-from tap_fixtures import free_port, port_of, upstream  # noqa: F401
+from infertap.logger.events import REQUEST_TYPE, RESPONSE_TYPE, decode_metadata
+from tests.sidecar.tap_fixtures import free_port, port_of, upstream  # noqa: F401
 
 
 def start_sidecar(spawn, component_port: int, *log_urls: str, extra: list[str] = ()) -> str:
     port = free_port()
-    args = [sys.executable, "-m", "logger", "--port", str(port), "--component-port", str(component_port),
+    args = [sys.executable, "-m", "infertap.sidecar", "--port", str(port), "--component-port", str(component_port),
             "--inference-service", "iris", "--namespace", "ns", "--component", "predictor",
             "--source-uri", "http://iris-pod/", "--metadata-headers", "x-request-id"]
     for url in log_urls:
@@ -132,7 +132,7 @@ def test_ingest_forwards_kserve_agent_events_to_kafka(spawn, upstream, broker, t
 
 def test_in_front_of_real_model_server(spawn, models_dir, tmp_path):
     model_port = free_port()
-    model = spawn([sys.executable, "-m", "serving", "--model-name", "iris", "--model-format", "sklearn",
+    model = spawn([sys.executable, "-m", "infertap.serving", "--model-name", "iris", "--model-format", "sklearn",
                    "--storage-uri", str(models_dir / "sklearn-iris"), "--http-port", str(model_port)], name="serving")
     model.wait_http(f"http://127.0.0.1:{model_port}/v2/health/ready", timeout=120)
     sink = tmp_path / "events.jsonl"

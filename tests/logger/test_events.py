@@ -7,7 +7,7 @@ import os
 from cloudevents.core.bindings import http as ce_http, kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 
-from logger.events import REQUEST_TYPE, RESPONSE_TYPE, EventBuilder, canonical_header, decode_metadata, event_id
+from infertap.logger.events import REQUEST_TYPE, RESPONSE_TYPE, EventBuilder, canonical_header, decode_metadata, event_id
 
 
 def builder(**kw) -> EventBuilder:

@@ -1,5 +1,5 @@
-"""Faults through the real sidecar process (issue 3): the model server (`python -m serving`),
-`python -m logger` and a broker the test owns, all child processes.
+"""Faults through the real sidecar process (issue 3): the model server (`python -m infertap.serving`),
+`python -m infertap.sidecar` and a broker the test owns, all child processes.
 
 - broker stopped for 30 s under steady load, restarted on the same port: zero lost events,
   zero failed inference requests;
@@ -25,10 +25,10 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from delivery_fixtures import read_topic
-from logger.delivery import record
-from logger.delivery.spool import Spool
-from logger.events import REQUEST_TYPE, RESPONSE_TYPE
-from sidecar.broker import EmbeddedBroker
+from infertap.logger.delivery import record
+from infertap.logger.delivery.spool import Spool
+from infertap.logger.events import REQUEST_TYPE, RESPONSE_TYPE
+from infertap.stack.broker import EmbeddedBroker
 from tests.conftest import free_port, unique
 
 BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]]}'
@@ -39,16 +39,16 @@ PAIR = (REQUEST_TYPE, RESPONSE_TYPE)
 def model(spawn, models_dir) -> int:
     """Port of a real model server (sklearn iris)."""
     port = free_port()
-    child = spawn([sys.executable, "-m", "serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
+    child = spawn([sys.executable, "-m", "infertap.serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
                    "--storage-uri", str(models_dir / "sklearn-iris"), "--http-port", str(port)], name="serving")
     child.wait_http(f"http://127.0.0.1:{port}/v2/health/ready", timeout=120)
     return port
 
 
 def start_sidecar(spawn, model_port: int, *urls: str, port: int | None = None, extra: tuple[str, ...] = ()):
-    """`python -m logger` in front of the model; returns (child, base URL)."""
+    """`python -m infertap.sidecar` in front of the model; returns (child, base URL)."""
     port = port or free_port()
-    args = [sys.executable, "-m", "logger", "--port", str(port), "--component-port", str(model_port),
+    args = [sys.executable, "-m", "infertap.sidecar", "--port", str(port), "--component-port", str(model_port),
             "--inference-service", "sklearn-iris", "--retry-backoff", "0.2", "--retry-backoff-max", "1"]
     for url in urls:
         args += ["--log-url", url]

@@ -9,8 +9,8 @@ from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from logger.events import REQUEST_TYPE
-from tap_fixtures import serve_app, sidecar, upstream  # noqa: F401
+from infertap.logger.events import REQUEST_TYPE
+from tests.sidecar.tap_fixtures import serve_app, sidecar, upstream  # noqa: F401
 
 # What KServe's agent (sdk-go, binary mode) sends to its logger.url
 KSERVE_HEADERS = {

@@ -123,7 +123,7 @@ def assert_arrived(front: KafkaFront, topic: str, events: list, protocol: str, c
 
 def assert_logged(caplog: pytest.LogCaptureFixture, client: str, *reasons: str) -> None:
     """The reason is logged; for the confluent backend by the delivery worker's own warning."""
-    records = [r for r in caplog.records if client == "kafka-python" or r.name.startswith("logger.delivery")]
+    records = [r for r in caplog.records if client == "kafka-python" or r.name.startswith("infertap.logger.delivery")]
     text = "\n".join(r.getMessage() for r in records)
     assert any(reason in text for reason in reasons), text[-2000:]
 

@@ -8,7 +8,7 @@ import pytest
 from cloudevents.core.formats.json import JSONFormat
 from delivery_fixtures import BINARY_BODY, make_event
 
-from logger.sinks import SinkConfigError, build_sink
+from infertap.logger.sinks import SinkConfigError, build_sink
 
 
 def test_file_sink_rotates_and_keeps_every_event(tmp_path: Path) -> None:

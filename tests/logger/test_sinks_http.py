@@ -7,7 +7,7 @@ from pathlib import Path
 from cloudevents.core.bindings import http as ce_http
 from delivery_fixtures import BINARY_BODY, HttpReceiver, delivery, free_port, make_event, outcome, wait_for
 
-from logger.sinks import SinkError, build_sink
+from infertap.logger.sinks import SinkError, build_sink
 
 
 def test_http_sink_posts_binary_mode_events() -> None:

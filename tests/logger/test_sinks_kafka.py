@@ -6,8 +6,8 @@ import asyncio
 import pytest
 from delivery_fixtures import BINARY_BODY, assert_same_event, make_event, read_topic
 
-from logger.sinks import SinkConfigError, build_sink
-from logger.sinks.kafka import KafkaSink, KafkaSinkConfig
+from infertap.logger.sinks import SinkConfigError, build_sink
+from infertap.logger.sinks.kafka import KafkaSink, KafkaSinkConfig
 from tests.conftest import unique
 
 
@@ -76,9 +76,9 @@ def _events_the_logger_sends() -> list:
 
     from cloudevents.core.v1.event import CloudEvent
 
-    from logger import ingest
-    from logger.delivery import record
-    from logger.events import EventBuilder
+    from infertap.logger import ingest
+    from infertap.logger.delivery import record
+    from infertap.logger.events import EventBuilder
 
     builder = EventBuilder("http://pod/", "iris", "ns", "predictor", "ep", ["x-request-id"], {"team": "ml"})
     bare = EventBuilder("http://pod/")
@@ -103,7 +103,7 @@ def test_fast_kafka_records_are_byte_identical_to_the_sdk_binding() -> None:
     value and headers (names, order, bytes) of cloudevents' `to_binary_event`."""
     from cloudevents.core.bindings.kafka import to_binary_event
 
-    from logger.sinks.kafka import _FAST_LAYOUT, binary_record, to_records
+    from infertap.logger.sinks.kafka import _FAST_LAYOUT, binary_record, to_records
 
     assert _FAST_LAYOUT  # else the sink silently uses the SDK per event: this test would not test the fast path
     events = _events_the_logger_sends()
@@ -121,7 +121,7 @@ def test_tap_events_equal_the_validating_constructor() -> None:
     from cloudevents.core.exceptions import CloudEventValidationError
     from cloudevents.core.v1.event import CloudEvent
 
-    from logger.events import EventBuilder
+    from infertap.logger.events import EventBuilder
 
     builder = EventBuilder("http://pod/", "iris", "ns", "predictor", "", ["x-request-id"], {"a": "b"})
     for event in (builder.request("r1", b"\x00\x01", "application/octet-stream", "{}"),
@@ -136,7 +136,7 @@ def test_tap_events_equal_the_validating_constructor() -> None:
 def test_librdkafka_repeats_are_held_and_counted() -> None:
     import logging
 
-    from logger.sinks.kafka_confluent import RepeatFilter
+    from infertap.logger.sinks.kafka_confluent import RepeatFilter
 
     now = [0.0]
     f = RepeatFilter(every=30.0, clock=lambda: now[0])
@@ -157,7 +157,7 @@ def test_an_event_too_large_for_kafka_is_rejected_not_retried(broker, client: st
     """A message over the producer's size limit (1 MB by default) can never be delivered:
     the sink refuses it for good (the delivery drops it with a metric), so it cannot hold up
     the spool behind it; the events around it arrive."""
-    from logger.sinks.base import SinkError
+    from infertap.logger.sinks.base import SinkError
 
     topic = unique(f"big-{client}")
     sink = build_sink(f"kafka://{broker.bootstrap}/{topic}", kafka_client=client)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from delivery_fixtures import BINARY_BODY, make_event
 
-from logger.delivery import record
-from logger.delivery.spool import Spool
+from infertap.logger.delivery import record
+from infertap.logger.delivery.spool import Spool
 
 
 def recs(a: int, b: int) -> list[bytes]:

@@ -25,14 +25,14 @@ SERVED = {
 
 
 class ServerProcess(Child):
-    """`python -m serving --config ...` as a child process, stopped at the end of the session."""
+    """`python -m infertap.serving --config ...` as a child process, stopped at the end of the session."""
 
     def __init__(self, settings: dict, log: Path):
         self.port = settings["http_port"]
         self.url = f"http://127.0.0.1:{self.port}"
         config = log.with_suffix(".json")
         config.write_text(json.dumps(settings))
-        super().__init__([sys.executable, "-m", "serving", "--config", str(config)], log)
+        super().__init__([sys.executable, "-m", "infertap.serving", "--config", str(config)], log)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         self.wait_http(f"{self.url}/v2/health/ready", timeout)
@@ -40,7 +40,7 @@ class ServerProcess(Child):
 
 @pytest.fixture(scope="session")
 def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A real model server serving every example model (python -m serving --config)."""
+    """A real model server serving every example model (python -m infertap.serving --config)."""
     models = [{"name": name, "format": fmt, "uri": f"file://{models_dir / folder}", **extra}
               for name, (fmt, folder, extra) in SERVED.items()]
     settings = {"http_port": free_port(), "models": models, "inference_service": "tests"}

@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving.server import create_app
-from serving.settings import ModelSettings, ServerSettings
+from infertap.serving.server import create_app
+from infertap.serving.settings import ModelSettings, ServerSettings
 
 
 def make_app(models_dir: Path, load: bool = True, **server):

@@ -6,7 +6,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from serving.batching import DynamicBatcher
+from infertap.serving.batching import DynamicBatcher
 
 
 class Recorder:

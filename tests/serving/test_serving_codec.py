@@ -9,7 +9,7 @@ import orjson
 import pytest
 import tritonclient.http as triton
 
-from serving.codec import (
+from infertap.serving.codec import (
     DATATYPES, CodecError, InferenceResponse, ResponseOutput, binary_header_length, datatype_of, decode_v1_request,
     decode_v1_response,
     decode_v2_request, decode_v2_response, encode_v1_response, encode_v2_request, encode_v2_response, numpy_dtype,
@@ -232,6 +232,6 @@ def test_v1_response_round_trip() -> None:
 
 def test_codec_imports_no_web_framework() -> None:
     """Detectors import the codec to decode logged payloads; it must not drag FastAPI in."""
-    code = ("import sys, serving.codec; bad = [m for m in ('fastapi', 'starlette', 'uvicorn', 'torch') "
+    code = ("import sys, infertap.serving.codec; bad = [m for m in ('fastapi', 'starlette', 'uvicorn', 'torch') "
             "if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.errors import InferenceError, ModelLoadError
-from serving.runtimes import RUNTIMES, create_runtime, runtime_class
-from serving.runtimes.devices import CPU_PROVIDER, CUDA_PROVIDER, select_onnx_providers, select_torch_device
-from serving.settings import ModelSettings
-from serving.storage import resolve_model_file
+from infertap.serving.errors import InferenceError, ModelLoadError
+from infertap.serving.runtimes import RUNTIMES, create_runtime, runtime_class
+from infertap.serving.runtimes.devices import CPU_PROVIDER, CUDA_PROVIDER, select_onnx_providers, select_torch_device
+from infertap.serving.settings import ModelSettings
+from infertap.serving.storage import resolve_model_file
 
 FILES = {"sklearn": "model.joblib", "xgboost": "model.json", "lightgbm": "model.txt", "pytorch": "model.pt",
          "onnx": "model.onnx"}

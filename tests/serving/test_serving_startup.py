@@ -15,7 +15,7 @@ def free_port() -> int:
 
 
 def serve_args(uri: str, fmt: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "serving", "--model-name", "m", "--model-format", fmt, "--storage-uri", uri,
+    return [sys.executable, "-m", "infertap.serving", "--model-name", "m", "--model-format", fmt, "--storage-uri", uri,
             "--http-port", str(port)]
 
 
@@ -27,7 +27,7 @@ def test_missing_model_exits_naming_the_file(spawn, tmp_path: Path) -> None:
 
 def test_corrupt_model_exits_naming_the_file(spawn, tmp_path: Path) -> None:
     (tmp_path / "model.onnx").write_bytes(b"not an onnx graph")
-    code = ("from serving.server import run; from serving.settings import ServerSettings, ModelSettings; "
+    code = ("from infertap.serving.server import run; from infertap.serving.settings import ServerSettings, ModelSettings; "
             f"run(ServerSettings(http_port={free_port()}, models=[ModelSettings(name='m', format='onnx', "
             f"uri='{tmp_path}')]))")
     child = spawn([sys.executable, "-c", code], name="serve-corrupt")

@@ -1,0 +1,310 @@
+"""The tap shared by the reverse proxy and the ASGI middleware: which exchanges are logged,
+capturing their bodies, and handing the two CloudEvents to the delivery.
+
+Policy (KServe's agent semantics, with the differences DESIGN asks for):
+
+- `mode` all / request / response. In `request` mode the response is not buffered at all
+  (KServe buffers it anyway, kserve#6179).
+- A response event for *every* status, with `statuscode` (KServe logs only 200s, #2722).
+- Not logged: requests carrying `infertap-skip-logging: true` (the explainer's own calls;
+  the header is still forwarded), and health probes: any request whose User-Agent is
+  `kube-probe/...` (what KServe skips), plus GET/HEAD requests with no body to a health
+  path (`/`, `/healthz`, `/readyz`, `/livez`, `/v2/health/live|ready`,
+  `/v2/models/{m}[/versions/{v}]/ready`, `/v1/models/{m}`, `/metrics`), so local
+  supervisors and Prometheus probing through the sidecar do not flood the topic.
+- Logging never blocks or fails a request: `Delivery.submit` only, guarded.
+- A streamed response is logged up to `max_event_body_bytes`; beyond that the event carries
+  the prefix and the extension `bodytruncated: "true"`.
+
+Proxy metrics (`infertap_proxy_*`, `infertap_tap_*`) live here too, so both taps count the same
+way; they are registered on `infertap.logger.metrics.REGISTRY` beside the delivery's.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import threading
+from typing import Any, Protocol
+
+from prometheus_client import Counter, Histogram
+
+from infertap.logger.events import EventBuilder, now
+from infertap.logger.metrics import REGISTRY
+
+log = logging.getLogger("infertap.logger.tap")
+
+SKIP_HEADER = b"infertap-skip-logging"
+_HEALTH_PATH = re.compile(
+    r"^/(?:|healthz|readyz|livez|metrics|v2/health/(?:live|ready)"
+    r"|v2/models/[^/]+(?:/versions/[^/]+)?/ready|v1/models/[^/:]+)$"
+)
+_MODEL_ROUTE = re.compile(r"^/v([12])/models/([^/:]+)(?:/versions/[^/]+)?(?::(\w+)|/(\w+))?")
+
+
+class EventSink(Protocol):
+    """What the tap needs of `infertap.logger.delivery.Delivery`."""
+
+    def submit(self, event: Any) -> None: ...
+
+
+class _RandomBytes:
+    """os.urandom read 4 KiB at a time: one getrandom syscall per 256 event ids instead of
+    one per id (a syscall costs several microseconds on a virtual machine; this runs on every
+    logged request). Same source, same unpredictability; a forked child starts afresh."""
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._pool, self._pos = b"", 0
+
+    def take16(self) -> bytes:
+        with self._lock:
+            pos = self._pos
+            if pos + 16 > len(self._pool):
+                self._pool, pos = os.urandom(self.SIZE), 0
+            self._pos = pos + 16
+            return self._pool[pos:pos + 16]
+
+
+_random = _RandomBytes()
+
+
+def new_event_id() -> str:
+    """A random UUID4 string, as `str(uuid.uuid4())` gives, without building a UUID object
+    (a quarter of the cost; it runs on every logged request)."""
+    b = bytearray(_random.take16())
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+_LABELS = ("inference_service", "component", "model", "endpoint")
+REQUESTS = Counter("infertap_proxy_requests_total", "Requests through the logger sidecar, by status code.",
+                   _LABELS + ("code",), registry=REGISTRY)
+LATENCY = Histogram("infertap_proxy_request_duration_seconds",
+                    "Time from request arrival to the end of the response body, through the sidecar.",
+                    _LABELS, buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60),
+                    registry=REGISTRY)
+UPSTREAM_ERRORS = Counter("infertap_proxy_upstream_errors_total", "Upstream failures answered by the sidecar (502/504).",
+                          ("inference_service", "component", "reason"), registry=REGISTRY)
+EVENTS_SUBMITTED = Counter("infertap_tap_events_submitted_total", "CloudEvents handed to the delivery, by type.",
+                           ("inference_service", "component", "type"), registry=REGISTRY)
+EVENTS_SKIPPED = Counter("infertap_tap_requests_not_logged_total", "Requests not logged, by reason.",
+                         ("inference_service", "component", "reason"), registry=REGISTRY)
+
+
+def route_of(path: str) -> tuple[str, str]:
+    """(model, endpoint) labels for a path: `/v2/models/iris/infer` -> ("iris", "v2_infer").
+
+    Bounded label values: anything else is ("", "openai") or ("", "other").
+    """
+    m = _MODEL_ROUTE.match(path)
+    if m:
+        verb = m.group(3) or m.group(4) or "metadata"
+        return m.group(2), f"v{m.group(1)}_{verb}"
+    if path.startswith("/openai/"):
+        return "", "openai"
+    return "", "other"
+
+
+class ProxyMetrics:
+    """Label children cached per (path, code): one dict lookup per request instead of the
+    route regex and two `.labels()` calls (each costs more than the increment itself)."""
+
+    _MAX_CACHED = 4096  # distinct (path, code) pairs kept; past that, resolved per request
+
+    def __init__(self, inference_service: str, component: str):
+        self.isvc, self.component = inference_service, component
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._errors: dict[str, Any] = {}
+
+    def observe(self, path: str, status: int, seconds: float) -> None:
+        children = self._children.get((path, status))
+        if children is None:
+            children = self._resolve(path, status)
+        children[0].observe(seconds)
+        children[1].inc()
+
+    def _resolve(self, path: str, status: int) -> tuple[Any, Any]:
+        model, endpoint = route_of(path)
+        children = (LATENCY.labels(self.isvc, self.component, model, endpoint),
+                    REQUESTS.labels(self.isvc, self.component, model, endpoint, str(status)))
+        if len(self._children) < self._MAX_CACHED:  # paths come from clients: bound the cache
+            self._children[(path, status)] = children
+        return children
+
+    def upstream_error(self, reason: str) -> None:
+        child = self._errors.get(reason)
+        if child is None:
+            child = self._errors[reason] = UPSTREAM_ERRORS.labels(self.isvc, self.component, reason)
+        child.inc()
+
+
+# --- the tap -------------------------------------------------------------------------------
+
+class Exchange:
+    """One logged request/response pair: the response body is teed here as it streams."""
+
+    __slots__ = ("tap", "id", "content_type", "metadata", "status", "started", "chunks", "size",
+                 "truncated", "log_response", "done", "request_body")
+
+    def __init__(self, tap: "Tap", event_id: str, content_type: str | None, metadata: str, log_response: bool,
+                 request_body: bytes | None):
+        self.tap, self.id, self.content_type, self.metadata = tap, event_id, content_type, metadata
+        self.log_response = log_response
+        self.request_body = request_body  # None: the request is not logged (mode), or already was
+        self.status = 0
+        self.started = None
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.truncated = False
+        self.done = False
+
+    def submit_request(self) -> None:
+        """Submit the request event (once). The proxy calls it after forwarding the request,
+        so that building the event overlaps the model server's work instead of adding to it."""
+        body, self.request_body = self.request_body, None
+        if body is not None:
+            self.tap.submit(self.tap.builder.request(self.id, body, self.content_type, self.metadata), "request")
+
+    def response_start(self, status: int) -> None:
+        self.status = status
+        self.started = now()
+
+    def response_chunk(self, chunk: bytes) -> None:
+        """Keep a copy of a body chunk for the event, up to the cap."""
+        if not self.log_response or not chunk:
+            return
+        room = self.tap.max_body - self.size
+        if len(chunk) > room:
+            self.truncated = True
+            chunk = chunk[:room]
+            if not chunk:
+                return
+        self.chunks.append(bytes(chunk))
+        self.size += len(chunk)
+
+    def finish(self) -> None:
+        """Submit the response event (once); a no-op in `request` mode or before any status."""
+        if self.done:
+            return
+        self.done = True
+        self.submit_request()  # a no-op when already submitted
+        if not self.log_response or not self.status:
+            return
+        body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        self.tap.submit(self.tap.builder.response(self.id, body, self.content_type, self.metadata,
+                                                  self.status, self.started, self.truncated), "response")
+
+
+class Tap:
+    """Decides what to log and builds the events; shared by proxy and middleware."""
+
+    def __init__(self, builder: EventBuilder, delivery: EventSink | None, mode: str = "all",
+                 max_body: int = 16 * 1024 * 1024, inference_service: str = "", component: str = ""):
+        self.builder, self.delivery = builder, delivery
+        self.log_requests = mode in ("all", "request")
+        self.log_responses = mode in ("all", "response")
+        self.max_body = max_body
+        self.isvc, self.component = inference_service, component
+        self.metrics = ProxyMetrics(inference_service, component)
+        self._submitted = {t: EVENTS_SUBMITTED.labels(inference_service, component, t) for t in ("request", "response")}
+        self._finished: list[tuple[Exchange | None, str, int, float]] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # Response events of exchanges that ended wait for the proxy's next idle moment: at most
+    # this long, or until the next request has been forwarded (see `finish_later`).
+    FLUSH_AFTER_S = 0.005
+
+    def finish_later(self, exchange: "Exchange | None", path: str, status: int, seconds: float) -> None:
+        """Submit `exchange`'s response event (when logged) and count the request in the proxy
+        metrics, when the proxy is next idle.
+
+        Why: a client that sends its next request as soon as the response arrived (a
+        concurrency-1 caller) would otherwise find the sidecar still building the previous
+        event. The proxy calls `flush()` right after forwarding a request, while the model
+        server works on it; a timer catches the last exchanges when traffic stops.
+        """
+        self._finished.append((exchange, path, status, seconds))
+        if self._flush_timer is None:  # left armed by `flush`: one timer per 5 ms, not one per request
+            loop = self._loop
+            if loop is None or loop.is_closed():  # asking asyncio each time costs a getpid syscall
+                loop = self._loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(self.FLUSH_AFTER_S, self._on_timer)
+
+    @property
+    def unflushed(self) -> bool:
+        return bool(self._finished)
+
+    def _on_timer(self) -> None:
+        self._flush_timer = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Submit what `finish_later` held back."""
+        finished, self._finished = self._finished, []
+        observe = self.metrics.observe
+        for exchange, path, status, seconds in finished:
+            if exchange is not None:
+                exchange.finish()
+            observe(path, status, seconds)
+
+    @classmethod
+    def from_settings(cls, settings, delivery: EventSink | None) -> "Tap":
+        return cls(EventBuilder.from_settings(settings), delivery, settings.log_mode,
+                   settings.max_event_body_bytes, settings.inference_service, settings.component)
+
+    @property
+    def enabled(self) -> bool:
+        return self.delivery is not None
+
+    def begin(self, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> Exchange | None:
+        """Start logging one exchange, or None if it is not logged. The request event is
+        submitted by `Exchange.submit_request()`."""
+        if self.delivery is None:
+            return None
+        event_id = content_type = user_agent = None
+        for name, value in headers:
+            if name == b"ce-id":
+                event_id = value.decode("latin-1")
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == SKIP_HEADER:
+                if value.strip().lower() in (b"true", b"1"):
+                    self._skipped("skip_header")
+                    return None
+            elif name == b"user-agent":
+                user_agent = value
+        if user_agent is not None and user_agent.startswith(b"kube-probe/"):
+            self._skipped("probe")
+            return None
+        if not body and method in ("GET", "HEAD") and _HEALTH_PATH.match(path):
+            self._skipped("probe")
+            return None
+        if not event_id:
+            event_id = new_event_id()
+        metadata = self.builder.metadata(headers)
+        return Exchange(self, event_id, content_type, metadata, self.log_responses,
+                        body if self.log_requests else None)
+
+    def submit(self, event: Any, kind: str) -> None:
+        """Hand an event to the delivery; a broken delivery is logged, never raised."""
+        try:
+            self.delivery.submit(event)
+            self._submitted[kind].inc()
+        except Exception:  # the delivery promises not to raise; be sure anyway
+            log.exception("delivery.submit raised; event %s dropped", event.get_id())
+
+    def _skipped(self, reason: str) -> None:
+        EVENTS_SKIPPED.labels(self.isvc, self.component, reason).inc()

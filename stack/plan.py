@@ -1,0 +1,396 @@
+"""From loaded specs to the processes `infertap up` starts.
+
+Per InferenceService: one model server for the predictor (port 8080, then the next free
+port), and a logger sidecar (port 9081, then the next free) in front of it when the
+predictor has a `logger:` block. One embedded broker per local `kafka://` address that
+nothing listens on. Settings are built here, typed, so a bad spec fails before anything
+starts.
+
+Local choices (documented in the README):
+- `storageUri` `file://PATH` or a plain PATH; a relative PATH is looked up beside the YAML
+  file first, then in the current folder. `gs://`, `s3://` and other remote schemes fail
+  with a sentence: only local storage runs locally.
+- A `logger:` block without `url` logs to `kafka://localhost:9092/<isvc>-events` (KServe's
+  webhook would use its ConfigMap's `http://default-broker`); a `kafka://` URL without a
+  topic gets `<isvc>-events`.
+- The annotation `infertap.io/explain-sample-rate: "0.05"` on an InferenceService with an
+  explainer and a `kafka://` logger also starts the explainer's stream worker: it explains
+  that share of the logged requests and publishes to `<isvc>-explanations` (opt-in: each
+  explanation costs predictor calls).
+"""
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ValidationError
+
+from infertap.sidecar.settings import LoggerSettings
+from infertap.serving.settings import ServerSettings
+from infertap.stack.broker import broker_command, broker_env, is_listening
+from infertap.stack.runner import SETTINGS_ENV
+from infertap.stack.specs import Detector, Document, InferenceService, KafkaURL, LoggerSpec
+from infertap.stack.specs.loader import format_errors
+
+SERVED_FORMATS = ("sklearn", "xgboost", "lightgbm", "pytorch", "onnx")
+Role = Literal["broker", "predictor", "logger", "explainer", "explain-stream", "detector"]
+EXPLAIN_SAMPLE_ANNOTATION = "infertap.io/explain-sample-rate"
+
+
+class PlanError(ValueError):
+    """The specs load but cannot run locally; the message names file, document and path."""
+
+
+@dataclass
+class ProcessSpec:
+    """One child process of `infertap up`."""
+
+    name: str
+    role: Role
+    argv: list[str]
+    host: str
+    port: int
+    ready_path: str | None = None  # HTTP GET that answers 200 when ready; None: TCP connect
+    settings: BaseModel | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    inference_service: str | None = None
+    note: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def ready_url(self) -> str | None:
+        return f"http://{self.address}{self.ready_path}" if self.ready_path else None
+
+
+@dataclass
+class Plan:
+    processes: list[ProcessSpec] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def by_role(self, role: Role) -> list[ProcessSpec]:
+        return [p for p in self.processes if p.role == role]
+
+
+@dataclass
+class PlanOptions:
+    predictor_port: int = 8080
+    logger_port: int = 9081
+    explainer_port: int = 8082
+    broker_port: int | None = None  # moves every local kafka:// URL to 127.0.0.1:broker_port
+    start_broker: bool = True
+    host: str = "127.0.0.1"
+    spool_root: Path | None = None  # loggers spool under spool_root/<isvc>-<component>; None: their default
+    detector_port: int = 9102  # metrics port of the first detector worker; more take the next free ports
+    explain_stream_port: int = 9112  # metrics port of the first explainer stream worker
+
+
+class PortAllocator:
+    """Hands out ports from a base upward, skipping ones taken here or listened on."""
+
+    def __init__(self, host: str):
+        self.host, self.taken = host, set[int]()
+
+    def take(self, base: int) -> int:
+        if base == 0:  # any free port
+            with socket.socket() as s:
+                s.bind((self.host, 0))
+                port = s.getsockname()[1]
+        else:
+            port = base
+            while port in self.taken or is_listening(self.host, port):
+                port += 1
+                if port > 65535:
+                    raise PlanError(f"no free port at or above {base}")
+        self.taken.add(port)
+        return port
+
+
+def make_plan(documents: list[Document], options: PlanOptions | None = None) -> Plan:
+    """Processes for every InferenceService and Detector in `documents`, brokers first, detectors last."""
+    opts = options or PlanOptions()
+    ports, plan, errors = PortAllocator(opts.host), Plan(), []
+    brokers: dict[int, ProcessSpec] = {}
+    detectors = []
+    for doc in documents:
+        if isinstance(doc.spec, Detector):
+            detectors.append(doc)
+            continue
+        if not isinstance(doc.spec, InferenceService):
+            plan.notes.append(f"{doc.where}: {doc.spec.kind} documents are not run by `up` yet")
+            continue
+        try:
+            plan.processes += _plan_service(doc, opts, ports, brokers, plan.notes)
+        except PlanError as exc:
+            errors.append(str(exc))
+    for doc in detectors:  # after the services: a detector reads where its service's logger writes
+        try:
+            plan.processes += plan_detector(doc, opts, ports, brokers, plan)
+        except PlanError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise PlanError("\n".join(errors))
+    plan.processes = list(brokers.values()) + plan.processes
+    return plan
+
+
+def _plan_service(doc: Document, opts: PlanOptions, ports: PortAllocator,
+                  brokers: dict[int, ProcessSpec], notes: list[str]) -> list[ProcessSpec]:
+    isvc: InferenceService = doc.spec
+    predictor = _predictor(doc, opts, ports)
+    out = [predictor]
+    for component, block in isvc.loggers():
+        if component != "predictor":
+            notes.append(f"{doc.where}: spec.{component}.logger: the {component} is not run locally yet; no sidecar started for it")
+            continue
+        out.append(_logger(doc, block, predictor, opts, ports, brokers, notes))
+    if isvc.spec.explainer is not None:
+        out.append(_explainer(doc, predictor, out, opts, ports))
+        stream = _explain_stream(doc, out, opts, ports, notes)
+        if stream is not None:
+            out.append(stream)
+    for component, _ in isvc.spec.components():
+        if component not in ("predictor", "explainer"):
+            notes.append(f"{doc.where}: spec.{component}: kept, not run locally yet")
+    return out
+
+
+def _predictor(doc: Document, opts: PlanOptions, ports: PortAllocator) -> ProcessSpec:
+    isvc: InferenceService = doc.spec
+    found = isvc.spec.predictor.model_with_path()
+    if found is None:
+        raise PlanError(f"{doc.where}: spec.predictor: no model to serve (custom containers are not run locally); give spec.predictor.model")
+    fmt, path, model = found
+    if fmt not in SERVED_FORMATS:
+        at = f"{path}.modelFormat.name" if path.endswith(".model") else path
+        raise PlanError(f"{doc.where}: {at}: infertap serves {', '.join(SERVED_FORMATS)} locally (got {fmt!r})")
+    if not model.storage_uri:
+        raise PlanError(f"{doc.where}: {path}.storageUri: required to serve the model locally")
+    uri = resolve_storage(model.storage_uri, doc.source.parent, f"{doc.where}: {path}.storageUri")
+    proba = (model.env_value("PREDICT_PROBA") or "").lower() in ("1", "true", "yes")
+    port = ports.take(opts.predictor_port)
+    labels = {"inference_service": isvc.name} if "inference_service" in ServerSettings.model_fields else {}
+    settings = _settings(doc, ServerSettings, host=opts.host, http_port=port, **labels, models=[dict(
+        name=isvc.name, format=fmt, uri=str(uri),
+        version=model.model_format.version if model.model_format else None, predict_proba=proba,
+    )])
+    argv, env = runner_command("serving", settings)
+    return ProcessSpec(
+        name=f"{isvc.name}/predictor", role="predictor", host=opts.host, port=port,
+        argv=argv, env=env, ready_path="/v2/health/ready", settings=settings,
+        inference_service=isvc.name, note=f"{fmt} model {uri}",
+    )
+
+
+def _logger(doc: Document, block: LoggerSpec, predictor: ProcessSpec, opts: PlanOptions,
+            ports: PortAllocator, brokers: dict[int, ProcessSpec], notes: list[str]) -> ProcessSpec:
+    isvc: InferenceService = doc.spec
+    where = f"{doc.where}: spec.predictor.logger"
+    url = _log_url(block.url, isvc.name, opts, brokers, where, notes)
+    annotations = {}
+    for key in block.metadata_annotations:
+        if key in isvc.metadata.annotations:
+            annotations[key] = isvc.metadata.annotations[key]
+        else:
+            notes.append(f"{where}.metadataAnnotations: {key!r} is not among metadata.annotations; left out")
+    port = ports.take(opts.logger_port)
+    settings = _settings(
+        doc, LoggerSettings, host=opts.host, port=port, component_host=predictor.host,
+        component_port=predictor.port, log_url=[url], log_mode=block.mode,
+        source_uri=f"http://{opts.host}:{port}/", inference_service=isvc.name,
+        namespace=isvc.metadata.namespace, component="predictor",
+        metadata_headers=block.metadata_headers, metadata_annotations=annotations,
+        spool_dir=opts.spool_root / f"{isvc.name}-predictor" if opts.spool_root else None,
+    )
+    from infertap.logger.sinks.base import shown_url
+
+    argv, env = runner_command("logger", settings)
+    return ProcessSpec(
+        name=f"{isvc.name}/logger", role="logger", host=opts.host, port=port,
+        argv=argv, env=env, ready_path=getattr(settings, "metrics_path", None),
+        settings=settings, inference_service=isvc.name, note=f"{block.mode} -> {shown_url(url)}",
+    )
+
+
+def _explainer(doc: Document, predictor: ProcessSpec, planned: list[ProcessSpec], opts: PlanOptions,
+               ports: PortAllocator) -> ProcessSpec:
+    """The explainer (sidecar/explain_plan.py); the predictor's logger routes `:explain` to it."""
+    from infertap.stack.explain_plan import plan_explainer
+
+    logger = next((p for p in planned if p.role == "logger"), None)
+    explainer = plan_explainer(doc, predictor, logger or predictor, opts.host, ports.take(opts.explainer_port))
+    if logger is not None:
+        logger.settings = logger.settings.model_copy(update={"explainer_url": f"http://{explainer.address}"})
+        argv, env = runner_command("logger", logger.settings)
+        logger.argv, logger.env = argv, {**logger.env, **env}
+    return explainer
+
+
+def _explain_stream(doc: Document, planned: list[ProcessSpec], opts: PlanOptions, ports: PortAllocator,
+                    notes: list[str]) -> ProcessSpec | None:
+    """The explainer's stream worker, when the InferenceService asks for it by annotation."""
+    isvc: InferenceService = doc.spec
+    raw = isvc.metadata.annotations.get(EXPLAIN_SAMPLE_ANNOTATION)
+    if raw is None:
+        return None
+    where = f'{doc.where}: metadata.annotations["{EXPLAIN_SAMPLE_ANNOTATION}"]'
+    try:
+        rate = float(raw)
+    except ValueError:
+        rate = float("nan")
+    if not 0.0 < rate <= 1.0:
+        raise PlanError(f"{where}: a share of requests to explain in (0, 1], e.g. \"0.05\" (got {raw!r})")
+    explainer = next(p for p in planned if p.role == "explainer")
+    logger = next((p for p in planned if p.role == "logger"), None)
+    kafka = [str(u) for u in (getattr(logger.settings, "log_url", []) if logger else []) if str(u).startswith("kafka://")]
+    if not kafka:
+        notes.append(f"{where}: the stream worker reads the predictor logger's Kafka topic; there is none, so it is not started")
+        return None
+    url = KafkaURL.parse(kafka[0])
+    port = ports.take(opts.explain_stream_port)
+    stream = {"bootstrap": url.bootstrap, "inference_service": isvc.name, "source_topic": url.topic,
+              "sample_rate": rate, "metrics_port": port,
+              "kafka_config": kafka_security(kafka[0], f"{doc.where}: spec.predictor.logger.url")}
+    payload = {"stream": stream, "explainer": explainer.settings.model_dump(mode="json")}
+    argv, env = runner_command("explain-stream", payload)
+    return ProcessSpec(
+        name=f"{isvc.name}/explain-stream", role="explain-stream", host=opts.host, port=port,
+        argv=argv, env=env, ready_path="/metrics",
+        inference_service=isvc.name, note=f"explains {rate:g} of {url.topic} -> {isvc.name}-explanations",
+    )
+
+
+def kafka_security(url: str, where: str) -> dict[str, str]:
+    """TLS/SASL options of a logger's kafka:// URL as librdkafka properties, for the workers
+    that read its topic with the same credentials."""
+    from infertap.logger.sinks.base import SinkConfigError
+    from infertap.logger.sinks.kafka import KafkaSinkConfig
+    from infertap.logger.sinks.kafka_confluent import security_config
+
+    try:
+        return security_config(KafkaSinkConfig.from_url(url))
+    except SinkConfigError as exc:
+        raise PlanError(f"{where}: {exc}") from None
+
+
+def _log_url(url: str | None, isvc: str, opts: PlanOptions, brokers: dict[int, ProcessSpec], where: str,
+             notes: list[str]) -> str:
+    url = url or "kafka://localhost:9092"
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("s3", "gs", "abfs"):
+        raise PlanError(f"{where}.url: {scheme}:// is KServe's blob-storage sink; infertap runs http(s)://, kafka:// and file:// sinks locally (got {url!r})")
+    if scheme != "kafka":
+        return url
+    kafka = KafkaURL.parse(url)
+    if not kafka.topic:
+        kafka = kafka.with_topic(f"{isvc}-events")
+    if kafka.is_local:
+        port = opts.broker_port or kafka.hosts[0][1]
+        kafka = kafka.with_port(port)
+        if port not in brokers and not is_listening("127.0.0.1", port):
+            if opts.start_broker:
+                brokers[port] = broker_process(port)
+            else:
+                notes.append(f"{where}.url: nothing listens on 127.0.0.1:{port} and the embedded broker is off; "
+                             "the logger spools events until a broker appears there")
+    return str(kafka)
+
+
+def plan_detector(doc: Document, opts: PlanOptions, ports: PortAllocator, brokers: dict[int, ProcessSpec],
+                  plan: Plan) -> list[ProcessSpec]:
+    """`spec.replicas` workers per Detector (one consumer group, a metrics port each); the source
+    is the Kafka URL its InferenceService's logger writes to."""
+    det: Detector = doc.spec
+    first = _detector_worker(doc, opts, ports, brokers, plan)
+    workers = [first]
+    for i in range(1, det.spec.replicas):
+        port = ports.take(first.port + 1)
+        settings = first.settings.model_copy(update={"metrics_port": port})
+        argv, env = runner_command("detector", settings)
+        workers.append(ProcessSpec(
+            name=f"{det.name}/detector-{i}", role="detector", host=opts.host, port=port,
+            argv=argv, env=env, ready_path="/metrics", settings=settings,
+            inference_service=first.inference_service, note=f"{first.note} (replica {i + 1} of {det.spec.replicas})"))
+    return workers
+
+
+def _detector_worker(doc: Document, opts: PlanOptions, ports: PortAllocator, brokers: dict[int, ProcessSpec],
+                     plan: Plan) -> ProcessSpec:
+    """The first (or only) worker of a Detector."""
+    det: Detector = doc.spec
+    where = f"{doc.where}: spec.source.bootstrap"
+    logged = [p for p in plan.by_role("logger") if det.inference_service and p.inference_service == det.inference_service]
+    kafka_urls = [str(u) for p in logged for u in getattr(p.settings, "log_url", []) if str(u).startswith("kafka://")]
+    overrides: dict = {}
+    if kafka_urls and det.spec.source.topic is None and "bootstrap" not in det.spec.source.model_fields_set:
+        url = KafkaURL.parse(kafka_urls[0])
+        overrides.update(bootstrap=url.bootstrap, topic=url.topic)
+        if not det.spec.source.kafka_config:  # read the topic with the credentials it is written with
+            overrides["kafka_config"] = kafka_security(kafka_urls[0], f"{logged[0].name}: log_url")
+    elif det.spec.source.transport == "kafka":
+        url = KafkaURL.parse(_log_url(f"kafka://{det.spec.source.bootstrap}/-", det.inference_service or det.name,
+                                      opts, brokers, where, plan.notes))
+        overrides["bootstrap"] = url.bootstrap
+    wanted = det.spec.outputs.metrics_port
+    port = ports.take(opts.detector_port if wanted == 9102 else wanted)
+    try:
+        settings = det.to_settings(doc.source.parent, host=opts.host, metrics_port=port, **overrides)
+    except ValidationError as exc:
+        raise PlanError("\n".join(f"{doc.where}: {line}" for line in format_errors(exc))) from None
+    for field, path in (("reference", "spec.detector.reference"), ("saved_detector", "spec.detector.savedDetector")):
+        value = getattr(settings, field)
+        if value is not None and not value.exists():
+            raise PlanError(f"{doc.where}: {path}: {value} does not exist")
+    source = settings.topic if settings.transport == "kafka" else f"HTTP on :{port}"
+    argv, env = runner_command("detector", settings)
+    return ProcessSpec(
+        name=f"{det.name}/detector", role="detector", host=opts.host, port=port, argv=argv, env=env,
+        ready_path="/metrics", settings=settings, inference_service=det.inference_service or None,
+        note=f"{settings.detector} on {source} -> {settings.output_topic}",
+    )
+
+
+def broker_process(port: int, host: str = "127.0.0.1") -> ProcessSpec:
+    name = "broker" if port == 9092 else f"broker:{port}"
+    return ProcessSpec(name=name, role="broker", argv=broker_command(host, port), host=host, port=port,
+                       env=broker_env(), note="embedded Tansu broker, memory storage")
+
+
+def resolve_storage(uri: str, yaml_dir: Path, where: str) -> Path:
+    """`file://PATH` or PATH -> an existing absolute path; remote schemes -> PlanError."""
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme == "file":
+        raw = uri[len("file://"):]
+    elif scheme and len(scheme) > 1:  # one letter would be a Windows drive
+        raise PlanError(f"{where}: only local storage runs locally: use file://PATH or a path (got {uri!r}); copy the model here first")
+    else:
+        raw = uri
+    path = Path(raw).expanduser()
+    candidates = [path] if path.is_absolute() else [yaml_dir / path, Path.cwd() / path]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate.resolve()
+    tried = " or ".join(str(c) for c in candidates)
+    raise PlanError(f"{where}: no model at {tried} (got {uri!r})")
+
+
+def _settings(doc: Document, model: type[BaseModel], **values) -> BaseModel:
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        raise PlanError("\n".join(f"{doc.where}: {model.__name__}.{line}" for line in format_errors(exc))) from None
+
+
+def runner_command(component: str, settings: BaseModel | dict) -> tuple[list[str], dict[str, str]]:
+    """(argv, env) of a child run by sidecar/runner.py: the settings travel as JSON (independent
+    of each package's flags) in the environment variable INFERTAP_SETTINGS, never on the command
+    line, which every user of the host can read (`ps`); they may carry secrets."""
+    payload = settings.model_dump_json() if isinstance(settings, BaseModel) else json.dumps(settings)
+    return [sys.executable, "-m", "infertap.stack.runner", component], {SETTINGS_ENV: payload}

@@ -1,0 +1,367 @@
+"""`infertap report`: one self-contained HTML page about an InferenceService, without Grafana.
+
+Data comes from Prometheus (`query_range` over the detectors', explainers' and servers'
+metrics) or straight from the Kafka topics (`<isvc>-detections`, `<isvc>-explanations`).
+Plots are drawn with matplotlib and embedded as base64 PNGs, so the page is one file that
+opens anywhere: per-feature drift p-values over time, window drift flags, outlier rate,
+top features by mean |attribution|, and request rate (Prometheus only).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import httpx
+
+DRIFT_TYPE = "io.infertap.detection.drift"
+OUTLIER_TYPE = "io.infertap.detection.outlier"
+ADVERSARIAL_TYPE = "io.infertap.detection.adversarial"
+
+
+@dataclass
+class Series:
+    label: str
+    t: list[float] = field(default_factory=list)  # unix seconds
+    v: list[float] = field(default_factory=list)
+
+
+@dataclass
+class ReportData:
+    """What the page shows; filled from Prometheus or from the topics."""
+
+    inference_service: str
+    source: str
+    drift_p: dict[str, Series] = field(default_factory=dict)  # feature -> p-values over time
+    drift_flags: dict[str, Series] = field(default_factory=dict)  # detector -> 0/1 per window
+    outlier_rate: dict[str, Series] = field(default_factory=dict)  # detector -> share of rows flagged
+    attributions: dict[str, float] = field(default_factory=dict)  # feature -> mean |attribution|
+    requests: dict[str, Series] = field(default_factory=dict)  # model -> requests per second
+    summary: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.drift_p or self.drift_flags or self.outlier_rate or self.attributions or self.requests)
+
+
+# --- from Prometheus -----------------------------------------------------------------------
+
+class PrometheusError(RuntimeError):
+    """Prometheus could not be queried; the message says why."""
+
+
+def _prom(url: str, path: str, params: dict) -> list[dict]:
+    try:
+        r = httpx.get(f"{url.rstrip('/')}/api/v1/{path}", params=params, timeout=30)
+    except httpx.HTTPError as exc:
+        raise PrometheusError(f"cannot reach Prometheus at {url}: {exc}") from None
+    try:
+        body = r.json()
+    except ValueError:
+        raise PrometheusError(f"{url} answered {r.status_code} without JSON: is it Prometheus?") from None
+    if r.status_code != 200 or body.get("status") != "success":
+        raise PrometheusError(f"Prometheus rejected {params.get('query')!r}: {body.get('error', r.status_code)}")
+    return body["data"]["result"]
+
+
+def _series(result: list[dict], label: str) -> dict[str, Series]:
+    out = {}
+    for item in result:
+        name = item["metric"].get(label, "") or "all"
+        points = [(float(t), float(v)) for t, v in item.get("values", [])]
+        points = [(t, v) for t, v in points if v == v]  # drop NaN
+        if points:
+            out[name] = Series(name, [t for t, _ in points], [v for _, v in points])
+    return out
+
+
+def from_prometheus(url: str, isvc: str, minutes: float = 60, step: float | None = None,
+                    end: float | None = None) -> ReportData:
+    """Query the last `minutes` of metrics of `isvc` (step: about 300 points by default)."""
+    end = end or time.time()
+    start = end - minutes * 60
+    step = step or max(1.0, round(minutes * 60 / 300, 1))
+    window = f"{int(max(4 * step, 15))}s"
+    sel = f'inference_service="{isvc}"'
+    data = ReportData(isvc, f"Prometheus {url}, last {minutes:g} min")
+
+    def rng(expr: str) -> list[dict]:
+        return _prom(url, "query_range", {"query": expr, "start": start, "end": end, "step": step})
+
+    data.drift_p = _series(rng(f'min by (feature) (infertap_detector_drift_p_value{{{sel}, feature!="_all"}})'), "feature")
+    data.drift_flags = _series(rng(f'max by (detector) (infertap_detector_drift{{{sel}, feature="_all"}})'), "detector")
+    data.outlier_rate = _series(rng(
+        f"sum by (detector) (rate(infertap_detector_outliers_total{{{sel}}}[{window}])) / "
+        f"sum by (detector) (rate(infertap_detector_rows_evaluated_total{{{sel}}}[{window}]))"), "detector")
+    data.requests = _series(rng(f"sum by (model) (rate(infertap_requests_total{{{sel}}}[{window}]))"), "model")
+    for item in _prom(url, "query", {"query": f"max by (feature) (infertap_explainer_mean_abs_attribution{{{sel}}})",
+                                     "time": end}):
+        data.attributions[item["metric"].get("feature", "?")] = float(item["value"][1])
+    totals = {
+        "windows evaluated": f"sum(increase(infertap_detector_windows_evaluated_total{{{sel}}}[{int(minutes * 60)}s]))",
+        "outliers flagged": f"sum(increase(infertap_detector_outliers_total{{{sel}}}[{int(minutes * 60)}s]))",
+        "requests served": f"sum(increase(infertap_requests_total{{{sel}}}[{int(minutes * 60)}s]))",
+        "events delivered": f'sum(increase(infertap_logger_events_total{{{sel}, outcome="sent"}}[{int(minutes * 60)}s]))',
+    }
+    for name, expr in totals.items():
+        result = _prom(url, "query", {"query": expr, "time": end})
+        if result:
+            data.summary[name] = round(float(result[0]["value"][1]))
+    return data
+
+
+# --- from the topics -----------------------------------------------------------------------
+
+def read_topic(bootstrap: str, topic: str, idle_timeout: float = 3.0, limit: int = 100_000) -> list[tuple[dict, Any]]:
+    """Every CloudEvent on `topic` from the beginning, as (attributes, decoded JSON body)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from infertap.stack.broker import is_listening
+    from infertap.stack.specs.logger_url import KafkaURL
+    from infertap.stack.tail import decode
+
+    hosts = KafkaURL.parse(f"kafka://{bootstrap}").hosts
+    if not any(is_listening(h, p, timeout=2.0) for h, p in hosts):
+        raise ConnectionError(f"no broker listens at {bootstrap}")
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False)
+    out: list[tuple[dict, Any]] = []
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            return out
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        last = time.monotonic()
+        while len(out) < limit and time.monotonic() - last < idle_timeout:
+            if all(consumer.position(tp) >= ends[tp] for tp in tps):
+                break
+            for records in consumer.poll(timeout_ms=500).values():
+                last = time.monotonic()
+                for record in records:
+                    try:
+                        event = decode(record.headers, record.key, record.value)
+                    except Exception:  # noqa: BLE001 - a malformed record is skipped and counted by the caller
+                        event = None
+                    if event is None:
+                        continue
+                    out.append((event.get_attributes(), _json(event.get_data())))
+    finally:
+        consumer.close()
+    return out
+
+
+def _json(data: Any) -> Any:
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            return json.loads(data)
+        except ValueError:
+            return None
+    return data
+
+
+def _ts(attrs: dict, body: dict) -> float:
+    stamp = body.get("window_end") if isinstance(body, dict) else None
+    if isinstance(stamp, str):
+        try:
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    when = attrs.get("time")
+    return when.timestamp() if hasattr(when, "timestamp") else time.time()
+
+
+def from_events(isvc: str, detections: Iterable[tuple[dict, Any]], explanations: Iterable[tuple[dict, Any]] = (),
+                source: str = "") -> ReportData:
+    """Build the page's data from detection and explanation CloudEvents (attributes, JSON body)."""
+    data = ReportData(isvc, source or f"topics {isvc}-detections, {isvc}-explanations")
+    windows = outliers = rows = 0
+    for attrs, body in sorted(detections, key=lambda e: _ts(*e)):
+        if not isinstance(body, dict):
+            continue
+        t, detector = _ts(attrs, body), str(attrs.get("detector") or body.get("detector") or "detector")
+        kind = attrs.get("type")
+        windows += 1
+        if kind == DRIFT_TYPE:
+            for f in body.get("features") or []:
+                if f.get("p_val") is not None:
+                    s = data.drift_p.setdefault(f["name"], Series(f["name"]))
+                    s.t.append(t)
+                    s.v.append(float(f["p_val"]))
+            if body.get("is_drift") is not None:
+                s = data.drift_flags.setdefault(detector, Series(detector))
+                s.t.append(t)
+                s.v.append(float(bool(body["is_drift"])))
+        elif kind in (OUTLIER_TYPE, ADVERSARIAL_TYPE):
+            flags = body.get("is_outlier") if kind == OUTLIER_TYPE else body.get("is_adversarial")
+            n = body.get("n") or len(flags or [])
+            if n:
+                flagged = sum(bool(x) for x in flags or [])
+                label = detector if kind == OUTLIER_TYPE else f"{detector} (adversarial)"
+                s = data.outlier_rate.setdefault(label, Series(label))
+                s.t.append(t)
+                s.v.append(flagged / n)
+                if kind == OUTLIER_TYPE:
+                    outliers, rows = outliers + flagged, rows + n
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for _, body in explanations:
+        for item in _explained(body):
+            for name, value in zip(item.get("feature_names") or [], item.get("values") or []):
+                if value is not None:
+                    sums[name] = sums.get(name, 0.0) + abs(float(value))
+                    counts[name] = counts.get(name, 0) + 1
+    data.attributions = {n: sums[n] / counts[n] for n in sums}
+    data.summary = {"windows evaluated": windows, "outliers flagged": outliers, "rows checked for outliers": rows,
+                    "instances explained": max(counts.values(), default=0)}
+    return data
+
+
+def _explained(body: Any) -> list[dict]:
+    """Instance explanations in an explanation event body (an ExplainResponse, or one instance)."""
+    if isinstance(body, dict) and isinstance(body.get("explanations"), list):
+        return [e for e in body["explanations"] if isinstance(e, dict)]
+    if isinstance(body, dict) and "feature_names" in body:
+        return [body]
+    return []
+
+
+def from_kafka(bootstrap: str, isvc: str, idle_timeout: float = 3.0) -> ReportData:
+    detections = read_topic(bootstrap, f"{isvc}-detections", idle_timeout)
+    explanations = read_topic(bootstrap, f"{isvc}-explanations", idle_timeout)
+    data = from_events(isvc, detections, explanations, f"Kafka {bootstrap}: {isvc}-detections ({len(detections)} events), "
+                       f"{isvc}-explanations ({len(explanations)} events)")
+    return data
+
+
+# --- the page ------------------------------------------------------------------------------
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _times(ts: list[float]) -> list[datetime]:
+    return [datetime.fromtimestamp(t, timezone.utc) for t in ts]
+
+
+def plots(data: ReportData) -> dict[str, str]:
+    """{title: base64 PNG} of every plot there is data for."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    out: dict[str, str] = {}
+
+    def timeline(title: str, series: dict[str, Series], ylabel: str, log: bool = False, line: float | None = None,
+                 step: bool = False, percent: bool = False):
+        fig, ax = plt.subplots(figsize=(9, 3.6))
+        for s in sorted(series.values(), key=lambda s: s.label):
+            draw = ax.step if step else ax.plot
+            kwargs = {"where": "post"} if step else {"marker": "o", "markersize": 3}
+            draw(_times(s.t), [v * 100 if percent else v for v in s.v], label=s.label, **kwargs)
+        if line is not None:
+            ax.axhline(line, color="red", linestyle="--", linewidth=1, label=f"threshold {line:g}")
+        if log:
+            ax.set_yscale("log")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8, ncol=2)
+        fig.autofmt_xdate()
+        out[title] = _png(fig)
+
+    if data.drift_p:
+        floor = {k: Series(s.label, s.t, [max(v, 1e-300) for v in s.v]) for k, s in data.drift_p.items()}
+        timeline("Per-feature drift p-value", floor, "p-value (log)", log=True, line=0.05)
+    if data.drift_flags:
+        timeline("Drift flag per window", data.drift_flags, "drift (1 = drifted)", step=True)
+    if data.outlier_rate:
+        timeline("Outlier rate", data.outlier_rate, "% of rows flagged", percent=True)
+    if data.attributions:
+        top = sorted(data.attributions.items(), key=lambda kv: kv[1], reverse=True)[:15]
+        fig, ax = plt.subplots(figsize=(9, 0.4 * len(top) + 1.2))
+        ax.barh([k for k, _ in top][::-1], [v for _, v in top][::-1], color="#3b75af")
+        ax.set_xlabel("mean |attribution|")
+        ax.set_title("Top features by mean |attribution|")
+        ax.grid(axis="x", alpha=0.3)
+        out["Top features by mean |attribution|"] = _png(fig)
+    if data.requests:
+        timeline("Requests per second", data.requests, "req/s")
+    return out
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1000px;color:#222}
+h1{font-size:1.6rem;margin-bottom:.2rem} .meta{color:#666;margin-top:0}
+table{border-collapse:collapse;margin:1rem 0} td,th{border:1px solid #ddd;padding:.3rem .7rem;text-align:left}
+th{background:#f4f4f4} .drift{color:#b00020;font-weight:600} .ok{color:#1b7f3b}
+figure{margin:1.2rem 0} figcaption{font-weight:600;margin-bottom:.3rem} img{max-width:100%}
+.note{color:#8a6d3b}
+"""
+
+
+def _latest(series: Series) -> float:
+    return series.v[-1] if series.v else float("nan")
+
+
+def render_html(data: ReportData, generated: datetime | None = None) -> str:
+    """The page: summary table, per-feature latest p-values, then the plots."""
+    generated = generated or datetime.now(timezone.utc)
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>infertap report: {esc(data.inference_service)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>infertap report: {esc(data.inference_service)}</h1>",
+        f'<p class="meta">Source: {esc(data.source)} · generated {generated.strftime("%Y-%m-%d %H:%M:%S UTC")}</p>',
+    ]
+    if data.summary:
+        parts.append('<table id="summary"><tr><th>What</th><th>Count</th></tr>')
+        parts += [f"<tr><td>{esc(k)}</td><td>{v}</td></tr>" for k, v in data.summary.items()]
+        parts.append("</table>")
+    if data.drift_p:
+        parts.append('<h2>Drift by feature</h2><table id="features"><tr><th>Feature</th><th>latest p-value</th>'
+                     "<th>lowest p-value</th><th>verdict (p &lt; 0.05)</th></tr>")
+        for name, s in sorted(data.drift_p.items(), key=lambda kv: _latest(kv[1])):
+            latest, low = _latest(s), min(s.v)
+            verdict = '<span class="drift">drift</span>' if latest < 0.05 else '<span class="ok">no drift</span>'
+            parts.append(f"<tr><td>{esc(name)}</td><td>{latest:.3g}</td><td>{low:.3g}</td><td>{verdict}</td></tr>")
+        parts.append("</table>")
+    if data.attributions:
+        parts.append('<h2>Explanations</h2><table id="attributions"><tr><th>Feature</th><th>mean |attribution|</th></tr>')
+        for name, v in sorted(data.attributions.items(), key=lambda kv: kv[1], reverse=True)[:15]:
+            parts.append(f"<tr><td>{esc(name)}</td><td>{v:.4g}</td></tr>")
+        parts.append("</table>")
+    images = plots(data)
+    if images:
+        parts.append("<h2>Plots</h2>")
+    for title, png in images.items():
+        parts.append(f'<figure class="plot"><figcaption>{esc(title)}</figcaption>'
+                     f'<img alt="{esc(title)}" src="data:image/png;base64,{png}"></figure>')
+    if data.empty:
+        parts.append('<p class="note">No detections, explanations or requests found for this InferenceService yet.</p>')
+    for note in data.notes:
+        parts.append(f'<p class="note">{esc(note)}</p>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_report(data: ReportData, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_html(data), encoding="utf-8")
+    return out

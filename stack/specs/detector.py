@@ -1,0 +1,207 @@
+"""`infertap.dev/v1alpha1` `kind: Detector`: a detector worker on an InferenceService's events.
+
+```yaml
+apiVersion: infertap.dev/v1alpha1
+kind: Detector
+metadata: {name: iris-drift}
+spec:
+  source: {inferenceService: sklearn-iris, events: request}   # or topic:, bootstrap:, consumerGroup:, kafkaConfig:
+  features:                                                   # or input: <V2 input name>
+    - {name: sepal_length}
+    - {name: colour, type: categorical, categories: [red, green]}
+  detector: {name: TabularDrift, params: {p_val: 0.05}, reference: reference.npy}  # or savedDetector: (allowPickle:)
+  window: {size: 1000}                                        # or duration: 60; slide: for sliding
+  outputs: {topic: ..., replyUrl: ..., deadLetterTopic: ..., metricsPort: 9102}
+  replicas: 2                                                 # workers in one consumer group
+```
+
+Relative paths are resolved beside the YAML file by the planner. `to_settings` builds the
+worker's `WorkerSettings`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, StrictBool, field_validator, model_validator
+
+from infertap.stack.specs.base import SpecModel
+from infertap.stack.specs.inference_service import ObjectMeta
+from infertap.stack.specs.logger_url import KafkaURL
+
+DETECTOR_API_VERSION = "infertap.dev/v1alpha1"
+
+
+class SourceSpec(SpecModel):
+    inference_service: str | None = None
+    topic: str | None = None
+    bootstrap: str = "localhost:9092"
+    events: Literal["request", "response", "joined"] = "request"
+    consumer_group: str | None = None
+    transport: Literal["kafka", "http"] = "kafka"
+    kafka_config: dict[str, str] = Field(default_factory=dict, description=(
+        "librdkafka properties (security.protocol, sasl.*, ssl.*); default: those of the "
+        "InferenceService logger's kafka:// URL when the source is its topic"))
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _bootstrap(cls, value: str) -> str:
+        url = value if value.startswith("kafka://") else f"kafka://{value}"
+        return KafkaURL.parse(url).bootstrap  # ValueError with a sentence when malformed
+
+    @model_validator(mode="after")
+    def _named(self) -> "SourceSpec":
+        if self.transport == "kafka" and not (self.inference_service or self.topic):
+            raise ValueError("name an inferenceService (its topic is <name>-events) or a topic")
+        return self
+
+
+class FeatureSpec(SpecModel):
+    name: str = Field(min_length=1)
+    type: Literal["numeric", "categorical"] = "numeric"
+    categories: list[Any] | None = None
+    source: Literal["input", "output"] = "input"
+
+
+class DetectorBlock(SpecModel):
+    name: str = Field(min_length=1, description="TabularDrift, KSDrift, IForest, ... or package.module:Class")
+    params: dict[str, Any] = Field(default_factory=dict)
+    reference: str | None = None
+    saved_detector: str | None = None
+    allow_pickle: StrictBool = Field(default=False, description=(
+        "Opt in to loading a savedDetector folder that holds pickles (dill, pickle, joblib, torch.save files, "
+        "or a config.toml naming one): unpickling runs code, so set it only for folders you trust. Folders "
+        "of data alone (alibi-detect config.toml drift folders, .npy) load without it."))
+
+    @field_validator("reference")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is not None and Path(value.removeprefix("file://")).suffix.lower() not in (".csv", ".parquet", ".pq", ".npy"):
+            raise ValueError(f"reference data must be a .csv, .parquet or .npy file (got {value!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DetectorBlock":
+        if (self.reference is None) == (self.saved_detector is None):
+            raise ValueError("give exactly one of reference (data to fit on) or savedDetector (a folder)")
+        if self.allow_pickle and self.saved_detector is None:
+            raise ValueError("allowPickle applies to a savedDetector folder; with reference data nothing is unpickled")
+        return self
+
+
+class WindowSpec(SpecModel):
+    size: int | None = Field(default=None, ge=1)
+    duration: float | None = Field(default=None, gt=0)
+    slide: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self) -> "WindowSpec":
+        if self.size is not None and self.duration is not None:
+            raise ValueError("give size (events) or duration (seconds), not both")
+        limit = self.size if self.size is not None else self.duration
+        if self.slide is not None and limit is not None and self.slide > limit:
+            raise ValueError(f"slide ({self.slide:g}) must not exceed the window ({limit:g})")
+        if self.slide is not None and self.size is not None and self.slide != int(self.slide):
+            raise ValueError(f"slide of a count window is a whole number of events (got {self.slide:g})")
+        return self
+
+
+class OutputsSpec(SpecModel):
+    topic: str | None = None
+    reply_url: str | None = None
+    dead_letter_topic: str | None = None
+    metrics_port: int = Field(default=9102, ge=0, le=65535)
+
+    @field_validator("reply_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s):// URL (got {value!r})")
+        return value
+
+
+class DetectorSpec(SpecModel):
+    source: SourceSpec
+    features: list[FeatureSpec] = Field(default_factory=list)
+    input: str | None = Field(default=None, description="V2 input tensor to take when features are not listed.")
+    output: str | None = Field(default=None, description="V2 output tensor to take (response/joined events).")
+    detector: DetectorBlock
+    window: WindowSpec = Field(default_factory=lambda: WindowSpec(size=1000))
+    outputs: OutputsSpec = Field(default_factory=OutputsSpec)
+    state_dir: str | None = None
+    replicas: int = Field(default=1, ge=1, le=32, description="Workers in one consumer group; they share the partitions.")
+
+    @model_validator(mode="after")
+    def _replicas(self) -> "DetectorSpec":
+        if self.replicas > 1 and self.source.transport != "kafka":
+            raise ValueError("replicas > 1 needs source.transport kafka (HTTP workers would each be a separate endpoint)")
+        if self.replicas > 1 and self.state_dir is not None:
+            raise ValueError("replicas > 1 cannot share one stateDir (each online detector saves its own state)")
+        return self
+
+    @field_validator("features")
+    @classmethod
+    def _unique(cls, features: list[FeatureSpec]) -> list[FeatureSpec]:
+        seen = set()
+        for feature in features:
+            if feature.name in seen:
+                raise ValueError(f"feature {feature.name!r} is listed twice")
+            seen.add(feature.name)
+        return features
+
+
+class Detector(SpecModel):
+    """One `kind: Detector` document."""
+
+    api_version: Literal["infertap.dev/v1alpha1"]
+    kind: Literal["Detector"]
+    metadata: ObjectMeta
+    spec: DetectorSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def inference_service(self) -> str:
+        return self.spec.source.inference_service or ""
+
+    def to_settings(self, base_dir: Path | None = None, **overrides: Any):
+        """The worker's settings; relative paths resolved against `base_dir` (the YAML's folder)."""
+        from infertap.detectors.settings import WorkerSettings
+
+        s = self.spec
+        window = s.window if (s.window.size or s.window.duration) else WindowSpec(size=1000, slide=s.window.slide)
+        values: dict[str, Any] = dict(
+            name=self.name, inference_service=self.inference_service, bootstrap=s.source.bootstrap,
+            topic=s.source.topic, events=s.source.events, consumer_group=s.source.consumer_group,
+            transport=s.source.transport, kafka_config=s.source.kafka_config,
+            features=[f.model_dump(include={"name", "type", "categories", "source"}) for f in s.features],
+            input_name=s.input, output_name=s.output, detector=s.detector.name, params=s.detector.params,
+            reference=_path(s.detector.reference, base_dir), saved_detector=_path(s.detector.saved_detector, base_dir),
+            allow_pickle=s.detector.allow_pickle,
+            window=window.model_dump(include={"size", "duration", "slide"}), output_topic=s.outputs.topic,
+            reply_url=s.outputs.reply_url, dead_letter_topic=s.outputs.dead_letter_topic,
+            metrics_port=s.outputs.metrics_port, state_dir=_path(s.state_dir, base_dir),
+        )
+        values.update(overrides)
+        return WorkerSettings(**values)
+
+
+def _path(value: str | None, base_dir: Path | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value.removeprefix("file://")).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        beside = base_dir / path
+        path = beside if beside.exists() or not (Path.cwd() / path).exists() else Path.cwd() / path
+    return path
+
+
+def _register() -> None:
+    from infertap.stack.specs.loader import register_kind
+
+    register_kind("Detector", DETECTOR_API_VERSION)(Detector)
+
+
+_register()

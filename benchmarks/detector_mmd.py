@@ -6,6 +6,7 @@ Times `predict` (kernel matrix + permutation test) through our backend, and alib
 own `predict` on the same arrays beside it, on CPU and, when torch sees one, on CUDA.
 Goal (issue 4): at most 100 ms per window on the GPU. JSON to benchmarks/results/detector_mmd.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,11 @@ def timed(fn, repeats: int, warm_up: bool = True) -> dict:
         started = time.perf_counter()
         fn()
         times.append(time.perf_counter() - started)
-    return {"median_ms": round(1000 * float(np.median(times)), 1), "min_ms": round(1000 * min(times), 1),
-            "runs_ms": [round(1000 * t, 1) for t in times]}
+    return {
+        "median_ms": round(1000 * float(np.median(times)), 1),
+        "min_ms": round(1000 * min(times), 1),
+        "runs_ms": [round(1000 * t, 1) for t in times],
+    }
 
 
 def bench(device: str, x_ref: np.ndarray, x: np.ndarray, permutations: int, repeats: int) -> dict:
@@ -36,8 +40,9 @@ def bench(device: str, x_ref: np.ndarray, x: np.ndarray, permutations: int, repe
 
     from infertap.detectors.backends.registry import create_backend
 
-    backend = create_backend("MMDDrift", [f"f{j}" for j in range(x.shape[1])],
-                             {"n_permutations": permutations, "device": device})
+    backend = create_backend(
+        "MMDDrift", [f"f{j}" for j in range(x.shape[1])], {"n_permutations": permutations, "device": device}
+    )
     started = time.perf_counter()
     backend.fit(x_ref)
     init_s = time.perf_counter() - started
@@ -54,8 +59,14 @@ def bench(device: str, x_ref: np.ndarray, x: np.ndarray, permutations: int, repe
 
     result = backend.predict(x)
     warm = device == "cuda"
-    return {"device": device, "init_s": round(init_s, 2), "infertap_predict": timed(ours, repeats, warm),
-            "alibi_detect_predict": timed(direct, repeats, warm), "p_val": result.p_val, "is_drift": result.is_drift}
+    return {
+        "device": device,
+        "init_s": round(init_s, 2),
+        "infertap_predict": timed(ours, repeats, warm),
+        "alibi_detect_predict": timed(direct, repeats, warm),
+        "p_val": result.p_val,
+        "is_drift": result.is_drift,
+    }
 
 
 def main() -> None:
@@ -78,12 +89,18 @@ def main() -> None:
     if torch.cuda.is_available():
         runs["cuda"] = bench("cuda", x_ref, x, args.permutations, args.repeats)
         runs["cuda"]["gpu"] = torch.cuda.get_device_name(0)
-        runs["cpu_over_cuda"] = round(runs["cpu"]["infertap_predict"]["median_ms"] / runs["cuda"]["infertap_predict"]["median_ms"], 1)
+        runs["cpu_over_cuda"] = round(
+            runs["cpu"]["infertap_predict"]["median_ms"] / runs["cuda"]["infertap_predict"]["median_ms"], 1
+        )
     else:
         runs["cuda"] = {"measured": False, "why": "torch.cuda.is_available() is False on this machine"}
     report = {
         "benchmark": "MMDDrift predict, pytorch backend, reference and window of n x d float32",
-        "n": args.n, "d": args.d, "n_permutations": args.permutations, "repeats": args.repeats, "cpu_repeats": args.cpu_repeats,
+        "n": args.n,
+        "d": args.d,
+        "n_permutations": args.permutations,
+        "repeats": args.repeats,
+        "cpu_repeats": args.cpu_repeats,
         "goal": "<= 100 ms per window on the GPU",
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": torch.get_num_threads()},
         **runs,

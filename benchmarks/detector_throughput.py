@@ -19,6 +19,7 @@ lower than its CPU ratio. Writes benchmarks/results/detector_throughput.json.
 
     python -m benchmarks.detector_throughput [--rounds 5] [--windows 20] [--features 20] [--window-size 1000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,12 +59,15 @@ def produce(bootstrap: str, topic: str, batches: list[np.ndarray]) -> float:
     from infertap.logger.events import EventBuilder
 
     builder = EventBuilder(source="http://bench/", inference_service="bench", component="predictor")
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all",
-                         "queue.buffering.max.messages": 1_000_000})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all", "queue.buffering.max.messages": 1_000_000}
+    )
     started = time.perf_counter()
     for x in batches:
         for row in x:
-            event = builder.request(str(uuid.uuid4()), orjson.dumps({"instances": [row.tolist()]}), "application/json", "{}")
+            event = builder.request(
+                str(uuid.uuid4()), orjson.dumps({"instances": [row.tolist()]}), "application/json", "{}"
+            )
             message = ce_kafka.to_binary_event(event, key_mapper=lambda e: e.get_id())
             producer.produce(topic, key=message.key, value=message.value, headers=list(message.headers.items()))
             producer.poll(0)
@@ -81,8 +85,11 @@ def predict_only(reference: np.ndarray, batches: list[np.ndarray]) -> dict:
         started = time.perf_counter()
         detector.predict(x, drift_type="feature")
         times.append(time.perf_counter() - started)
-    return {"seconds_per_window": statistics.mean(times), "median_seconds_per_window": statistics.median(times),
-            "events_per_s": batches[0].shape[0] / statistics.mean(times)}
+    return {
+        "seconds_per_window": statistics.mean(times),
+        "median_seconds_per_window": statistics.median(times),
+        "events_per_s": batches[0].shape[0] / statistics.mean(times),
+    }
 
 
 def _cpu_seconds(pid: int | None = None) -> float:
@@ -100,9 +107,16 @@ def run_worker(bootstrap: str, topic: str, reference: Path, windows: int, size: 
     from infertap.detectors.worker import Worker
 
     settings = WorkerSettings(
-        name=f"bench-{uuid.uuid4().hex[:6]}", inference_service="bench", bootstrap=bootstrap, topic=topic,
-        features=[{"name": f"f{j}"} for j in range(features)], detector="TabularDrift", params={"p_val": 0.05},
-        reference=reference, window={"size": size}, output_topic=f"{topic}-detections",
+        name=f"bench-{uuid.uuid4().hex[:6]}",
+        inference_service="bench",
+        bootstrap=bootstrap,
+        topic=topic,
+        features=[{"name": f"f{j}"} for j in range(features)],
+        detector="TabularDrift",
+        params={"p_val": 0.05},
+        reference=reference,
+        window={"size": size},
+        output_topic=f"{topic}-detections",
     )
     worker = Worker(settings, evaluator=RemoteEvaluator(settings))
     child = worker.evaluator._proc.pid
@@ -145,12 +159,19 @@ def run_worker(bootstrap: str, topic: str, reference: Path, windows: int, size: 
     steady = (stamps[-1] - stamps[0]) / (windows - 1)
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     (parent_a, child_a), (parent_b, child_b) = cpu
-    return {"seconds_per_window": steady, "median_seconds_per_window": statistics.median(gaps),
-            "events_per_s": size / steady, "backend": "infertap.detectors.backends.registry TabularDrift, in the detector process",
-            "decode_seconds_per_window": parts["decode"] / windows, "predict_seconds_per_window": parts["predict"] / windows,
-            # CPU over the same steady span: the worker process (Kafka, decoding, publishing) and the detector process
-            "cpu_seconds_per_window": {"worker_process": (parent_b - parent_a) / (windows - 1),
-                                       "detector_process": (child_b - child_a) / (windows - 1)}}
+    return {
+        "seconds_per_window": steady,
+        "median_seconds_per_window": statistics.median(gaps),
+        "events_per_s": size / steady,
+        "backend": "infertap.detectors.backends.registry TabularDrift, in the detector process",
+        "decode_seconds_per_window": parts["decode"] / windows,
+        "predict_seconds_per_window": parts["predict"] / windows,
+        # CPU over the same steady span: the worker process (Kafka, decoding, publishing) and the detector process
+        "cpu_seconds_per_window": {
+            "worker_process": (parent_b - parent_a) / (windows - 1),
+            "detector_process": (child_b - child_a) / (windows - 1),
+        },
+    }
 
 
 def consume_rates(bootstrap: str, topic: str, total: int) -> dict:
@@ -158,8 +179,15 @@ def consume_rates(bootstrap: str, topic: str, total: int) -> dict:
     from kafka import KafkaConsumer
 
     out = {}
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:6]}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
     consumer.subscribe([topic])
     n, started = 0, None
     while n < total:
@@ -169,8 +197,14 @@ def consume_rates(bootstrap: str, topic: str, total: int) -> dict:
         n += sum(1 for m in batch if m.error() is None)
     out["confluent_kafka_records_per_s"] = n / (time.perf_counter() - started)
     consumer.close()
-    kp = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                       enable_auto_commit=False, max_poll_records=5000)
+    kp = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=5000,
+    )
     n, started = 0, None
     while n < total:
         batch = kp.poll(1000, max_records=5000)
@@ -182,8 +216,14 @@ def consume_rates(bootstrap: str, topic: str, total: int) -> dict:
     return out
 
 
-def one_round(bootstrap: str, topic: str, reference: np.ndarray, reference_path: Path, batches: list[np.ndarray],
-              args: argparse.Namespace) -> dict:
+def one_round(
+    bootstrap: str,
+    topic: str,
+    reference: np.ndarray,
+    reference_path: Path,
+    batches: list[np.ndarray],
+    args: argparse.Namespace,
+) -> dict:
     """predict alone, the worker, predict alone again (the machine is shared, so load drifts)."""
     load_before = os.getloadavg()
     before = predict_only(reference, batches)
@@ -195,10 +235,16 @@ def one_round(bootstrap: str, topic: str, reference: np.ndarray, reference_path:
     # poll's cost falls on every fifth gap, so the median gap would leave the poll out
     ratio = worker_run["seconds_per_window"] / reference_run["seconds_per_window"]
     cpu = worker_run["cpu_seconds_per_window"]
-    return {"predict_only": reference_run, "worker": worker_run, "ratio_worker_to_predict": ratio,
-            # CPU of both worker processes per window against predict alone's time: what the platform costs in CPU
-            "cpu_ratio_worker_to_predict": (cpu["worker_process"] + cpu["detector_process"]) / reference_run["seconds_per_window"],
-            "load_average_before": load_before, "load_average_after": os.getloadavg()}
+    return {
+        "predict_only": reference_run,
+        "worker": worker_run,
+        "ratio_worker_to_predict": ratio,
+        # CPU of both worker processes per window against predict alone's time: what the platform costs in CPU
+        "cpu_ratio_worker_to_predict": (cpu["worker_process"] + cpu["detector_process"])
+        / reference_run["seconds_per_window"],
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+    }
 
 
 def main() -> None:
@@ -227,23 +273,32 @@ def main() -> None:
         rounds = []
         for r in range(args.rounds):  # each round a new consumer group reading the topic from the start
             rounds.append(one_round(broker.bootstrap, topic, reference, reference_path, batches, args))
-            print(f"round {r + 1}: ratio {rounds[-1]['ratio_worker_to_predict']:.3f}, load {rounds[-1]['load_average_after']}",
-                  flush=True)
+            print(
+                f"round {r + 1}: ratio {rounds[-1]['ratio_worker_to_predict']:.3f}, load {rounds[-1]['load_average_after']}",
+                flush=True,
+            )
         clients = consume_rates(broker.bootstrap, topic, args.windows * args.window_size)
     ratios = [r["ratio_worker_to_predict"] for r in rounds]
     ratio = statistics.median(ratios)
     result = {
         "benchmark": "detector_throughput",
         "detector": "TabularDrift (alibi-detect, p_val=0.05)",
-        "windows": args.windows, "window_size": args.window_size, "features": args.features,
-        "reference_rows": reference.shape[0], "payload": "V1 JSON, one row per request CloudEvent (binary mode)",
+        "windows": args.windows,
+        "window_size": args.window_size,
+        "features": args.features,
+        "reference_rows": reference.shape[0],
+        "payload": "V1 JSON, one row per request CloudEvent (binary mode)",
         "rounds": len(rounds),
-        "ratio_worker_to_predict": ratio, "ratio_worker_to_predict_rounds": ratios,
-        "platform_overhead": ratio - 1, "goal_overhead": 0.30, "meets_goal": ratio - 1 <= 0.30,
+        "ratio_worker_to_predict": ratio,
+        "ratio_worker_to_predict_rounds": ratios,
+        "platform_overhead": ratio - 1,
+        "goal_overhead": 0.30,
+        "meets_goal": ratio - 1 <= 0.30,
         "worker_events_per_s_median": statistics.median(r["worker"]["events_per_s"] for r in rounds),
         "predict_events_per_s_median": statistics.median(r["predict_only"]["events_per_s"] for r in rounds),
         "cpu_ratio_worker_to_predict_median": statistics.median(r["cpu_ratio_worker_to_predict"] for r in rounds),
-        "per_round": rounds, "clients": clients,
+        "per_round": rounds,
+        "clients": clients,
         "produce_events_per_s": args.windows * args.window_size / produce_s,
         "load_average": os.getloadavg(),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},

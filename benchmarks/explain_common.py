@@ -1,4 +1,5 @@
 """What the explainer benchmarks share: child servers that are always stopped, timing, JSON output."""
+
 from __future__ import annotations
 
 import json
@@ -33,24 +34,46 @@ class Child:
 
 def model_server(tmp: Path, name: str, fmt: str) -> tuple[Child, str]:
     port = free_port()
-    child = Child([sys.executable, "-m", "infertap.serving", "--model-name", name, "--model-format", fmt, "--storage-uri",
-                   str(MODELS / name), "--http-port", str(port)], f"http://127.0.0.1:{port}/v2/health/ready",
-                  tmp / f"serving-{name}.log")
+    child = Child(
+        [
+            sys.executable,
+            "-m",
+            "infertap.serving",
+            "--model-name",
+            name,
+            "--model-format",
+            fmt,
+            "--storage-uri",
+            str(MODELS / name),
+            "--http-port",
+            str(port),
+        ],
+        f"http://127.0.0.1:{port}/v2/health/ready",
+        tmp / f"serving-{name}.log",
+    )
     return child, f"http://127.0.0.1:{port}"
 
 
 def summary(seconds: list[float]) -> dict:
     ordered = sorted(seconds)
-    return {"n": len(ordered), "median_ms": 1000 * statistics.median(ordered),
-            "p90_ms": 1000 * ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))],
-            "min_ms": 1000 * ordered[0]}
+    return {
+        "n": len(ordered),
+        "median_ms": 1000 * statistics.median(ordered),
+        "p90_ms": 1000 * ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))],
+        "min_ms": 1000 * ordered[0],
+    }
 
 
 def environment() -> dict:
     import numpy
 
-    return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "load_avg_1m": os.getloadavg()[0], "numpy": numpy.__version__}
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_avg_1m": os.getloadavg()[0],
+        "numpy": numpy.__version__,
+    }
 
 
 def write(name: str, result: dict) -> Path:

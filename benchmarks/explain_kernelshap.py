@@ -17,6 +17,7 @@ and the largest difference of SHAP values from the in-process ones.
 
 Writes benchmarks/results/explain_kernelshap.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,10 +63,18 @@ def main() -> None:
         server, url = model_server(tmp, "xgboost-cancer", "xgboost")
         try:
             paths = {}
-            for label, explainer_type, protocol in (("served_v2", "KernelShap", "v2"), ("served_v1", "KernelShap", "v1"),
-                                                    ("permutation_v2", "PermutationShap", "v2")):
-                settings = ExplainerSettings(name="xgboost-cancer", explainer_type=explainer_type, predictor_url=url,
-                                             protocol=protocol, background=str(tmp / "bg.npz"))
+            for label, explainer_type, protocol in (
+                ("served_v2", "KernelShap", "v2"),
+                ("served_v1", "KernelShap", "v1"),
+                ("permutation_v2", "PermutationShap", "v2"),
+            ):
+                settings = ExplainerSettings(
+                    name="xgboost-cancer",
+                    explainer_type=explainer_type,
+                    predictor_url=url,
+                    protocol=protocol,
+                    background=str(tmp / "bg.npz"),
+                )
                 backend = create_explainer(settings)
                 backend.load()
                 backend.explain(X[:1], ExplainOptions(nsamples=a.nsamples))  # warm: expected value, connections
@@ -88,9 +97,13 @@ def main() -> None:
                     values[label].append(np.asarray(e.values))
             base = summary(times["in_process"])
             result = {
-                "benchmark": "explain_kernelshap", "model": "xgboost-cancer (30 features, 40 trees)",
-                "instances": a.instances, "nsamples": a.nsamples, "background_rows": a.background,
-                "rows_per_instance": a.nsamples * a.background, "environment": environment(),
+                "benchmark": "explain_kernelshap",
+                "model": "xgboost-cancer (30 features, 40 trees)",
+                "instances": a.instances,
+                "nsamples": a.nsamples,
+                "background_rows": a.background,
+                "rows_per_instance": a.nsamples * a.background,
+                "environment": environment(),
                 "paths": {"in_process": base},
             }
             ref = np.array(values["in_process"])
@@ -101,10 +114,12 @@ def main() -> None:
                 s["max_abs_diff_vs_in_process"] = float(np.abs(np.array(values[label]) - ref).max())
                 result["paths"][label] = s
                 backend.close()
-            result["note"] = ("same model, same background, same nsamples; KernelShap served makes 3 predictor "
-                              "requests per instance (the batch prediction, shap's own call on the instance, the "
-                              "perturbations), PermutationShap 1. Busy shared 2-core machine: compare ratios. "
-                              "PermutationShap is a different estimator: its diff is against Kernel's values.")
+            result["note"] = (
+                "same model, same background, same nsamples; KernelShap served makes 3 predictor "
+                "requests per instance (the batch prediction, shap's own call on the instance, the "
+                "perturbations), PermutationShap 1. Busy shared 2-core machine: compare ratios. "
+                "PermutationShap is a different estimator: its diff is against Kernel's values."
+            )
             write("explain_kernelshap", result)
         finally:
             server.stop()

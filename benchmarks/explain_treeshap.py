@@ -11,6 +11,7 @@ measured" and why. Values are checked equal between the paths.
 
 Writes benchmarks/results/explain_treeshap.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,10 @@ def measure(booster, X: np.ndarray, repeats: int) -> dict:
         out["gpu_over_shap_cpu"] = out["xgboost_gpu_rows_per_s"] / out["shap_cpu_rows_per_s"]
     else:
         out["xgboost_gpu_rows_per_s"] = None
-        out["gpu"] = ("not measured: no CUDA here (xgboost-cpu build "
-                      f"{xgb.__version__}, USE_CUDA={xgb.build_info().get('USE_CUDA')}); run on a GPU machine")
+        out["gpu"] = (
+            "not measured: no CUDA here (xgboost-cpu build "
+            f"{xgb.__version__}, USE_CUDA={xgb.build_info().get('USE_CUDA')}); run on a GPU machine"
+        )
     out["xgboost_cpu_over_shap_cpu"] = out["xgboost_cpu_rows_per_s"] / out["shap_cpu_rows_per_s"]
     return out
 
@@ -82,16 +85,23 @@ def main() -> None:
 
     X = rng.normal(size=(max(a.rows, 20000), 30)).astype(np.float32)
     y = (X[:, :5].sum(1) + np.sin(X[:, 5] * 3) + rng.normal(scale=0.5, size=len(X)) > 0).astype(int)
-    large = xgb.train({"max_depth": a.depth, "eta": 0.1, "objective": "binary:logistic", "tree_method": "hist",
-                       "nthread": 2}, xgb.DMatrix(X, label=y), a.trees)
+    large = xgb.train(
+        {"max_depth": a.depth, "eta": 0.1, "objective": "binary:logistic", "tree_method": "hist", "nthread": 2},
+        xgb.DMatrix(X, label=y),
+        a.trees,
+    )
     result = {
-        "benchmark": "explain_treeshap", "environment": environment(), "xgboost": xgb.__version__,
+        "benchmark": "explain_treeshap",
+        "environment": environment(),
+        "xgboost": xgb.__version__,
         "models": {
             "xgboost-cancer (40 trees, depth 3)": measure(cancer, X_cancer, a.repeats),
             f"synthetic ({a.trees} trees, depth {a.depth}, 30 features)": measure(large, X[: a.large_rows], a.repeats),
         },
-        "note": ("shap's own TreeSHAP and xgboost agree per feature (max_abs_diff); shap 0.49.1 misreads xgboost 3's "
-                 "base_score, so its bias term differs (additivity check off here). Busy shared 2-core machine."),
+        "note": (
+            "shap's own TreeSHAP and xgboost agree per feature (max_abs_diff); shap 0.49.1 misreads xgboost 3's "
+            "base_score, so its bias term differs (additivity check off here). Busy shared 2-core machine."
+        ),
         "goal": "XGBoost GPU SHAP at least 10x shap CPU TreeSHAP rows/s (issue 5); needs a GPU run",
     }
     write("explain_treeshap", result)

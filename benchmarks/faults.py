@@ -18,6 +18,7 @@ The logger SIGKILL and detector SIGKILL figures come from their tests
 
     python -m benchmarks.faults [--only broker_down,http_sinks] [--outage 60] [--rate 50]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,17 +51,42 @@ PAIR = ("org.kubeflow.serving.inference.request", "org.kubeflow.serving.inferenc
 
 def start_model(work: Path, port: int | None = None) -> tuple[object, int]:
     port = port or free_port()
-    proc = start([sys.executable, "-m", "infertap.serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
-                  "--storage-uri", str(ROOT / "models" / "sklearn-iris"), "--http-port", str(port)],
-                 work / f"serving-{port}.log")
+    proc = start(
+        [
+            sys.executable,
+            "-m",
+            "infertap.serving",
+            "--model-name",
+            "sklearn-iris",
+            "--model-format",
+            "sklearn",
+            "--storage-uri",
+            str(ROOT / "models" / "sklearn-iris"),
+            "--http-port",
+            str(port),
+        ],
+        work / f"serving-{port}.log",
+    )
     wait_http(f"http://127.0.0.1:{port}/v2/health/ready", proc)
     return proc, port
 
 
 def start_sidecar(work: Path, model_port: int, urls: list[str], extra: list[str] = ()) -> tuple[object, str]:
     port = free_port()
-    args = [sys.executable, "-m", "infertap.sidecar", "--port", str(port), "--component-port", str(model_port),
-            "--inference-service", "sklearn-iris", "--spool-dir", str(work / f"spool-{port}"), *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "infertap.sidecar",
+        "--port",
+        str(port),
+        "--component-port",
+        str(model_port),
+        "--inference-service",
+        "sklearn-iris",
+        "--spool-dir",
+        str(work / f"spool-{port}"),
+        *extra,
+    ]
     for url in urls:
         args += ["--log-url", url]
     proc = start(args, work / f"sidecar-{port}.log")
@@ -74,7 +100,12 @@ class Load(threading.Thread):
 
     def __init__(self, base: str, tag: str, rate: float = 50.0, timeout: float = 30.0):
         super().__init__(daemon=True)
-        self.url, self.tag, self.period, self.timeout = f"{base}/v1/models/sklearn-iris:predict", tag, 1.0 / rate, timeout
+        self.url, self.tag, self.period, self.timeout = (
+            f"{base}/v1/models/sklearn-iris:predict",
+            tag,
+            1.0 / rate,
+            timeout,
+        )
         self.samples: list[tuple[float, float, int | str]] = []
         self.ok: list[str] = []
         self.bodies: dict[int | str, str] = {}
@@ -88,7 +119,9 @@ class Load(threading.Thread):
                 ce_id, i = f"{self.tag}-{i}", i + 1
                 t = time.monotonic()
                 try:
-                    r = client.post(self.url, content=BODY, headers={"content-type": "application/json", "ce-id": ce_id})
+                    r = client.post(
+                        self.url, content=BODY, headers={"content-type": "application/json", "ce-id": ce_id}
+                    )
                     status = r.status_code
                     if status == 200:
                         self.ok.append(ce_id)
@@ -115,27 +148,43 @@ class Load(threading.Thread):
             if s[2] != 200:
                 errors[str(s[2])] = errors.get(str(s[2]), 0) + 1
         pick = (lambda q: round(lat[min(len(lat) - 1, int(len(lat) * q))] * 1e3, 2)) if lat else (lambda q: None)
-        return {"requests": len(part), "ok": len(lat), "errors": errors, "p50_ms": pick(0.5), "p99_ms": pick(0.99),
-                "max_ms": round(lat[-1] * 1e3, 2) if lat else None}
+        return {
+            "requests": len(part),
+            "ok": len(lat),
+            "errors": errors,
+            "p50_ms": pick(0.5),
+            "p99_ms": pick(0.99),
+            "max_ms": round(lat[-1] * 1e3, 2) if lat else None,
+        }
 
 
 def machine() -> dict:
-    return {"cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()],
-            "python": platform.python_version(), "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {
+        "cpus": os.cpu_count(),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 # ---------------------------------------------------------------- scenarios
 
 
-def broker_down(work: Path, outage_s: float = 60.0, rate: float = 50.0, before_s: float = 20.0, after_s: float = 15.0) -> dict:
+def broker_down(
+    work: Path, outage_s: float = 60.0, rate: float = 50.0, before_s: float = 20.0, after_s: float = 15.0
+) -> dict:
     broker = EmbeddedBroker(port=free_port(), log_path=work / "broker-outage.log").start()
     topic = f"outage-{os.getpid()}-{int(time.time())}"
     procs = []
     try:
         model, model_port = start_model(work)
         procs.append(model)
-        sidecar, base = start_sidecar(work, model_port, [f"kafka://{broker.bootstrap}/{topic}?delivery_timeout_ms=3000"],
-                                      ["--retry-backoff", "0.2", "--retry-backoff-max", "1"])
+        sidecar, base = start_sidecar(
+            work,
+            model_port,
+            [f"kafka://{broker.bootstrap}/{topic}?delivery_timeout_ms=3000"],
+            ["--retry-backoff", "0.2", "--retry-backoff-max", "1"],
+        )
         procs.append(sidecar)
         load = Load(base, "bd", rate)
         load.start()
@@ -157,20 +206,36 @@ def broker_down(work: Path, outage_s: float = 60.0, rate: float = 50.0, before_s
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             text = httpx.get(f"{base}/infertap/metrics").text
-            if metric(text, "infertap_logger_spool_events") == 0 and metric(text, "infertap_logger_queue_depth") == 0 \
-                    and metric(text, "infertap_logger_events_total", outcome="sent") >= len(expected) - len(before):
+            if (
+                metric(text, "infertap_logger_spool_events") == 0
+                and metric(text, "infertap_logger_queue_depth") == 0
+                and metric(text, "infertap_logger_events_total", outcome="sent") >= len(expected) - len(before)
+            ):
                 break
             time.sleep(1)
         after = read_back(broker.bootstrap, topic, len(expected - before))
         got = before | set(after)
-        outcomes = {o: metric(text, "infertap_logger_events_total", outcome=o) for o in ("sent", "retried", "spooled", "dropped")}
-        return {"outage_s": outage_s, "rate_rps": rate, "requests": len(load.samples), "ok": len(load.ok),
-                "inference_errors": len(load.samples) - len(load.ok),
-                "events_expected": len(expected), "events_lost": len(expected - got),
-                "duplicates": len(after) - len(set(after)) + len(before & set(after)),
-                "latency": {"before": load.window(0, t_stop), "during": load.window(t_stop, t_start),
-                            "after": load.window(t_start, 1e9)},
-                "sidecar_outcomes": outcomes, "sidecar_rss_mb": round(rss_mb(sidecar.pid), 1)}
+        outcomes = {
+            o: metric(text, "infertap_logger_events_total", outcome=o)
+            for o in ("sent", "retried", "spooled", "dropped")
+        }
+        return {
+            "outage_s": outage_s,
+            "rate_rps": rate,
+            "requests": len(load.samples),
+            "ok": len(load.ok),
+            "inference_errors": len(load.samples) - len(load.ok),
+            "events_expected": len(expected),
+            "events_lost": len(expected - got),
+            "duplicates": len(after) - len(set(after)) + len(before & set(after)),
+            "latency": {
+                "before": load.window(0, t_stop),
+                "during": load.window(t_stop, t_start),
+                "after": load.window(t_start, 1e9),
+            },
+            "sidecar_outcomes": outcomes,
+            "sidecar_rss_mb": round(rss_mb(sidecar.pid), 1),
+        }
     finally:
         for proc in reversed(procs):
             stop(proc)
@@ -196,9 +261,13 @@ def model_server_kill(work: Path, down_s: float = 5.0, rate: float = 20.0) -> di
         time.sleep(3)
         load.stop()
         down = load.window(t_kill, t_back)
-        return {"sidecar_alive": sidecar_alive_while_down and sidecar.poll() is None,
-                "before": load.window(0, t_kill), "while_down": down, "after_restart": load.window(t_back + 0.5, 1e9),
-                "error_bodies": {str(k): v for k, v in load.bodies.items()}}
+        return {
+            "sidecar_alive": sidecar_alive_while_down and sidecar.poll() is None,
+            "before": load.window(0, t_kill),
+            "while_down": down,
+            "after_restart": load.window(t_back + 0.5, 1e9),
+            "error_bodies": {str(k): v for k, v in load.bodies.items()},
+        }
     finally:
         for proc in reversed(procs):
             stop(proc)
@@ -253,8 +322,12 @@ def http_sinks(work: Path, seconds: float = 60.0, rate: float = 40.0) -> dict:
     hang, fail, slow = hanging_sink(), sink_server("fail"), sink_server("slow")
     model, model_port = start_model(work)
     procs = [model]
-    urls = {"hangs": f"http://127.0.0.1:{hang.getsockname()[1]}/e", "returns_500": f"http://127.0.0.1:{fail.server_port}/e",
-            "slow_2s": f"http://127.0.0.1:{slow.server_port}/e", "file_reference": f"file://{work / 'ref-events.jsonl'}"}
+    urls = {
+        "hangs": f"http://127.0.0.1:{hang.getsockname()[1]}/e",
+        "returns_500": f"http://127.0.0.1:{fail.server_port}/e",
+        "slow_2s": f"http://127.0.0.1:{slow.server_port}/e",
+        "file_reference": f"file://{work / 'ref-events.jsonl'}",
+    }
     try:
         sidecars = {}
         for name, url in urls.items():
@@ -273,11 +346,16 @@ def http_sinks(work: Path, seconds: float = 60.0, rate: float = 40.0) -> dict:
             samplers[name].stop()
             text = httpx.get(f"{base}/infertap/metrics").text
             rss = [s[2] for s in samplers[name].samples]
-            out[name] = {**loads[name].window(0, 1e9), "rss_mb_first": rss[0] if rss else None,
-                         "rss_mb_max": max(rss, default=None),
-                         "alive": proc.poll() is None,
-                         "events": {o: metric(text, "infertap_logger_events_total", outcome=o)
-                                    for o in ("sent", "retried", "spooled", "dropped")}}
+            out[name] = {
+                **loads[name].window(0, 1e9),
+                "rss_mb_first": rss[0] if rss else None,
+                "rss_mb_max": max(rss, default=None),
+                "alive": proc.poll() is None,
+                "events": {
+                    o: metric(text, "infertap_logger_events_total", outcome=o)
+                    for o in ("sent", "retried", "spooled", "dropped")
+                },
+            }
         return {"seconds": seconds, "rate_rps_each": rate, "sidecars": out}
     finally:
         for proc in reversed(procs):
@@ -301,7 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="infertap-faults-"))
     report = json.loads(a.out.read_text()) if a.out.exists() else {}
     for name in a.only.split(","):
-        kwargs = {"broker_down": {"outage_s": a.outage, "rate": a.rate}, "http_sinks": {"seconds": a.sink_seconds}}.get(name, {})
+        kwargs = {"broker_down": {"outage_s": a.outage, "rate": a.rate}, "http_sinks": {"seconds": a.sink_seconds}}.get(
+            name, {}
+        )
         print(f"{name} ...", flush=True)
         report[name] = {**SCENARIOS[name](work, **kwargs), "machine": machine()}
         print(json.dumps(report[name], indent=1), flush=True)

@@ -14,12 +14,12 @@ on the event loop.
 Every flag of `kserve.model_server.parser` (workers, logging, ...) is accepted; they keep
 KServe's defaults unless given.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
-from typing import Dict, Union
 
 import joblib
 import kserve
@@ -56,7 +56,7 @@ class JoblibModel(kserve.Model):
         self.ready = True
         return self.ready
 
-    def predict(self, payload: Union[Dict, InferRequest], headers: Dict[str, str] = None) -> Union[Dict, InferResponse]:
+    def predict(self, payload: dict | InferRequest, headers: dict[str, str] = None) -> dict | InferResponse:
         try:
             instances = get_predict_input(payload)
             proba = os.environ.get("PREDICT_PROBA", "false").lower() == "true"

@@ -17,6 +17,7 @@ benchmarks use it so that it never shares an interpreter with a server:
     python -m benchmarks.loadgen --url http://127.0.0.1:8080/v1/models/m:predict \
         --body '{"instances": [[1, 2, 3, 4]]}' --concurrency 8 --duration 5 --warmup 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,8 +82,7 @@ class _Conn:
         self.writer: asyncio.StreamWriter | None = None
 
     async def open(self) -> None:
-        self.reader, self.writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout_s)
+        self.reader, self.writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.timeout_s)
         sock = self.writer.get_extra_info("socket")
         if sock is not None:  # small request/reply pairs: do not wait for Nagle
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -210,7 +210,7 @@ async def run_load(spec: LoadSpec) -> LoadResult:
                     error(f"{type(exc).__name__}: {exc}")
                     await asyncio.sleep(0.01)  # a refused or broken connection must not spin
                     continue
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     conn.close()
                     error("timeout: no reply within timeout_s")
                     continue
@@ -256,10 +256,17 @@ async def run_load(spec: LoadSpec) -> LoadResult:
         "max": (ordered[-1] * ms) if ordered else math.nan,
     }
     return LoadResult(
-        url=spec.url, concurrency=spec.concurrency, requests=len(ordered), errors=state["errors"],
-        duration_s=elapsed, throughput_rps=len(ordered) / elapsed if elapsed > 0 else 0.0,
-        latency_ms={k: (None if math.isnan(v) else round(v, 4)) for k, v in latency.items()}, status_counts=statuses,
-        error_samples=samples, replies_total=state["replies"])
+        url=spec.url,
+        concurrency=spec.concurrency,
+        requests=len(ordered),
+        errors=state["errors"],
+        duration_s=elapsed,
+        throughput_rps=len(ordered) / elapsed if elapsed > 0 else 0.0,
+        latency_ms={k: (None if math.isnan(v) else round(v, 4)) for k, v in latency.items()},
+        status_counts=statuses,
+        error_samples=samples,
+        replies_total=state["replies"],
+    )
 
 
 def _install_fast_loop() -> None:
@@ -289,9 +296,18 @@ def main(argv: list[str] | None = None) -> int:
     for h in a.header:
         name, _, value = h.partition(":")
         headers[name.strip().lower()] = value.strip()
-    spec = LoadSpec(url=a.url, body=body, method=a.method.upper(), headers=headers, concurrency=a.concurrency,
-                    duration_s=a.duration, requests=a.requests, warmup_s=a.warmup, timeout_s=a.timeout,
-                    expect_status=a.expect_status)
+    spec = LoadSpec(
+        url=a.url,
+        body=body,
+        method=a.method.upper(),
+        headers=headers,
+        concurrency=a.concurrency,
+        duration_s=a.duration,
+        requests=a.requests,
+        warmup_s=a.warmup,
+        timeout_s=a.timeout,
+        expect_status=a.expect_status,
+    )
     _install_fast_loop()
     result = asyncio.run(run_load(spec))
     json.dump(result.to_dict(), sys.stdout)

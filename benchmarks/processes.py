@@ -1,4 +1,5 @@
 """Child processes and ports for the benchmarks (a tool module, not a benchmark)."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,9 @@ def free_port() -> int:
 def start(args: list[str], log: Path) -> subprocess.Popen:
     """Start a child in its own session (so `stop` reaches its children), output to `log`."""
     with open(log, "wb") as fh:
-        return subprocess.Popen(args, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            args, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
 
 
 def stop(proc: subprocess.Popen, grace: float = 20.0) -> None:

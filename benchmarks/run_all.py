@@ -11,6 +11,7 @@ non-zero when any failed.
     python -m benchmarks.run_all serving_throughput
     python -m benchmarks.run_all --list
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,11 @@ DEFINES_MAIN = re.compile(r"^def main\(", re.MULTILINE)
 
 def discover() -> list[str]:
     """Names of the benchmark modules, sorted."""
-    return sorted(p.stem for p in HERE.glob("*.py")
-                  if p.stem not in HELPERS and DEFINES_MAIN.search(p.read_text(errors="replace")))
+    return sorted(
+        p.stem
+        for p in HERE.glob("*.py")
+        if p.stem not in HELPERS and DEFINES_MAIN.search(p.read_text(errors="replace"))
+    )
 
 
 def run_one(name: str, timeout_s: float) -> tuple[int, float]:

@@ -9,6 +9,7 @@ reference is the same server with `--no-dynamic-batching` (one model call per re
 The issue's goal (4x) is set for the GPU: on CPU the model call's cost grows with the batch
 almost linearly, so the gain is smaller. Writes `benchmarks/results/serving_batching.json`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving_throughput import ROOT, Server, run_loadgen
 from benchmarks.processes import free_port as _free_port
+from benchmarks.serving_throughput import ROOT, Server, run_loadgen
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -38,21 +39,40 @@ def _device(requested: str) -> str:
         return "cpu"
 
 
-def _measure(name: str, model: str, device: str, batching: bool, body: dict, args: argparse.Namespace,
-             logs: Path) -> dict:
+def _measure(
+    name: str, model: str, device: str, batching: bool, body: dict, args: argparse.Namespace, logs: Path
+) -> dict:
     port = _free_port()
-    cmd = [sys.executable, "-m", "infertap.serving", "--model-name", model, "--model-format", "pytorch",
-           "--storage-uri", str(ROOT / "models" / model), "--http-port", str(port), "--device", device,
-           "--max-batch-size", str(args.max_batch_size), "--max-batch-wait-ms", str(args.max_batch_wait_ms),
-           "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "infertap.serving",
+        "--model-name",
+        model,
+        "--model-format",
+        "pytorch",
+        "--storage-uri",
+        str(ROOT / "models" / model),
+        "--http-port",
+        str(port),
+        "--device",
+        device,
+        "--max-batch-size",
+        str(args.max_batch_size),
+        "--max-batch-wait-ms",
+        str(args.max_batch_wait_ms),
+        "--log-level",
+        "warning",
+    ]
     if not batching:
         cmd.append("--no-dynamic-batching")
     server = Server(name, cmd, port, logs / f"{name}.log", None)
     try:
         _wait(server, model)
         cpu0 = server.cpu_seconds()
-        run = run_loadgen(f"{server.base}/v2/models/{model}/infer", body, args.concurrency, args.duration,
-                          args.warmup, None)
+        run = run_loadgen(
+            f"{server.base}/v2/models/{model}/infer", body, args.concurrency, args.duration, args.warmup, None
+        )
         run["server_cpu_s"] = round(server.cpu_seconds() - cpu0, 3)
         return run
     finally:
@@ -98,17 +118,24 @@ def main(argv: list[str] | None = None) -> int:
         single = _measure("batch1", args.model, device, False, body, args, Path(tmp))
     ratio = batched["throughput_rps"] / single["throughput_rps"] if single["throughput_rps"] else None
     result = {
-        "benchmark": "serving_batching", "model": args.model, "device": device, "concurrency": args.concurrency,
-        "max_batch_size": args.max_batch_size, "max_batch_wait_ms": args.max_batch_wait_ms,
-        "dynamic_batching": batched, "batch_1": single,
+        "benchmark": "serving_batching",
+        "model": args.model,
+        "device": device,
+        "concurrency": args.concurrency,
+        "max_batch_size": args.max_batch_size,
+        "max_batch_wait_ms": args.max_batch_wait_ms,
+        "dynamic_batching": batched,
+        "batch_1": single,
         "throughput_ratio": round(ratio, 2) if ratio else None,
         "goal": "at least 4x on the GPU",
         "machine": {"cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serving_batching.json").write_text(json.dumps(result, indent=2))
-    print(f"{device}: dynamic batching {batched['throughput_rps']:.0f} req/s, batch-1 {single['throughput_rps']:.0f} "
-          f"req/s at c={args.concurrency}: {result['throughput_ratio']}x")
+    print(
+        f"{device}: dynamic batching {batched['throughput_rps']:.0f} req/s, batch-1 {single['throughput_rps']:.0f} "
+        f"req/s at c={args.concurrency}: {result['throughput_ratio']}x"
+    )
     return 0
 
 

@@ -18,6 +18,7 @@ there), every `--every` seconds (10) the RSS (VmRSS) of each process is sampled 
 
 Writes benchmarks/results/soak.json (the 2-minute test run writes nothing).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,10 @@ def bound_ok(samples: list[float]) -> tuple[bool, float, float]:
     return last <= first * 1.2 + 20.0, round(first, 1), round(last, 1)
 
 
-RSS_BOUND = ("infertap's processes: last-quarter mean <= first-quarter mean x 1.2 + 20 MB; the embedded "
-             "broker is reported, not bounded: its memory storage keeps every record by design")
+RSS_BOUND = (
+    "infertap's processes: last-quarter mean <= first-quarter mean x 1.2 + 20 MB; the embedded "
+    "broker is reported, not bounded: its memory storage keeps every record by design"
+)
 
 
 def summarise_rss(samples: dict[str, list[float]], events_stored: float) -> dict[str, dict]:
@@ -61,7 +64,9 @@ def summarise_rss(samples: dict[str, list[float]], events_stored: float) -> dict
         ok, first, last = bound_ok(values)
         rss[name] = {"first_quarter_mean_mb": first, "last_quarter_mean_mb": last, "max_mb": max(values)}
         if name == "broker":
-            rss[name]["growth_mb_per_1000_events_stored"] = round((max(values) - values[0]) / max(events_stored, 1) * 1000, 3)
+            rss[name]["growth_mb_per_1000_events_stored"] = round(
+                (max(values) - values[0]) / max(events_stored, 1) * 1000, 3
+            )
         else:
             rss[name]["within_bound"] = ok
     return rss
@@ -72,12 +77,18 @@ def all_within_bound(rss: dict[str, dict]) -> bool:
 
 
 def detector_spec(work: Path, bootstrap: str, topic: str, group: str) -> Path:
-    doc = {"apiVersion": "infertap.dev/v1alpha1", "kind": "Detector", "metadata": {"name": "soak-drift"},
-           "spec": {"source": {"topic": topic, "bootstrap": f"kafka://{bootstrap}", "consumerGroup": group},
-                    "features": [{"name": n} for n in FEATURES],
-                    "detector": {"name": "ScipyKS", "reference": str(ROOT / "models" / "sklearn-iris" / "reference.npy")},
-                    "window": {"size": WINDOW},
-                    "outputs": {"topic": f"{topic}-detections", "deadLetterTopic": f"{topic}-deadletter"}}}
+    doc = {
+        "apiVersion": "infertap.dev/v1alpha1",
+        "kind": "Detector",
+        "metadata": {"name": "soak-drift"},
+        "spec": {
+            "source": {"topic": topic, "bootstrap": f"kafka://{bootstrap}", "consumerGroup": group},
+            "features": [{"name": n} for n in FEATURES],
+            "detector": {"name": "ScipyKS", "reference": str(ROOT / "models" / "sklearn-iris" / "reference.npy")},
+            "window": {"size": WINDOW},
+            "outputs": {"topic": f"{topic}-detections", "deadLetterTopic": f"{topic}-deadletter"},
+        },
+    }
     path = work / "soak-detector.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -85,7 +96,9 @@ def detector_spec(work: Path, bootstrap: str, topic: str, group: str) -> Path:
 
 def consumed(url: str) -> float:
     text = httpx.get(url, timeout=10).text
-    return sum(metric(text, "infertap_detector_events_consumed_total", outcome=o) for o in ("used", "ignored", "rejected"))
+    return sum(
+        metric(text, "infertap_detector_events_consumed_total", outcome=o) for o in ("used", "ignored", "rejected")
+    )
 
 
 def windows(url: str) -> float:
@@ -113,23 +126,55 @@ def soak(minutes: float = 30.0, rate: float = 20.0, every: float = 10.0, work: P
         metrics_urls = []
         for i in (1, 2):
             port = free_port()
-            procs[f"detector{i}"] = start([sys.executable, "-m", "infertap", "detect", str(spec), "--metrics-port", str(port)],
-                                          work / f"detector{i}.log")
+            procs[f"detector{i}"] = start(
+                [sys.executable, "-m", "infertap", "detect", str(spec), "--metrics-port", str(port)],
+                work / f"detector{i}.log",
+            )
             metrics_urls.append(f"http://127.0.0.1:{port}/metrics")
             wait_http(metrics_urls[-1], procs[f"detector{i}"])
         port = free_port()
-        procs["explainer"] = start([sys.executable, "-m", "infertap.explainers.stream", "--bootstrap", broker.bootstrap,
-                                    "--inference-service", "sklearn-iris", "--source-topic", topic,
-                                    "--group", f"{group}-explain", "--sample-rate", "0.02", "--metrics-port", str(port),
-                                    "--explainer-type", "KernelShap", "--predictor-url", f"http://127.0.0.1:{model_port}",
-                                    "--predictor-model", "sklearn-iris", "--nsamples", "100",
-                                    "--background", str(ROOT / "models" / "sklearn-iris" / "reference.npy"),
-                                    "--background-size", "20", "--feature-names", ",".join(FEATURES)], work / "explainer.log")
+        procs["explainer"] = start(
+            [
+                sys.executable,
+                "-m",
+                "infertap.explainers.stream",
+                "--bootstrap",
+                broker.bootstrap,
+                "--inference-service",
+                "sklearn-iris",
+                "--source-topic",
+                topic,
+                "--group",
+                f"{group}-explain",
+                "--sample-rate",
+                "0.02",
+                "--metrics-port",
+                str(port),
+                "--explainer-type",
+                "KernelShap",
+                "--predictor-url",
+                f"http://127.0.0.1:{model_port}",
+                "--predictor-model",
+                "sklearn-iris",
+                "--nsamples",
+                "100",
+                "--background",
+                str(ROOT / "models" / "sklearn-iris" / "reference.npy"),
+                "--background-size",
+                "20",
+                "--feature-names",
+                ",".join(FEATURES),
+            ],
+            work / "explainer.log",
+        )
         wait_http(f"http://127.0.0.1:{port}/metrics", procs["explainer"])
         pids = {name: p.pid for name, p in procs.items()} | {"broker": broker.pid}
         for i in (1, 2):  # each worker runs its detector in a child process: sampled too
-            pids |= {f"detector{i}-predictor": pid for pid in _children(procs[f"detector{i}"].pid)
-                     if b"infertap.detectors.predictor" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+            pids |= {
+                f"detector{i}-predictor": pid
+                for pid in _children(procs[f"detector{i}"].pid)
+                if b"infertap.detectors.predictor" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            }
         samples: dict[str, list[float]] = {name: [] for name in pids}
         load = Load(base, "soak", rate)
         load.start()
@@ -152,7 +197,9 @@ def soak(minutes: float = 30.0, rate: float = 20.0, every: float = 10.0, work: P
         produced = 0.0
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # let the sidecar and the workers catch up
-            produced = metric(httpx.get(f"{base}/infertap/metrics").text, "infertap_logger_events_total", outcome="sent")
+            produced = metric(
+                httpx.get(f"{base}/infertap/metrics").text, "infertap_logger_events_total", outcome="sent"
+            )
             got = sum(consumed(u) for u in metrics_urls)
             if got >= produced - 2 * WINDOW * 2 and produced >= 2 * len(load.ok):
                 break
@@ -160,12 +207,24 @@ def soak(minutes: float = 30.0, rate: float = 20.0, every: float = 10.0, work: P
         got = sum(consumed(u) for u in metrics_urls)
         rss = summarise_rss(samples, produced)
         in_windows = produced - got  # requests sit in open windows until 200 more arrive; responses are 'ignored'
-        return {"minutes": minutes, "rate_rps": rate, "warm_up_s_not_sampled": warm_up_s, "requests": len(load.samples), "ok": len(load.ok),
-                "errors": len(load.samples) - len(load.ok), "latency": load.window(0, 1e9),
-                "events_produced": produced, "events_consumed": got, "events_in_open_windows": in_windows,
-                "produced_equals_consumed": produced == 2 * len(load.ok) and 0 <= in_windows < 2 * WINDOW * 2,
-                "rss": rss, "rss_bound": RSS_BOUND, "all_within_bound": all_within_bound(rss),
-                "samples": samples, "machine": machine()}
+        return {
+            "minutes": minutes,
+            "rate_rps": rate,
+            "warm_up_s_not_sampled": warm_up_s,
+            "requests": len(load.samples),
+            "ok": len(load.ok),
+            "errors": len(load.samples) - len(load.ok),
+            "latency": load.window(0, 1e9),
+            "events_produced": produced,
+            "events_consumed": got,
+            "events_in_open_windows": in_windows,
+            "produced_equals_consumed": produced == 2 * len(load.ok) and 0 <= in_windows < 2 * WINDOW * 2,
+            "rss": rss,
+            "rss_bound": RSS_BOUND,
+            "all_within_bound": all_within_bound(rss),
+            "samples": samples,
+            "machine": machine(),
+        }
     finally:
         for proc in reversed(list(procs.values())):
             stop(proc)

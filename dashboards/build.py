@@ -16,22 +16,32 @@ Only metrics that our servers export are used (their definitions: serving/metric
 logger/metrics.py, logger/tap.py, detectors/metrics.py, explainers/metrics.py);
 tests/dashboards runs every query against a real Prometheus scraping a real stack.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from grafana_foundation_sdk.builders import bargauge, heatmap, stat, statetimeline, timeseries
 from grafana_foundation_sdk.builders.dashboard import (
-    Dashboard, DatasourceVariable, QueryVariable, Row, ThresholdsConfig,
+    Dashboard,
+    DatasourceVariable,
+    QueryVariable,
+    Row,
+    ThresholdsConfig,
 )
 from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import (
-    DataSourceRef, Threshold, ThresholdsMode, VariableOption, VariableRefresh, VariableSort,
+    DataSourceRef,
+    Threshold,
+    ThresholdsMode,
+    VariableOption,
+    VariableRefresh,
+    VariableSort,
 )
 
 OUT = Path(__file__).resolve().parent / "grafana"
@@ -41,6 +51,7 @@ TAGS = ["infertap"]
 
 
 # --- small builders ------------------------------------------------------------------------
+
 
 def query(expr: str, legend: str = "", ref: str = "A", instant: bool = False) -> Dataquery:
     q = Dataquery().expr(expr).ref_id(ref).datasource(DS)
@@ -59,20 +70,36 @@ def _targets(panel, targets: Iterable[Dataquery]):
     return panel
 
 
-def series(title: str, description: str, unit: str, *targets: Dataquery, w: int = 12, h: int = 8,
-           min_val: float | None = 0, log_y: bool = False) -> timeseries.Panel:
+def series(
+    title: str,
+    description: str,
+    unit: str,
+    *targets: Dataquery,
+    w: int = 12,
+    h: int = 8,
+    min_val: float | None = 0,
+    log_y: bool = False,
+) -> timeseries.Panel:
     panel = timeseries.Panel().title(title).description(description).datasource(DS).unit(unit).span(w).height(h)
     if min_val is not None:
         panel = panel.min(min_val)
     if log_y:
         from grafana_foundation_sdk.builders.common import ScaleDistributionConfig
         from grafana_foundation_sdk.models.common import ScaleDistribution
+
         panel = panel.scale_distribution(ScaleDistributionConfig().type(ScaleDistribution.LOG).log(10))
     return _targets(panel, targets)
 
 
-def single(title: str, description: str, unit: str, *targets: Dataquery, w: int = 6, h: int = 4,
-           steps: list[tuple[float | None, str]] | None = None) -> stat.Panel:
+def single(
+    title: str,
+    description: str,
+    unit: str,
+    *targets: Dataquery,
+    w: int = 6,
+    h: int = 4,
+    steps: list[tuple[float | None, str]] | None = None,
+) -> stat.Panel:
     panel = stat.Panel().title(title).description(description).datasource(DS).unit(unit).span(w).height(h)
     if steps:
         panel = panel.thresholds(thresholds(steps))
@@ -90,16 +117,31 @@ def datasource_variable() -> DatasourceVariable:
 def label_variable(name: str, label: str, metric: str, depends: str = "") -> QueryVariable:
     """A multi-valued variable over label_values(metric{depends}, name); All means `.*`."""
     selector = f"{metric}{{{depends}}}" if depends else metric
-    return (QueryVariable(name).label(label).datasource(DS)
-            .query({"query": f"label_values({selector}, {name})", "refId": f"{name}-values", "qryType": 1})
-            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC)
-            .multi(True).include_all(True).all_value(".*")
-            .current(VariableOption(selected=True, text="All", value="$__all")))
+    return (
+        QueryVariable(name)
+        .label(label)
+        .datasource(DS)
+        .query({"query": f"label_values({selector}, {name})", "refId": f"{name}-values", "qryType": 1})
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(VariableOption(selected=True, text="All", value="$__all"))
+    )
 
 
 def dashboard(uid: str, title: str, description: str) -> Dashboard:
-    return (Dashboard(title).uid(uid).description(description).tags(TAGS).editable()
-            .time("now-30m", "now").refresh("10s").timezone("browser"))
+    return (
+        Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(TAGS)
+        .editable()
+        .time("now-30m", "now")
+        .refresh("10s")
+        .timezone("browser")
+    )
 
 
 def encode(board: Dashboard) -> str:
@@ -108,225 +150,601 @@ def encode(board: Dashboard) -> str:
 
 # --- serving overview ----------------------------------------------------------------------
 
+
 def serving() -> Dashboard:
     sel = 'inference_service=~"$inference_service", model=~"$model"'
     req = f"infertap_requests_total{{{sel}}}"
     dur = f"infertap_request_duration_seconds_bucket{{{sel}}}"
     proxy_sel = 'inference_service=~"$inference_service"'
     return (
-        dashboard("infertap-serving", "infertap / Serving overview",
-                  "Model servers and the logger sidecars in front of them: traffic, errors, latency per model.")
+        dashboard(
+            "infertap-serving",
+            "infertap / Serving overview",
+            "Model servers and the logger sidecars in front of them: traffic, errors, latency per model.",
+        )
         .with_variable(datasource_variable())
         .with_variable(label_variable("inference_service", "InferenceService", "infertap_requests_total"))
-        .with_variable(label_variable("model", "Model", "infertap_requests_total",
-                                      'inference_service=~"$inference_service"'))
+        .with_variable(
+            label_variable("model", "Model", "infertap_requests_total", 'inference_service=~"$inference_service"')
+        )
         .with_row(Row("Traffic"))
-        .with_panel(single("Requests per second", "All inference requests, every model and endpoint.", "reqps",
-                           query(f"sum(rate({req}[{RATE}]))")))
-        .with_panel(single("Error ratio", "Share of requests answered with a non-2xx status.", "percentunit",
-                           query(f'sum(rate(infertap_requests_total{{{sel}, code!~"2.."}}[{RATE}])) / sum(rate({req}[{RATE}]))'),
-                           steps=[(None, "green"), (0.01, "orange"), (0.05, "red")]))
-        .with_panel(single("p99 latency", "99th percentile of request latency over all models.", "s",
-                           query(f"histogram_quantile(0.99, sum by (le) (rate({dur}[{RATE}])))")))
-        .with_panel(single("Models ready", "Models loaded and serving (infertap_model_ready).", "none",
-                           query(f"sum(infertap_model_ready{{{sel}}})", instant=True)))
-        .with_panel(series("Request rate per model", "Requests per second by InferenceService, model and endpoint.", "reqps",
-                           query(f"sum by (inference_service, model, endpoint) (rate({req}[{RATE}]))",
-                                 "{{inference_service}} {{model}} {{endpoint}}")))
-        .with_panel(series("Errors by status code", "Non-2xx answers per second, by model and HTTP status.", "reqps",
-                           query(f'sum by (model, code) (rate(infertap_requests_total{{{sel}, code!~"2.."}}[{RATE}]))',
-                                 "{{model}} {{code}}")))
+        .with_panel(
+            single(
+                "Requests per second",
+                "All inference requests, every model and endpoint.",
+                "reqps",
+                query(f"sum(rate({req}[{RATE}]))"),
+            )
+        )
+        .with_panel(
+            single(
+                "Error ratio",
+                "Share of requests answered with a non-2xx status.",
+                "percentunit",
+                query(f'sum(rate(infertap_requests_total{{{sel}, code!~"2.."}}[{RATE}])) / sum(rate({req}[{RATE}]))'),
+                steps=[(None, "green"), (0.01, "orange"), (0.05, "red")],
+            )
+        )
+        .with_panel(
+            single(
+                "p99 latency",
+                "99th percentile of request latency over all models.",
+                "s",
+                query(f"histogram_quantile(0.99, sum by (le) (rate({dur}[{RATE}])))"),
+            )
+        )
+        .with_panel(
+            single(
+                "Models ready",
+                "Models loaded and serving (infertap_model_ready).",
+                "none",
+                query(f"sum(infertap_model_ready{{{sel}}})", instant=True),
+            )
+        )
+        .with_panel(
+            series(
+                "Request rate per model",
+                "Requests per second by InferenceService, model and endpoint.",
+                "reqps",
+                query(
+                    f"sum by (inference_service, model, endpoint) (rate({req}[{RATE}]))",
+                    "{{inference_service}} {{model}} {{endpoint}}",
+                ),
+            )
+        )
+        .with_panel(
+            series(
+                "Errors by status code",
+                "Non-2xx answers per second, by model and HTTP status.",
+                "reqps",
+                query(
+                    f'sum by (model, code) (rate(infertap_requests_total{{{sel}, code!~"2.."}}[{RATE}]))',
+                    "{{model}} {{code}}",
+                ),
+            )
+        )
         .with_row(Row("Latency"))
-        .with_panel(series("Latency percentiles per model", "p50, p95 and p99 of the model server's request latency.", "s",
-                           *[query(f"histogram_quantile({q}, sum by (le, model) (rate({dur}[{RATE}])))", f"{{{{model}}}} p{p}")
-                             for q, p in ((0.5, 50), (0.95, 95), (0.99, 99))]))
-        .with_panel(series("Batch size per model", "Rows per model call under dynamic batching (mean and p95).", "none",
-                           query(f"sum by (model) (rate(infertap_batch_size_sum{{{sel}}}[{RATE}])) / "
-                                 f"sum by (model) (rate(infertap_batch_size_count{{{sel}}}[{RATE}]))", "{{model}} mean"),
-                           query(f"histogram_quantile(0.95, sum by (le, model) (rate(infertap_batch_size_bucket{{{sel}}}[{RATE}])))",
-                                 "{{model}} p95")))
+        .with_panel(
+            series(
+                "Latency percentiles per model",
+                "p50, p95 and p99 of the model server's request latency.",
+                "s",
+                *[
+                    query(f"histogram_quantile({q}, sum by (le, model) (rate({dur}[{RATE}])))", f"{{{{model}}}} p{p}")
+                    for q, p in ((0.5, 50), (0.95, 95), (0.99, 99))
+                ],
+            )
+        )
+        .with_panel(
+            series(
+                "Batch size per model",
+                "Rows per model call under dynamic batching (mean and p95).",
+                "none",
+                query(
+                    f"sum by (model) (rate(infertap_batch_size_sum{{{sel}}}[{RATE}])) / "
+                    f"sum by (model) (rate(infertap_batch_size_count{{{sel}}}[{RATE}]))",
+                    "{{model}} mean",
+                ),
+                query(
+                    f"histogram_quantile(0.95, sum by (le, model) (rate(infertap_batch_size_bucket{{{sel}}}[{RATE}])))",
+                    "{{model}} p95",
+                ),
+            )
+        )
         .with_row(Row("Logger sidecar (proxy hop)"))
-        .with_panel(series("Through the sidecar", "Requests per second through the logger sidecar, by status.", "reqps",
-                           query(f"sum by (inference_service, code) (rate(infertap_proxy_requests_total{{{sel}}}[{RATE}]))",
-                                 "{{inference_service}} {{code}}")))
-        .with_panel(series("Latency through the sidecar", "p50 and p99 from request arrival to the end of the response, "
-                           "measured in the sidecar (includes the model server).", "s",
-                           *[query(f"histogram_quantile({q}, sum by (le, inference_service) "
-                                   f"(rate(infertap_proxy_request_duration_seconds_bucket{{{proxy_sel}}}[{RATE}])))",
-                                   f"{{{{inference_service}}}} p{p}") for q, p in ((0.5, 50), (0.99, 99))]))
+        .with_panel(
+            series(
+                "Through the sidecar",
+                "Requests per second through the logger sidecar, by status.",
+                "reqps",
+                query(
+                    f"sum by (inference_service, code) (rate(infertap_proxy_requests_total{{{sel}}}[{RATE}]))",
+                    "{{inference_service}} {{code}}",
+                ),
+            )
+        )
+        .with_panel(
+            series(
+                "Latency through the sidecar",
+                "p50 and p99 from request arrival to the end of the response, "
+                "measured in the sidecar (includes the model server).",
+                "s",
+                *[
+                    query(
+                        f"histogram_quantile({q}, sum by (le, inference_service) "
+                        f"(rate(infertap_proxy_request_duration_seconds_bucket{{{proxy_sel}}}[{RATE}])))",
+                        f"{{{{inference_service}}}} p{p}",
+                    )
+                    for q, p in ((0.5, 50), (0.99, 99))
+                ],
+            )
+        )
     )
 
 
 # --- logger delivery -----------------------------------------------------------------------
 
+
 def logger() -> Dashboard:
     sel = 'inference_service=~"$inference_service"'
     return (
-        dashboard("infertap-logger", "infertap / Logger delivery",
-                  "What the logger sidecars did with the CloudEvents they built: sent, retried, spooled, dropped.")
+        dashboard(
+            "infertap-logger",
+            "infertap / Logger delivery",
+            "What the logger sidecars did with the CloudEvents they built: sent, retried, spooled, dropped.",
+        )
         .with_variable(datasource_variable())
         .with_variable(label_variable("inference_service", "InferenceService", "infertap_logger_events_total"))
         .with_row(Row("Events"))
-        .with_panel(single("Events sent / s", "Events acknowledged by the sinks.", "ops",
-                           query(f'sum(rate(infertap_logger_events_total{{{sel}, outcome="sent"}}[{RATE}]))')))
-        .with_panel(single("Dropped (range)", "Events lost in the selected time range: spool full or unwritable.", "none",
-                           query(f'sum(increase(infertap_logger_events_total{{{sel}, outcome="dropped"}}[$__range]))', instant=True),
-                           steps=[(None, "green"), (1, "red")]))
-        .with_panel(single("Spooled now", "Events on disk waiting for the sink.", "none",
-                           query(f"sum(infertap_logger_spool_events{{{sel}}})", instant=True),
-                           steps=[(None, "green"), (1, "orange")]))
-        .with_panel(single("Queue depth", "Events waiting in memory for the sinks.", "none",
-                           query(f"sum(infertap_logger_queue_depth{{{sel}}})", instant=True)))
-        .with_panel(series("Events by outcome", "sent: acknowledged; retried: a failed attempt; spooled: written to disk; "
-                           "dropped: lost.", "ops",
-                           query(f"sum by (outcome) (rate(infertap_logger_events_total{{{sel}}}[{RATE}]))", "{{outcome}}")))
-        .with_panel(series("Events built by the tap", "CloudEvents handed to delivery, by type; and requests not logged, by reason.",
-                           "ops",
-                           query(f"sum by (type) (rate(infertap_tap_events_submitted_total{{{sel}}}[{RATE}]))", "{{type}}"),
-                           query(f"sum by (reason) (rate(infertap_tap_requests_not_logged_total{{{sel}}}[{RATE}]))",
-                                 "not logged: {{reason}}")))
+        .with_panel(
+            single(
+                "Events sent / s",
+                "Events acknowledged by the sinks.",
+                "ops",
+                query(f'sum(rate(infertap_logger_events_total{{{sel}, outcome="sent"}}[{RATE}]))'),
+            )
+        )
+        .with_panel(
+            single(
+                "Dropped (range)",
+                "Events lost in the selected time range: spool full or unwritable.",
+                "none",
+                query(
+                    f'sum(increase(infertap_logger_events_total{{{sel}, outcome="dropped"}}[$__range]))', instant=True
+                ),
+                steps=[(None, "green"), (1, "red")],
+            )
+        )
+        .with_panel(
+            single(
+                "Spooled now",
+                "Events on disk waiting for the sink.",
+                "none",
+                query(f"sum(infertap_logger_spool_events{{{sel}}})", instant=True),
+                steps=[(None, "green"), (1, "orange")],
+            )
+        )
+        .with_panel(
+            single(
+                "Queue depth",
+                "Events waiting in memory for the sinks.",
+                "none",
+                query(f"sum(infertap_logger_queue_depth{{{sel}}})", instant=True),
+            )
+        )
+        .with_panel(
+            series(
+                "Events by outcome",
+                "sent: acknowledged; retried: a failed attempt; spooled: written to disk; dropped: lost.",
+                "ops",
+                query(f"sum by (outcome) (rate(infertap_logger_events_total{{{sel}}}[{RATE}]))", "{{outcome}}"),
+            )
+        )
+        .with_panel(
+            series(
+                "Events built by the tap",
+                "CloudEvents handed to delivery, by type; and requests not logged, by reason.",
+                "ops",
+                query(f"sum by (type) (rate(infertap_tap_events_submitted_total{{{sel}}}[{RATE}]))", "{{type}}"),
+                query(
+                    f"sum by (reason) (rate(infertap_tap_requests_not_logged_total{{{sel}}}[{RATE}]))",
+                    "not logged: {{reason}}",
+                ),
+            )
+        )
         .with_row(Row("Queue and spool"))
-        .with_panel(series("Queue", "In-memory queue per sink: events and bytes.", "none",
-                           query(f"sum by (inference_service, sink) (infertap_logger_queue_depth{{{sel}}})",
-                                 "{{inference_service}} {{sink}} events"),
-                           query(f"sum by (inference_service, sink) (infertap_logger_queue_bytes{{{sel}}})",
-                                 "{{inference_service}} {{sink}} bytes")))
-        .with_panel(series("Spool", "Disk spool per sink: bytes and events not yet delivered.", "bytes",
-                           query(f"sum by (inference_service, sink) (infertap_logger_spool_bytes{{{sel}}})",
-                                 "{{inference_service}} {{sink}} bytes"),
-                           query(f"sum by (inference_service, sink) (infertap_logger_spool_events{{{sel}}})",
-                                 "{{inference_service}} {{sink}} events")))
+        .with_panel(
+            series(
+                "Queue",
+                "In-memory queue per sink: events and bytes.",
+                "none",
+                query(
+                    f"sum by (inference_service, sink) (infertap_logger_queue_depth{{{sel}}})",
+                    "{{inference_service}} {{sink}} events",
+                ),
+                query(
+                    f"sum by (inference_service, sink) (infertap_logger_queue_bytes{{{sel}}})",
+                    "{{inference_service}} {{sink}} bytes",
+                ),
+            )
+        )
+        .with_panel(
+            series(
+                "Spool",
+                "Disk spool per sink: bytes and events not yet delivered.",
+                "bytes",
+                query(
+                    f"sum by (inference_service, sink) (infertap_logger_spool_bytes{{{sel}}})",
+                    "{{inference_service}} {{sink}} bytes",
+                ),
+                query(
+                    f"sum by (inference_service, sink) (infertap_logger_spool_events{{{sel}}})",
+                    "{{inference_service}} {{sink}} events",
+                ),
+            )
+        )
         .with_row(Row("Sinks"))
-        .with_panel(series("Sink latency", "Time a sink took to acknowledge one batch (p50, p99).", "s",
-                           *[query(f"histogram_quantile({q}, sum by (le, sink) "
-                                   f"(rate(infertap_logger_sink_latency_seconds_bucket{{{sel}}}[{RATE}])))", f"{{{{sink}}}} p{p}")
-                             for q, p in ((0.5, 50), (0.99, 99))]))
-        .with_panel(series("Batches per second", "Batches acknowledged per sink; events per batch is sent / batches.", "ops",
-                           query(f"sum by (sink) (rate(infertap_logger_sink_latency_seconds_count{{{sel}}}[{RATE}]))",
-                                 "{{sink}}")))
+        .with_panel(
+            series(
+                "Sink latency",
+                "Time a sink took to acknowledge one batch (p50, p99).",
+                "s",
+                *[
+                    query(
+                        f"histogram_quantile({q}, sum by (le, sink) "
+                        f"(rate(infertap_logger_sink_latency_seconds_bucket{{{sel}}}[{RATE}])))",
+                        f"{{{{sink}}}} p{p}",
+                    )
+                    for q, p in ((0.5, 50), (0.99, 99))
+                ],
+            )
+        )
+        .with_panel(
+            series(
+                "Batches per second",
+                "Batches acknowledged per sink; events per batch is sent / batches.",
+                "ops",
+                query(f"sum by (sink) (rate(infertap_logger_sink_latency_seconds_count{{{sel}}}[{RATE}]))", "{{sink}}"),
+            )
+        )
     )
 
 
 # --- drift and outliers --------------------------------------------------------------------
 
+
 def drift() -> Dashboard:
     sel = 'inference_service=~"$inference_service", detector=~"$detector"'
     feat = f'{sel}, feature!="_all"'
     return (
-        dashboard("infertap-drift", "infertap / Drift and outliers",
-                  "Detector workers: per-feature drift p-values, drift flags, outlier and adversarial rates, consumer lag.")
+        dashboard(
+            "infertap-drift",
+            "infertap / Drift and outliers",
+            "Detector workers: per-feature drift p-values, drift flags, outlier and adversarial rates, consumer lag.",
+        )
         .with_variable(datasource_variable())
-        .with_variable(label_variable("inference_service", "InferenceService", "infertap_detector_windows_evaluated_total"))
-        .with_variable(label_variable("detector", "Detector", "infertap_detector_windows_evaluated_total",
-                                      'inference_service=~"$inference_service"'))
+        .with_variable(
+            label_variable("inference_service", "InferenceService", "infertap_detector_windows_evaluated_total")
+        )
+        .with_variable(
+            label_variable(
+                "detector",
+                "Detector",
+                "infertap_detector_windows_evaluated_total",
+                'inference_service=~"$inference_service"',
+            )
+        )
         .with_row(Row("Drift"))
-        .with_panel(single("Drifting now", "Detectors whose latest window drifted.", "none",
-                           query(f'sum(max by (inference_service, detector) (infertap_detector_drift{{{sel}, feature="_all"}}))',
-                                 instant=True),
-                           steps=[(None, "green"), (1, "red")]))
-        .with_panel(single("Features drifting", "Features flagged in the latest window of each detector.", "none",
-                           query(f"sum(infertap_detector_drift{{{feat}}})", instant=True),
-                           steps=[(None, "green"), (1, "orange")]))
-        .with_panel(single("Lowest p-value", "Smallest per-feature p-value of the latest windows.", "none",
-                           query(f"min(infertap_detector_drift_p_value{{{feat}}})", instant=True),
-                           steps=[(None, "red"), (0.05, "green")]))
-        .with_panel(single("Windows / min", "Windows judged per minute, all detectors.", "none",
-                           query(f"sum(rate(infertap_detector_windows_evaluated_total{{{sel}}}[{RATE}])) * 60")))
         .with_panel(
-            heatmap.Panel().title("Per-feature p-value").datasource(DS).span(24).height(9)
-            .description("Latest p-value of each feature's drift test over time; dark cells are small p-values (drift).")
+            single(
+                "Drifting now",
+                "Detectors whose latest window drifted.",
+                "none",
+                query(
+                    f'sum(max by (inference_service, detector) (infertap_detector_drift{{{sel}, feature="_all"}}))',
+                    instant=True,
+                ),
+                steps=[(None, "green"), (1, "red")],
+            )
+        )
+        .with_panel(
+            single(
+                "Features drifting",
+                "Features flagged in the latest window of each detector.",
+                "none",
+                query(f"sum(infertap_detector_drift{{{feat}}})", instant=True),
+                steps=[(None, "green"), (1, "orange")],
+            )
+        )
+        .with_panel(
+            single(
+                "Lowest p-value",
+                "Smallest per-feature p-value of the latest windows.",
+                "none",
+                query(f"min(infertap_detector_drift_p_value{{{feat}}})", instant=True),
+                steps=[(None, "red"), (0.05, "green")],
+            )
+        )
+        .with_panel(
+            single(
+                "Windows / min",
+                "Windows judged per minute, all detectors.",
+                "none",
+                query(f"sum(rate(infertap_detector_windows_evaluated_total{{{sel}}}[{RATE}])) * 60"),
+            )
+        )
+        .with_panel(
+            heatmap.Panel()
+            .title("Per-feature p-value")
+            .datasource(DS)
+            .span(24)
+            .height(9)
+            .description(
+                "Latest p-value of each feature's drift test over time; dark cells are small p-values (drift)."
+            )
             .calculate(False)
-            .color(heatmap.HeatmapColorOptions().mode("scheme").scheme("RdYlGn").scale("linear").min(0).max(1).steps(64))
+            .color(
+                heatmap.HeatmapColorOptions().mode("scheme").scheme("RdYlGn").scale("linear").min(0).max(1).steps(64)
+            )
             # one row per series (feature); no `le` de-accumulation, so not the "heatmap" query format
             .rows_frame(heatmap.RowsHeatmapOptions().layout("unknown"))
             .filter_values(heatmap.FilterValueRange().le(-1))  # the default hides values <= 1e-9: the strongest drift
-            .with_target(query(f"min by (feature) (infertap_detector_drift_p_value{{{feat}}})", "{{feature}}")))
+            .with_target(query(f"min by (feature) (infertap_detector_drift_p_value{{{feat}}})", "{{feature}}"))
+        )
         .with_panel(
-            statetimeline.Panel().title("Drift flags").datasource(DS).span(12).height(8)
+            statetimeline.Panel()
+            .title("Drift flags")
+            .datasource(DS)
+            .span(12)
+            .height(8)
             .description("1 when the latest window of a detector drifted ('_all') or a feature's test did.")
-            .thresholds(thresholds([(None, "green"), (1, "red")])).min(0).max(1)
-            .with_target(query(f"max by (detector, feature) (infertap_detector_drift{{{sel}}})", "{{detector}} {{feature}}")))
-        .with_panel(series("Drift distance per feature", "The test statistic per feature (K-S distance, chi-square...).", "none",
-                           query(f"max by (feature) (infertap_detector_drift_distance{{{feat}}})", "{{feature}}")))
+            .thresholds(thresholds([(None, "green"), (1, "red")]))
+            .min(0)
+            .max(1)
+            .with_target(
+                query(f"max by (detector, feature) (infertap_detector_drift{{{sel}}})", "{{detector}} {{feature}}")
+            )
+        )
+        .with_panel(
+            series(
+                "Drift distance per feature",
+                "The test statistic per feature (K-S distance, chi-square...).",
+                "none",
+                query(f"max by (feature) (infertap_detector_drift_distance{{{feat}}})", "{{feature}}"),
+            )
+        )
         .with_row(Row("Outliers and adversarial inputs"))
-        .with_panel(series("Outlier rate", "Share of evaluated rows flagged as outliers, per detector.", "percentunit",
-                           query(f"sum by (detector) (rate(infertap_detector_outliers_total{{{sel}}}[{RATE}])) / "
-                                 f"sum by (detector) (rate(infertap_detector_rows_evaluated_total{{{sel}}}[{RATE}]))",
-                                 "{{detector}}")))
-        .with_panel(series("Adversarial rate", "Share of evaluated rows flagged as adversarial, per detector.", "percentunit",
-                           query(f"sum by (detector) (rate(infertap_detector_adversarial_total{{{sel}}}[{RATE}])) / "
-                                 f"sum by (detector) (rate(infertap_detector_rows_evaluated_total{{{sel}}}[{RATE}]))",
-                                 "{{detector}}")))
-        .with_panel(series("Outlier score", "p50 and p95 of instance outlier scores.", "none",
-                           *[query(f"histogram_quantile({q}, sum by (le, detector) "
-                                   f"(rate(infertap_detector_outlier_score_bucket{{{sel}}}[{RATE}])))", f"{{{{detector}}}} p{p}")
-                             for q, p in ((0.5, 50), (0.95, 95))]))
+        .with_panel(
+            series(
+                "Outlier rate",
+                "Share of evaluated rows flagged as outliers, per detector.",
+                "percentunit",
+                query(
+                    f"sum by (detector) (rate(infertap_detector_outliers_total{{{sel}}}[{RATE}])) / "
+                    f"sum by (detector) (rate(infertap_detector_rows_evaluated_total{{{sel}}}[{RATE}]))",
+                    "{{detector}}",
+                ),
+            )
+        )
+        .with_panel(
+            series(
+                "Adversarial rate",
+                "Share of evaluated rows flagged as adversarial, per detector.",
+                "percentunit",
+                query(
+                    f"sum by (detector) (rate(infertap_detector_adversarial_total{{{sel}}}[{RATE}])) / "
+                    f"sum by (detector) (rate(infertap_detector_rows_evaluated_total{{{sel}}}[{RATE}]))",
+                    "{{detector}}",
+                ),
+            )
+        )
+        .with_panel(
+            series(
+                "Outlier score",
+                "p50 and p95 of instance outlier scores.",
+                "none",
+                *[
+                    query(
+                        f"histogram_quantile({q}, sum by (le, detector) "
+                        f"(rate(infertap_detector_outlier_score_bucket{{{sel}}}[{RATE}])))",
+                        f"{{{{detector}}}} p{p}",
+                    )
+                    for q, p in ((0.5, 50), (0.95, 95))
+                ],
+            )
+        )
         .with_row(Row("Workers"))
-        .with_panel(series("Consumer lag", "Records behind the high watermark, per detector (sum over partitions).", "none",
-                           query(f"sum by (detector) (infertap_detector_consumer_lag{{{sel}}})", "{{detector}}")))
-        .with_panel(series("Events consumed", "Records read per second, by outcome (used, ignored, rejected).", "ops",
-                           query(f"sum by (detector, outcome) (rate(infertap_detector_events_consumed_total{{{sel}}}[{RATE}]))",
-                                 "{{detector}} {{outcome}}")))
-        .with_panel(series("Detector time per window", "p50 and p95 of the backend's time per window.", "s",
-                           *[query(f"histogram_quantile({q}, sum by (le, detector) "
-                                   f"(rate(infertap_detector_predict_seconds_bucket{{{sel}}}[{RATE}])))", f"{{{{detector}}}} p{p}")
-                             for q, p in ((0.5, 50), (0.95, 95))]))
-        .with_panel(series("Detections published", "Detection events written, by sink and outcome.", "ops",
-                           query(f"sum by (detector, sink, outcome) "
-                                 f"(rate(infertap_detector_detections_published_total{{{sel}}}[{RATE}]))",
-                                 "{{detector}} {{sink}} {{outcome}}")))
+        .with_panel(
+            series(
+                "Consumer lag",
+                "Records behind the high watermark, per detector (sum over partitions).",
+                "none",
+                query(f"sum by (detector) (infertap_detector_consumer_lag{{{sel}}})", "{{detector}}"),
+            )
+        )
+        .with_panel(
+            series(
+                "Events consumed",
+                "Records read per second, by outcome (used, ignored, rejected).",
+                "ops",
+                query(
+                    f"sum by (detector, outcome) (rate(infertap_detector_events_consumed_total{{{sel}}}[{RATE}]))",
+                    "{{detector}} {{outcome}}",
+                ),
+            )
+        )
+        .with_panel(
+            series(
+                "Detector time per window",
+                "p50 and p95 of the backend's time per window.",
+                "s",
+                *[
+                    query(
+                        f"histogram_quantile({q}, sum by (le, detector) "
+                        f"(rate(infertap_detector_predict_seconds_bucket{{{sel}}}[{RATE}])))",
+                        f"{{{{detector}}}} p{p}",
+                    )
+                    for q, p in ((0.5, 50), (0.95, 95))
+                ],
+            )
+        )
+        .with_panel(
+            series(
+                "Detections published",
+                "Detection events written, by sink and outcome.",
+                "ops",
+                query(
+                    f"sum by (detector, sink, outcome) "
+                    f"(rate(infertap_detector_detections_published_total{{{sel}}}[{RATE}]))",
+                    "{{detector}} {{sink}} {{outcome}}",
+                ),
+            )
+        )
     )
 
 
 # --- explanations --------------------------------------------------------------------------
 
+
 def explanations() -> Dashboard:
     sel = 'inference_service=~"$inference_service", explainer=~"$explainer"'
     return (
-        dashboard("infertap-explanations", "infertap / Explanations",
-                  "Explainer servers: explain latency and errors, and which features drive the model's answers.")
+        dashboard(
+            "infertap-explanations",
+            "infertap / Explanations",
+            "Explainer servers: explain latency and errors, and which features drive the model's answers.",
+        )
         .with_variable(datasource_variable())
         .with_variable(label_variable("inference_service", "InferenceService", "infertap_explainer_requests_total"))
-        .with_variable(label_variable("explainer", "Explainer", "infertap_explainer_requests_total",
-                                      'inference_service=~"$inference_service"'))
+        .with_variable(
+            label_variable(
+                "explainer", "Explainer", "infertap_explainer_requests_total", 'inference_service=~"$inference_service"'
+            )
+        )
         .with_row(Row("Requests"))
-        .with_panel(single("Explanations / s", "Instances explained per second.", "ops",
-                           query(f"sum(rate(infertap_explainer_instances_total{{{sel}}}[{RATE}]))")))
-        .with_panel(single("p95 explain latency", "95th percentile of explain request latency, all backends.", "s",
-                           query(f"histogram_quantile(0.95, sum by (le) (rate(infertap_explainer_explain_seconds_bucket{{{sel}}}[{RATE}])))")))
-        .with_panel(single("Error ratio", "Share of explain requests answered with a non-2xx status.", "percentunit",
-                           query(f'sum(rate(infertap_explainer_requests_total{{{sel}, code!~"2.."}}[{RATE}])) / '
-                                 f"sum(rate(infertap_explainer_requests_total{{{sel}}}[{RATE}]))"),
-                           steps=[(None, "green"), (0.01, "orange"), (0.05, "red")]))
-        .with_panel(single("Features tracked", "Features with a mean |attribution| series.", "none",
-                           query(f"count(count by (feature) (infertap_explainer_mean_abs_attribution{{{sel}}}))", instant=True)))
-        .with_panel(series("Explain latency", "p50, p95 and p99 per backend.", "s",
-                           *[query(f"histogram_quantile({q}, sum by (le, explainer) "
-                                   f"(rate(infertap_explainer_explain_seconds_bucket{{{sel}}}[{RATE}])))", f"{{{{explainer}}}} p{p}")
-                             for q, p in ((0.5, 50), (0.95, 95), (0.99, 99))]))
-        .with_panel(series("Requests and errors", "Explain requests by HTTP status, and failed explanations by reason.", "reqps",
-                           query(f"sum by (explainer, code) (rate(infertap_explainer_requests_total{{{sel}}}[{RATE}]))",
-                                 "{{explainer}} {{code}}"),
-                           query(f"sum by (explainer, reason) (rate(infertap_explainer_errors_total{{{sel}}}[{RATE}]))",
-                                 "{{explainer}} error: {{reason}}")))
+        .with_panel(
+            single(
+                "Explanations / s",
+                "Instances explained per second.",
+                "ops",
+                query(f"sum(rate(infertap_explainer_instances_total{{{sel}}}[{RATE}]))"),
+            )
+        )
+        .with_panel(
+            single(
+                "p95 explain latency",
+                "95th percentile of explain request latency, all backends.",
+                "s",
+                query(
+                    f"histogram_quantile(0.95, sum by (le) (rate(infertap_explainer_explain_seconds_bucket{{{sel}}}[{RATE}])))"
+                ),
+            )
+        )
+        .with_panel(
+            single(
+                "Error ratio",
+                "Share of explain requests answered with a non-2xx status.",
+                "percentunit",
+                query(
+                    f'sum(rate(infertap_explainer_requests_total{{{sel}, code!~"2.."}}[{RATE}])) / '
+                    f"sum(rate(infertap_explainer_requests_total{{{sel}}}[{RATE}]))"
+                ),
+                steps=[(None, "green"), (0.01, "orange"), (0.05, "red")],
+            )
+        )
+        .with_panel(
+            single(
+                "Features tracked",
+                "Features with a mean |attribution| series.",
+                "none",
+                query(f"count(count by (feature) (infertap_explainer_mean_abs_attribution{{{sel}}}))", instant=True),
+            )
+        )
+        .with_panel(
+            series(
+                "Explain latency",
+                "p50, p95 and p99 per backend.",
+                "s",
+                *[
+                    query(
+                        f"histogram_quantile({q}, sum by (le, explainer) "
+                        f"(rate(infertap_explainer_explain_seconds_bucket{{{sel}}}[{RATE}])))",
+                        f"{{{{explainer}}}} p{p}",
+                    )
+                    for q, p in ((0.5, 50), (0.95, 95), (0.99, 99))
+                ],
+            )
+        )
+        .with_panel(
+            series(
+                "Requests and errors",
+                "Explain requests by HTTP status, and failed explanations by reason.",
+                "reqps",
+                query(
+                    f"sum by (explainer, code) (rate(infertap_explainer_requests_total{{{sel}}}[{RATE}]))",
+                    "{{explainer}} {{code}}",
+                ),
+                query(
+                    f"sum by (explainer, reason) (rate(infertap_explainer_errors_total{{{sel}}}[{RATE}]))",
+                    "{{explainer}} error: {{reason}}",
+                ),
+            )
+        )
         .with_row(Row("Attributions"))
         .with_panel(
-            bargauge.Panel().title("Top features by mean |attribution|").datasource(DS).span(12).height(10)
+            bargauge.Panel()
+            .title("Top features by mean |attribution|")
+            .datasource(DS)
+            .span(12)
+            .height(10)
             .description("Running mean of the absolute attribution per feature over every instance explained (top 10).")
-            .orientation("horizontal").display_mode("gradient").min(0)
-            .with_target(query(f"topk(10, max by (feature) (infertap_explainer_mean_abs_attribution{{{sel}}}))",
-                               "{{feature}}", instant=True)))
-        .with_panel(series("Mean |attribution| over time", "Per feature; a change of shape is attribution drift.", "none",
-                           query(f"max by (feature) (infertap_explainer_mean_abs_attribution{{{sel}}})", "{{feature}}")))
+            .orientation("horizontal")
+            .display_mode("gradient")
+            .min(0)
+            .with_target(
+                query(
+                    f"topk(10, max by (feature) (infertap_explainer_mean_abs_attribution{{{sel}}}))",
+                    "{{feature}}",
+                    instant=True,
+                )
+            )
+        )
+        .with_panel(
+            series(
+                "Mean |attribution| over time",
+                "Per feature; a change of shape is attribution drift.",
+                "none",
+                query(f"max by (feature) (infertap_explainer_mean_abs_attribution{{{sel}}})", "{{feature}}"),
+            )
+        )
         .with_row(Row("Predictor calls (black-box explainers)"))
-        .with_panel(series("Predictor traffic", "Requests and rows the explainers sent to the predictor.", "ops",
-                           query(f"sum by (explainer) (rate(infertap_explainer_predictor_requests_total{{{sel}}}[{RATE}]))",
-                                 "{{explainer}} requests"),
-                           query(f"sum by (explainer) (rate(infertap_explainer_predictor_rows_total{{{sel}}}[{RATE}]))",
-                                 "{{explainer}} rows")))
-        .with_panel(series("Predictor latency", "p95 of the explainers' requests to the predictor.", "s",
-                           query(f"histogram_quantile(0.95, sum by (le, explainer) "
-                                 f"(rate(infertap_explainer_predictor_seconds_bucket{{{sel}}}[{RATE}])))", "{{explainer}} p95")))
+        .with_panel(
+            series(
+                "Predictor traffic",
+                "Requests and rows the explainers sent to the predictor.",
+                "ops",
+                query(
+                    f"sum by (explainer) (rate(infertap_explainer_predictor_requests_total{{{sel}}}[{RATE}]))",
+                    "{{explainer}} requests",
+                ),
+                query(
+                    f"sum by (explainer) (rate(infertap_explainer_predictor_rows_total{{{sel}}}[{RATE}]))",
+                    "{{explainer}} rows",
+                ),
+            )
+        )
+        .with_panel(
+            series(
+                "Predictor latency",
+                "p95 of the explainers' requests to the predictor.",
+                "s",
+                query(
+                    f"histogram_quantile(0.95, sum by (le, explainer) "
+                    f"(rate(infertap_explainer_predictor_seconds_bucket{{{sel}}}[{RATE}])))",
+                    "{{explainer}} p95",
+                ),
+            )
+        )
     )
 
 

@@ -4,6 +4,7 @@
 `--allow-pickle` (or `allow_pickle: true` in the settings) lets a saved_detector folder
 holding pickles load; pickles run code when loaded.
 """
+
 from __future__ import annotations
 
 import sys
@@ -18,7 +19,9 @@ def main(argv: list[str] | None = None) -> None:
     allow_pickle = "--allow-pickle" in args
     args = [a for a in args if a != "--allow-pickle"]
     if len(args) != 1:
-        raise SystemExit("usage: python -m infertap.detectors SETTINGS_JSON [--allow-pickle] (or: infertap detect SPEC.yaml)")
+        raise SystemExit(
+            "usage: python -m infertap.detectors SETTINGS_JSON [--allow-pickle] (or: infertap detect SPEC.yaml)"
+        )
     try:
         settings = WorkerSettings.model_validate_json(args[0])
     except ValidationError as exc:

@@ -11,22 +11,31 @@ Reason codes (a closed set, so metric labels stay bounded): `not_json`, `wrong_s
 `wrong_feature_count`, `unknown_type`, `missing_attributes`, `bad_value`,
 `unknown_category`, `no_response`.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import orjson
 
+from infertap.detectors.settings import EventMode, FeatureSettings
 from infertap.logger.events import REQUEST_TYPE, RESPONSE_TYPE
 from infertap.serving.codec import CodecError, binary_header_length, decode_v2_request, decode_v2_response
 
-from infertap.detectors.settings import EventMode, FeatureSettings
-
-REASONS = ("not_json", "wrong_shape", "wrong_feature_count", "unknown_type", "missing_attributes",
-           "bad_value", "unknown_category", "no_response")
+REASONS = (
+    "not_json",
+    "wrong_shape",
+    "wrong_feature_count",
+    "unknown_type",
+    "missing_attributes",
+    "bad_value",
+    "unknown_category",
+    "no_response",
+)
 REQUIRED_HEADERS = ("ce_specversion", "ce_id", "ce_type")
 _REQUEST, _RESPONSE = REQUEST_TYPE.encode(), RESPONSE_TYPE.encode()
 
@@ -117,8 +126,13 @@ def check_attributes(record: Record) -> Reject | None:
 class Decoder:
     """Turns a window of events into a frame of the configured features."""
 
-    def __init__(self, features: Sequence[FeatureSettings], events: EventMode = "request",
-                 input_name: str | None = None, output_name: str | None = None):
+    def __init__(
+        self,
+        features: Sequence[FeatureSettings],
+        events: EventMode = "request",
+        input_name: str | None = None,
+        output_name: str | None = None,
+    ):
         self.events_mode = events
         self.input_name, self.output_name = input_name, output_name
         if events == "response":
@@ -128,8 +142,11 @@ class Decoder:
             self.inputs = [f for f in features if f.source == "input"]
             self.outputs = [f for f in features if f.source == "output"]
         self.features = self.inputs + self.outputs
-        self._categories = {i: {v: code for code, v in enumerate(f.categories)}
-                            for i, f in enumerate(self.features) if f.categories is not None}
+        self._categories = {
+            i: {v: code for code, v in enumerate(f.categories)}
+            for i, f in enumerate(self.features)
+            if f.categories is not None
+        }
         # the row width the V1 quick path checks (request mode, declared input features only)
         self._quick_width = len(self.inputs) if events == "request" and self.inputs and not self.outputs else 0
 
@@ -246,7 +263,9 @@ class Decoder:
                 response = decode_v2_response(body, header_length)
             except CodecError as err:
                 raise DecodeError(_codec_reason(err), str(err)) from None
-            return self._pick_tensors({t.name: t.data for t in response.outputs}, self.output_name, self.outputs, "output")
+            return self._pick_tensors(
+                {t.name: t.data for t in response.outputs}, self.output_name, self.outputs, "output"
+            )
         if not isinstance(obj, dict) or "predictions" not in obj:
             raise DecodeError("wrong_shape", 'response has neither "predictions" (V1) nor "outputs" (V2)')
         predictions = obj["predictions"]
@@ -300,8 +319,9 @@ class Decoder:
                 raise DecodeError("wrong_feature_count", f"{what} row has {len(row)} values, expected {width}")
         return rows
 
-    def _pick_tensors(self, tensors: dict[str, np.ndarray], name: str | None,
-                      features: list[FeatureSettings], what: str) -> np.ndarray:
+    def _pick_tensors(
+        self, tensors: dict[str, np.ndarray], name: str | None, features: list[FeatureSettings], what: str
+    ) -> np.ndarray:
         width = len(features) or None
         if name is None and features and all(f.name in tensors for f in features) and len(features) > 1:
             cols = [tensors[f.name].reshape(tensors[f.name].shape[0], -1) for f in features]
@@ -359,8 +379,9 @@ class Decoder:
             x, owner = x[order], owner[order]
         return x, owner, bad
 
-    def _convert(self, flat: list, owner: np.ndarray, lists: list[tuple[int, list]],
-                 bad: dict[int, tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    def _convert(
+        self, flat: list, owner: np.ndarray, lists: list[tuple[int, list]], bad: dict[int, tuple[str, str]]
+    ) -> tuple[np.ndarray, np.ndarray]:
         if not self._categories:
             try:
                 return np.array(flat, dtype=np.float64), owner

@@ -6,6 +6,7 @@ from `package.module:Class` names for a DetectorBackend subclass of one's own.
 Online backends are fed one row at a time, as their tests expect, and their state is saved
 under `state_dir` when the worker commits, so a restart resumes where the commit left it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,11 @@ CATEGORICAL_AWARE = ("TabularDrift", "ChiSquareDrift")
 def backend_params(settings: WorkerSettings) -> dict[str, Any]:
     """The spec's params, with `categories_per_feature` from categorical features where it applies."""
     params = dict(settings.params)
-    categorical = {j: (len(f.categories) if f.categories else None)
-                   for j, f in enumerate(settings.features) if f.type == "categorical"}
+    categorical = {
+        j: (len(f.categories) if f.categories else None)
+        for j, f in enumerate(settings.features)
+        if f.type == "categorical"
+    }
     if categorical and settings.detector in CATEGORICAL_AWARE:
         params.setdefault("categories_per_feature", categorical)
     return params
@@ -125,7 +129,7 @@ class Evaluator:
         last: DetectionResult | None = None
         flagged: list[int] = []
         for i in range(x.shape[0]):
-            last = self.backend.predict(x[i:i + 1])
+            last = self.backend.predict(x[i : i + 1])
             if last.is_drift:
                 flagged.append(i)
         self.dirty = True

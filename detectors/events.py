@@ -9,12 +9,14 @@ extensions saying why (`reason`, `reasondetail`) and where it came from (`origin
 `originaltype`, `originaltopic`, `originalpartition`, `originaloffset`). Bodies over
 512 KiB are cut to that prefix (`bodytruncated: "true"`, `originalsize`).
 """
+
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from cloudevents.core.bindings import http as ce_http
@@ -72,9 +74,14 @@ def detection_body(result: DetectionResult, events: list[Event], rejected: int =
 def detection_event(origin: Origin, result: DetectionResult, events: list[Event], rejected: int = 0) -> CloudEvent:
     """The detection CloudEvent of one window."""
     attrs = {
-        "specversion": "1.0", "id": str(uuid.uuid4()), "type": DETECTION_TYPE.format(kind=result.kind),
-        "source": origin.source, "time": datetime.now(timezone.utc), "datacontenttype": "application/json",
-        "subject": origin.inference_service or origin.detector, "detector": origin.detector,
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "type": DETECTION_TYPE.format(kind=result.kind),
+        "source": origin.source,
+        "time": datetime.now(UTC),
+        "datacontenttype": "application/json",
+        "subject": origin.inference_service or origin.detector,
+        "detector": origin.detector,
         "inferenceservicename": origin.inference_service,
     }
     data = orjson.dumps(detection_body(result, events, rejected), option=orjson.OPT_SERIALIZE_NUMPY)
@@ -85,10 +92,18 @@ def dead_letter_event(origin: Origin, reject: Reject) -> CloudEvent:
     """A rejected record as a CloudEvent carrying its original body and the reason."""
     record = reject.record
     attrs = {
-        "specversion": "1.0", "id": str(uuid.uuid4()), "type": DEAD_LETTER_TYPE, "source": origin.source,
-        "time": datetime.now(timezone.utc), "subject": origin.inference_service or origin.detector,
-        "reason": reject.reason, "reasondetail": reject.message[:1000], "detector": origin.detector,
-        "originaltopic": record.topic, "originalpartition": record.partition, "originaloffset": record.offset,
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "type": DEAD_LETTER_TYPE,
+        "source": origin.source,
+        "time": datetime.now(UTC),
+        "subject": origin.inference_service or origin.detector,
+        "reason": reject.reason,
+        "reasondetail": reject.message[:1000],
+        "detector": origin.detector,
+        "originaltopic": record.topic,
+        "originalpartition": record.partition,
+        "originaloffset": record.offset,
         "datacontenttype": record.header("content-type") or "application/octet-stream",
     }
     for name, attr in (("ce_id", "originalid"), ("ce_type", "originaltype")):
@@ -118,4 +133,4 @@ def to_http(event: CloudEvent) -> tuple[dict[str, str], bytes]:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")

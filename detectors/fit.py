@@ -7,12 +7,14 @@ the online detectors (`ert`, window sizes), nothing beyond storing the reference
 offline drift tests. The folder written is what `savedDetector:` names in the spec the
 worker runs (`infertap.detectors.backends.registry.load_backend` reads it).
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +40,14 @@ Progress = Callable[[str, int, int], None]
 STAGES = ("reading reference data", "fitting", "checking on the reference", "saving")
 
 
-def fit_detector(document: Any, base_dir: Path, reference: Path | None = None, out: Path | None = None,
-                 predictor: str | None = None, progress: Progress | None = None) -> FitOutcome:
+def fit_detector(
+    document: Any,
+    base_dir: Path,
+    reference: Path | None = None,
+    out: Path | None = None,
+    predictor: str | None = None,
+    progress: Progress | None = None,
+) -> FitOutcome:
     """Fit the `kind: Detector` document (a `infertap.stack.specs.detector.Detector`) and save it.
 
     Reference rows: `reference`, else the spec's `detector.reference`. Saved to `out`, else

@@ -5,11 +5,13 @@ commits. `slots` bounds how far the reader may run ahead (memory stays bounded: 
 being judged, `slots` waiting). `drain` lets the reader wait, inside a rebalance callback,
 until everything it handed over is settled, so its own commit passes nothing unpublished.
 """
+
 from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

@@ -12,6 +12,7 @@ The detector runs in a worker thread, one window at a time: the event loop never
 `max_request_bytes` get 413; with `auth_token` (or `$INFERTAP_AUTH_TOKEN`) every POST needs
 `Authorization: Bearer <token>` (401 otherwise).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -96,8 +97,9 @@ def create_app(settings: WorkerSettings, evaluator: Evaluator, metrics: Detector
                     replies.append(event)
             buffered = len(window.retained())
         if not replies:
-            return JSONResponse({"buffered": buffered, "window": settings.window.size or settings.window.duration},
-                                status_code=202)
+            return JSONResponse(
+                {"buffered": buffered, "window": settings.window.size or settings.window.duration}, status_code=202
+            )
         for event in replies:
             if settings.reply_url:
                 await _forward(settings.reply_url, event, metrics)

@@ -9,11 +9,12 @@ Broker quirks handled here (Tansu, see docs): groups join in about 3 s with
 `session.timeout.ms=6000`; the high watermark can lag behind what was actually fetched, so
 lag is clamped at zero rather than trusted to be exact.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from infertap.detectors.decode import Record
 
@@ -29,24 +30,36 @@ class PublishError(RuntimeError):
 class Source:
     """A consumer-group member on one topic; offsets committed only when asked."""
 
-    def __init__(self, bootstrap: str, topic: str, group: str,
-                 on_revoke: Callable[[list[TopicPartitionKey]], None] | None = None,
-                 on_assign: Callable[[list[TopicPartitionKey]], None] | None = None,
-                 session_timeout_ms: int = 6000, max_poll_interval_ms: int = 60000,
-                 kafka_config: dict[str, str] | None = None):
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        on_revoke: Callable[[list[TopicPartitionKey]], None] | None = None,
+        on_assign: Callable[[list[TopicPartitionKey]], None] | None = None,
+        session_timeout_ms: int = 6000,
+        max_poll_interval_ms: int = 60000,
+        kafka_config: dict[str, str] | None = None,
+    ):
         from confluent_kafka import Consumer
 
         self.topic = topic
         self._on_revoke, self._on_assign = on_revoke, on_assign
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": group, "client.id": f"infertap-detector-{group}",
-            "enable.auto.commit": False, "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest", "session.timeout.ms": session_timeout_ms,
-            "heartbeat.interval.ms": max(100, session_timeout_ms // 6),
-            "max.poll.interval.ms": max_poll_interval_ms,
-            "logger": logging.getLogger("detectors.librdkafka"),
-            **(kafka_config or {}),  # TLS, SASL
-        })
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "client.id": f"infertap-detector-{group}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": session_timeout_ms,
+                "heartbeat.interval.ms": max(100, session_timeout_ms // 6),
+                "max.poll.interval.ms": max_poll_interval_ms,
+                "logger": logging.getLogger("detectors.librdkafka"),
+                **(kafka_config or {}),  # TLS, SASL
+            }
+        )
         self._consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
         self.assignment: list[TopicPartitionKey] = []
 
@@ -75,9 +88,17 @@ class Source:
                 continue
             _, stamp = message.timestamp()
             headers = message.headers()
-            append(Record(message.topic(), message.partition(), message.offset(), message.value(),
-                          dict(headers) if headers else {}, stamp / 1000.0 if stamp and stamp > 0 else 0.0,
-                          message.key()))
+            append(
+                Record(
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    message.value(),
+                    dict(headers) if headers else {},
+                    stamp / 1000.0 if stamp and stamp > 0 else 0.0,
+                    message.key(),
+                )
+            )
         return out
 
     def commit(self, offsets: dict[TopicPartitionKey, int]) -> None:
@@ -95,7 +116,9 @@ class Source:
         out = {}
         for topic, partition in self.assignment:
             try:
-                _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=1.0, cached=False)
+                _, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=1.0, cached=False
+                )
             except Exception as exc:  # noqa: BLE001 - lag is best effort
                 log.debug("watermarks of %s/%s: %s", topic, partition, exc)
                 continue
@@ -119,12 +142,17 @@ class Sink:
     def __init__(self, bootstrap: str, kafka_config: dict[str, str] | None = None):
         from confluent_kafka import Producer
 
-        self._producer = Producer({
-            "bootstrap.servers": bootstrap, "client.id": "infertap-detector", "acks": "all",
-            "linger.ms": 5, "message.timeout.ms": 30000,
-            "logger": logging.getLogger("detectors.librdkafka"),
-            **(kafka_config or {}),
-        })
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "client.id": "infertap-detector",
+                "acks": "all",
+                "linger.ms": 5,
+                "message.timeout.ms": 30000,
+                "logger": logging.getLogger("detectors.librdkafka"),
+                **(kafka_config or {}),
+            }
+        )
         self._lock = threading.Lock()
 
     def publish(self, topic: str, messages: Sequence, timeout: float = 30.0) -> None:
@@ -139,8 +167,13 @@ class Sink:
 
         with self._lock:
             for message in messages:
-                self._producer.produce(topic, key=message.key, value=message.value,
-                                       headers=list(message.headers.items()), on_delivery=report)
+                self._producer.produce(
+                    topic,
+                    key=message.key,
+                    value=message.value,
+                    headers=list(message.headers.items()),
+                    on_delivery=report,
+                )
                 self._producer.poll(0)
             left = self._producer.flush(timeout)
         if left or errors:

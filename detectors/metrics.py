@@ -4,6 +4,7 @@ Labels: `inference_service`, `detector`, and `feature` on per-feature gauges, `r
 dead letters, `partition` on lag. One registry per worker so the HTTP ingress and tests can
 serve or read it alone.
 """
+
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -21,31 +22,69 @@ class DetectorMetrics:
         self.registry = registry or CollectorRegistry()
         r, base = self.registry, ("inference_service", "detector")
         self._labels = {"inference_service": inference_service, "detector": detector}
-        self.events = Counter("infertap_detector_events_consumed_total",
-                              "Records read, by outcome (used, ignored: other event type or error status, rejected).",
-                              base + ("outcome",), registry=r)
-        self.windows = Counter("infertap_detector_windows_evaluated_total", "Windows the detector judged.", base, registry=r)
+        self.events = Counter(
+            "infertap_detector_events_consumed_total",
+            "Records read, by outcome (used, ignored: other event type or error status, rejected).",
+            base + ("outcome",),
+            registry=r,
+        )
+        self.windows = Counter(
+            "infertap_detector_windows_evaluated_total", "Windows the detector judged.", base, registry=r
+        )
         self.rows = Counter("infertap_detector_rows_evaluated_total", "Rows the detector judged.", base, registry=r)
-        self.dead = Counter("infertap_detector_dead_lettered_total", "Records sent to the dead-letter topic, by reason.",
-                            base + ("reason",), registry=r)
-        self.published = Counter("infertap_detector_detections_published_total", "Detection events published, by sink.",
-                                 base + ("sink", "outcome"), registry=r)
-        self.p_value = Gauge("infertap_detector_drift_p_value", "Latest drift p-value per feature ('_all': the window's).",
-                             base + ("feature",), registry=r)
-        self.distance = Gauge("infertap_detector_drift_distance", "Latest drift distance per feature ('_all': the window's).",
-                              base + ("feature",), registry=r)
-        self.drift = Gauge("infertap_detector_drift", "1 when the latest window drifted, per feature ('_all': the window).",
-                           base + ("feature",), registry=r)
+        self.dead = Counter(
+            "infertap_detector_dead_lettered_total",
+            "Records sent to the dead-letter topic, by reason.",
+            base + ("reason",),
+            registry=r,
+        )
+        self.published = Counter(
+            "infertap_detector_detections_published_total",
+            "Detection events published, by sink.",
+            base + ("sink", "outcome"),
+            registry=r,
+        )
+        self.p_value = Gauge(
+            "infertap_detector_drift_p_value",
+            "Latest drift p-value per feature ('_all': the window's).",
+            base + ("feature",),
+            registry=r,
+        )
+        self.distance = Gauge(
+            "infertap_detector_drift_distance",
+            "Latest drift distance per feature ('_all': the window's).",
+            base + ("feature",),
+            registry=r,
+        )
+        self.drift = Gauge(
+            "infertap_detector_drift",
+            "1 when the latest window drifted, per feature ('_all': the window).",
+            base + ("feature",),
+            registry=r,
+        )
         self.outliers = Counter("infertap_detector_outliers_total", "Rows flagged as outliers.", base, registry=r)
-        self.adversarial = Counter("infertap_detector_adversarial_total", "Rows flagged as adversarial.", base, registry=r)
-        self.outlier_score = Histogram("infertap_detector_outlier_score", "Outlier instance scores.", base,
-                                       buckets=SCORE_BUCKETS, registry=r)
-        self.adversarial_score = Histogram("infertap_detector_adversarial_score", "Adversarial instance scores.", base,
-                                           buckets=SCORE_BUCKETS, registry=r)
-        self.predict_seconds = Histogram("infertap_detector_predict_seconds", "Detector time per window.", base,
-                                         buckets=SECONDS_BUCKETS, registry=r)
-        self.lag = Gauge("infertap_detector_consumer_lag", "Records behind the partition's high watermark.",
-                         base + ("partition",), registry=r)
+        self.adversarial = Counter(
+            "infertap_detector_adversarial_total", "Rows flagged as adversarial.", base, registry=r
+        )
+        self.outlier_score = Histogram(
+            "infertap_detector_outlier_score", "Outlier instance scores.", base, buckets=SCORE_BUCKETS, registry=r
+        )
+        self.adversarial_score = Histogram(
+            "infertap_detector_adversarial_score",
+            "Adversarial instance scores.",
+            base,
+            buckets=SCORE_BUCKETS,
+            registry=r,
+        )
+        self.predict_seconds = Histogram(
+            "infertap_detector_predict_seconds", "Detector time per window.", base, buckets=SECONDS_BUCKETS, registry=r
+        )
+        self.lag = Gauge(
+            "infertap_detector_consumer_lag",
+            "Records behind the partition's high watermark.",
+            base + ("partition",),
+            registry=r,
+        )
 
     def count_events(self, outcome: str, n: int = 1) -> None:
         if n:

@@ -15,6 +15,7 @@ has saved state and committed) and ends when its parent closes the socket or die
 
     python -m infertap.detectors.predictor FD    (started by RemoteEvaluator; settings come over FD)
 """
+
 from __future__ import annotations
 
 import gc
@@ -33,7 +34,9 @@ from infertap.detectors.result import DetectionResult
 from infertap.detectors.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).parent.parent.parent  # the folder that holds infertap/ (not resolved: infertap/detectors is a link)
+ROOT = Path(
+    __file__
+).parent.parent.parent  # the folder that holds infertap/ (not resolved: infertap/detectors is a link)
 
 
 class PredictorError(RuntimeError):
@@ -46,8 +49,12 @@ class RemoteEvaluator:
     def __init__(self, settings: WorkerSettings):
         ours, theirs = socket.socketpair()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-        self._proc = subprocess.Popen([sys.executable, "-m", "infertap.detectors.predictor", str(theirs.fileno())],
-                                      pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "infertap.detectors.predictor", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
         theirs.close()
         self._conn = Connection(ours.detach())
         self._in_flight = 0

@@ -4,10 +4,11 @@ csv and parquet: the feature columns by name when the file has them all, else ev
 in order; categorical string values become their codes (the spec's `categories`). npy: a
 2-D array (or 1-D, for one feature), columns in feature order.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -45,12 +46,16 @@ def load_reference(path: Path, features: Sequence[FeatureSettings] = ()) -> np.n
                 codes = {v: i for i, v in enumerate(feature.categories)}
                 mapped = [codes.get(v, codes.get(str(v), -1)) for v in values]
                 if -1 in mapped:
-                    raise ReferenceError(f"{path}: column {column!r} has a value outside the categories of {feature.name!r}")
+                    raise ReferenceError(
+                        f"{path}: column {column!r} has a value outside the categories of {feature.name!r}"
+                    )
                 values = np.asarray(mapped)
             try:
                 columns.append(np.asarray(values, dtype=np.float64))
             except (ValueError, TypeError):
-                raise ReferenceError(f"{path}: column {column!r} is not numeric (give its categories in the spec)") from None
+                raise ReferenceError(
+                    f"{path}: column {column!r} is not numeric (give its categories in the spec)"
+                ) from None
         return _check(np.stack(columns, axis=1), features, path)
     raise ReferenceError(f"{path}: reference data must be .csv, .parquet or .npy")
 

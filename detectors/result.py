@@ -4,6 +4,7 @@ Free of alibi-detect types so permissive backends can stand beside the BSL ones;
 the body of the `io.infertap.detection.*` CloudEvents (plus the covered event ids and
 offsets, added by the worker).
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal

@@ -3,6 +3,7 @@
 The worker takes these as JSON (`python -m infertap.detectors SETTINGS_JSON`), so this package needs
 nothing of `sidecar` (dependencies flow one way).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,7 +33,7 @@ class WindowSettings(BaseModel):
     slide: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "WindowSettings":
+    def _one_kind(self) -> WindowSettings:
         if (self.size is None) == (self.duration is None):
             raise ValueError("give exactly one of size (events) or duration (seconds)")
         if self.slide is not None:
@@ -59,8 +60,12 @@ class WorkerSettings(BaseModel):
     events: EventMode = "request"
     consumer_group: str | None = None
     transport: Literal["kafka", "http"] = "kafka"
-    kafka_config: dict[str, str] = Field(default_factory=dict, description=(
-        "librdkafka properties for the consumer and producers (TLS, SASL: security.protocol, sasl.*, ssl.*)."))
+    kafka_config: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "librdkafka properties for the consumer and producers (TLS, SASL: security.protocol, sasl.*, ssl.*)."
+        ),
+    )
     # frame
     features: list[FeatureSettings] = Field(default_factory=list)
     input_name: str | None = Field(default=None, description="V2 input tensor to take (default: the only/first one).")
@@ -70,9 +75,13 @@ class WorkerSettings(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     reference: Path | None = None
     saved_detector: Path | None = None
-    allow_pickle: bool = Field(default=False, description=(
-        "Load a saved_detector folder holding pickles (dill/pickle/joblib/torch.save); they run code when loaded. "
-        "The worker's own state_dir is trusted without it (the worker wrote it)."))
+    allow_pickle: bool = Field(
+        default=False,
+        description=(
+            "Load a saved_detector folder holding pickles (dill/pickle/joblib/torch.save); they run code when loaded. "
+            "The worker's own state_dir is trusted without it (the worker wrote it)."
+        ),
+    )
     # window
     window: WindowSettings = Field(default_factory=lambda: WindowSettings(size=1000))
     # outputs
@@ -82,7 +91,9 @@ class WorkerSettings(BaseModel):
     host: str = "127.0.0.1"
     metrics_port: int = 9102
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1, description="HTTP ingress: larger bodies get 413.")
-    auth_token: str | None = Field(default=None, description="HTTP ingress: bearer token every POST must carry; default $INFERTAP_AUTH_TOKEN.")
+    auth_token: str | None = Field(
+        default=None, description="HTTP ingress: bearer token every POST must carry; default $INFERTAP_AUTH_TOKEN."
+    )
     # delivery
     state_dir: Path | None = Field(default=None, description="Online detectors save their state here at each commit.")
     join_timeout: float = Field(default=60.0, gt=0, description="Seconds a request waits for its response (joined).")
@@ -90,7 +101,7 @@ class WorkerSettings(BaseModel):
     source_uri: str = Field(default="", description="`source` of detection events; default infertap://detector/NAME.")
 
     @model_validator(mode="after")
-    def _fill(self) -> "WorkerSettings":
+    def _fill(self) -> WorkerSettings:
         base = self.inference_service or self.name
         if self.topic is None and self.transport == "kafka":
             if not self.inference_service:

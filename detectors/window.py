@@ -4,10 +4,12 @@ Pure: no clock, no I/O. Items only need a `timestamp` (seconds). `add` returns t
 that closed; `retained` is what later windows still need (the worker never commits past
 it, so a restart re-reads exactly those events).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Generic, Protocol, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Generic, Protocol, TypeVar
 
 
 class Timed(Protocol):
@@ -49,7 +51,7 @@ class CountWindow(Window[T]):
         buffer = self._buffer + list(items)
         closed, start = [], 0
         while len(buffer) - start >= self.size:
-            closed.append(buffer[start:start + self.size])
+            closed.append(buffer[start : start + self.size])
             start += self.slide
         self._buffer = buffer[start:]
         return closed

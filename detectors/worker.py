@@ -22,6 +22,7 @@ from the last commit (at-least-once; detections carry offsets so duplicates can 
 recognised). Before partitions move, the reader waits for the judge to settle everything
 handed over, then commits what is safe.
 """
+
 from __future__ import annotations
 
 import gc
@@ -31,8 +32,8 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from infertap.detectors.decode import DecodedWindow, Decoder, Event, Joiner, Record, Reject, records_to_events
 from infertap.detectors.evaluator import Evaluator
@@ -68,8 +69,12 @@ class Worker:
     judge has nothing unsettled, in a rebalance, or once the judge has stopped).
     """
 
-    def __init__(self, settings: WorkerSettings, evaluator: Evaluator | RemoteEvaluator | None = None,
-                 metrics: DetectorMetrics | None = None):
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        evaluator: Evaluator | RemoteEvaluator | None = None,
+        metrics: DetectorMetrics | None = None,
+    ):
         self.settings = settings
         self.metrics = metrics or DetectorMetrics(settings.inference_service, settings.detector)
         self.evaluator = evaluator
@@ -111,10 +116,17 @@ class Worker:
         # (measured: ~40% of a TabularDrift worker's time on 1,000-event windows).
         gc.freeze()
         self._sink = Sink(s.bootstrap, s.kafka_config)
-        self._source = Source(s.bootstrap, s.topic, s.consumer_group, on_revoke=self._on_revoke,
-                              kafka_config=s.kafka_config)
-        log.info("detector %s (%s) reading %s as group %s; detections to %s", s.name, s.detector, s.topic,
-                 s.consumer_group, s.output_topic)
+        self._source = Source(
+            s.bootstrap, s.topic, s.consumer_group, on_revoke=self._on_revoke, kafka_config=s.kafka_config
+        )
+        log.info(
+            "detector %s (%s) reading %s as group %s; detections to %s",
+            s.name,
+            s.detector,
+            s.topic,
+            s.consumer_group,
+            s.output_topic,
+        )
         reader = threading.Thread(target=self._read, name=f"reader-{s.name}", daemon=True)
         # The judge mostly waits (detector process, broker acks); when it wakes, it needs the GIL
         # from the busy reader. 1 ms switches instead of 5 keep the detector fed (measured: the
@@ -219,8 +231,14 @@ class Worker:
             self.metrics.count_dead(reject.reason)
             self.metrics.count_events("rejected")
             self.rejects.append(reject)
-            log.info("dead letter %s/%s@%d: %s: %s", reject.record.topic, reject.record.partition,
-                     reject.record.offset, reject.reason, reject.message)
+            log.info(
+                "dead letter %s/%s@%d: %s: %s",
+                reject.record.topic,
+                reject.record.partition,
+                reject.record.offset,
+                reject.reason,
+                reject.message,
+            )
 
     # --- judge thread --------------------------------------------------------------------
 
@@ -276,8 +294,9 @@ class Worker:
 
     def _deliver(self, decoded: DecodedWindow, result: DetectionResult, seconds: float) -> None:
         """Publish one judged window (retrying the publish until it succeeds or we stop)."""
-        self.metrics.count_events("used", len(decoded.events) if self.joiner is None
-                                  else sum(len(e.records) for e in decoded.events))
+        self.metrics.count_events(
+            "used", len(decoded.events) if self.joiner is None else sum(len(e.records) for e in decoded.events)
+        )
         self.metrics.observe(result, seconds)
         event = detection_event(self.origin, result, decoded.events, rejected=len(decoded.rejects))
         self._publish(self.settings.output_topic, [to_kafka(event, key=self.settings.name)], "kafka")
@@ -322,8 +341,11 @@ class Worker:
 
     def _publish_dead_letters(self, rejects: list[Reject]) -> None:
         if rejects:
-            self._publish(self.settings.dead_letter_topic, [to_kafka(dead_letter_event(self.origin, r)) for r in rejects],
-                          "deadletter")
+            self._publish(
+                self.settings.dead_letter_topic,
+                [to_kafka(dead_letter_event(self.origin, r)) for r in rejects],
+                "deadletter",
+            )
 
     def _commit(self) -> None:
         """From the reader's state, with nothing handed over unsettled: what the judge settled, then
@@ -366,8 +388,10 @@ class Worker:
             if self._handoff.drain(lambda: not self._judging):
                 self._commit()
             else:
-                log.warning("the judge stopped with work unsettled: partitions %s resume from their last commit",
-                            [p for _, p in partitions])
+                log.warning(
+                    "the judge stopped with work unsettled: partitions %s resume from their last commit",
+                    [p for _, p in partitions],
+                )
         except Exception as exc:  # noqa: BLE001 - the new owner re-reads from the last good commit
             log.warning("commit on revoke failed: %s", exc)
         gone = set(partitions)

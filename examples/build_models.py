@@ -7,13 +7,14 @@ Writes `models/<name>/` for each example: the model file in KServe's folder conv
 `reference.npy`, the training features that detectors and explainers fit on. Everything
 is seeded, so two runs give the same models; the whole build takes a few seconds on CPU.
 """
+
 from __future__ import annotations
 
 import argparse
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -43,8 +44,9 @@ def build_xgboost_cancer(folder: Path) -> str:
     from sklearn.datasets import load_breast_cancer
 
     X, y = load_breast_cancer(return_X_y=True)
-    model = xgb.XGBClassifier(n_estimators=40, max_depth=3, learning_rate=0.2, random_state=SEED,
-                              n_jobs=2, tree_method="hist")
+    model = xgb.XGBClassifier(
+        n_estimators=40, max_depth=3, learning_rate=0.2, random_state=SEED, n_jobs=2, tree_method="hist"
+    )
     model.fit(X, y)
     # The Booster file, as KServe's xgbserver loads it (the sklearn wrapper's own save_model
     # trips over scikit-learn >= 1.8 in xgboost 3.0).
@@ -59,8 +61,9 @@ def build_lightgbm_wine(folder: Path) -> str:
     from sklearn.datasets import load_wine
 
     X, y = load_wine(return_X_y=True)
-    model = lgb.LGBMClassifier(n_estimators=30, num_leaves=8, random_state=SEED, n_jobs=2,
-                               deterministic=True, verbose=-1)
+    model = lgb.LGBMClassifier(
+        n_estimators=30, num_leaves=8, random_state=SEED, n_jobs=2, deterministic=True, verbose=-1
+    )
     model.fit(X, y)
     model.booster_.save_model(str(folder / "model.txt"))
     _save_reference(folder, X)
@@ -76,8 +79,11 @@ def _digits_cnn():
         def __init__(self) -> None:
             super().__init__()
             self.features = nn.Sequential(
-                nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
-                nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(1, 8, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(8, 16, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
             )
             self.head = nn.Sequential(nn.Flatten(), nn.Linear(16 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10))
 
@@ -139,10 +145,16 @@ def build_onnx_digits(folder: Path) -> str:
     # The TorchScript-based exporter: dynamic batch axis, no onnxscript rewrite passes.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (torch.from_numpy(X[:2]),), str(folder / "model.onnx"),
-                          input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            model,
+            (torch.from_numpy(X[:2]),),
+            str(folder / "model.onnx"),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
     _save_reference(folder, X)
     return f"accuracy {acc:.3f}"
 

@@ -15,6 +15,7 @@ step fails or a detector does not see what was planted.
     python -m examples.demo            # what `make demo` runs
     python -m examples.demo --keep     # leave the stack (and Prometheus) up until Ctrl-C
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import numpy as np
@@ -45,8 +47,9 @@ DETECTIONS_TOPIC = f"{ISVC}-detections"
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 DRIFT_WINDOW = 150  # spec.window.size of iris-drift in the YAML: one window per phase
 SHIFT = {"sepal_width": 0.8, "petal_length": 1.5}  # about 1.8 and 0.85 standard deviations
-OUTLIERS = np.array([[9.5, 5.5, 1.0, 3.0], [4.0, 1.0, 7.5, 0.1], [8.5, 4.8, 9.0, 3.5],
-                     [3.0, 4.5, 6.5, 2.8], [10.0, 2.0, 3.0, 0.5]])  # far outside every iris flower
+OUTLIERS = np.array(
+    [[9.5, 5.5, 1.0, 3.0], [4.0, 1.0, 7.5, 0.1], [8.5, 4.8, 9.0, 3.5], [3.0, 4.5, 6.5, 2.8], [10.0, 2.0, 3.0, 0.5]]
+)  # far outside every iris flower
 NOISE = 0.02
 SEED = 7
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
@@ -58,6 +61,7 @@ class DemoFailed(Exception):
 
 
 # --- processes -----------------------------------------------------------------------------
+
 
 def free_port(preferred: int) -> int:
     """The documented default port when free, else any free one."""
@@ -71,10 +75,26 @@ def free_port(preferred: int) -> int:
 def start_up(log_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
     with open(log_dir / "up.log", "wb") as fh:
         return subprocess.Popen(
-            [sys.executable, "-m", "infertap", "up", str(SPEC), "--log-dir", str(log_dir),
-             "--predictor-port", str(ports["predictor"]), "--logger-port", str(ports["logger"]),
-             "--broker-port", str(ports["broker"])],
-            cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "160"})
+            [
+                sys.executable,
+                "-m",
+                "infertap",
+                "up",
+                str(SPEC),
+                "--log-dir",
+                str(log_dir),
+                "--predictor-port",
+                str(ports["predictor"]),
+                "--logger-port",
+                str(ports["logger"]),
+                "--broker-port",
+                str(ports["broker"]),
+            ],
+            cwd=ROOT,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "160"},
+        )
 
 
 def wait_up(up: subprocess.Popen, log_dir: Path, timeout: float = 240) -> list[dict]:
@@ -83,7 +103,9 @@ def wait_up(up: subprocess.Popen, log_dir: Path, timeout: float = 240) -> list[d
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if up.poll() is not None:
-            raise DemoFailed(f"`infertap up` exited {up.returncode} before the stack was ready:\n{log.read_text()[-3000:]}")
+            raise DemoFailed(
+                f"`infertap up` exited {up.returncode} before the stack was ready:\n{log.read_text()[-3000:]}"
+            )
         if "\nlogs in " in log.read_text():
             return json.loads((log_dir / "processes.json").read_text())
         time.sleep(0.5)
@@ -94,7 +116,7 @@ def check_up(up: subprocess.Popen, log_dir: Path) -> None:
     """Raise DemoFailed with `up`'s own error when it stopped (a child died: it stops the rest)."""
     if up.poll() is not None:
         text = (log_dir / "up.log").read_text()
-        error = text[text.find("error:"):][:1500] if "error:" in text else text[-1500:]
+        error = text[text.find("error:") :][:1500] if "error:" in text else text[-1500:]
         raise DemoFailed(f"`infertap up` exited {up.returncode} while the demo ran: {error}")
 
 
@@ -109,33 +131,56 @@ def stop(proc: subprocess.Popen | None, sig: int, timeout: float) -> None:
         proc.wait()
 
 
-PROM_JOBS = {"predictor": "/metrics", "logger": "/infertap/metrics", "explainer": "/metrics",
-             "explain-stream": "/metrics", "detector": "/metrics"}
+PROM_JOBS = {
+    "predictor": "/metrics",
+    "logger": "/infertap/metrics",
+    "explainer": "/metrics",
+    "explain-stream": "/metrics",
+    "detector": "/metrics",
+}
 
 
 def start_prometheus(processes: list[dict], log_dir: Path) -> tuple[subprocess.Popen | None, str | None]:
     """Debian's Prometheus scraping the ports `up` chose, or (None, None) when not installed."""
     binary = shutil.which("prometheus")
     if binary is None:
-        print("note: `prometheus` is not on PATH; no Prometheus started (Debian: apt-get install prometheus, "
-              "or `make promdeps`)")
+        print(
+            "note: `prometheus` is not on PATH; no Prometheus started (Debian: apt-get install prometheus, "
+            "or `make promdeps`)"
+        )
         return None, None
     jobs = []
     for role, path in PROM_JOBS.items():
         targets = [f"{p['host']}:{p['port']}" for p in processes if p["role"] == role]
         if targets:
-            jobs.append({"job_name": f"infertap-{role}", "metrics_path": path, "scrape_interval": "2s",
-                         "static_configs": [{"targets": targets, "labels": {"role": role}}]})
-    config = {"global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
-              "rule_files": [str(ROOT / "dashboards" / "prometheus" / "alerts.yml")], "scrape_configs": jobs}
+            jobs.append(
+                {
+                    "job_name": f"infertap-{role}",
+                    "metrics_path": path,
+                    "scrape_interval": "2s",
+                    "static_configs": [{"targets": targets, "labels": {"role": role}}],
+                }
+            )
+    config = {
+        "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+        "rule_files": [str(ROOT / "dashboards" / "prometheus" / "alerts.yml")],
+        "scrape_configs": jobs,
+    }
     config_path = log_dir / "prometheus.yml"
     config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     port = free_port(9090)
     with open(log_dir / "prometheus.log", "wb") as fh:
         proc = subprocess.Popen(
-            [binary, f"--config.file={config_path}", f"--storage.tsdb.path={log_dir / 'prometheus-data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                binary,
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={log_dir / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -146,8 +191,10 @@ def start_prometheus(processes: list[dict], log_dir: Path) -> tuple[subprocess.P
             # ours, not another Prometheus that took the port since free_port looked
             flags = httpx.get(f"{url}/api/v1/status/flags", timeout=1)
             if flags.status_code == 200 and flags.json()["data"].get("config.file") == str(config_path):
-                print(f"Prometheus {url} scraping {sum(len(j['static_configs'][0]['targets']) for j in jobs)} "
-                      f"targets (config {config_path})")
+                print(
+                    f"Prometheus {url} scraping {sum(len(j['static_configs'][0]['targets']) for j in jobs)} "
+                    f"targets (config {config_path})"
+                )
                 return proc, url
         except httpx.HTTPError:
             pass
@@ -158,6 +205,7 @@ def start_prometheus(processes: list[dict], log_dir: Path) -> tuple[subprocess.P
 
 
 # --- traffic -------------------------------------------------------------------------------
+
 
 @dataclass
 class Traffic:
@@ -207,10 +255,13 @@ def phases(reference: np.ndarray) -> tuple[tuple[np.ndarray, list[str]], tuple[n
 
 # --- reading the topics --------------------------------------------------------------------
 
+
 def decode(record) -> Any:
     from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 
-    return from_binary_event(KafkaMessage(headers={k: v for k, v in record.headers}, key=record.key, value=record.value))
+    return from_binary_event(
+        KafkaMessage(headers={k: v for k, v in record.headers}, key=record.key, value=record.value)
+    )
 
 
 class TopicReader:
@@ -220,11 +271,19 @@ class TopicReader:
         from kafka import KafkaConsumer
 
         # short metadata age: the detections topic appears only with the first detection
-        self.consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                      enable_auto_commit=False, group_id=None, metadata_max_age_ms=1000)
+        self.consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+            metadata_max_age_ms=1000,
+        )
         self.events: list[Any] = []
 
-    def until(self, done: Callable[[list[Any]], bool], timeout: float, alive: Callable[[], None] = lambda: None) -> bool:
+    def until(
+        self, done: Callable[[list[Any]], bool], timeout: float, alive: Callable[[], None] = lambda: None
+    ) -> bool:
         deadline = time.monotonic() + timeout
         while not done(self.events):
             alive()
@@ -263,14 +322,17 @@ def request_ids(events: list) -> dict[str, str]:
 
 # --- printing ------------------------------------------------------------------------------
 
+
 def print_drift(label: str, d: dict) -> list[str]:
     flagged = [f["name"] for f in d.get("features", []) if f.get("is_drift")]
     verdict = f"DRIFT on {', '.join(flagged)}" if d.get("is_drift") else "no drift"
     print(f"  {label}: {d['n']} rows, {verdict} (threshold p < {d.get('threshold', 0):.4f})")
     for f in d.get("features", []):
         shifted = f"  <- shifted by +{SHIFT[f['name']]}" if f["name"] in SHIFT and label.startswith("drifted") else ""
-        print(f"    {f['name']:<13} p = {f['p_val']:<9.3g} KS distance {f['distance']:.3f}"
-              f"{'  drift' if f.get('is_drift') else ''}{shifted}")
+        print(
+            f"    {f['name']:<13} p = {f['p_val']:<9.3g} KS distance {f['distance']:.3f}"
+            f"{'  drift' if f.get('is_drift') else ''}{shifted}"
+        )
     return flagged
 
 
@@ -282,6 +344,7 @@ def explain(client: httpx.Client, row: list[float]) -> dict:
 
 
 # --- the demo ------------------------------------------------------------------------------
+
 
 def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.Popen]) -> list[str]:
     """Everything between start and stop; returns the failed checks (sentences)."""
@@ -307,35 +370,52 @@ def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.
     traffic = Traffic()
     try:
         with httpx.Client(base_url=base, timeout=30) as client:
-            print(f"\n1. reference traffic: {len(ref_rows)} training rows, shuffled, noise sd {NOISE}, "
-                  f"V1 and V2 alternately through the logger sidecar {base}")
+            print(
+                f"\n1. reference traffic: {len(ref_rows)} training rows, shuffled, noise sd {NOISE}, "
+                f"V1 and V2 alternately through the logger sidecar {base}"
+            )
             send(client, ref_rows, ref_ids, traffic)
             if not detections.until(lambda ev: len(of_type(ev, "drift")) >= 1, args.timeout, alive):
-                raise DemoFailed(f"no drift verdict on the reference window within {args.timeout:.0f}s; "
-                                 f"see {log_dir}/iris-drift-detector.log")
-            print(f"2. drifted traffic: {len(drift_rows)} rows, {' and '.join(f'{k} +{v}' for k, v in SHIFT.items())}, "
-                  f"with {len(OUTLIERS)} planted outliers among them")
+                raise DemoFailed(
+                    f"no drift verdict on the reference window within {args.timeout:.0f}s; "
+                    f"see {log_dir}/iris-drift-detector.log"
+                )
+            print(
+                f"2. drifted traffic: {len(drift_rows)} rows, {' and '.join(f'{k} +{v}' for k, v in SHIFT.items())}, "
+                f"with {len(OUTLIERS)} planted outliers among them"
+            )
             send(client, drift_rows, drift_ids, traffic)
             total = len(ref_rows) + len(drift_rows)
-            ready = detections.until(lambda ev: len(of_type(ev, "drift")) >= 2 and rows_covered(of_type(ev, "outlier")) >= total,
-                                     args.timeout, alive)
+            ready = detections.until(
+                lambda ev: len(of_type(ev, "drift")) >= 2 and rows_covered(of_type(ev, "outlier")) >= total,
+                args.timeout,
+                alive,
+            )
             requests = traffic.ok + len(traffic.failed)
-            print(f"\nrequests served: {traffic.ok} ok, {len(traffic.failed)} failed "
-                  f"({requests / traffic.seconds:.0f} req/s, one at a time)")
+            print(
+                f"\nrequests served: {traffic.ok} ok, {len(traffic.failed)} failed "
+                f"({requests / traffic.seconds:.0f} req/s, one at a time)"
+            )
             failures += [f"request {f}" for f in traffic.failed[:3]]
 
             events = TopicReader(bootstrap, EVENTS_TOPIC)
             events.until(lambda ev: len(ev) >= 2 * requests, 30)
             events.close()
-            kinds = {t.rsplit(".", 1)[1]: sum(e.get_type() == t for e in events.events)
-                     for t in (REQUEST_TYPE, REQUEST_TYPE[:-7] + "response")}
-            print(f"events delivered to Kafka topic {EVENTS_TOPIC!r}: {len(events.events)} "
-                  f"({', '.join(f'{n} {kind}' for kind, n in kinds.items())})")
+            kinds = {
+                t.rsplit(".", 1)[1]: sum(e.get_type() == t for e in events.events)
+                for t in (REQUEST_TYPE, REQUEST_TYPE[:-7] + "response")
+            }
+            print(
+                f"events delivered to Kafka topic {EVENTS_TOPIC!r}: {len(events.events)} "
+                f"({', '.join(f'{n} {kind}' for kind, n in kinds.items())})"
+            )
             if len(events.events) != 2 * traffic.ok:
                 failures.append(f"expected {2 * traffic.ok} events on {EVENTS_TOPIC}, read {len(events.events)}")
             if not ready:
-                failures.append(f"the detectors did not cover all {total} requests within {args.timeout:.0f}s "
-                                f"(see {log_dir}/iris-*-detector.log)")
+                failures.append(
+                    f"the detectors did not cover all {total} requests within {args.timeout:.0f}s "
+                    f"(see {log_dir}/iris-*-detector.log)"
+                )
 
             drift = of_type(detections.events, "drift")
             print(f"\ndrift (ScipyKS per feature, windows of {DRIFT_WINDOW}, topic {DETECTIONS_TOPIC!r}):")
@@ -352,18 +432,30 @@ def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.
 
             outliers = of_type(detections.events, "outlier")
             ids = request_ids(events.events)
-            flagged = [ids.get(eid, "?") for d in outliers for eid, hit in zip(d["event_ids"], d.get("is_outlier") or []) if hit]
+            flagged = [
+                ids.get(eid, "?")
+                for d in outliers
+                for eid, hit in zip(d["event_ids"], d.get("is_outlier") or [])
+                if hit
+            ]
             planted = [i for i in flagged if i.startswith("outlier-")]
             others = [i for i in flagged if not i.startswith("outlier-")]
-            print(f"\noutliers (SklearnIForest, 99th percentile of the training rows' scores, {len(outliers)} windows, "
-                  f"{rows_covered(outliers)} rows): {len(planted)} of {len(OUTLIERS)} planted outliers flagged; "
-                  f"{len(others)} other rows flagged ({sum(i.startswith('ref-') for i in others)} reference, "
-                  f"{sum(i.startswith('drift-') for i in others)} drifted)")
-            hits = sorted((ids[eid], score, d["threshold"]) for d in outliers
-                          for eid, hit, score in zip(d["event_ids"], d.get("is_outlier") or [], d.get("instance_scores") or [])
-                          if hit and ids.get(eid, "").startswith("outlier-"))
+            print(
+                f"\noutliers (SklearnIForest, 99th percentile of the training rows' scores, {len(outliers)} windows, "
+                f"{rows_covered(outliers)} rows): {len(planted)} of {len(OUTLIERS)} planted outliers flagged; "
+                f"{len(others)} other rows flagged ({sum(i.startswith('ref-') for i in others)} reference, "
+                f"{sum(i.startswith('drift-') for i in others)} drifted)"
+            )
+            hits = sorted(
+                (ids[eid], score, d["threshold"])
+                for d in outliers
+                for eid, hit, score in zip(d["event_ids"], d.get("is_outlier") or [], d.get("instance_scores") or [])
+                if hit and ids.get(eid, "").startswith("outlier-")
+            )
             for rid, score, threshold in hits:
-                print(f"    {rid}: {OUTLIERS[int(rid.split('-')[1])].tolist()} score {score:.3f} > threshold {threshold:.3f}")
+                print(
+                    f"    {rid}: {OUTLIERS[int(rid.split('-')[1])].tolist()} score {score:.3f} > threshold {threshold:.3f}"
+                )
             if len(planted) < len(OUTLIERS):
                 failures.append(f"only {len(planted)} of {len(OUTLIERS)} planted outliers were flagged")
 
@@ -371,12 +463,16 @@ def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.
             t0 = time.monotonic()
             exp = explain(client, row)
             order = np.argsort(-np.abs(np.array(exp["values"], dtype=float).reshape(-1)))
-            print(f"\none explanation (POST {base}/v1/models/{ISVC}:explain, KernelSHAP, "
-                  f"{time.monotonic() - t0:.1f} s): row {row}")
+            print(
+                f"\none explanation (POST {base}/v1/models/{ISVC}:explain, KernelSHAP, "
+                f"{time.monotonic() - t0:.1f} s): row {row}"
+            )
             target = exp.get("target")
             label = CLASSES[target] if isinstance(target, int) and 0 <= target < len(CLASSES) else target
-            print(f"  predicted class {target} ({label}), model output {float(exp.get('prediction', 0)):.3f}, "
-                  f"base value {float(exp.get('base_value', 0)):.3f}; attributions to it, largest first:")
+            print(
+                f"  predicted class {target} ({label}), model output {float(exp.get('prediction', 0)):.3f}, "
+                f"base value {float(exp.get('base_value', 0)):.3f}; attributions to it, largest first:"
+            )
             names, values = exp.get("feature_names") or FEATURES, np.array(exp["values"], dtype=float).reshape(-1)
             for j in order:
                 print(f"    {names[j]:<13} {values[j]:+.3f}")
@@ -384,25 +480,38 @@ def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.
         detections.close()
 
     report = log_dir / "report.html"
-    r = subprocess.run([sys.executable, "-m", "infertap", "report", ISVC, "--bootstrap", bootstrap, "--out", str(report)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=180)
+    r = subprocess.run(
+        [sys.executable, "-m", "infertap", "report", ISVC, "--bootstrap", bootstrap, "--out", str(report)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     if r.returncode != 0 or not report.exists():
         failures.append(f"`infertap report` exited {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
     else:
         print(f"\nreport: {r.stdout.strip()}")
-        print(f"  (drift p-values per window, outlier rate, and mean |attribution| per feature from the "
-              f"explainer's stream worker, which explains 5 % of the logged requests into {ISVC}-explanations)")
+        print(
+            f"  (drift p-values per window, outlier rate, and mean |attribution| per feature from the "
+            f"explainer's stream worker, which explains 5 % of the logged requests into {ISVC}-explanations)"
+        )
 
     print("\ndashboards:")
     if prom_url:
         up = httpx.get(f"{prom_url}/api/v1/query", params={"query": "up"}, timeout=10).json()["data"]["result"]
-        print(f"  Prometheus {prom_url}: {sum(float(s['value'][1]) == 1 for s in up)} of {len(up)} targets up "
-              f"(config {log_dir / 'prometheus.yml'}, alert rules dashboards/prometheus/alerts.yml)"
-              + ("" if args.keep else "; it stops with the demo: `python -m examples.demo --keep` leaves it running"))
-    print("  Grafana: import dashboards/grafana/*.json (Serving, Logger, Drift and outliers, Explanations) and pick a "
-          "Prometheus datasource in the `datasource` variable;")
-    print("  or the whole stack in containers: docker compose -f deploy/docker-compose.yaml up  -> Grafana "
-          "http://localhost:3000 (dashboards provisioned), Prometheus http://localhost:9090")
+        print(
+            f"  Prometheus {prom_url}: {sum(float(s['value'][1]) == 1 for s in up)} of {len(up)} targets up "
+            f"(config {log_dir / 'prometheus.yml'}, alert rules dashboards/prometheus/alerts.yml)"
+            + ("" if args.keep else "; it stops with the demo: `python -m examples.demo --keep` leaves it running")
+        )
+    print(
+        "  Grafana: import dashboards/grafana/*.json (Serving, Logger, Drift and outliers, Explanations) and pick a "
+        "Prometheus datasource in the `datasource` variable;"
+    )
+    print(
+        "  or the whole stack in containers: docker compose -f deploy/docker-compose.yaml up  -> Grafana "
+        "http://localhost:3000 (dashboards provisioned), Prometheus http://localhost:9090"
+    )
     return failures
 
 
@@ -441,8 +550,10 @@ def main() -> None:
         stop(children.get("up"), signal.SIGINT, 90)
     up = children.get("up")
     code = up.returncode if up is not None else None
-    print(f"\nstopped every process the demo started (`infertap up` exited {code}"
-          f"{', Prometheus too' if 'prometheus' in children else ''}); {time.monotonic() - started:.0f} s in all")
+    print(
+        f"\nstopped every process the demo started (`infertap up` exited {code}"
+        f"{', Prometheus too' if 'prometheus' in children else ''}); {time.monotonic() - started:.0f} s in all"
+    )
     if code not in (0, None) and not failures:
         failures.append(f"`infertap up` exited {code}; see {log_dir / 'up.log'}")
     if failures:

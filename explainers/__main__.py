@@ -4,6 +4,7 @@ The same flags are what `spec.explainer.containers[0].args` carries in an Infere
 (see `explainers/spec.py`); KServe's own `--model_name` and `--predictor_host`, which its
 controller appends to explainer containers, are accepted as aliases.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,18 +16,39 @@ from infertap.explainers.settings import ExplainerSettings, canonical_type
 
 # flag -> settings field; values typed by ExplainerSettings itself
 FLAGS: dict[str, str] = {
-    "--name": "name", "--explainer-type": "explainer_type", "--host": "host", "--http-port": "http_port",
-    "--predictor-url": "predictor_url", "--predictor-model": "predictor_model", "--protocol": "protocol",
-    "--max-rows-per-request": "max_rows_per_request", "--storage-uri": "storage_uri", "--model-format": "model_format",
-    "--device": "device", "--background": "background", "--background-size": "background_size",
-    "--explainer-uri": "explainer_uri", "--deadline-s": "deadline_s", "--max-instances": "max_instances",
-    "--max-samples": "max_samples", "--workers": "workers", "--nsamples": "nsamples", "--n-steps": "n_steps",
-    "--internal-batch-size": "internal_batch_size", "--inference-service": "inference_service",
-    "--log-level": "log_level", "--max-request-bytes": "max_request_bytes", "--auth-token": "auth_token",
+    "--name": "name",
+    "--explainer-type": "explainer_type",
+    "--host": "host",
+    "--http-port": "http_port",
+    "--predictor-url": "predictor_url",
+    "--predictor-model": "predictor_model",
+    "--protocol": "protocol",
+    "--max-rows-per-request": "max_rows_per_request",
+    "--storage-uri": "storage_uri",
+    "--model-format": "model_format",
+    "--device": "device",
+    "--background": "background",
+    "--background-size": "background_size",
+    "--explainer-uri": "explainer_uri",
+    "--deadline-s": "deadline_s",
+    "--max-instances": "max_instances",
+    "--max-samples": "max_samples",
+    "--workers": "workers",
+    "--nsamples": "nsamples",
+    "--n-steps": "n_steps",
+    "--internal-batch-size": "internal_batch_size",
+    "--inference-service": "inference_service",
+    "--log-level": "log_level",
+    "--max-request-bytes": "max_request_bytes",
+    "--auth-token": "auth_token",
 }
-ALIASES = {"--name": ["--model-name", "--model_name"], "--predictor-url": ["--predictor_host"],
-           "--http-port": ["--http_port"], "--explainer-type": ["--type", "--explainer_type"],
-           "--storage-uri": ["--storage_uri"]}
+ALIASES = {
+    "--name": ["--model-name", "--model_name"],
+    "--predictor-url": ["--predictor_host"],
+    "--http-port": ["--http_port"],
+    "--explainer-type": ["--type", "--explainer_type"],
+    "--storage-uri": ["--storage_uri"],
+}
 
 
 class ArgsError(ValueError):
@@ -50,16 +72,30 @@ def parser(raise_errors: bool = False) -> argparse.ArgumentParser:
         info = ExplainerSettings.model_fields[field]
         p.add_argument(flag, *ALIASES.get(flag, []), dest=field, help=info.description)
     p.add_argument("--feature-names", help="comma-separated feature names")
-    p.add_argument("--predict-proba", choices=["auto", "true", "false"], default="auto",
-                   help="explain class probabilities (auto: when the model has them)")
-    p.add_argument("--allow-pickle", action="store_true", help="allow loading a pickled/dill explainer (--explainer-uri); pickles run code")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="backend parameter (JSON value, e.g. threshold=0.9, model_output=\"probability\"); repeatable")
+    p.add_argument(
+        "--predict-proba",
+        choices=["auto", "true", "false"],
+        default="auto",
+        help="explain class probabilities (auto: when the model has them)",
+    )
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow loading a pickled/dill explainer (--explainer-uri); pickles run code",
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='backend parameter (JSON value, e.g. threshold=0.9, model_output="probability"); repeatable',
+    )
     return p
 
 
-def settings_from_args(argv: list[str] | None = None, defaults: dict[str, Any] | None = None,
-                       raise_errors: bool = False) -> ExplainerSettings:
+def settings_from_args(
+    argv: list[str] | None = None, defaults: dict[str, Any] | None = None, raise_errors: bool = False
+) -> ExplainerSettings:
     """ExplainerSettings from flags over `defaults`; pydantic validates (errors name the field).
 
     `raise_errors`: bad flags raise ArgsError instead of printing usage and exiting.

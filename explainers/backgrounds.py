@@ -13,12 +13,14 @@
 explainers (dill or pickle, e.g. alibi's `save_explainer` folders) load only with the
 explicit opt-in `allow_pickle`.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -49,7 +51,7 @@ def local_path(uri: str) -> Path:
     """`file://PATH` or PATH -> Path (remote schemes are not fetched locally)."""
     scheme = urlsplit(uri).scheme.lower()
     if scheme == "file":
-        return Path(uri[len("file://"):]).expanduser()
+        return Path(uri[len("file://") :]).expanduser()
     if scheme and len(scheme) > 1:
         raise ExplainerLoadError(f"only local files are read here: use file://PATH or a path (got {uri!r})")
     return Path(uri).expanduser()
@@ -70,7 +72,11 @@ def load_background(uri: str, size: int = 100) -> Background:
     try:
         if path.suffix == ".npz":
             return _from_npz(path)
-        rows = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2) if path.suffix == ".csv" else np.load(path, allow_pickle=False)
+        rows = (
+            np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+            if path.suffix == ".csv"
+            else np.load(path, allow_pickle=False)
+        )
     except (ValueError, OSError) as err:
         raise ExplainerLoadError(f"cannot read background {path}: {err}") from None
     rows = np.asarray(rows, dtype=np.float32)
@@ -82,23 +88,29 @@ def load_background(uri: str, size: int = 100) -> Background:
 def _from_npz(path: Path) -> Background:
     with np.load(path, allow_pickle=False) as npz:
         if "background" not in npz:
-            raise ExplainerLoadError(f"{path}: no `background` array (written by `infertap fit`?); has {sorted(npz.files)}")
+            raise ExplainerLoadError(
+                f"{path}: no `background` array (written by `infertap fit`?); has {sorted(npz.files)}"
+            )
         get = lambda key: npz[key] if key in npz else None  # noqa: E731
         names = get("feature_names")
         meta = json.loads(str(npz["meta"])) if "meta" in npz else {}
         perc = get("disc_perc")
         return Background(
-            data=np.asarray(npz["background"], dtype=np.float32), weights=get("weights"),
+            data=np.asarray(npz["background"], dtype=np.float32),
+            weights=get("weights"),
             feature_names=[str(n) for n in names] if names is not None else None,
-            train=get("train"), disc_perc=tuple(float(p) for p in perc) if perc is not None else (25.0, 50.0, 75.0),
+            train=get("train"),
+            disc_perc=tuple(float(p) for p in perc) if perc is not None else (25.0, 50.0, 75.0),
             meta=meta,
         )
 
 
 def save_background(path: Path, background: Background) -> Path:
     """Write `background` as `.npz` (data only)."""
-    arrays: dict[str, np.ndarray] = {"background": background.data.astype(np.float32),
-                                     "meta": np.array(json.dumps(background.meta))}
+    arrays: dict[str, np.ndarray] = {
+        "background": background.data.astype(np.float32),
+        "meta": np.array(json.dumps(background.meta)),
+    }
     if background.weights is not None:
         arrays["weights"] = np.asarray(background.weights, dtype=np.float64)
     if background.feature_names:
@@ -119,7 +131,9 @@ def sample_rows(rows: np.ndarray, size: int) -> np.ndarray:
     return rows[np.sort(idx)]
 
 
-def kmeans_background(rows: np.ndarray, k: int, progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def kmeans_background(
+    rows: np.ndarray, k: int, progress: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """k-means centres and cluster sizes (shap.kmeans without its pickled DenseData), as data."""
     from sklearn.cluster import KMeans
 
@@ -133,7 +147,7 @@ def kmeans_background(rows: np.ndarray, k: int, progress: Callable[[int], None] 
     for j in range(flat.shape[1]):
         values = np.unique(flat[:, j])
         if len(values) <= 32:
-            centres[:, j] = values[np.abs(values[None, :] - centres[:, j:j + 1]).argmin(1)]
+            centres[:, j] = values[np.abs(values[None, :] - centres[:, j : j + 1]).argmin(1)]
     weights = np.bincount(km.labels_, minlength=k).astype(np.float64)
     return centres.reshape((k, *rows.shape[1:])), weights
 
@@ -145,7 +159,8 @@ def require_pickle_opt_in(uri: str, allow: bool) -> Path:
         raise ExplainerLoadError(
             f"refusing to load {path}: saved explainers are pickles (dill), which run code when loaded. "
             "Pass --allow-pickle (settings allow_pickle: true) if you trust the file, or refit with "
-            "`infertap fit`, which stores the explainer's data as .npz.")
+            "`infertap fit`, which stores the explainer's data as .npz."
+        )
     return path
 
 
@@ -162,5 +177,7 @@ def load_pickled(uri: str, allow: bool) -> Any:
         try:
             return dill.load(fh)
         except Exception as err:  # noqa: BLE001 - version skew shows up as any error (kserve#1088)
-            raise ExplainerLoadError(f"cannot unpickle {path}: {type(err).__name__}: {err} "
-                                     "(pickles break across library versions; refit with `infertap fit`)") from None
+            raise ExplainerLoadError(
+                f"cannot unpickle {path}: {type(err).__name__}: {err} "
+                "(pickles break across library versions; refit with `infertap fit`)"
+            ) from None

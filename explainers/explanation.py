@@ -1,4 +1,5 @@
 """What an explanation looks like on the wire (V1 body, or the JSON inside V2's `explanation` output)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,8 +22,12 @@ class InstanceExplanation(BaseModel):
     values: list[float] | None = None
     base_value: float | None = None
     prediction: float | None = None
-    target: int | None = Field(default=None, description="Output column explained (class index); None for single-output models.")
-    output_space: str = Field(default="raw", description="What `prediction` is: probability, margin, logit, label or raw.")
+    target: int | None = Field(
+        default=None, description="Output column explained (class index); None for single-output models."
+    )
+    output_space: str = Field(
+        default="raw", description="What `prediction` is: probability, margin, logit, label or raw."
+    )
     shape: list[int] | None = Field(default=None, description="Shape of one instance when it is not a flat row.")
     raw: dict[str, Any] = Field(default_factory=dict, description="The backend's own output for this instance.")
 
@@ -38,22 +43,31 @@ class ExplainResponse(BaseModel):
 # Request bodies, for the OpenAPI document only: the server reads raw bodies with
 # infertap.serving.codec and checks the options in ExplainService.options.
 
+
 class ExplainParameters(BaseModel):
     """Per-request options; keys other than these three go to the backend (e.g. anchors' `threshold`)."""
 
     model_config = ConfigDict(extra="allow")
 
-    nsamples: int | None = Field(default=None, ge=1, description=(
-        "Kernel nsamples, Permutation max_evals, IG steps, GradientShap samples; at most the server's max_samples."))
+    nsamples: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Kernel nsamples, Permutation max_evals, IG steps, GradientShap samples; at most the server's max_samples."
+        ),
+    )
     target: int | None = Field(default=None, description="Output column to explain; default: the predicted class.")
-    deadline_s: float | None = Field(default=None, gt=0, description=(
-        "Seconds for this request, at most the server's deadline_s; past it: 504."))
+    deadline_s: float | None = Field(
+        default=None, gt=0, description=("Seconds for this request, at most the server's deadline_s; past it: 504.")
+    )
 
 
 class ExplainInstancesBody(BaseModel):
     """`POST /v1/models/{name}:explain` body: the V1 predict body, rows only."""
 
-    instances: list[Any] = Field(min_length=1, description="Rows to explain (lists of numbers; strings for AnchorText).")
+    instances: list[Any] = Field(
+        min_length=1, description="Rows to explain (lists of numbers; strings for AnchorText)."
+    )
     parameters: ExplainParameters | None = None
 
 

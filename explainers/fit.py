@@ -10,12 +10,13 @@
     python -m infertap.explainers.fit --explainer-type KernelShap --reference models/sklearn-iris/reference.npy \
         --out models/sklearn-iris/background.npz --size 20
 """
+
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -26,21 +27,34 @@ KMEANS = ("KernelShap",)
 ANCHORS = ("AnchorTabular",)
 
 
-def fit_background(explainer_type: str, reference: str, out: Path, size: int = 50,
-                   feature_names: list[str] | None = None, disc_perc: tuple[float, ...] = (25.0, 50.0, 75.0),
-                   train_rows: int = 5000, progress: Callable[[str], None] | None = None) -> Background:
+def fit_background(
+    explainer_type: str,
+    reference: str,
+    out: Path,
+    size: int = 50,
+    feature_names: list[str] | None = None,
+    disc_perc: tuple[float, ...] = (25.0, 50.0, 75.0),
+    train_rows: int = 5000,
+    progress: Callable[[str], None] | None = None,
+) -> Background:
     """Prepare and save the data `explainer_type` loads; returns what was written."""
     step = progress or (lambda _msg: None)
     explainer_type = canonical_type(explainer_type)
     rows = load_background(reference, size=10**9).data  # every row; sampling happens below
     step(f"read {len(rows)} reference rows of shape {list(rows.shape[1:])}")
-    meta = {"explainer_type": explainer_type, "reference": str(reference), "reference_rows": int(len(rows)),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    meta = {
+        "explainer_type": explainer_type,
+        "reference": str(reference),
+        "reference_rows": int(len(rows)),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     if explainer_type in KMEANS:
         from infertap.explainers.backgrounds import kmeans_background
 
         centres, weights = kmeans_background(rows, size)
-        background = Background(centres, weights, feature_names, meta=meta | {"method": "kmeans", "k": int(len(centres))})
+        background = Background(
+            centres, weights, feature_names, meta=meta | {"method": "kmeans", "k": int(len(centres))}
+        )
         step(f"k-means: {len(centres)} weighted centres")
     else:
         background = Background(sample_rows(rows, size), None, feature_names, meta=meta | {"method": "sample"})
@@ -57,7 +71,9 @@ def fit_background(explainer_type: str, reference: str, out: Path, size: int = 5
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m infertap.explainers.fit", description="Prepare an explainer's background (.npz).")
+    p = argparse.ArgumentParser(
+        prog="python -m infertap.explainers.fit", description="Prepare an explainer's background (.npz)."
+    )
     p.add_argument("--explainer-type", required=True)
     p.add_argument("--reference", required=True, help="reference rows: .npy, .csv or an .npz with `background`")
     p.add_argument("--out", required=True, type=Path)

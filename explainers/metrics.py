@@ -11,6 +11,7 @@ Prefix `infertap_explainer_`; labels `inference_service`, `model`, `explainer` (
 - `infertap_explainer_predictor_requests_total` / `_predictor_rows_total` / `_predictor_seconds`:
   the black-box explainers' own predictor traffic.
 """
+
 from __future__ import annotations
 
 import threading
@@ -28,24 +29,33 @@ class ExplainerMetrics:
     def __init__(self, inference_service: str, model: str, explainer: str):
         self._base = (inference_service, model, explainer)
         r = self.registry = CollectorRegistry()
-        self.latency = Histogram("infertap_explainer_explain_seconds", "Explain latency by backend.", _BASE,
-                                 buckets=BUCKETS, registry=r).labels(*self._base)
-        self.requests = Counter("infertap_explainer_requests", "Explain requests by HTTP status.",
-                                (*_BASE, "code"), registry=r)
-        self.errors = Counter("infertap_explainer_errors", "Failed explanations by reason.", (*_BASE, "reason"),
-                              registry=r)
-        self.instances = Counter("infertap_explainer_instances", "Instances explained.", _BASE,
-                                 registry=r).labels(*self._base)
-        self.attribution = Gauge("infertap_explainer_mean_abs_attribution",
-                                 "Running mean of |attribution| per feature over the instances explained.",
-                                 (*_BASE, "feature"), registry=r)
-        self.predictor_requests = Counter("infertap_explainer_predictor_requests",
-                                          "Requests the explainer sent to the predictor.", _BASE,
-                                          registry=r).labels(*self._base)
-        self.predictor_rows = Counter("infertap_explainer_predictor_rows", "Rows the explainer sent to the predictor.",
-                                      _BASE, registry=r).labels(*self._base)
-        self.predictor_seconds = Histogram("infertap_explainer_predictor_seconds", "Predictor request latency.",
-                                           _BASE, buckets=BUCKETS, registry=r).labels(*self._base)
+        self.latency = Histogram(
+            "infertap_explainer_explain_seconds", "Explain latency by backend.", _BASE, buckets=BUCKETS, registry=r
+        ).labels(*self._base)
+        self.requests = Counter(
+            "infertap_explainer_requests", "Explain requests by HTTP status.", (*_BASE, "code"), registry=r
+        )
+        self.errors = Counter(
+            "infertap_explainer_errors", "Failed explanations by reason.", (*_BASE, "reason"), registry=r
+        )
+        self.instances = Counter("infertap_explainer_instances", "Instances explained.", _BASE, registry=r).labels(
+            *self._base
+        )
+        self.attribution = Gauge(
+            "infertap_explainer_mean_abs_attribution",
+            "Running mean of |attribution| per feature over the instances explained.",
+            (*_BASE, "feature"),
+            registry=r,
+        )
+        self.predictor_requests = Counter(
+            "infertap_explainer_predictor_requests", "Requests the explainer sent to the predictor.", _BASE, registry=r
+        ).labels(*self._base)
+        self.predictor_rows = Counter(
+            "infertap_explainer_predictor_rows", "Rows the explainer sent to the predictor.", _BASE, registry=r
+        ).labels(*self._base)
+        self.predictor_seconds = Histogram(
+            "infertap_explainer_predictor_seconds", "Predictor request latency.", _BASE, buckets=BUCKETS, registry=r
+        ).labels(*self._base)
         self._sums: np.ndarray | None = None
         self._count = 0
         self._names: list[str] = []

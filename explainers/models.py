@@ -4,6 +4,7 @@ sklearn (joblib), xgboost (Booster JSON/UBJSON), lightgbm (text Booster) and Tor
 Joblib files are pickles too, but they are the model the predictor already serves from
 the same storageUri (KServe's sklearn convention), so no extra opt-in is asked for them.
 """
+
 from __future__ import annotations
 
 import warnings

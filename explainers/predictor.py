@@ -7,11 +7,12 @@ one request per `max_rows_per_request` rows, V2 with binary tensor data both way
 run in the explainer's worker threads (shap calls the model synchronously), so the client
 is a synchronous httpx client shared by those threads.
 """
+
 from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 import numpy as np
@@ -30,16 +31,26 @@ class HTTPPredictor:
     has none, falls back to plain predictions for the rest of the process.
     """
 
-    def __init__(self, url: str, model: str, protocol: str = "v2", predict_proba: bool | None = None,
-                 max_rows_per_request: int = 20_000, on_request: Callable[[int, float], None] | None = None):
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        protocol: str = "v2",
+        predict_proba: bool | None = None,
+        max_rows_per_request: int = 20_000,
+        on_request: Callable[[int, float], None] | None = None,
+    ):
         self.url, self.model, self.protocol = url.rstrip("/"), model, protocol
         self.predict_proba = predict_proba
         self._auto_proba = predict_proba is None
         self.max_rows = max_rows_per_request
         self.on_request = on_request
         self.requests = 0  # predictor requests made (benchmarks and tests read it)
-        self._client = httpx.Client(headers={SKIP_HEADER: "true"}, timeout=None,
-                                    limits=httpx.Limits(max_connections=16, max_keepalive_connections=16))
+        self._client = httpx.Client(
+            headers={SKIP_HEADER: "true"},
+            timeout=None,
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+        )
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -55,7 +66,7 @@ class HTTPPredictor:
         X = X.astype(object) if X.dtype.kind in "UOS" else np.ascontiguousarray(X, dtype=np.float32)
         if len(X) <= self.max_rows:
             return self._call(X, deadline)
-        return np.concatenate([self._call(X[i:i + self.max_rows], deadline) for i in range(0, len(X), self.max_rows)])
+        return np.concatenate([self._call(X[i : i + self.max_rows], deadline) for i in range(0, len(X), self.max_rows)])
 
     def _call(self, X: np.ndarray, deadline: float | None) -> np.ndarray:
         proba = self.predict_proba if self.predict_proba is not None else True
@@ -68,8 +79,9 @@ class HTTPPredictor:
             with self._lock:
                 self.predict_proba = True
         if status != 200:
-            raise PredictorError(f"predictor {self.url} answered {status} for {len(X)} rows: "
-                                 f"{body[:300].decode('utf-8', 'replace')}")
+            raise PredictorError(
+                f"predictor {self.url} answered {status} for {len(X)} rows: {body[:300].decode('utf-8', 'replace')}"
+            )
         return self._decode(body, headers)
 
     def _post(self, X: np.ndarray, proba: bool, deadline: float | None) -> tuple[int, bytes, httpx.Headers]:
@@ -81,19 +93,23 @@ class HTTPPredictor:
         text = X.dtype == object  # text instances (AnchorText): V1 strings, V2 BYTES
         if self.protocol == "v1":
             url = f"{self.url}/v1/models/{self.model}:predict"
-            content = orjson.dumps({"instances": X.tolist() if text else X, "parameters": {"predict_proba": proba}},
-                                   option=orjson.OPT_SERIALIZE_NUMPY)
+            content = orjson.dumps(
+                {"instances": X.tolist() if text else X, "parameters": {"predict_proba": proba}},
+                option=orjson.OPT_SERIALIZE_NUMPY,
+            )
             headers = {"content-type": "application/json"}
         else:
             url = f"{self.url}/v2/models/{self.model}/infer"
             if text:
                 X = np.array([v.encode() if isinstance(v, str) else v for v in X.reshape(-1)], dtype=object)
-            content, headers = encode_v2_request({"input-0": X}, binary=True, binary_outputs=True,
-                                                 parameters={"predict_proba": proba})
+            content, headers = encode_v2_request(
+                {"input-0": X}, binary=True, binary_outputs=True, parameters={"predict_proba": proba}
+            )
         started = time.perf_counter()
         try:
-            reply = self._client.post(url, content=content, headers=headers,
-                                      timeout=httpx.Timeout(timeout) if timeout is not None else None)
+            reply = self._client.post(
+                url, content=content, headers=headers, timeout=httpx.Timeout(timeout) if timeout is not None else None
+            )
         except httpx.TimeoutException:
             raise DeadlineExceeded(f"predictor {self.url} did not answer before the deadline") from None
         except httpx.HTTPError as err:

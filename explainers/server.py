@@ -22,6 +22,7 @@ Wrong feature count or shape is a 400 naming what was expected. Bodies over
 `max_request_bytes` get 413; with `--auth-token` (or `$INFERTAP_AUTH_TOKEN`) every POST
 needs `Authorization: Bearer <token>` (401 otherwise; GETs stay open for probes and metrics).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,17 +37,43 @@ import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from infertap.explainers.backends import ExplainOptions, Explainer, create_explainer
-from infertap.explainers.errors import BadExplainRequest, DeadlineExceeded, ExplainerError, ExplainerLoadError, ModelNotFound
-from infertap.explainers.explanation import ExplainInferRequest, ExplainInputsBody, ExplainInstancesBody, ExplainResponse
+from infertap.explainers.backends import Explainer, ExplainOptions, create_explainer
+from infertap.explainers.errors import (
+    BadExplainRequest,
+    DeadlineExceeded,
+    ExplainerError,
+    ExplainerLoadError,
+    ModelNotFound,
+)
+from infertap.explainers.explanation import (
+    ExplainInferRequest,
+    ExplainInputsBody,
+    ExplainInstancesBody,
+    ExplainResponse,
+)
 from infertap.explainers.metrics import ExplainerMetrics
 from infertap.explainers.settings import ExplainerSettings
 from infertap.serving.codec import (
-    HEADER_LENGTH, CodecError, InferenceResponse, MetadataTensor, ModelMetadata, ResponseOutput, decode_v1_request,
-    decode_v2_request, encode_v2_response,
+    HEADER_LENGTH,
+    CodecError,
+    InferenceResponse,
+    MetadataTensor,
+    ModelMetadata,
+    ResponseOutput,
+    decode_v1_request,
+    decode_v2_request,
+    encode_v2_response,
 )
 from infertap.serving.rest.openapi import (
-    BINARY_BODY, example_bodies, install_openapi, json_body, json_object, ref, replies, served_names, set_example,
+    BINARY_BODY,
+    example_bodies,
+    install_openapi,
+    json_body,
+    json_object,
+    ref,
+    replies,
+    served_names,
+    set_example,
 )
 
 log = logging.getLogger("infertap.explainers")
@@ -91,8 +118,9 @@ class ExplainService:
         target = params.pop("target", None)
         if target is not None:
             target = _number(target, "target", int)
-        return ExplainOptions(deadline=time.monotonic() + min(deadline_s, s.deadline_s), nsamples=nsamples,
-                              target=target, params=params)
+        return ExplainOptions(
+            deadline=time.monotonic() + min(deadline_s, s.deadline_s), nsamples=nsamples, target=target, params=params
+        )
 
     async def explain(self, X: np.ndarray, params: dict[str, Any] | None = None) -> ExplainResponse:
         """Explain every instance of X within the deadline; ExplainerError subclasses on failure."""
@@ -103,12 +131,14 @@ class ExplainService:
             if len(X) == 0:  # e.g. a V2 tensor of shape [0, n]; the backends assume at least one row
                 raise BadExplainRequest("no instances to explain")
             if len(X) > self.settings.max_instances:
-                raise BadExplainRequest(f"{len(X)} instances in one request; max_instances is {self.settings.max_instances}")
+                raise BadExplainRequest(
+                    f"{len(X)} instances in one request; max_instances is {self.settings.max_instances}"
+                )
             remaining = options.deadline - time.monotonic()
             future = asyncio.get_running_loop().run_in_executor(self._executor, self._run, X, options)
             try:
                 explanations = await asyncio.wait_for(future, timeout=remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise DeadlineExceeded(self._deadline_sentence(options, len(X))) from None
             except DeadlineExceeded as err:
                 raise DeadlineExceeded(f"{self._deadline_sentence(options, len(X))} ({err})") from None
@@ -123,8 +153,9 @@ class ExplainService:
         self.metrics.instances.inc(len(explanations))
         if explanations and explanations[0].values is not None:
             self.metrics.observe_attributions(explanations[0].feature_names, [e.values for e in explanations])
-        return ExplainResponse(model_name=self.settings.name, explainer=self.settings.explainer_type,
-                               explanations=explanations)
+        return ExplainResponse(
+            model_name=self.settings.name, explainer=self.settings.explainer_type, explanations=explanations
+        )
 
     def _run(self, X: np.ndarray, options: ExplainOptions):
         if options.deadline is not None and time.monotonic() >= options.deadline:
@@ -133,13 +164,17 @@ class ExplainService:
 
     def _deadline_sentence(self, options: ExplainOptions, n: int) -> str:
         limit = self.settings.deadline_s
-        return (f"{self.settings.explainer_type} did not finish {n} instance(s) within the deadline "
-                f"(deadline_s at most {limit:g} s); send fewer instances, lower nsamples, or raise --deadline-s")
+        return (
+            f"{self.settings.explainer_type} did not finish {n} instance(s) within the deadline "
+            f"(deadline_s at most {limit:g} s); send fewer instances, lower nsamples, or raise --deadline-s"
+        )
 
 
 def _number(value: Any, name: str, kind: type) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and float(value) != int(value)):
-        raise BadExplainRequest(f"parameter {name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+        raise BadExplainRequest(
+            f"parameter {name} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+        )
     return kind(value)
 
 
@@ -162,11 +197,15 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
         yield
         service.close()
 
-    app = FastAPI(title="infertap explainer", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url="/openapi.json")
+    app = FastAPI(
+        title="infertap explainer", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url="/openapi.json"
+    )
     app.state.service = service
-    install_openapi(app, [ExplainInstancesBody, ExplainInputsBody, ExplainResponse, ExplainInferRequest, InferenceResponse],
-                    lambda schema: _examples(schema, service))
+    install_openapi(
+        app,
+        [ExplainInstancesBody, ExplainInputsBody, ExplainResponse, ExplainInferRequest, InferenceResponse],
+        lambda schema: _examples(schema, service),
+    )
     ready_reply = replies(json_object(name={"type": "string"}, ready={"type": "boolean"}), 404, 503)
     explain_errors = (400, 404, 413, 502, 504)
 
@@ -184,8 +223,9 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
         # Still a 500 (a bug to fix), but in the same `{"error"}` shape as every other answer.
         log.exception("unexpected error serving %s %s", request.method, request.url.path)
         service.metrics.observe_request(500)
-        return Response(orjson.dumps({"error": f"internal error: {type(err).__name__}: {err}"}), status_code=500,
-                        media_type=JSON)
+        return Response(
+            orjson.dumps({"error": f"internal error: {type(err).__name__}: {err}"}), status_code=500, media_type=JSON
+        )
 
     @app.get("/", responses=replies(json_object(status={"type": "string"})))
     async def alive() -> Response:
@@ -205,8 +245,11 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
             return Response(b'{"error":"explainer is loading"}', status_code=503, media_type=JSON)
         return Response(orjson.dumps({"name": name, "ready": True}), media_type=JSON)
 
-    @app.post("/v1/models/{model}:explain", openapi_extra=json_body(ExplainInstancesBody, ExplainInputsBody),
-              responses=replies(ExplainResponse, *explain_errors))
+    @app.post(
+        "/v1/models/{model}:explain",
+        openapi_extra=json_body(ExplainInstancesBody, ExplainInputsBody),
+        responses=replies(ExplainResponse, *explain_errors),
+    )
     async def explain_v1(request: Request, model: str = served_names([name])()) -> Response:
         check_name(model)
         try:
@@ -219,8 +262,11 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
         service.metrics.observe_request(200)
         return Response(orjson.dumps(result.model_dump(mode="json")), media_type=JSON)
 
-    @app.post("/v2/models/{model}/infer", openapi_extra=json_body(ExplainInferRequest, binary=True),
-              responses=replies(V2_REPLY, *explain_errors))
+    @app.post(
+        "/v2/models/{model}/infer",
+        openapi_extra=json_body(ExplainInferRequest, binary=True),
+        responses=replies(V2_REPLY, *explain_errors),
+    )
     async def explain_v2(request: Request, model: str = served_names([f"{name}-explainer"])()) -> Response:
         if not model.endswith("-explainer"):
             raise ModelNotFound(f"explain at /v2/models/{name}-explainer/infer (got {model!r})")
@@ -235,8 +281,9 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
         params = dict(decoded.parameters or {})
         explain_parameters = params.pop("explain_parameters", None)
         if explain_parameters is not None and not isinstance(explain_parameters, dict):
-            raise BadExplainRequest("parameters.explain_parameters must be a JSON object, "
-                                    f"got {type(explain_parameters).__name__}")
+            raise BadExplainRequest(
+                f"parameters.explain_parameters must be a JSON object, got {type(explain_parameters).__name__}"
+            )
         params = dict(explain_parameters or params)
         data = decoded.inputs[0].data
         if data.dtype == object:  # BYTES: text instances
@@ -246,10 +293,16 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
         payload = np.empty(1, dtype=object)
         payload[0] = text.encode()
         response = InferenceResponse.model_construct(
-            model_name=model, model_version=None, id=decoded.id,
+            model_name=model,
+            model_version=None,
+            id=decoded.id,
             parameters={"content_type": "str", "headers": {"x-infertap-explainer": settings.explainer_type}},
-            outputs=[ResponseOutput.model_construct(name="explanation", shape=[1, 1], datatype="BYTES",
-                                                    parameters={"content_type": "str"}, data=payload)])
+            outputs=[
+                ResponseOutput.model_construct(
+                    name="explanation", shape=[1, 1], datatype="BYTES", parameters={"content_type": "str"}, data=payload
+                )
+            ],
+        )
         body, headers = encode_v2_response(response, decoded)
         service.metrics.observe_request(200)
         return Response(body, headers=headers, media_type=headers.get("content-type", JSON))
@@ -297,6 +350,7 @@ def run(settings: ExplainerSettings) -> None:
     from infertap.serving.rest.guard import RequestGuard, token_from_env
 
     app = RequestGuard(create_app(settings, service), settings.max_request_bytes, token_from_env(settings.auth_token))
-    log.info("%s explainer for %r on http://%s:%d", settings.explainer_type, settings.name, settings.host,
-             settings.http_port)
+    log.info(
+        "%s explainer for %r on http://%s:%d", settings.explainer_type, settings.name, settings.host, settings.http_port
+    )
     uvicorn.run(app, host=settings.host, port=settings.http_port, log_level="warning", access_log=False)

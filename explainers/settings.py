@@ -1,4 +1,5 @@
 """Typed settings of one explainer server (what `python -m infertap.explainers`, `infertap explain` and `up` pass in)."""
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -7,15 +8,31 @@ from pydantic import BaseModel, ConfigDict, Field
 
 #: Explainer types, named as alibi / KServe name them (MLServer's snake_case names are accepted too).
 ExplainerType = Literal[
-    "KernelShap", "PermutationShap", "TreeShap", "XGBoostShap",
-    "IntegratedGradients", "GradientShap", "DeepLift",
-    "AnchorTabular", "AnchorText", "AnchorImages",
+    "KernelShap",
+    "PermutationShap",
+    "TreeShap",
+    "XGBoostShap",
+    "IntegratedGradients",
+    "GradientShap",
+    "DeepLift",
+    "AnchorTabular",
+    "AnchorText",
+    "AnchorImages",
 ]
 ALIASES = {
-    "kernel_shap": "KernelShap", "permutation_shap": "PermutationShap", "tree_shap": "TreeShap",
-    "xgboost_shap": "XGBoostShap", "integrated_gradients": "IntegratedGradients", "gradient_shap": "GradientShap",
-    "deeplift": "DeepLift", "deep_lift": "DeepLift", "anchor_tabular": "AnchorTabular", "anchor_text": "AnchorText",
-    "anchor_image": "AnchorImages", "anchor_images": "AnchorImages", "AnchorImage": "AnchorImages",
+    "kernel_shap": "KernelShap",
+    "permutation_shap": "PermutationShap",
+    "tree_shap": "TreeShap",
+    "xgboost_shap": "XGBoostShap",
+    "integrated_gradients": "IntegratedGradients",
+    "gradient_shap": "GradientShap",
+    "deeplift": "DeepLift",
+    "deep_lift": "DeepLift",
+    "anchor_tabular": "AnchorTabular",
+    "anchor_text": "AnchorText",
+    "anchor_image": "AnchorImages",
+    "anchor_images": "AnchorImages",
+    "AnchorImage": "AnchorImages",
 }
 
 
@@ -29,38 +46,65 @@ class ExplainerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, description="Model name in URLs: /v1/models/{name}:explain, /v2/models/{name}-explainer/infer.")
+    name: str = Field(
+        min_length=1, description="Model name in URLs: /v1/models/{name}:explain, /v2/models/{name}-explainer/infer."
+    )
     explainer_type: ExplainerType
     host: str = "127.0.0.1"
     http_port: int = Field(default=8082, ge=0, le=65535)
     # black box
-    predictor_url: str | None = Field(default=None, description="Base URL of the predictor (or the logger sidecar in front of it).")
+    predictor_url: str | None = Field(
+        default=None, description="Base URL of the predictor (or the logger sidecar in front of it)."
+    )
     predictor_model: str | None = Field(default=None, description="Model name at the predictor; default: `name`.")
     protocol: Literal["v1", "v2"] = "v2"
-    predict_proba: bool | None = Field(default=None, description="Explain class probabilities; None: ask for them, fall back to plain predictions when the model has none.")
+    predict_proba: bool | None = Field(
+        default=None,
+        description="Explain class probabilities; None: ask for them, fall back to plain predictions when the model has none.",
+    )
     max_rows_per_request: int = Field(default=20_000, ge=1, description="Perturbation rows per predictor request.")
     # white box
     storage_uri: str | None = Field(default=None, description="Model file (or folder) for white-box backends.")
     model_format: Literal["sklearn", "xgboost", "lightgbm", "pytorch"] | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # data
-    background: str | None = Field(default=None, description="Background / training data: .npz from `infertap fit`, or .npy rows (e.g. reference.npy).")
+    background: str | None = Field(
+        default=None,
+        description="Background / training data: .npz from `infertap fit`, or .npy rows (e.g. reference.npy).",
+    )
     background_size: int = Field(default=100, ge=1, description="Rows kept from a raw .npy background (seeded sample).")
     feature_names: list[str] | None = None
-    explainer_uri: str | None = Field(default=None, description="A saved (dill/pickle) explainer; loaded only with allow_pickle.")
-    allow_pickle: bool = Field(default=False, description="Opt in to unpickling explainer_uri (pickles run code when loaded).")
+    explainer_uri: str | None = Field(
+        default=None, description="A saved (dill/pickle) explainer; loaded only with allow_pickle."
+    )
+    allow_pickle: bool = Field(
+        default=False, description="Opt in to unpickling explainer_uri (pickles run code when loaded)."
+    )
     # limits
     deadline_s: float = Field(default=30.0, gt=0, description="Per-request deadline; past it the answer is 504.")
     max_instances: int = Field(default=64, ge=1, description="Most instances per explain request.")
-    max_samples: int = Field(default=10_000, ge=1, description="Cap on nsamples / max_evals / n_steps a request may ask for.")
+    max_samples: int = Field(
+        default=10_000, ge=1, description="Cap on nsamples / max_evals / n_steps a request may ask for."
+    )
     workers: int = Field(default=2, ge=1, description="Explanations computed at once (threads).")
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1, description="Larger request bodies get 413.")
-    auth_token: str | None = Field(default=None, description="Bearer token every POST must carry (401 otherwise); default $INFERTAP_AUTH_TOKEN, none: no auth.")
+    auth_token: str | None = Field(
+        default=None,
+        description="Bearer token every POST must carry (401 otherwise); default $INFERTAP_AUTH_TOKEN, none: no auth.",
+    )
     # backend defaults
-    nsamples: int | None = Field(default=None, ge=1, description="KernelShap nsamples, PermutationShap max_evals, GradientShap n_samples; None: the backend's default.")
+    nsamples: int | None = Field(
+        default=None,
+        ge=1,
+        description="KernelShap nsamples, PermutationShap max_evals, GradientShap n_samples; None: the backend's default.",
+    )
     n_steps: int = Field(default=50, ge=2, description="IntegratedGradients steps.")
-    internal_batch_size: int | None = Field(default=256, ge=1, description="captum: rows per forward/backward pass (bounds memory).")
-    params: dict[str, Any] = Field(default_factory=dict, description="Extra backend parameters (e.g. anchors' threshold, tree model_output).")
+    internal_batch_size: int | None = Field(
+        default=256, ge=1, description="captum: rows per forward/backward pass (bounds memory)."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Extra backend parameters (e.g. anchors' threshold, tree model_output)."
+    )
     inference_service: str = Field(default="", description="Metrics label `inference_service`.")
     log_level: str = "info"
 

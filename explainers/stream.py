@@ -19,6 +19,7 @@ Offsets are committed after the explanations of a batch are acknowledged: a cras
 explanations rather than losing them. Scaling is by consumer group, as detectors.
 Undecodable bodies (not V1 or V2, text for tabular models) are counted (`infertap_explainer_stream_events_total{outcome}`), never fatal.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,7 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -45,7 +46,9 @@ from infertap.serving.codec import CodecError, binary_header_length, decode_v1_r
 
 log = logging.getLogger("infertap.explainers.stream")
 
-REQUEST_TYPE = "org.kubeflow.serving.inference.request"  # as infertap.logger.events (not imported: explainers import serving only)
+REQUEST_TYPE = (
+    "org.kubeflow.serving.inference.request"  # as infertap.logger.events (not imported: explainers import serving only)
+)
 EXPLANATION_TYPE = "io.infertap.explanation"
 
 
@@ -88,7 +91,12 @@ def decode_instances(body: bytes, content_type: str | None) -> np.ndarray:
     except orjson.JSONDecodeError:  # a V2 binary body: its JSON header leads it
         header_length = binary_header_length(body)
         obj = orjson.loads(body[:header_length])
-    if isinstance(obj, dict) and isinstance(obj.get("inputs"), list) and obj["inputs"] and isinstance(obj["inputs"][0], dict):
+    if (
+        isinstance(obj, dict)
+        and isinstance(obj.get("inputs"), list)
+        and obj["inputs"]
+        and isinstance(obj["inputs"][0], dict)
+    ):
         request = decode_v2_request(body, header_length)
         if len(request.inputs) != 1:
             raise CodecError(f"{len(request.inputs)} input tensors; the explainer takes one")
@@ -100,9 +108,18 @@ def decode_instances(body: bytes, content_type: str | None) -> np.ndarray:
 
 
 def explanation_event(isvc: str, request_id: str, response: ExplainResponse, source: str) -> CloudEvent:
-    attrs = {"specversion": "1.0", "id": str(uuid.uuid4()), "type": EXPLANATION_TYPE, "source": source,
-             "time": datetime.now(timezone.utc), "datacontenttype": "application/json", "subject": isvc,
-             "inferenceservicename": isvc, "requestid": request_id, "explainer": response.explainer}
+    attrs = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "type": EXPLANATION_TYPE,
+        "source": source,
+        "time": datetime.now(UTC),
+        "datacontenttype": "application/json",
+        "subject": isvc,
+        "inferenceservicename": isvc,
+        "requestid": request_id,
+        "explainer": response.explainer,
+    }
     return CloudEvent(attrs, orjson.dumps(response.model_dump(mode="json")))
 
 
@@ -112,15 +129,21 @@ class StreamWorker:
     def __init__(self, stream: StreamSettings, settings: ExplainerSettings):
         self.stream, self.settings = stream, settings
         self.metrics = ExplainerMetrics(stream.inference_service, settings.name, settings.explainer_type)
-        self.events = Counter("infertap_explainer_stream_events", "Events read by the stream worker, by outcome.",
-                              ("inference_service", "model", "explainer", "outcome"), registry=self.metrics.registry)
+        self.events = Counter(
+            "infertap_explainer_stream_events",
+            "Events read by the stream worker, by outcome.",
+            ("inference_service", "model", "explainer", "outcome"),
+            registry=self.metrics.registry,
+        )
         self.explainer = create_explainer(settings, on_request=self.metrics.on_predictor_request)
         self.source = f"infertap/explainer/{stream.inference_service}"
         self._stop = False
         self.published = 0
 
     def _count(self, outcome: str, n: int = 1) -> None:
-        self.events.labels(self.stream.inference_service, self.settings.name, self.settings.explainer_type, outcome).inc(n)
+        self.events.labels(
+            self.stream.inference_service, self.settings.name, self.settings.explainer_type, outcome
+        ).inc(n)
 
     def stop(self, *_args) -> None:
         self._stop = True
@@ -130,12 +153,18 @@ class StreamWorker:
 
         self.explainer.load()
         s = self.stream
-        consumer = Consumer({
-            "bootstrap.servers": s.bootstrap, "group.id": s.group or f"infertap-explainer-{s.inference_service}",
-            "enable.auto.commit": False, "auto.offset.reset": "earliest", "session.timeout.ms": s.session_timeout_ms,
-            "heartbeat.interval.ms": max(100, s.session_timeout_ms // 6), "max.poll.interval.ms": 300_000,
-            **s.kafka_config,
-        })
+        consumer = Consumer(
+            {
+                "bootstrap.servers": s.bootstrap,
+                "group.id": s.group or f"infertap-explainer-{s.inference_service}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": s.session_timeout_ms,
+                "heartbeat.interval.ms": max(100, s.session_timeout_ms // 6),
+                "max.poll.interval.ms": 300_000,
+                **s.kafka_config,
+            }
+        )
         producer = Producer({"bootstrap.servers": s.bootstrap, "acks": "all", "linger.ms": 5, **s.kafka_config})
         consumer.subscribe([s.source])
         started = time.monotonic()
@@ -147,8 +176,9 @@ class StreamWorker:
                 if not records:
                     continue
                 for message in self._handle(records):
-                    producer.produce(s.target, value=message.value, key=message.key,
-                                     headers=list(message.headers.items()))
+                    producer.produce(
+                        s.target, value=message.value, key=message.key, headers=list(message.headers.items())
+                    )
                 if producer.flush(30) != 0:
                     raise RuntimeError(f"explanations not acknowledged by {s.bootstrap}")
                 consumer.commit(asynchronous=False)
@@ -163,16 +193,20 @@ class StreamWorker:
             if headers.get("ce_type", b"").decode() != REQUEST_TYPE:
                 self._count("not_request")
                 continue
-            event = ce_kafka.from_binary_event(ce_kafka.KafkaMessage(headers=headers, key=record.key(),
-                                                                     value=record.value() or b""))
+            event = ce_kafka.from_binary_event(
+                ce_kafka.KafkaMessage(headers=headers, key=record.key(), value=record.value() or b"")
+            )
             if not sampled(event.get_id(), self.stream.sample_rate):
                 self._count("not_sampled")
                 continue
             response = self._explain(event)
             if response is not None:
-                out.append(ce_kafka.to_binary_event(
-                    explanation_event(self.stream.inference_service, event.get_id(), response, self.source),
-                    key_mapper=lambda _e, key=event.get_id(): key))
+                out.append(
+                    ce_kafka.to_binary_event(
+                        explanation_event(self.stream.inference_service, event.get_id(), response, self.source),
+                        key_mapper=lambda _e, key=event.get_id(): key,
+                    )
+                )
         self.published += len(out)
         return out
 
@@ -183,7 +217,9 @@ class StreamWorker:
             X = decode_instances(data if isinstance(data, bytes) else orjson.dumps(data), attrs.get("datacontenttype"))
             X = self.explainer.check_input(X)[: self.settings.max_instances]
             started = time.perf_counter()
-            explanations = self.explainer.explain(X, ExplainOptions(deadline=time.monotonic() + self.settings.deadline_s))
+            explanations = self.explainer.explain(
+                X, ExplainOptions(deadline=time.monotonic() + self.settings.deadline_s)
+            )
         except CodecError as err:
             self._count("undecodable")
             log.debug("event %s: %s", event.get_id(), err)
@@ -198,8 +234,9 @@ class StreamWorker:
         if explanations and explanations[0].values is not None:
             self.metrics.observe_attributions(explanations[0].feature_names, [e.values for e in explanations])
         self._count("explained")
-        return ExplainResponse(model_name=self.settings.name, explainer=self.settings.explainer_type,
-                               explanations=explanations)
+        return ExplainResponse(
+            model_name=self.settings.name, explainer=self.settings.explainer_type, explanations=explanations
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -214,9 +251,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sample-rate", type=float, default=1.0)
     p.add_argument("--metrics-port", type=int)
     p.add_argument("--max-seconds", type=float, help="stop after this long (tests, benchmarks)")
-    p.add_argument("-X", "--kafka-config", action="append", default=[], metavar="KEY=VALUE",
-                   help="librdkafka property for the consumer and producer, repeatable: "
-                        "-X security.protocol=SASL_SSL -X sasl.mechanism=PLAIN ...")
+    p.add_argument(
+        "-X",
+        "--kafka-config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="librdkafka property for the consumer and producer, repeatable: "
+        "-X security.protocol=SASL_SSL -X sasl.mechanism=PLAIN ...",
+    )
     a, rest = p.parse_known_args(argv)
     if not 0.0 < a.sample_rate <= 1.0:
         raise SystemExit(f"--sample-rate must be in (0, 1], got {a.sample_rate}")
@@ -224,13 +267,23 @@ def main(argv: list[str] | None = None) -> None:
     if bad:
         raise SystemExit(f"-X wants KEY=VALUE (a librdkafka property), got {bad}")
     try:
-        settings = settings_from_args(rest + ["--inference-service", a.inference_service],
-                                      defaults={"name": a.inference_service}, raise_errors=True)
+        settings = settings_from_args(
+            rest + ["--inference-service", a.inference_service],
+            defaults={"name": a.inference_service},
+            raise_errors=True,
+        )
     except ArgsError as err:
         raise SystemExit(f"invalid explainer flags: {err}") from None
-    stream = StreamSettings(a.bootstrap, a.inference_service, a.source_topic, a.target_topic, a.group,
-                            a.sample_rate, metrics_port=a.metrics_port,
-                            kafka_config=dict(x.split("=", 1) for x in a.kafka_config))
+    stream = StreamSettings(
+        a.bootstrap,
+        a.inference_service,
+        a.source_topic,
+        a.target_topic,
+        a.group,
+        a.sample_rate,
+        metrics_port=a.metrics_port,
+        kafka_config=dict(x.split("=", 1) for x in a.kafka_config),
+    )
     serve(stream, settings, a.max_seconds)
 
 

@@ -1,4 +1,5 @@
 """`python -m infertap` is `infertap`."""
+
 from infertap.stack.cli import app
 
 app(prog_name="infertap")

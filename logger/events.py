@@ -14,12 +14,13 @@ One request/response pair gives two CloudEvents 1.0 that share an `id` (the inco
 The body is the raw bytes, never parsed or re-encoded, so binary V2 payloads stay byte-exact.
 Detectors import the type names and `decode_metadata` from here.
 """
+
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 
 from cloudevents.core.v1.event import CloudEvent
 
@@ -66,12 +67,13 @@ class EventBuilder:
         if metadata_annotations:
             self._static["annotations"] = json.dumps(dict(metadata_annotations), separators=(",", ":"))
         # lower-case wire name -> canonical name used as the JSON key
-        self._allow = {h.strip().lower().encode("latin-1"): canonical_header(h.strip())
-                       for h in metadata_headers if h.strip()}
+        self._allow = {
+            h.strip().lower().encode("latin-1"): canonical_header(h.strip()) for h in metadata_headers if h.strip()
+        }
         self._check()
 
     @classmethod
-    def from_settings(cls, settings) -> "EventBuilder":
+    def from_settings(cls, settings) -> EventBuilder:
         """From a `LoggerSettings` (duck-typed so this module needs nothing else of ours)."""
         return cls(
             source=settings.source_uri,
@@ -108,22 +110,38 @@ class EventBuilder:
             attrs[TRUNCATED_EXT] = "true"
             CloudEvent(attrs, b"")  # raises CloudEventValidationError (e.g. an empty source)
 
-    def _attributes(self, event_type: str, event_id: str, content_type: str | None,
-                    metadata: str, when: datetime) -> dict:
-        attrs = {"specversion": SPECVERSION, "id": event_id, "type": event_type, "time": when,
-                 **self._static, "metadata": metadata}
+    def _attributes(
+        self, event_type: str, event_id: str, content_type: str | None, metadata: str, when: datetime
+    ) -> dict:
+        attrs = {
+            "specversion": SPECVERSION,
+            "id": event_id,
+            "type": event_type,
+            "time": when,
+            **self._static,
+            "metadata": metadata,
+        }
         if content_type:  # the SDK rejects an empty datacontenttype; KServe omits it too
             attrs["datacontenttype"] = content_type
         return attrs
 
-    def request(self, event_id: str, body: bytes, content_type: str | None, metadata: str,
-                when: datetime | None = None) -> CloudEvent:
+    def request(
+        self, event_id: str, body: bytes, content_type: str | None, metadata: str, when: datetime | None = None
+    ) -> CloudEvent:
         """The `.request` event: the request body exactly as received."""
         attrs = self._attributes(REQUEST_TYPE, event_id, content_type, metadata, when or now())
         return unchecked_event(attrs, body)
 
-    def response(self, event_id: str, body: bytes, content_type: str | None, metadata: str,
-                 status: int, when: datetime | None = None, truncated: bool = False) -> CloudEvent:
+    def response(
+        self,
+        event_id: str,
+        body: bytes,
+        content_type: str | None,
+        metadata: str,
+        status: int,
+        when: datetime | None = None,
+        truncated: bool = False,
+    ) -> CloudEvent:
         """The `.response` event, with `statuscode`; `content_type` is the request's (KServe)."""
         attrs = self._attributes(RESPONSE_TYPE, event_id, content_type, metadata, when or now())
         attrs["statuscode"] = status
@@ -152,8 +170,12 @@ def _probe() -> bool:
         probe = CloudEvent({"type": "t", "source": "s", "id": "1"}, b"x")
         fast = CloudEvent.__new__(CloudEvent)
         fast._attributes, fast._data = dict(probe.get_attributes()), b"x"
-        return (vars(probe).keys() == {"_attributes", "_data"} and fast.get_data() == b"x"
-                and fast.get_attributes() == probe.get_attributes() and fast.get_id() == "1")
+        return (
+            vars(probe).keys() == {"_attributes", "_data"}
+            and fast.get_data() == b"x"
+            and fast.get_attributes() == probe.get_attributes()
+            and fast.get_id() == "1"
+        )
     except Exception:  # noqa: BLE001 - any surprise: use the validating constructor
         return False
 
@@ -163,7 +185,7 @@ _FAST = _probe()
 
 def now() -> datetime:
     """Timezone-aware UTC now, as the SDK requires for `time`."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def event_id(headers: RawHeaders) -> str:

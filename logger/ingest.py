@@ -14,6 +14,7 @@ sidecar has no sink; 401 `{"error": ...}` when an ingest token is set (`--auth-t
 `$INFERTAP_AUTH_TOKEN`) and the request lacks `Authorization: Bearer <token>`. Only the
 ingest is guarded: proxied inference traffic is the model server's business.
 """
+
 from __future__ import annotations
 
 import hmac

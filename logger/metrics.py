@@ -11,6 +11,7 @@ instead of failing on duplicate registration. The server exposes them with::
 Tests that want isolated numbers build `DeliveryMetrics(CollectorRegistry())` and pass it
 to `Delivery(...)`.
 """
+
 from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -30,23 +31,42 @@ class DeliveryMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.events = Counter(
-            "infertap_logger_events", "Events by outcome per sink: sent (acknowledged by the sink), "
+            "infertap_logger_events",
+            "Events by outcome per sink: sent (acknowledged by the sink), "
             "retried (a failed attempt, to be tried again), spooled (written to the disk spool), dropped (lost).",
-            [*_LABELS, "outcome"], registry=self.registry)
-        self.queue_depth = Gauge("infertap_logger_queue_depth", "Events waiting in the in-memory queue of a sink.",
-                                 _LABELS, registry=self.registry)
-        self.queue_bytes = Gauge("infertap_logger_queue_bytes", "Bytes of events waiting in the in-memory queue of a sink.",
-                                 _LABELS, registry=self.registry)
-        self.spool_bytes = Gauge("infertap_logger_spool_bytes", "Bytes on disk in a sink's spool.",
-                                 _LABELS, registry=self.registry)
-        self.spool_events = Gauge("infertap_logger_spool_events", "Events in a sink's spool not yet delivered.",
-                                  _LABELS, registry=self.registry)
+            [*_LABELS, "outcome"],
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "infertap_logger_queue_depth",
+            "Events waiting in the in-memory queue of a sink.",
+            _LABELS,
+            registry=self.registry,
+        )
+        self.queue_bytes = Gauge(
+            "infertap_logger_queue_bytes",
+            "Bytes of events waiting in the in-memory queue of a sink.",
+            _LABELS,
+            registry=self.registry,
+        )
+        self.spool_bytes = Gauge(
+            "infertap_logger_spool_bytes", "Bytes on disk in a sink's spool.", _LABELS, registry=self.registry
+        )
+        self.spool_events = Gauge(
+            "infertap_logger_spool_events",
+            "Events in a sink's spool not yet delivered.",
+            _LABELS,
+            registry=self.registry,
+        )
         self.sink_latency = Histogram(
-            "infertap_logger_sink_latency_seconds", "Time a sink took to acknowledge one batch.", _LABELS,
+            "infertap_logger_sink_latency_seconds",
+            "Time a sink took to acknowledge one batch.",
+            _LABELS,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=self.registry)
+            registry=self.registry,
+        )
 
-    def for_sink(self, inference_service: str, component: str, sink: str) -> "SinkMetrics":
+    def for_sink(self, inference_service: str, component: str, sink: str) -> SinkMetrics:
         """Children bound to one sink's labels (resolved once: labels() is not free per event)."""
         return SinkMetrics(self, (inference_service, component, sink))
 

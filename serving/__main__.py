@@ -1,4 +1,5 @@
 """`python -m infertap.serving`: one model server from flags (or a JSON ServerSettings file)."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,9 @@ from infertap.serving.settings import ModelSettings, ServerSettings
 
 def parse_settings(argv: list[str] | None = None) -> ServerSettings:
     """ServerSettings from command-line flags."""
-    p = argparse.ArgumentParser(prog="python -m infertap.serving", description="infertap model server (V1 and V2 REST).")
+    p = argparse.ArgumentParser(
+        prog="python -m infertap.serving", description="infertap model server (V1 and V2 REST)."
+    )
     p.add_argument("--config", type=Path, help="JSON file holding a whole ServerSettings (other flags ignored)")
     p.add_argument("--model-name", help="name in URLs: /v1/models/NAME, /v2/models/NAME")
     p.add_argument("--model-format", choices=["sklearn", "xgboost", "lightgbm", "pytorch", "onnx"])
@@ -33,11 +36,25 @@ def parse_settings(argv: list[str] | None = None) -> ServerSettings:
     missing = [f for f in ("model_name", "model_format", "storage_uri") if getattr(a, f) is None]
     if missing:
         p.error("the following arguments are required: " + ", ".join("--" + m.replace("_", "-") for m in missing))
-    model = ModelSettings(name=a.model_name, format=a.model_format, uri=a.storage_uri, version=a.model_version,
-                          predict_proba=a.predict_proba, device=a.device, max_batch_size=a.max_batch_size,
-                          max_batch_wait_ms=a.max_batch_wait_ms, dynamic_batching=not a.no_dynamic_batching)
-    return ServerSettings(host=a.host, http_port=a.http_port, models=[model], max_request_bytes=a.max_request_bytes,
-                          inference_service=a.inference_service or a.model_name, log_level=a.log_level)
+    model = ModelSettings(
+        name=a.model_name,
+        format=a.model_format,
+        uri=a.storage_uri,
+        version=a.model_version,
+        predict_proba=a.predict_proba,
+        device=a.device,
+        max_batch_size=a.max_batch_size,
+        max_batch_wait_ms=a.max_batch_wait_ms,
+        dynamic_batching=not a.no_dynamic_batching,
+    )
+    return ServerSettings(
+        host=a.host,
+        http_port=a.http_port,
+        models=[model],
+        max_request_bytes=a.max_request_bytes,
+        inference_service=a.inference_service or a.model_name,
+        log_level=a.log_level,
+    )
 
 
 if __name__ == "__main__":

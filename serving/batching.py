@@ -6,12 +6,13 @@ the outputs back by row counts. One call runs at a time, and requests that arriv
 it runs are merged into the next one, so batches grow with load on their own; a lone
 request waits at most `max_wait_ms` for company.
 """
+
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 import numpy as np
 
@@ -34,8 +35,13 @@ class DynamicBatcher:
     A request larger than `max_batch_size` runs alone, unsplit.
     """
 
-    def __init__(self, run: Callable[[Arrays], Awaitable[Arrays]], max_batch_size: int, max_wait_ms: float,
-                 observe: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        run: Callable[[Arrays], Awaitable[Arrays]],
+        max_batch_size: int,
+        max_wait_ms: float,
+        observe: Callable[[int], None] | None = None,
+    ):
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         self._run = run
@@ -129,12 +135,17 @@ class DynamicBatcher:
     async def _execute(self, batch: list[_Pending]) -> None:
         total = sum(p.rows for p in batch)
         try:
-            merged = batch[0].arrays if len(batch) == 1 else [
-                np.concatenate([p.arrays[i] for p in batch]) for i in range(len(batch[0].arrays))]
+            merged = (
+                batch[0].arrays
+                if len(batch) == 1
+                else [np.concatenate([p.arrays[i] for p in batch]) for i in range(len(batch[0].arrays))]
+            )
             outputs = await self._run(merged)
             if any(o.ndim == 0 or o.shape[0] != total for o in outputs):
-                raise RuntimeError(f"model returned outputs without a batch axis of {total} rows; "
-                                   "turn dynamic batching off for this model")
+                raise RuntimeError(
+                    f"model returned outputs without a batch axis of {total} rows; "
+                    "turn dynamic batching off for this model"
+                )
         except Exception as err:  # every waiting request gets the model's error
             for p in batch:
                 if not p.future.done():
@@ -147,5 +158,5 @@ class DynamicBatcher:
         start = 0
         for p in batch:
             if not p.future.done():
-                p.future.set_result([o[start:start + p.rows] for o in outputs])
+                p.future.set_result([o[start : start + p.rows] for o in outputs])
             start += p.rows

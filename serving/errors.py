@@ -1,4 +1,5 @@
 """Errors the model server turns into HTTP answers or a startup failure."""
+
 from __future__ import annotations
 
 

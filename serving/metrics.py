@@ -1,8 +1,16 @@
 """Prometheus metrics of one model server, in its own registry (several apps may live in one process)."""
+
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -22,14 +30,29 @@ class ServerMetrics:
         self._base = (inference_service, component)
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
-        self.requests = Counter("infertap_requests", "Inference requests by model, endpoint and HTTP status.",
-                                (*_BASE, "endpoint", "code"), registry=self.registry)
-        self.latency = Histogram("infertap_request_duration_seconds", "Inference request latency in seconds.",
-                                 (*_BASE, "endpoint", "code"), buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.batch_size = Histogram("infertap_batch_size", "Rows per model call under dynamic batching.",
-                                    _BASE, buckets=BATCH_BUCKETS, registry=self.registry)
-        self.model_ready = Gauge("infertap_model_ready", "1 when the model is loaded and serving.", _BASE,
-                                 registry=self.registry)
+        self.requests = Counter(
+            "infertap_requests",
+            "Inference requests by model, endpoint and HTTP status.",
+            (*_BASE, "endpoint", "code"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "infertap_request_duration_seconds",
+            "Inference request latency in seconds.",
+            (*_BASE, "endpoint", "code"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "infertap_batch_size",
+            "Rows per model call under dynamic batching.",
+            _BASE,
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.model_ready = Gauge(
+            "infertap_model_ready", "1 when the model is loaded and serving.", _BASE, registry=self.registry
+        )
         self._children: dict[tuple, tuple] = {}
 
     def observe_request(self, model: str, endpoint: str, code: int, seconds: float) -> None:

@@ -1,4 +1,5 @@
 """The models a server holds, by name: lookup with the right error, loading, readiness."""
+
 from __future__ import annotations
 
 import logging
@@ -48,8 +49,13 @@ class ModelRepository:
                 continue
             start = time.perf_counter()
             runtime.load()
-            log.info("loaded %s model %r from %s in %.2fs", runtime.settings.format, runtime.name, runtime.path,
-                     time.perf_counter() - start)
+            log.info(
+                "loaded %s model %r from %s in %.2fs",
+                runtime.settings.format,
+                runtime.name,
+                runtime.path,
+                time.perf_counter() - start,
+            )
 
     async def close(self) -> None:
         for runtime in self.runtimes.values():

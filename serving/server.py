@@ -1,14 +1,16 @@
 """The model server: `create_app(settings)` builds the FastAPI app, `run(settings)` serves it with uvicorn.
 
-    python -m infertap.serving --model-name iris --model-format sklearn --storage-uri models/sklearn-iris
+python -m infertap.serving --model-name iris --model-format sklearn --storage-uri models/sklearn-iris
 """
+
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
 from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version as package_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 
 from fastapi import FastAPI
 from starlette.requests import Request
@@ -51,8 +53,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
         yield
         await repository.close()
 
-    app = FastAPI(title="infertap model server", version=_version(), lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app = FastAPI(
+        title="infertap model server",
+        version=_version(),
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
     app.state.settings, app.state.repository, app.state.metrics = settings, repository, metrics
     install_error_handlers(app)
     app.include_router(v1_router(settings, repository, metrics))
@@ -123,5 +131,12 @@ def run(settings: ServerSettings) -> None:
     print(f"infertap model server: {names} on http://{settings.host}:{settings.http_port} (V1 and V2)", flush=True)
     # uvicorn's own info lines repeat what we print; keep them for debug and below.
     level = settings.log_level.lower()
-    uvicorn.run(app, host=settings.host, port=settings.http_port, log_level="warning" if level == "info" else level,
-                access_log=False, timeout_graceful_shutdown=5, server_header=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.http_port,
+        log_level="warning" if level == "info" else level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )

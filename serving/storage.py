@@ -5,6 +5,7 @@ file itself or a folder holding exactly one model file of the format (KServe's f
 convention: `model.joblib`, `model.bst`, `model.pt`, ...). Remote schemes (gs://, s3://,
 ...) are for a real cluster's storage initializer and are refused here with a clear error.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,11 +25,13 @@ MODEL_SUFFIXES: dict[str, tuple[str, ...]] = {
 def uri_to_path(uri: str) -> Path:
     """The local path a storageUri points at (file:// stripped); ModelLoadError for remote schemes."""
     if uri.startswith("file://"):
-        return Path(uri[len("file://"):])
+        return Path(uri[len("file://") :])
     if "://" in uri:
         scheme = uri.split("://", 1)[0]
-        raise ModelLoadError(f"storageUri {uri!r}: scheme {scheme}:// is not supported locally; "
-                             f"use file:// or a path (a KServe cluster's storage initializer downloads {scheme}://)")
+        raise ModelLoadError(
+            f"storageUri {uri!r}: scheme {scheme}:// is not supported locally; "
+            f"use file:// or a path (a KServe cluster's storage initializer downloads {scheme}://)"
+        )
     return Path(uri)
 
 
@@ -49,5 +52,7 @@ def resolve_model_file(uri: str, model_format: str) -> Path:
     wanted = ", ".join(f"*{s}" for s in suffixes)
     if not found:
         raise ModelLoadError(f"no {model_format} model file ({wanted}) in folder {path}")
-    raise ModelLoadError(f"folder {path} holds several {model_format} model files "
-                         f"({', '.join(p.name for p in found)}); point storageUri at one of them")
+    raise ModelLoadError(
+        f"folder {path} holds several {model_format} model files "
+        f"({', '.join(p.name for p in found)}); point storageUri at one of them"
+    )

@@ -20,6 +20,7 @@ Failures:
 - the client going away: the upstream connection is closed (an endless SSE stream is not
   read on for nobody) and the exchange is logged with what came back so far.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,11 +39,34 @@ __all__ = ["Forward", "HOP_BY_HOP"]
 class Forward:
     """One proxied exchange; `start()` sends it, the callbacks do the rest."""
 
-    __slots__ = ("proxy", "pool", "client", "request", "payload", "log", "exchange", "started", "status", "conn",
-                 "wants_raw", "_connecting", "_retried", "_begun", "_over")
+    __slots__ = (
+        "proxy",
+        "pool",
+        "client",
+        "request",
+        "payload",
+        "log",
+        "exchange",
+        "started",
+        "status",
+        "conn",
+        "wants_raw",
+        "_connecting",
+        "_retried",
+        "_begun",
+        "_over",
+    )
 
-    def __init__(self, proxy: Any, pool: UpstreamPool, client: "ClientConnection", request: "Request",
-                 payload: bytes, log: bool, started: float):
+    def __init__(
+        self,
+        proxy: Any,
+        pool: UpstreamPool,
+        client: ClientConnection,
+        request: Request,
+        payload: bytes,
+        log: bool,
+        started: float,
+    ):
         self.proxy, self.pool, self.client, self.request = proxy, pool, client, request
         self.payload, self.log, self.started = payload, log, started
         self.exchange: Any = None
@@ -156,8 +180,13 @@ class Forward:
             self.client.abort()
             self._finish()
             return
-        if (isinstance(error, UpstreamBroken) and conn is not None and conn.reused and not conn.got_bytes
-                and not self._retried):
+        if (
+            isinstance(error, UpstreamBroken)
+            and conn is not None
+            and conn.reused
+            and not conn.got_bytes
+            and not self._retried
+        ):
             self._retried = True
             self.pool.retries += 1
             self._connect()
@@ -167,8 +196,13 @@ class Forward:
     def _fail(self, error: UpstreamError) -> None:
         self.status = 504 if isinstance(error, UpstreamTimeout) else 502
         self._begin()  # the request event comes before the error's response event
-        self.proxy.fail(self.client, self.exchange, self.status, error.reason,
-                        f"upstream {self.pool.host}:{self.pool.port}: {error}")
+        self.proxy.fail(
+            self.client,
+            self.exchange,
+            self.status,
+            error.reason,
+            f"upstream {self.pool.host}:{self.pool.port}: {error}",
+        )
         self._finish()
 
     # --- Handler (the client side) --------------------------------------------------------

@@ -31,6 +31,7 @@ What the connection takes care of, so the proxy does not have to:
 - **Graceful stop** (`ProxyServer.stop`): stop accepting, let requests in flight finish (up
   to `graceful_s`), close the rest, then the proxy's own shutdown (the delivery's flush).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,8 +39,9 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import httptools
@@ -55,11 +57,31 @@ class Request:
     raw path and query, what is forwarded) come from `url`, parsed on first use: a request
     forwarded byte for byte (`raw`) never needs them before it is on its way."""
 
-    __slots__ = ("method", "url", "headers", "body", "client", "http_version", "keep_alive", "too_large", "raw",
-                 "sent", "_parsed")
+    __slots__ = (
+        "method",
+        "url",
+        "headers",
+        "body",
+        "client",
+        "http_version",
+        "keep_alive",
+        "too_large",
+        "raw",
+        "sent",
+        "_parsed",
+    )
 
-    def __init__(self, method: str, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
-                 client: str | None, http_version: str, keep_alive: bool = True, too_large: bool = False):
+    def __init__(
+        self,
+        method: str,
+        url: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        client: str | None,
+        http_version: str,
+        keep_alive: bool = True,
+        too_large: bool = False,
+    ):
         self.method, self.url, self.headers, self.body = method, url, headers, body  # header names lower-cased
         self.client, self.http_version = client, http_version
         self.keep_alive = keep_alive  # the client lets the connection live past this response
@@ -93,7 +115,7 @@ class Request:
     def path_is(self, path: bytes) -> bool:
         """Whether the path is `path` (cheaply, on the raw target; `path` must need no decoding)."""
         url = self.url
-        return url == path or (url.startswith(path) and url[len(path):len(path) + 1] == b"?")
+        return url == path or (url.startswith(path) and url[len(path) : len(path) + 1] == b"?")
 
 
 class Handler(Protocol):
@@ -116,7 +138,7 @@ Dispatch = Callable[[Request, "ClientConnection"], None]
 class ClientConnection(asyncio.Protocol):
     """One client connection: parse, dispatch, write the response with the right framing."""
 
-    def __init__(self, server: "ProxyServer"):
+    def __init__(self, server: ProxyServer):
         self.server = server
         self._dispatch = server.dispatch
         self._presend = server.presend
@@ -279,8 +301,16 @@ class ClientConnection(asyncio.Protocol):
         keep_alive = parser.should_keep_alive()
         if not keep_alive:
             self._closing = True  # read no further requests
-        return Request(parser.get_method().decode("ascii"), self._url, self._headers, body, self.client,
-                       parser.get_http_version(), keep_alive, self._too_large)
+        return Request(
+            parser.get_method().decode("ascii"),
+            self._url,
+            self._headers,
+            body,
+            self.client,
+            parser.get_http_version(),
+            keep_alive,
+            self._too_large,
+        )
 
     # --- dispatching ----------------------------------------------------------------------
 
@@ -417,8 +447,9 @@ class ClientConnection(asyncio.Protocol):
 class ProxyServer:
     """Listens and hands requests to `proxy.dispatch`; `stop()` is graceful."""
 
-    def __init__(self, proxy: Any, host: str, port: int, max_request: int, keep_alive_s: float = 75.0,
-                 graceful_s: float = 15.0):
+    def __init__(
+        self, proxy: Any, host: str, port: int, max_request: int, keep_alive_s: float = 75.0, graceful_s: float = 15.0
+    ):
         self.proxy = proxy
         self.dispatch: Dispatch = proxy.dispatch
         self.presend = proxy.presend
@@ -433,8 +464,9 @@ class ProxyServer:
     async def start(self) -> None:
         await self.proxy.startup()
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: ClientConnection(self), self.host, self.port,
-                                                backlog=2048, reuse_address=True)
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self), self.host, self.port, backlog=2048, reuse_address=True
+        )
         if self.port == 0:
             self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = loop.create_task(self._close_idle())

@@ -13,11 +13,13 @@ responses are not held back, and teed up to `max_event_body_bytes`.
 When the middleware builds the delivery from settings, the app's lifespan starts and stops
 it (and it is started on the first request if the server runs without a lifespan).
 """
+
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from infertap.logger.events import EventBuilder
 from infertap.sidecar.settings import LoggerSettings
@@ -32,8 +34,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class InferenceLoggerMiddleware:
     """Wraps an ASGI app; logs each HTTP exchange as KServe-style CloudEvents."""
 
-    def __init__(self, app: ASGIApp, settings: LoggerSettings | None = None, *, delivery: Any = None,
-                 **event_config: Any):
+    def __init__(
+        self, app: ASGIApp, settings: LoggerSettings | None = None, *, delivery: Any = None, **event_config: Any
+    ):
         """`settings`: a LoggerSettings (its `log_url` builds the delivery unless `delivery`
         is given). Without settings, `event_config` holds LoggerSettings fields
         (`inference_service`, `component`, `log_mode`, `metadata_headers`, ...)."""
@@ -42,10 +45,17 @@ class InferenceLoggerMiddleware:
         self._owns_delivery = delivery is None and bool(settings.log_url)
         if self._owns_delivery:
             from infertap.logger.delivery import build_delivery
+
             delivery = build_delivery(settings)
         self.delivery = delivery
-        self.tap = Tap(EventBuilder.from_settings(settings), delivery, settings.log_mode,
-                       settings.max_event_body_bytes, settings.inference_service, settings.component)
+        self.tap = Tap(
+            EventBuilder.from_settings(settings),
+            delivery,
+            settings.log_mode,
+            settings.max_event_body_bytes,
+            settings.inference_service,
+            settings.component,
+        )
         self._started = not self._owns_delivery
         self._lock = asyncio.Lock()
 
@@ -60,6 +70,7 @@ class InferenceLoggerMiddleware:
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         """Start the delivery before the app's startup, stop it after the app's shutdown."""
+
         async def wrapped() -> dict:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -68,6 +79,7 @@ class InferenceLoggerMiddleware:
                 # the app sees shutdown after this returns; flush what was logged so far
                 await self.delivery.stop()
             return message
+
         return wrapped
 
     async def _start(self) -> None:

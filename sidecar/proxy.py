@@ -28,6 +28,7 @@ Decisions:
 
 Logging never blocks a request: events go to `Delivery.submit`, which only enqueues.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,13 +39,14 @@ import time
 from typing import Any
 
 import httpx
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY as PROCESS_REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import REGISTRY as PROCESS_REGISTRY
 
 from infertap.logger import ingest
+from infertap.logger.metrics import REGISTRY
 from infertap.sidecar import sniff
 from infertap.sidecar.forward import HOP_BY_HOP, Forward
 from infertap.sidecar.front import ClientConnection, ClientGone, Request
-from infertap.logger.metrics import REGISTRY
 from infertap.sidecar.settings import LoggerSettings
 from infertap.sidecar.tap import Tap
 from infertap.sidecar.upstream import UpstreamPool
@@ -81,8 +83,11 @@ class ReverseProxy:
         self._metrics_path = settings.metrics_path.encode()
         # targets the sidecar answers itself (metrics, ingest) or routes elsewhere (explain):
         # never sent before they are parsed
-        self._not_presend = dict(excluded=(self._metrics_path, b"/?"), exact=(b"/",),
-                                 inside=(b":explain",) if self._explainer_url is not None else ())
+        self._not_presend = dict(
+            excluded=(self._metrics_path, b"/?"),
+            exact=(b"/",),
+            inside=(b":explain",) if self._explainer_url is not None else (),
+        )
         self._presend_ok = not self._upstream_prefix
         self.client: httpx.AsyncClient | None = None
         self.pool: UpstreamPool | None = None
@@ -92,19 +97,27 @@ class ReverseProxy:
 
     async def startup(self) -> None:
         timeout = httpx.Timeout(self.settings.upstream_timeout_s, connect=min(10.0, self.settings.upstream_timeout_s))
-        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=self.settings.upstream_keepalive_s)
+        limits = httpx.Limits(
+            max_connections=1024, max_keepalive_connections=256, keepalive_expiry=self.settings.upstream_keepalive_s
+        )
         self.client = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False)
         # transparent proxy: send only the client's headers, not httpx's defaults
         for name in list(self.client.headers.keys()):
             del self.client.headers[name]
         connect = min(10.0, self.settings.upstream_timeout_s)
         keepalive = self.settings.upstream_keepalive_s
-        self.pool = UpstreamPool(self.settings.component_host, self.settings.component_port, connect,
-                                 self.settings.upstream_timeout_s, keepalive_expiry=keepalive)
+        self.pool = UpstreamPool(
+            self.settings.component_host,
+            self.settings.component_port,
+            connect,
+            self.settings.upstream_timeout_s,
+            keepalive_expiry=keepalive,
+        )
         ex = self._explainer_url
         if ex is not None and ex.scheme == "http":
-            self._explainer_pool = UpstreamPool(ex.host, ex.port or 80, connect, self.settings.upstream_timeout_s,
-                                                keepalive_expiry=keepalive)
+            self._explainer_pool = UpstreamPool(
+                ex.host, ex.port or 80, connect, self.settings.upstream_timeout_s, keepalive_expiry=keepalive
+            )
         if self.delivery is not None:
             await self.delivery.start()
 
@@ -145,12 +158,17 @@ class ReverseProxy:
             self.tap.metrics.observe(request.path, 413, time.perf_counter() - started)
             return
         if method == "GET" and request.path_is(self._metrics_path):
-            client.respond(200, generate_latest(REGISTRY) + generate_latest(PROCESS_REGISTRY),
-                           [(b"content-type", CONTENT_TYPE_LATEST.encode())])
+            client.respond(
+                200,
+                generate_latest(REGISTRY) + generate_latest(PROCESS_REGISTRY),
+                [(b"content-type", CONTENT_TYPE_LATEST.encode())],
+            )
             return
         if method == "POST" and request.path_is(b"/") and ingest.is_cloudevent(headers):
             if not ingest.authorized(headers, self.ingest_authorization):
-                client.respond_json(401, {"error": ingest.UNAUTHORIZED}, [(b"www-authenticate", b'Bearer realm="infertap"')])
+                client.respond_json(
+                    401, {"error": ingest.UNAUTHORIZED}, [(b"www-authenticate", b'Bearer realm="infertap"')]
+                )
             else:
                 status, answer = ingest.accept(headers, request.body, self.delivery)
                 client.respond_json(status, answer)
@@ -165,34 +183,58 @@ class ReverseProxy:
             if request.raw is not None:  # forwarded as it came (`presend`: never a routed or prefixed one)
                 payload = request.raw
             else:
-                payload = pool.request_bytes(method, prefix + request.target, _forward_headers(headers, request.client),
-                                             request.body)
+                payload = pool.request_bytes(
+                    method, prefix + request.target, _forward_headers(headers, request.client), request.body
+                )
             Forward(self, pool, client, request, payload, not explain and self.tap.enabled, started).start()
             return
         path = request.path
         exchange = None if explain else self.tap.begin(method, path, headers, request.body)
         base = self._explainer_url if explain else self._upstream_url
-        task = asyncio.get_running_loop().create_task(self._forward_httpx(
-            client, base.copy_with(raw_path=prefix + request.target), method, path,
-            _forward_headers(headers, request.client), request.body, exchange, started))
+        task = asyncio.get_running_loop().create_task(
+            self._forward_httpx(
+                client,
+                base.copy_with(raw_path=prefix + request.target),
+                method,
+                path,
+                _forward_headers(headers, request.client),
+                request.body,
+                exchange,
+                started,
+            )
+        )
         client.handler = _TaskHandler(task)
 
-    async def _forward_httpx(self, client: ClientConnection, url: httpx.URL, method: str, path: str, headers: list,
-                             body: bytes, exchange: Any, started: float) -> None:
+    async def _forward_httpx(
+        self,
+        client: ClientConnection,
+        url: httpx.URL,
+        method: str,
+        path: str,
+        headers: list,
+        body: bytes,
+        exchange: Any,
+        started: float,
+    ) -> None:
         """HEAD requests and https explainers."""
         if exchange is not None:
             exchange.submit_request()
         status = 0
         try:
-            request = self.client.build_request(method, url, headers=headers,
-                                                content=body if body or method not in ("GET", "HEAD") else None)
+            request = self.client.build_request(
+                method, url, headers=headers, content=body if body or method not in ("GET", "HEAD") else None
+            )
             try:
                 response = await self.client.send(request, stream=True)
             except httpx.TimeoutException as exc:
-                status = self.fail(client, exchange, 504, "timeout", f"upstream {url.host}:{url.port} timed out: {exc!r}")
+                status = self.fail(
+                    client, exchange, 504, "timeout", f"upstream {url.host}:{url.port} timed out: {exc!r}"
+                )
                 return
             except httpx.HTTPError as exc:
-                status = self.fail(client, exchange, 502, "unreachable", f"upstream {url.host}:{url.port} unreachable: {exc!r}")
+                status = self.fail(
+                    client, exchange, 502, "unreachable", f"upstream {url.host}:{url.port} unreachable: {exc!r}"
+                )
                 return
             try:
                 status = response.status_code
@@ -275,5 +317,6 @@ def create_app(settings: LoggerSettings, delivery: Any = None) -> ReverseProxy:
     `infertap.logger.delivery.build_delivery` (none when no URL is given: proxy only)."""
     if delivery is None and settings.log_url:
         from infertap.logger.delivery import build_delivery
+
         delivery = build_delivery(settings)
     return ReverseProxy(settings, delivery)

@@ -4,6 +4,7 @@ uvloop is used when installed (the `uvicorn[standard]` extra brings it, and http
 `infertap.sidecar.front` and `infertap.sidecar.upstream` need): the proxy hop is on every inference request, so
 the fastest event loop pays.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -12,10 +13,10 @@ import logging
 import signal
 import sys
 
+from infertap.logger.sinks import SinkConfigError
 from infertap.sidecar.front import ProxyServer
 from infertap.sidecar.proxy import create_app
 from infertap.sidecar.settings import LoggerSettings
-from infertap.logger.sinks import SinkConfigError
 
 log = logging.getLogger("infertap.logger")
 
@@ -25,8 +26,14 @@ GRACEFUL_S = 15.0  # on SIGTERM, requests in flight get this long to finish
 
 def proxy_server(settings: LoggerSettings, delivery=None) -> ProxyServer:
     """The sidecar's server, not yet started (also used by tests and benchmarks)."""
-    return ProxyServer(create_app(settings, delivery), settings.host, settings.port, settings.max_request_bytes,
-                       keep_alive_s=KEEP_ALIVE_S, graceful_s=GRACEFUL_S)
+    return ProxyServer(
+        create_app(settings, delivery),
+        settings.host,
+        settings.port,
+        settings.max_request_bytes,
+        keep_alive_s=KEEP_ALIVE_S,
+        graceful_s=GRACEFUL_S,
+    )
 
 
 async def serve(settings: LoggerSettings) -> None:
@@ -40,8 +47,15 @@ async def serve(settings: LoggerSettings) -> None:
         await server.start()
     except OSError as exc:  # the port is taken, the spool folder cannot be written...
         raise SystemExit(f"logger sidecar could not start on {settings.host}:{settings.port}: {exc}") from None
-    log.info("logger sidecar on %s:%d -> %s:%d, sinks %s, mode %s", settings.host, server.port,
-             settings.component_host, settings.component_port, settings.log_url or "none", settings.log_mode)
+    log.info(
+        "logger sidecar on %s:%d -> %s:%d, sinks %s, mode %s",
+        settings.host,
+        server.port,
+        settings.component_host,
+        settings.component_port,
+        settings.log_url or "none",
+        settings.log_mode,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

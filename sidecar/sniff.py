@@ -19,13 +19,25 @@ line.
 A response passes when the read starts with an `HTTP/1.1` final status (not 1xx), its head
 is complete, it has exactly one Content-Length and no hop-by-hop header.
 """
+
 from __future__ import annotations
 
 import re
 
 # RFC 9110 7.6.1 hop-by-hop headers: never passed on by the proxy
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
-                        b"te", b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection"})
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
+    }
+)
 _HOP_BY_HOP = b"|".join(sorted(HOP_BY_HOP))
 # one C-level search per head instead of a Python step per header
 # (on the lower-cased head)
@@ -37,8 +49,14 @@ _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([^\r\n]*)")
 _VERSION = b" HTTP/1.1"
 
 
-def request_to_pass(data: bytes, limit: int, client: str | None, excluded: tuple[bytes, ...] = (),
-                    exact: tuple[bytes, ...] = (), inside: tuple[bytes, ...] = ()) -> bytes | None:
+def request_to_pass(
+    data: bytes,
+    limit: int,
+    client: str | None,
+    excluded: tuple[bytes, ...] = (),
+    exact: tuple[bytes, ...] = (),
+    inside: tuple[bytes, ...] = (),
+) -> bytes | None:
     """The bytes to send upstream for the request in `data`, or None when it must be parsed
     first. Targets starting with one of `excluded`, equal to one of `exact` or containing one
     of `inside` are left to the parsed path."""
@@ -50,19 +68,19 @@ def request_to_pass(data: bytes, limit: int, client: str | None, excluded: tuple
     space = line.find(b" ")
     if space <= 0 or not line.endswith(_VERSION) or line[:space] == b"HEAD":
         return None
-    target = line[space + 1:-len(_VERSION)]
+    target = line[space + 1 : -len(_VERSION)]
     if not target.startswith(b"/") or b" " in target or target.startswith(excluded) or target in exact:
         return None
     for part in inside:
         if part in target:
             return None
-    head = data[line_end:end + 2].lower()  # b"\r\nname: value ... \r\n"
+    head = data[line_end : end + 2].lower()  # b"\r\nname: value ... \r\n"
     if b"\r\nconnection" in head:
         keep_alive = _KEEP_ALIVE.search(head)
         if keep_alive is not None:  # drop it (default in HTTP/1.1); any other Connection header blocks
             cut, stop = keep_alive.span()
             head = head[:cut] + head[stop:]
-            data = data[:line_end + cut] + data[line_end + stop:]
+            data = data[: line_end + cut] + data[line_end + stop :]
             end -= stop - cut
     if b"\r\nhost:" not in head or _REQUEST_BLOCKER.search(head) is not None:
         return None
@@ -88,7 +106,7 @@ def response_passes(data: bytes) -> bool:
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return False
-    head = data[data.find(b"\r\n"):end + 2].lower()
+    head = data[data.find(b"\r\n") : end + 2].lower()
     lengths = _CONTENT_LENGTH.findall(head)
     return len(lengths) == 1 and lengths[0].strip().isdigit() and _RESPONSE_BLOCKER.search(head) is None
 

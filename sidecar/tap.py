@@ -19,6 +19,7 @@ Policy (KServe's agent semantics, with the differences DESIGN asks for):
 Proxy metrics (`infertap_proxy_*`, `infertap_tap_*`) live here too, so both taps count the same
 way; they are registered on `infertap.logger.metrics.REGISTRY` beside the delivery's.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -70,7 +71,7 @@ class _RandomBytes:
             if pos + 16 > len(self._pool):
                 self._pool, pos = os.urandom(self.SIZE), 0
             self._pos = pos + 16
-            return self._pool[pos:pos + 16]
+            return self._pool[pos : pos + 16]
 
 
 _random = _RandomBytes()
@@ -89,18 +90,37 @@ def new_event_id() -> str:
 # --- metrics -------------------------------------------------------------------------------
 
 _LABELS = ("inference_service", "component", "model", "endpoint")
-REQUESTS = Counter("infertap_proxy_requests_total", "Requests through the logger sidecar, by status code.",
-                   _LABELS + ("code",), registry=REGISTRY)
-LATENCY = Histogram("infertap_proxy_request_duration_seconds",
-                    "Time from request arrival to the end of the response body, through the sidecar.",
-                    _LABELS, buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60),
-                    registry=REGISTRY)
-UPSTREAM_ERRORS = Counter("infertap_proxy_upstream_errors_total", "Upstream failures answered by the sidecar (502/504).",
-                          ("inference_service", "component", "reason"), registry=REGISTRY)
-EVENTS_SUBMITTED = Counter("infertap_tap_events_submitted_total", "CloudEvents handed to the delivery, by type.",
-                           ("inference_service", "component", "type"), registry=REGISTRY)
-EVENTS_SKIPPED = Counter("infertap_tap_requests_not_logged_total", "Requests not logged, by reason.",
-                         ("inference_service", "component", "reason"), registry=REGISTRY)
+REQUESTS = Counter(
+    "infertap_proxy_requests_total",
+    "Requests through the logger sidecar, by status code.",
+    _LABELS + ("code",),
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "infertap_proxy_request_duration_seconds",
+    "Time from request arrival to the end of the response body, through the sidecar.",
+    _LABELS,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+UPSTREAM_ERRORS = Counter(
+    "infertap_proxy_upstream_errors_total",
+    "Upstream failures answered by the sidecar (502/504).",
+    ("inference_service", "component", "reason"),
+    registry=REGISTRY,
+)
+EVENTS_SUBMITTED = Counter(
+    "infertap_tap_events_submitted_total",
+    "CloudEvents handed to the delivery, by type.",
+    ("inference_service", "component", "type"),
+    registry=REGISTRY,
+)
+EVENTS_SKIPPED = Counter(
+    "infertap_tap_requests_not_logged_total",
+    "Requests not logged, by reason.",
+    ("inference_service", "component", "reason"),
+    registry=REGISTRY,
+)
 
 
 def route_of(path: str) -> tuple[str, str]:
@@ -137,8 +157,10 @@ class ProxyMetrics:
 
     def _resolve(self, path: str, status: int) -> tuple[Any, Any]:
         model, endpoint = route_of(path)
-        children = (LATENCY.labels(self.isvc, self.component, model, endpoint),
-                    REQUESTS.labels(self.isvc, self.component, model, endpoint, str(status)))
+        children = (
+            LATENCY.labels(self.isvc, self.component, model, endpoint),
+            REQUESTS.labels(self.isvc, self.component, model, endpoint, str(status)),
+        )
         if len(self._children) < self._MAX_CACHED:  # paths come from clients: bound the cache
             self._children[(path, status)] = children
         return children
@@ -152,14 +174,34 @@ class ProxyMetrics:
 
 # --- the tap -------------------------------------------------------------------------------
 
+
 class Exchange:
     """One logged request/response pair: the response body is teed here as it streams."""
 
-    __slots__ = ("tap", "id", "content_type", "metadata", "status", "started", "chunks", "size",
-                 "truncated", "log_response", "done", "request_body")
+    __slots__ = (
+        "tap",
+        "id",
+        "content_type",
+        "metadata",
+        "status",
+        "started",
+        "chunks",
+        "size",
+        "truncated",
+        "log_response",
+        "done",
+        "request_body",
+    )
 
-    def __init__(self, tap: "Tap", event_id: str, content_type: str | None, metadata: str, log_response: bool,
-                 request_body: bytes | None):
+    def __init__(
+        self,
+        tap: Tap,
+        event_id: str,
+        content_type: str | None,
+        metadata: str,
+        log_response: bool,
+        request_body: bytes | None,
+    ):
         self.tap, self.id, self.content_type, self.metadata = tap, event_id, content_type, metadata
         self.log_response = log_response
         self.request_body = request_body  # None: the request is not logged (mode), or already was
@@ -203,15 +245,26 @@ class Exchange:
         if not self.log_response or not self.status:
             return
         body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-        self.tap.submit(self.tap.builder.response(self.id, body, self.content_type, self.metadata,
-                                                  self.status, self.started, self.truncated), "response")
+        self.tap.submit(
+            self.tap.builder.response(
+                self.id, body, self.content_type, self.metadata, self.status, self.started, self.truncated
+            ),
+            "response",
+        )
 
 
 class Tap:
     """Decides what to log and builds the events; shared by proxy and middleware."""
 
-    def __init__(self, builder: EventBuilder, delivery: EventSink | None, mode: str = "all",
-                 max_body: int = 16 * 1024 * 1024, inference_service: str = "", component: str = ""):
+    def __init__(
+        self,
+        builder: EventBuilder,
+        delivery: EventSink | None,
+        mode: str = "all",
+        max_body: int = 16 * 1024 * 1024,
+        inference_service: str = "",
+        component: str = "",
+    ):
         self.builder, self.delivery = builder, delivery
         self.log_requests = mode in ("all", "request")
         self.log_responses = mode in ("all", "response")
@@ -227,7 +280,7 @@ class Tap:
     # this long, or until the next request has been forwarded (see `finish_later`).
     FLUSH_AFTER_S = 0.005
 
-    def finish_later(self, exchange: "Exchange | None", path: str, status: int, seconds: float) -> None:
+    def finish_later(self, exchange: Exchange | None, path: str, status: int, seconds: float) -> None:
         """Submit `exchange`'s response event (when logged) and count the request in the proxy
         metrics, when the proxy is next idle.
 
@@ -261,9 +314,15 @@ class Tap:
             observe(path, status, seconds)
 
     @classmethod
-    def from_settings(cls, settings, delivery: EventSink | None) -> "Tap":
-        return cls(EventBuilder.from_settings(settings), delivery, settings.log_mode,
-                   settings.max_event_body_bytes, settings.inference_service, settings.component)
+    def from_settings(cls, settings, delivery: EventSink | None) -> Tap:
+        return cls(
+            EventBuilder.from_settings(settings),
+            delivery,
+            settings.log_mode,
+            settings.max_event_body_bytes,
+            settings.inference_service,
+            settings.component,
+        )
 
     @property
     def enabled(self) -> bool:
@@ -295,8 +354,7 @@ class Tap:
         if not event_id:
             event_id = new_event_id()
         metadata = self.builder.metadata(headers)
-        return Exchange(self, event_id, content_type, metadata, self.log_responses,
-                        body if self.log_requests else None)
+        return Exchange(self, event_id, content_type, metadata, self.log_responses, body if self.log_requests else None)
 
     def submit(self, event: Any, kind: str) -> None:
         """Hand an event to the delivery; a broken delivery is logged, never raised."""

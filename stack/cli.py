@@ -6,12 +6,13 @@ worker from a Detector document), `tail` (events on a topic), `broker` (the embe
 Kafka-protocol broker). Bad settings exit with code 2 and a
 sentence, never a traceback.
 """
+
 from __future__ import annotations
 
 import signal
 import time
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, NoReturn
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -19,7 +20,9 @@ from pydantic import BaseModel, ValidationError
 from infertap.stack.specs.loader import format_errors
 
 app = typer.Typer(
-    name="infertap", no_args_is_help=True, add_completion=False,
+    name="infertap",
+    no_args_is_help=True,
+    add_completion=False,
     help="Monitor and explain ML models: a logger sidecar taps inference traffic into Kafka as CloudEvents.",
 )
 
@@ -38,12 +41,19 @@ def build_settings(model: type[BaseModel], flags: dict[str, str], **values: Any)
         lines = []
         for line in format_errors(exc):
             field, _, sentence = line.partition(": ")
-            flag = next((f for key, f in flags.items() if field == key or field.startswith(key + "[") or field.endswith("." + key)), field)
+            flag = next(
+                (
+                    f
+                    for key, f in flags.items()
+                    if field == key or field.startswith(key + "[") or field.endswith("." + key)
+                ),
+                field,
+            )
             lines.append(f"{flag}: {sentence}")
         fail("invalid settings: " + "; ".join(lines))
 
 
-def split_list(values: Optional[list[str]]) -> list[str]:
+def split_list(values: list[str] | None) -> list[str]:
     """Repeatable flags that also take comma-separated lists, as KServe's agent does."""
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
@@ -58,15 +68,31 @@ def key_values(values: list[str], flag: str) -> dict[str, str]:
 
 # --- up ------------------------------------------------------------------------------------
 
+
 @app.command()
 def up(
-    files: list[Path] = typer.Argument(..., metavar="FILE", help="InferenceService YAML files (several documents per file are fine)."),
-    log_dir: Path = typer.Option(Path(".infertap/logs"), help="Folder for one log file per child, processes.json and the loggers' spools."),
-    predictor_port: int = typer.Option(8080, help="Port of the first model server; more take the next free ports (0: any free port)."),
-    logger_port: int = typer.Option(9081, help="Port of the first logger sidecar; more take the next free ports (0: any free port)."),
-    broker_port: Optional[int] = typer.Option(None, help="Point every local kafka:// URL at 127.0.0.1:PORT (where the embedded broker starts if nothing listens)."),
-    no_broker: bool = typer.Option(False, "--no-broker", help="Never start the embedded broker; loggers spool until a broker appears."),
-    detector_port: int = typer.Option(9102, help="Metrics port of the first detector worker; more take the next free ports (0: any free port)."),
+    files: list[Path] = typer.Argument(
+        ..., metavar="FILE", help="InferenceService YAML files (several documents per file are fine)."
+    ),
+    log_dir: Path = typer.Option(
+        Path(".infertap/logs"), help="Folder for one log file per child, processes.json and the loggers' spools."
+    ),
+    predictor_port: int = typer.Option(
+        8080, help="Port of the first model server; more take the next free ports (0: any free port)."
+    ),
+    logger_port: int = typer.Option(
+        9081, help="Port of the first logger sidecar; more take the next free ports (0: any free port)."
+    ),
+    broker_port: int | None = typer.Option(
+        None,
+        help="Point every local kafka:// URL at 127.0.0.1:PORT (where the embedded broker starts if nothing listens).",
+    ),
+    no_broker: bool = typer.Option(
+        False, "--no-broker", help="Never start the embedded broker; loggers spool until a broker appears."
+    ),
+    detector_port: int = typer.Option(
+        9102, help="Metrics port of the first detector worker; more take the next free ports (0: any free port)."
+    ),
     ready_timeout: float = typer.Option(120.0, help="Seconds each child gets to become ready."),
 ) -> None:
     """Start everything the YAML documents describe: model servers, logger sidecars, broker."""
@@ -78,10 +104,17 @@ def up(
         loaded = load_files(files)
         for warning in loaded.warnings:
             typer.echo(f"warning: {warning}", err=True)
-        plan = make_plan(loaded.documents, PlanOptions(
-            predictor_port=predictor_port, logger_port=logger_port, broker_port=broker_port,
-            start_broker=not no_broker, spool_root=log_dir.resolve() / "spool", detector_port=detector_port,
-        ))
+        plan = make_plan(
+            loaded.documents,
+            PlanOptions(
+                predictor_port=predictor_port,
+                logger_port=logger_port,
+                broker_port=broker_port,
+                start_broker=not no_broker,
+                spool_root=log_dir.resolve() / "spool",
+                detector_port=detector_port,
+            ),
+        )
     except (SpecError, PlanError) as exc:
         fail(str(exc))
     if not plan.processes:
@@ -91,29 +124,52 @@ def up(
 
 # --- serve ---------------------------------------------------------------------------------
 
-SERVE_FLAGS = {"name": "--model-name", "format": "--model-format", "uri": "--storage-uri", "http_port": "--http-port",
-               "host": "--host", "max_batch_size": "--max-batch-size", "max_batch_wait_ms": "--max-batch-wait-ms",
-               "models": "--model-name"}
+SERVE_FLAGS = {
+    "name": "--model-name",
+    "format": "--model-format",
+    "uri": "--storage-uri",
+    "http_port": "--http-port",
+    "host": "--host",
+    "max_batch_size": "--max-batch-size",
+    "max_batch_wait_ms": "--max-batch-wait-ms",
+    "models": "--model-name",
+}
 
 
 @app.command()
 def serve(
     model_name: str = typer.Option(..., help="Model name in URLs: /v1/models/NAME, /v2/models/NAME."),
-    model_format: str = typer.Option(..., help="sklearn, xgboost, lightgbm, pytorch or onnx (KServe modelFormat.name)."),
+    model_format: str = typer.Option(
+        ..., help="sklearn, xgboost, lightgbm, pytorch or onnx (KServe modelFormat.name)."
+    ),
     storage_uri: str = typer.Option(..., help="file://PATH or PATH: a model file or a folder holding one."),
     http_port: int = typer.Option(8080, help="HTTP port."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
-    predict_proba: bool = typer.Option(False, "--predict-proba", help="Reply with class probabilities (KServe's PREDICT_PROBA)."),
+    predict_proba: bool = typer.Option(
+        False, "--predict-proba", help="Reply with class probabilities (KServe's PREDICT_PROBA)."
+    ),
     max_batch_size: int = typer.Option(32, help="Dynamic batching: most rows merged into one model call."),
     max_batch_wait_ms: float = typer.Option(2.0, help="Dynamic batching: longest wait for more requests."),
 ) -> None:
     """Run one model server (V1 and Open Inference Protocol REST) from flags."""
     from infertap.serving.settings import ServerSettings
 
-    settings = build_settings(ServerSettings, SERVE_FLAGS, host=host, http_port=http_port, models=[dict(
-        name=model_name, format=model_format, uri=storage_uri, predict_proba=predict_proba,
-        max_batch_size=max_batch_size, max_batch_wait_ms=max_batch_wait_ms,
-    )])
+    settings = build_settings(
+        ServerSettings,
+        SERVE_FLAGS,
+        host=host,
+        http_port=http_port,
+        models=[
+            dict(
+                name=model_name,
+                format=model_format,
+                uri=storage_uri,
+                predict_proba=predict_proba,
+                max_batch_size=max_batch_size,
+                max_batch_wait_ms=max_batch_wait_ms,
+            )
+        ],
+    )
     from infertap.serving.server import run
 
     run(settings)
@@ -121,10 +177,27 @@ def serve(
 
 # --- logger --------------------------------------------------------------------------------
 
-LOGGER_FLAGS = {name: "--" + name.replace("_", "-") for name in (
-    "port", "host", "component_host", "component_port", "log_url", "log_mode", "source_uri", "inference_service",
-    "namespace", "component", "endpoint", "metadata_headers", "metadata_annotations", "explainer_url",
-    "kafka_client", "spool_dir")} | {"ingest_auth_token": "--auth-token"}
+LOGGER_FLAGS = {
+    name: "--" + name.replace("_", "-")
+    for name in (
+        "port",
+        "host",
+        "component_host",
+        "component_port",
+        "log_url",
+        "log_mode",
+        "source_uri",
+        "inference_service",
+        "namespace",
+        "component",
+        "endpoint",
+        "metadata_headers",
+        "metadata_annotations",
+        "explainer_url",
+        "kafka_client",
+        "spool_dir",
+    )
+} | {"ingest_auth_token": "--auth-token"}
 
 
 @app.command("logger")
@@ -133,19 +206,28 @@ def logger_cmd(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
     component_host: str = typer.Option("127.0.0.1", help="Host of the model server behind the sidecar."),
     component_port: int = typer.Option(8080, help="Port of the model server behind the sidecar."),
-    log_url: Optional[list[str]] = typer.Option(None, help="Sink: kafka://host:port[,host:port]/topic[?opts], http(s)://..., file://PATH. Repeat for several."),
+    log_url: list[str] | None = typer.Option(
+        None, help="Sink: kafka://host:port[,host:port]/topic[?opts], http(s)://..., file://PATH. Repeat for several."
+    ),
     log_mode: str = typer.Option("all", help="all, request or response."),
     source_uri: str = typer.Option("http://localhost:9081/", help="CloudEvent `source`."),
     inference_service: str = typer.Option("", help="`inferenceservicename` extension."),
     namespace: str = typer.Option("default", help="`namespace` extension."),
     component: str = typer.Option("predictor", help="`component` extension: predictor, transformer or explainer."),
     endpoint: str = typer.Option("", help="`endpoint` extension (KServe: default or canary)."),
-    metadata_headers: Optional[list[str]] = typer.Option(None, help="Request headers copied into `metadata` (repeat or comma-separate)."),
-    metadata_annotations: Optional[list[str]] = typer.Option(None, help="KEY=VALUE pairs for the `annotations` extension (repeat or comma-separate)."),
-    explainer_url: Optional[str] = typer.Option(None, help="Where :explain paths go."),
+    metadata_headers: list[str] | None = typer.Option(
+        None, help="Request headers copied into `metadata` (repeat or comma-separate)."
+    ),
+    metadata_annotations: list[str] | None = typer.Option(
+        None, help="KEY=VALUE pairs for the `annotations` extension (repeat or comma-separate)."
+    ),
+    explainer_url: str | None = typer.Option(None, help="Where :explain paths go."),
     kafka_client: str = typer.Option("confluent", help="confluent or kafka-python."),
-    spool_dir: Optional[Path] = typer.Option(None, help="Disk spool for events a sink cannot take."),
-    auth_token: Optional[str] = typer.Option(None, help="Bearer token the CloudEvents ingest (POST /) requires, else 401; default $INFERTAP_AUTH_TOKEN. Proxied inference traffic is not checked."),
+    spool_dir: Path | None = typer.Option(None, help="Disk spool for events a sink cannot take."),
+    auth_token: str | None = typer.Option(
+        None,
+        help="Bearer token the CloudEvents ingest (POST /) requires, else 401; default $INFERTAP_AUTH_TOKEN. Proxied inference traffic is not checked.",
+    ),
 ) -> None:
     """Run one logger sidecar in front of a model server (flags named like KServe's agent)."""
     from infertap.sidecar.settings import LoggerSettings
@@ -157,11 +239,23 @@ def logger_cmd(
             fail(f"invalid settings: --metadata-annotations: expected KEY=VALUE (got {pair!r})")
         annotations[key] = value
     values: dict[str, Any] = dict(
-        port=port, host=host, component_host=component_host, component_port=component_port,
-        log_url=split_list(log_url), log_mode=log_mode, source_uri=source_uri,
-        inference_service=inference_service, namespace=namespace, component=component, endpoint=endpoint,
-        metadata_headers=split_list(metadata_headers), metadata_annotations=annotations,
-        explainer_url=explainer_url, kafka_client=kafka_client, spool_dir=spool_dir, ingest_auth_token=auth_token,
+        port=port,
+        host=host,
+        component_host=component_host,
+        component_port=component_port,
+        log_url=split_list(log_url),
+        log_mode=log_mode,
+        source_uri=source_uri,
+        inference_service=inference_service,
+        namespace=namespace,
+        component=component,
+        endpoint=endpoint,
+        metadata_headers=split_list(metadata_headers),
+        metadata_annotations=annotations,
+        explainer_url=explainer_url,
+        kafka_client=kafka_client,
+        spool_dir=spool_dir,
+        ingest_auth_token=auth_token,
     )
     settings = build_settings(LoggerSettings, LOGGER_FLAGS, **values)
     from infertap.sidecar.server import run
@@ -170,6 +264,7 @@ def logger_cmd(
 
 
 # --- explain -------------------------------------------------------------------------------
+
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def explain(ctx: typer.Context) -> None:
@@ -203,9 +298,15 @@ FITTERS = {
 
 @app.command()
 def fit(
-    files: list[Path] = typer.Argument(..., metavar="FILE", help="YAML files: InferenceServices with an explainer, Detectors."),
-    reference: Optional[str] = typer.Option(None, help="Reference rows (.npy, .csv); default: reference.npy beside the model."),
-    size: Optional[int] = typer.Option(None, min=1, help="Background rows (k-means centres for KernelShap); default 50."),
+    files: list[Path] = typer.Argument(
+        ..., metavar="FILE", help="YAML files: InferenceServices with an explainer, Detectors."
+    ),
+    reference: str | None = typer.Option(
+        None, help="Reference rows (.npy, .csv); default: reference.npy beside the model."
+    ),
+    size: int | None = typer.Option(
+        None, min=1, help="Background rows (k-means centres for KernelShap); default 50."
+    ),
 ) -> None:
     """Fit what explainers and detectors need from reference data (SHAP backgrounds, anchor bins), with progress."""
     from importlib import import_module
@@ -235,7 +336,9 @@ def fit(
                 continue
             bar.update(task, description=f"{doc.where}")
             try:
-                lines += fitter(doc, reference, size, progress=lambda msg: bar.update(task, description=f"{doc.where}: {msg}"))
+                lines += fitter(
+                    doc, reference, size, progress=lambda msg: bar.update(task, description=f"{doc.where}: {msg}")
+                )
             except PlanError as exc:
                 fail(str(exc))
             bar.advance(task)
@@ -245,21 +348,30 @@ def fit(
 
 # --- tail ----------------------------------------------------------------------------------
 
+
 @app.command()
 def tail(
     topic: str = typer.Argument(..., metavar="TOPIC", help="Kafka topic, e.g. sklearn-iris-events."),
     bootstrap: str = typer.Option("localhost:9092", help="Kafka bootstrap servers, host:port[,host:port]."),
-    from_beginning: bool = typer.Option(False, "--from-beginning", help="Start at the oldest record instead of new ones."),
-    max: Optional[int] = typer.Option(None, "--max", min=1, help="Stop after N records."),
-    group: Optional[str] = typer.Option(None, help="Consumer group (commits offsets); default: none."),
-    timeout: Optional[float] = typer.Option(None, help="Stop after this many seconds without a record."),
+    from_beginning: bool = typer.Option(
+        False, "--from-beginning", help="Start at the oldest record instead of new ones."
+    ),
+    max: int | None = typer.Option(None, "--max", min=1, help="Stop after N records."),
+    group: str | None = typer.Option(None, help="Consumer group (commits offsets); default: none."),
+    timeout: float | None = typer.Option(None, help="Stop after this many seconds without a record."),
     width: int = typer.Option(120, help="Characters of body preview."),
-    kafka_config: list[str] = typer.Option([], "-X", "--kafka-config", metavar="KEY=VALUE",
-                                           help="TLS/SASL as librdkafka properties, repeatable: -X security.protocol=SASL_SSL "
-                                                "-X sasl.mechanism=PLAIN -X sasl.username=U -X sasl.password=P -X ssl.ca.location=ca.pem"),
+    kafka_config: list[str] = typer.Option(
+        [],
+        "-X",
+        "--kafka-config",
+        metavar="KEY=VALUE",
+        help="TLS/SASL as librdkafka properties, repeatable: -X security.protocol=SASL_SSL "
+        "-X sasl.mechanism=PLAIN -X sasl.username=U -X sasl.password=P -X ssl.ca.location=ca.pem",
+    ),
 ) -> None:
     """Print the CloudEvents on a topic: time, type, id, key attributes, body preview."""
-    from infertap.stack.tail import kafka_python_options, tail as run_tail
+    from infertap.stack.tail import kafka_python_options
+    from infertap.stack.tail import tail as run_tail
 
     config = key_values(kafka_config, "-X")
     try:
@@ -267,8 +379,17 @@ def tail(
     except ValueError as exc:
         fail(str(exc))
     try:
-        run_tail(topic, bootstrap, from_beginning=from_beginning, max_events=max, group=group,
-                 idle_timeout=timeout, emit=typer.echo, width=width, kafka_config=config)
+        run_tail(
+            topic,
+            bootstrap,
+            from_beginning=from_beginning,
+            max_events=max,
+            group=group,
+            idle_timeout=timeout,
+            emit=typer.echo,
+            width=width,
+            kafka_config=config,
+        )
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # noqa: BLE001 - e.g. NoBrokersAvailable: a sentence, not a traceback
@@ -277,16 +398,28 @@ def tail(
 
 # --- detect --------------------------------------------------------------------------------
 
+
 @app.command()
 def detect(
     spec: Path = typer.Argument(..., metavar="SPEC", help="YAML file with a `kind: Detector` document."),
-    name: Optional[str] = typer.Option(None, help="Which Detector document, when the file holds several."),
-    bootstrap: Optional[str] = typer.Option(None, help="Override spec.source.bootstrap (host:port or kafka://host:port)."),
-    metrics_port: Optional[int] = typer.Option(None, help="Override spec.outputs.metricsPort."),
-    group: Optional[str] = typer.Option(None, help="Override spec.source.consumerGroup."),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Load a savedDetector folder holding pickles (dill, joblib, ...): they run code; only for folders you trust (= spec.detector.allowPickle: true)."),
-    kafka_config: list[str] = typer.Option([], "-X", "--kafka-config", metavar="KEY=VALUE",
-                                           help="librdkafka property, repeatable (TLS/SASL: -X security.protocol=SASL_SSL ...); added to spec.source.kafkaConfig."),
+    name: str | None = typer.Option(None, help="Which Detector document, when the file holds several."),
+    bootstrap: str | None = typer.Option(
+        None, help="Override spec.source.bootstrap (host:port or kafka://host:port)."
+    ),
+    metrics_port: int | None = typer.Option(None, help="Override spec.outputs.metricsPort."),
+    group: str | None = typer.Option(None, help="Override spec.source.consumerGroup."),
+    allow_pickle: bool = typer.Option(
+        False,
+        "--allow-pickle",
+        help="Load a savedDetector folder holding pickles (dill, joblib, ...): they run code; only for folders you trust (= spec.detector.allowPickle: true).",
+    ),
+    kafka_config: list[str] = typer.Option(
+        [],
+        "-X",
+        "--kafka-config",
+        metavar="KEY=VALUE",
+        help="librdkafka property, repeatable (TLS/SASL: -X security.protocol=SASL_SSL ...); added to spec.source.kafkaConfig.",
+    ),
 ) -> None:
     """Run one detector worker: a consumer group on the InferenceService's events, detections to Kafka."""
     from infertap.stack.specs import SpecError, load_files
@@ -324,16 +457,28 @@ def detect(
 
 # --- render --------------------------------------------------------------------------------
 
+
 @app.command()
 def render(
     files: list[Path] = typer.Argument(..., metavar="FILE", help="InferenceService and Detector YAML files."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="A .yaml file, or a folder (one file per manifest); default: stdout."),
-    target: str = typer.Option("standalone", help="standalone (Deployments with the logger as a sidecar) or kserve (the InferenceService, its logger sent to the infertap ingest)."),
-    namespace: Optional[str] = typer.Option(None, help="Namespace of every manifest (default: each document's own)."),
-    image_prefix: str = typer.Option("infertap/", help="Images are PREFIX{serving,logger,explainer,detector}:TAG (deploy/Dockerfile.*)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="A .yaml file, or a folder (one file per manifest); default: stdout."
+    ),
+    target: str = typer.Option(
+        "standalone",
+        help="standalone (Deployments with the logger as a sidecar) or kserve (the InferenceService, its logger sent to the infertap ingest).",
+    ),
+    namespace: str | None = typer.Option(None, help="Namespace of every manifest (default: each document's own)."),
+    image_prefix: str = typer.Option(
+        "infertap/", help="Images are PREFIX{serving,logger,explainer,detector}:TAG (deploy/Dockerfile.*)."
+    ),
     tag: str = typer.Option("0.1.0", help="Image tag."),
-    kafka_bootstrap: str = typer.Option("kafka:9092", help="Kafka in the cluster: replaces localhost in kafka:// URLs and Detector sources."),
-    no_dashboards: bool = typer.Option(False, "--no-dashboards", help="Leave out the dashboard and alert-rule ConfigMaps."),
+    kafka_bootstrap: str = typer.Option(
+        "kafka:9092", help="Kafka in the cluster: replaces localhost in kafka:// URLs and Detector sources."
+    ),
+    no_dashboards: bool = typer.Option(
+        False, "--no-dashboards", help="Leave out the dashboard and alert-rule ConfigMaps."
+    ),
 ) -> None:
     """Write Kubernetes manifests for the documents: predictor + logger sidecar, explainer, detectors with KEDA, dashboards."""
     from infertap.stack.render import RenderError, RenderOptions, render_files, write
@@ -342,9 +487,17 @@ def render(
     if target not in ("standalone", "kserve"):
         fail(f"invalid settings: --target: expected standalone or kserve (got {target!r})")
     try:
-        rendered = render_files(files, RenderOptions(
-            target=target, namespace=namespace, image_prefix=image_prefix, tag=tag, kafka_bootstrap=kafka_bootstrap,
-            dashboards=not no_dashboards))
+        rendered = render_files(
+            files,
+            RenderOptions(
+                target=target,
+                namespace=namespace,
+                image_prefix=image_prefix,
+                tag=tag,
+                kafka_bootstrap=kafka_bootstrap,
+                dashboards=not no_dashboards,
+            ),
+        )
     except (SpecError, RenderError) as exc:
         fail(str(exc))
     if not rendered.manifests:
@@ -360,14 +513,21 @@ def render(
 
 # --- report --------------------------------------------------------------------------------
 
+
 @app.command()
 def report(
-    inference_service: str = typer.Argument(..., metavar="ISVC", help="InferenceService name (metrics label, topic prefix)."),
+    inference_service: str = typer.Argument(
+        ..., metavar="ISVC", help="InferenceService name (metrics label, topic prefix)."
+    ),
     out: Path = typer.Option(Path("infertap-report.html"), "--out", "-o", help="HTML file to write."),
     prometheus: str = typer.Option("http://localhost:9090", help="Prometheus to query (query_range over the metrics)."),
-    bootstrap: Optional[str] = typer.Option(None, help="Read the topics ISVC-detections and ISVC-explanations from this Kafka instead of Prometheus."),
+    bootstrap: str | None = typer.Option(
+        None, help="Read the topics ISVC-detections and ISVC-explanations from this Kafka instead of Prometheus."
+    ),
     minutes: float = typer.Option(60.0, min=0.1, help="Prometheus: how far back to look."),
-    idle_timeout: float = typer.Option(3.0, min=0.1, help="Kafka: stop reading a topic after this many seconds without a record."),
+    idle_timeout: float = typer.Option(
+        3.0, min=0.1, help="Kafka: stop reading a topic after this many seconds without a record."
+    ),
 ) -> None:
     """Write an HTML page with plots: per-feature drift over time, outlier rate, top attributions."""
     from infertap.stack.report import PrometheusError, from_kafka, from_prometheus, write_report
@@ -386,11 +546,12 @@ def report(
 
 # --- broker --------------------------------------------------------------------------------
 
+
 @app.command()
 def broker(
     port: int = typer.Option(9092, help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-    log: Optional[Path] = typer.Option(None, help="Broker log file (default: in the temp folder)."),
+    log: Path | None = typer.Option(None, help="Broker log file (default: in the temp folder)."),
 ) -> None:
     """Run the embedded Kafka-protocol broker (Tansu, memory storage) in the foreground."""
     from infertap.stack.broker import BrokerError, EmbeddedBroker

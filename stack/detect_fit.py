@@ -4,17 +4,20 @@ Called by the `fit` verb in `infertap.stack.cli` (which dispatches on the docume
 loaded document, the `--reference` override and a progress callback; returns the lines to
 print, raises PlanError (exit 2, one sentence naming the document) on bad input.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from infertap.stack.plan import PlanError
 
 
-def fit_detector(doc: Any, reference: str | None = None, size: int | None = None,
-                 progress: Callable[[str], None] | None = None) -> list[str]:
+def fit_detector(
+    doc: Any, reference: str | None = None, size: int | None = None, progress: Callable[[str], None] | None = None
+) -> list[str]:
     """Fit one Detector document's backend and save it (see `infertap.detectors.fit.fit_detector`)."""
     from infertap.detectors.fit import FitError
     from infertap.detectors.fit import fit_detector as fit
@@ -27,8 +30,10 @@ def fit_detector(doc: Any, reference: str | None = None, size: int | None = None
         raise PlanError(f"{doc.where}: {exc}") from None
     except ImportError as exc:
         raise PlanError(f"{doc.where}: {exc}") from None
-    lines = [f"{doc.spec.name}/detector ({outcome.detector}): fitted on {outcome.rows} rows in {outcome.seconds:.1f} s, "
-             f"saved to {outcome.path}"]
+    lines = [
+        f"{doc.spec.name}/detector ({outcome.detector}): fitted on {outcome.rows} rows in {outcome.seconds:.1f} s, "
+        f"saved to {outcome.path}"
+    ]
     if outcome.summary:
         lines.append(f"  on its reference: {json.dumps(outcome.summary)}")
     if doc.spec.spec.detector.saved_detector is None:

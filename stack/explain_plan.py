@@ -23,6 +23,7 @@ routes them. The legacy `explainer.alibi: {type, storageUri, config}` block maps
 `--explainer-type`, a pickled `--explainer-uri` (which still needs `--allow-pickle` in
 the args) and `--param` values.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -60,8 +61,10 @@ def plan_explainer(doc, predictor: ProcessSpec, front: ProcessSpec, host: str, p
     where = f"{doc.where}: spec.explainer"
     args = explainer_args(isvc.spec.explainer)
     if args is None:
-        raise PlanError(f"{where}: give containers[0].args with --explainer-type (infertap's explainer flags), "
-                        "e.g. args: [--explainer-type=KernelShap, --background=models/sklearn-iris/reference.npy]")
+        raise PlanError(
+            f"{where}: give containers[0].args with --explainer-type (infertap's explainer flags), "
+            "e.g. args: [--explainer-type=KernelShap, --background=models/sklearn-iris/reference.npy]"
+        )
     try:
         settings = settings_from_args(args, defaults={"name": isvc.name}, raise_errors=True)
     except ArgsError as exc:
@@ -70,38 +73,54 @@ def plan_explainer(doc, predictor: ProcessSpec, front: ProcessSpec, host: str, p
         raise PlanError(f"{where}.containers[0].args: {validation_sentence(exc)}") from None
     model = predictor.settings.models[0]
     updates: dict[str, Any] = {
-        "host": host, "http_port": port, "inference_service": isvc.name,
-        "predictor_url": f"http://{front.address}", "predictor_model": settings.predictor_model or isvc.name,
+        "host": host,
+        "http_port": port,
+        "inference_service": isvc.name,
+        "predictor_url": f"http://{front.address}",
+        "predictor_model": settings.predictor_model or isvc.name,
     }
-    if settings.storage_uri is None and settings.explainer_type not in ("KernelShap", "PermutationShap") \
-            and not settings.explainer_type.startswith("Anchor"):
+    if (
+        settings.storage_uri is None
+        and settings.explainer_type not in ("KernelShap", "PermutationShap")
+        and not settings.explainer_type.startswith("Anchor")
+    ):
         updates["storage_uri"], updates["model_format"] = model.uri, settings.model_format or model.format
     for field in PATH_FIELDS:
         value = getattr(settings, field)
         if value and field not in updates:
             if field == "background" and value.endswith(".npz") and not _exists(value, doc.source.parent):
-                raise PlanError(f"{where}.containers[0].args --background: {value} does not exist yet; "
-                                f"run `infertap fit {doc.source}` first (or point it at rows in .npy)")
-            updates[field] = str(resolve_storage(value, doc.source.parent, f"{where}.containers[0].args --{field.replace('_', '-')}"))
+                raise PlanError(
+                    f"{where}.containers[0].args --background: {value} does not exist yet; "
+                    f"run `infertap fit {doc.source}` first (or point it at rows in .npy)"
+                )
+            updates[field] = str(
+                resolve_storage(value, doc.source.parent, f"{where}.containers[0].args --{field.replace('_', '-')}")
+            )
     try:
         settings = settings.model_validate(settings.model_dump() | updates)
     except ValidationError as exc:
         raise PlanError(f"{where}: {exc}") from None
     argv, env = runner_command("explainer", settings)
     return ProcessSpec(
-        name=f"{isvc.name}/explainer", role="explainer", host=host, port=port,
-        argv=argv, env=env, ready_path="/v2/health/ready", settings=settings,
-        inference_service=isvc.name, note=f"{settings.explainer_type} -> {settings.predictor_url}",
+        name=f"{isvc.name}/explainer",
+        role="explainer",
+        host=host,
+        port=port,
+        argv=argv,
+        env=env,
+        ready_path="/v2/health/ready",
+        settings=settings,
+        inference_service=isvc.name,
+        note=f"{settings.explainer_type} -> {settings.predictor_url}",
     )
 
 
 def _exists(value: str, yaml_dir: Path) -> bool:
-    raw = Path(value[len("file://"):] if value.startswith("file://") else value).expanduser()
+    raw = Path(value[len("file://") :] if value.startswith("file://") else value).expanduser()
     return raw.exists() if raw.is_absolute() else (yaml_dir / raw).exists() or (Path.cwd() / raw).exists()
 
 
-def fit_explainer(doc, reference: str | None = None, size: int | None = None,
-                  progress=None) -> list[str]:
+def fit_explainer(doc, reference: str | None = None, size: int | None = None, progress=None) -> list[str]:
     """`infertap fit` for an InferenceService's explainer: write its `--background` `.npz`.
 
     Reference rows: `reference`, else `reference.npy` beside the predictor's model
@@ -138,7 +157,7 @@ def fit_explainer(doc, reference: str | None = None, size: int | None = None,
 
 def _fit_output(background: str | None, yaml_dir: Path, model_dir: Path | None, where: str) -> Path:
     if background and background.endswith(".npz"):
-        raw = Path(background[len("file://"):] if background.startswith("file://") else background).expanduser()
+        raw = Path(background[len("file://") :] if background.startswith("file://") else background).expanduser()
         if raw.is_absolute():
             return raw
         for base in (yaml_dir, Path.cwd()):

@@ -18,6 +18,7 @@ Local choices (documented in the README):
   that share of the logged requests and publishes to `<isvc>-explanations` (opt-in: each
   explanation costs predictor calls).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
-from infertap.sidecar.settings import LoggerSettings
 from infertap.serving.settings import ServerSettings
+from infertap.sidecar.settings import LoggerSettings
 from infertap.stack.broker import broker_command, broker_env, is_listening
 from infertap.stack.runner import SETTINGS_ENV
 from infertap.stack.specs import Detector, Document, InferenceService, KafkaURL, LoggerSpec
@@ -141,14 +142,17 @@ def make_plan(documents: list[Document], options: PlanOptions | None = None) -> 
     return plan
 
 
-def _plan_service(doc: Document, opts: PlanOptions, ports: PortAllocator,
-                  brokers: dict[int, ProcessSpec], notes: list[str]) -> list[ProcessSpec]:
+def _plan_service(
+    doc: Document, opts: PlanOptions, ports: PortAllocator, brokers: dict[int, ProcessSpec], notes: list[str]
+) -> list[ProcessSpec]:
     isvc: InferenceService = doc.spec
     predictor = _predictor(doc, opts, ports)
     out = [predictor]
     for component, block in isvc.loggers():
         if component != "predictor":
-            notes.append(f"{doc.where}: spec.{component}.logger: the {component} is not run locally yet; no sidecar started for it")
+            notes.append(
+                f"{doc.where}: spec.{component}.logger: the {component} is not run locally yet; no sidecar started for it"
+            )
             continue
         out.append(_logger(doc, block, predictor, opts, ports, brokers, notes))
     if isvc.spec.explainer is not None:
@@ -166,7 +170,9 @@ def _predictor(doc: Document, opts: PlanOptions, ports: PortAllocator) -> Proces
     isvc: InferenceService = doc.spec
     found = isvc.spec.predictor.model_with_path()
     if found is None:
-        raise PlanError(f"{doc.where}: spec.predictor: no model to serve (custom containers are not run locally); give spec.predictor.model")
+        raise PlanError(
+            f"{doc.where}: spec.predictor: no model to serve (custom containers are not run locally); give spec.predictor.model"
+        )
     fmt, path, model = found
     if fmt not in SERVED_FORMATS:
         at = f"{path}.modelFormat.name" if path.endswith(".model") else path
@@ -177,20 +183,46 @@ def _predictor(doc: Document, opts: PlanOptions, ports: PortAllocator) -> Proces
     proba = (model.env_value("PREDICT_PROBA") or "").lower() in ("1", "true", "yes")
     port = ports.take(opts.predictor_port)
     labels = {"inference_service": isvc.name} if "inference_service" in ServerSettings.model_fields else {}
-    settings = _settings(doc, ServerSettings, host=opts.host, http_port=port, **labels, models=[dict(
-        name=isvc.name, format=fmt, uri=str(uri),
-        version=model.model_format.version if model.model_format else None, predict_proba=proba,
-    )])
+    settings = _settings(
+        doc,
+        ServerSettings,
+        host=opts.host,
+        http_port=port,
+        **labels,
+        models=[
+            dict(
+                name=isvc.name,
+                format=fmt,
+                uri=str(uri),
+                version=model.model_format.version if model.model_format else None,
+                predict_proba=proba,
+            )
+        ],
+    )
     argv, env = runner_command("serving", settings)
     return ProcessSpec(
-        name=f"{isvc.name}/predictor", role="predictor", host=opts.host, port=port,
-        argv=argv, env=env, ready_path="/v2/health/ready", settings=settings,
-        inference_service=isvc.name, note=f"{fmt} model {uri}",
+        name=f"{isvc.name}/predictor",
+        role="predictor",
+        host=opts.host,
+        port=port,
+        argv=argv,
+        env=env,
+        ready_path="/v2/health/ready",
+        settings=settings,
+        inference_service=isvc.name,
+        note=f"{fmt} model {uri}",
     )
 
 
-def _logger(doc: Document, block: LoggerSpec, predictor: ProcessSpec, opts: PlanOptions,
-            ports: PortAllocator, brokers: dict[int, ProcessSpec], notes: list[str]) -> ProcessSpec:
+def _logger(
+    doc: Document,
+    block: LoggerSpec,
+    predictor: ProcessSpec,
+    opts: PlanOptions,
+    ports: PortAllocator,
+    brokers: dict[int, ProcessSpec],
+    notes: list[str],
+) -> ProcessSpec:
     isvc: InferenceService = doc.spec
     where = f"{doc.where}: spec.predictor.logger"
     url = _log_url(block.url, isvc.name, opts, brokers, where, notes)
@@ -202,25 +234,42 @@ def _logger(doc: Document, block: LoggerSpec, predictor: ProcessSpec, opts: Plan
             notes.append(f"{where}.metadataAnnotations: {key!r} is not among metadata.annotations; left out")
     port = ports.take(opts.logger_port)
     settings = _settings(
-        doc, LoggerSettings, host=opts.host, port=port, component_host=predictor.host,
-        component_port=predictor.port, log_url=[url], log_mode=block.mode,
-        source_uri=f"http://{opts.host}:{port}/", inference_service=isvc.name,
-        namespace=isvc.metadata.namespace, component="predictor",
-        metadata_headers=block.metadata_headers, metadata_annotations=annotations,
+        doc,
+        LoggerSettings,
+        host=opts.host,
+        port=port,
+        component_host=predictor.host,
+        component_port=predictor.port,
+        log_url=[url],
+        log_mode=block.mode,
+        source_uri=f"http://{opts.host}:{port}/",
+        inference_service=isvc.name,
+        namespace=isvc.metadata.namespace,
+        component="predictor",
+        metadata_headers=block.metadata_headers,
+        metadata_annotations=annotations,
         spool_dir=opts.spool_root / f"{isvc.name}-predictor" if opts.spool_root else None,
     )
     from infertap.logger.sinks.base import shown_url
 
     argv, env = runner_command("logger", settings)
     return ProcessSpec(
-        name=f"{isvc.name}/logger", role="logger", host=opts.host, port=port,
-        argv=argv, env=env, ready_path=getattr(settings, "metrics_path", None),
-        settings=settings, inference_service=isvc.name, note=f"{block.mode} -> {shown_url(url)}",
+        name=f"{isvc.name}/logger",
+        role="logger",
+        host=opts.host,
+        port=port,
+        argv=argv,
+        env=env,
+        ready_path=getattr(settings, "metrics_path", None),
+        settings=settings,
+        inference_service=isvc.name,
+        note=f"{block.mode} -> {shown_url(url)}",
     )
 
 
-def _explainer(doc: Document, predictor: ProcessSpec, planned: list[ProcessSpec], opts: PlanOptions,
-               ports: PortAllocator) -> ProcessSpec:
+def _explainer(
+    doc: Document, predictor: ProcessSpec, planned: list[ProcessSpec], opts: PlanOptions, ports: PortAllocator
+) -> ProcessSpec:
     """The explainer (sidecar/explain_plan.py); the predictor's logger routes `:explain` to it."""
     from infertap.stack.explain_plan import plan_explainer
 
@@ -233,8 +282,9 @@ def _explainer(doc: Document, predictor: ProcessSpec, planned: list[ProcessSpec]
     return explainer
 
 
-def _explain_stream(doc: Document, planned: list[ProcessSpec], opts: PlanOptions, ports: PortAllocator,
-                    notes: list[str]) -> ProcessSpec | None:
+def _explain_stream(
+    doc: Document, planned: list[ProcessSpec], opts: PlanOptions, ports: PortAllocator, notes: list[str]
+) -> ProcessSpec | None:
     """The explainer's stream worker, when the InferenceService asks for it by annotation."""
     isvc: InferenceService = doc.spec
     raw = isvc.metadata.annotations.get(EXPLAIN_SAMPLE_ANNOTATION)
@@ -246,24 +296,39 @@ def _explain_stream(doc: Document, planned: list[ProcessSpec], opts: PlanOptions
     except ValueError:
         rate = float("nan")
     if not 0.0 < rate <= 1.0:
-        raise PlanError(f"{where}: a share of requests to explain in (0, 1], e.g. \"0.05\" (got {raw!r})")
+        raise PlanError(f'{where}: a share of requests to explain in (0, 1], e.g. "0.05" (got {raw!r})')
     explainer = next(p for p in planned if p.role == "explainer")
     logger = next((p for p in planned if p.role == "logger"), None)
-    kafka = [str(u) for u in (getattr(logger.settings, "log_url", []) if logger else []) if str(u).startswith("kafka://")]
+    kafka = [
+        str(u) for u in (getattr(logger.settings, "log_url", []) if logger else []) if str(u).startswith("kafka://")
+    ]
     if not kafka:
-        notes.append(f"{where}: the stream worker reads the predictor logger's Kafka topic; there is none, so it is not started")
+        notes.append(
+            f"{where}: the stream worker reads the predictor logger's Kafka topic; there is none, so it is not started"
+        )
         return None
     url = KafkaURL.parse(kafka[0])
     port = ports.take(opts.explain_stream_port)
-    stream = {"bootstrap": url.bootstrap, "inference_service": isvc.name, "source_topic": url.topic,
-              "sample_rate": rate, "metrics_port": port,
-              "kafka_config": kafka_security(kafka[0], f"{doc.where}: spec.predictor.logger.url")}
+    stream = {
+        "bootstrap": url.bootstrap,
+        "inference_service": isvc.name,
+        "source_topic": url.topic,
+        "sample_rate": rate,
+        "metrics_port": port,
+        "kafka_config": kafka_security(kafka[0], f"{doc.where}: spec.predictor.logger.url"),
+    }
     payload = {"stream": stream, "explainer": explainer.settings.model_dump(mode="json")}
     argv, env = runner_command("explain-stream", payload)
     return ProcessSpec(
-        name=f"{isvc.name}/explain-stream", role="explain-stream", host=opts.host, port=port,
-        argv=argv, env=env, ready_path="/metrics",
-        inference_service=isvc.name, note=f"explains {rate:g} of {url.topic} -> {isvc.name}-explanations",
+        name=f"{isvc.name}/explain-stream",
+        role="explain-stream",
+        host=opts.host,
+        port=port,
+        argv=argv,
+        env=env,
+        ready_path="/metrics",
+        inference_service=isvc.name,
+        note=f"explains {rate:g} of {url.topic} -> {isvc.name}-explanations",
     )
 
 
@@ -280,12 +345,15 @@ def kafka_security(url: str, where: str) -> dict[str, str]:
         raise PlanError(f"{where}: {exc}") from None
 
 
-def _log_url(url: str | None, isvc: str, opts: PlanOptions, brokers: dict[int, ProcessSpec], where: str,
-             notes: list[str]) -> str:
+def _log_url(
+    url: str | None, isvc: str, opts: PlanOptions, brokers: dict[int, ProcessSpec], where: str, notes: list[str]
+) -> str:
     url = url or "kafka://localhost:9092"
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("s3", "gs", "abfs"):
-        raise PlanError(f"{where}.url: {scheme}:// is KServe's blob-storage sink; infertap runs http(s)://, kafka:// and file:// sinks locally (got {url!r})")
+        raise PlanError(
+            f"{where}.url: {scheme}:// is KServe's blob-storage sink; infertap runs http(s)://, kafka:// and file:// sinks locally (got {url!r})"
+        )
     if scheme != "kafka":
         return url
     kafka = KafkaURL.parse(url)
@@ -298,13 +366,16 @@ def _log_url(url: str | None, isvc: str, opts: PlanOptions, brokers: dict[int, P
             if opts.start_broker:
                 brokers[port] = broker_process(port)
             else:
-                notes.append(f"{where}.url: nothing listens on 127.0.0.1:{port} and the embedded broker is off; "
-                             "the logger spools events until a broker appears there")
+                notes.append(
+                    f"{where}.url: nothing listens on 127.0.0.1:{port} and the embedded broker is off; "
+                    "the logger spools events until a broker appears there"
+                )
     return str(kafka)
 
 
-def plan_detector(doc: Document, opts: PlanOptions, ports: PortAllocator, brokers: dict[int, ProcessSpec],
-                  plan: Plan) -> list[ProcessSpec]:
+def plan_detector(
+    doc: Document, opts: PlanOptions, ports: PortAllocator, brokers: dict[int, ProcessSpec], plan: Plan
+) -> list[ProcessSpec]:
     """`spec.replicas` workers per Detector (one consumer group, a metrics port each); the source
     is the Kafka URL its InferenceService's logger writes to."""
     det: Detector = doc.spec
@@ -314,19 +385,32 @@ def plan_detector(doc: Document, opts: PlanOptions, ports: PortAllocator, broker
         port = ports.take(first.port + 1)
         settings = first.settings.model_copy(update={"metrics_port": port})
         argv, env = runner_command("detector", settings)
-        workers.append(ProcessSpec(
-            name=f"{det.name}/detector-{i}", role="detector", host=opts.host, port=port,
-            argv=argv, env=env, ready_path="/metrics", settings=settings,
-            inference_service=first.inference_service, note=f"{first.note} (replica {i + 1} of {det.spec.replicas})"))
+        workers.append(
+            ProcessSpec(
+                name=f"{det.name}/detector-{i}",
+                role="detector",
+                host=opts.host,
+                port=port,
+                argv=argv,
+                env=env,
+                ready_path="/metrics",
+                settings=settings,
+                inference_service=first.inference_service,
+                note=f"{first.note} (replica {i + 1} of {det.spec.replicas})",
+            )
+        )
     return workers
 
 
-def _detector_worker(doc: Document, opts: PlanOptions, ports: PortAllocator, brokers: dict[int, ProcessSpec],
-                     plan: Plan) -> ProcessSpec:
+def _detector_worker(
+    doc: Document, opts: PlanOptions, ports: PortAllocator, brokers: dict[int, ProcessSpec], plan: Plan
+) -> ProcessSpec:
     """The first (or only) worker of a Detector."""
     det: Detector = doc.spec
     where = f"{doc.where}: spec.source.bootstrap"
-    logged = [p for p in plan.by_role("logger") if det.inference_service and p.inference_service == det.inference_service]
+    logged = [
+        p for p in plan.by_role("logger") if det.inference_service and p.inference_service == det.inference_service
+    ]
     kafka_urls = [str(u) for p in logged for u in getattr(p.settings, "log_url", []) if str(u).startswith("kafka://")]
     overrides: dict = {}
     if kafka_urls and det.spec.source.topic is None and "bootstrap" not in det.spec.source.model_fields_set:
@@ -335,8 +419,16 @@ def _detector_worker(doc: Document, opts: PlanOptions, ports: PortAllocator, bro
         if not det.spec.source.kafka_config:  # read the topic with the credentials it is written with
             overrides["kafka_config"] = kafka_security(kafka_urls[0], f"{logged[0].name}: log_url")
     elif det.spec.source.transport == "kafka":
-        url = KafkaURL.parse(_log_url(f"kafka://{det.spec.source.bootstrap}/-", det.inference_service or det.name,
-                                      opts, brokers, where, plan.notes))
+        url = KafkaURL.parse(
+            _log_url(
+                f"kafka://{det.spec.source.bootstrap}/-",
+                det.inference_service or det.name,
+                opts,
+                brokers,
+                where,
+                plan.notes,
+            )
+        )
         overrides["bootstrap"] = url.bootstrap
     wanted = det.spec.outputs.metrics_port
     port = ports.take(opts.detector_port if wanted == 9102 else wanted)
@@ -351,25 +443,41 @@ def _detector_worker(doc: Document, opts: PlanOptions, ports: PortAllocator, bro
     source = settings.topic if settings.transport == "kafka" else f"HTTP on :{port}"
     argv, env = runner_command("detector", settings)
     return ProcessSpec(
-        name=f"{det.name}/detector", role="detector", host=opts.host, port=port, argv=argv, env=env,
-        ready_path="/metrics", settings=settings, inference_service=det.inference_service or None,
+        name=f"{det.name}/detector",
+        role="detector",
+        host=opts.host,
+        port=port,
+        argv=argv,
+        env=env,
+        ready_path="/metrics",
+        settings=settings,
+        inference_service=det.inference_service or None,
         note=f"{settings.detector} on {source} -> {settings.output_topic}",
     )
 
 
 def broker_process(port: int, host: str = "127.0.0.1") -> ProcessSpec:
     name = "broker" if port == 9092 else f"broker:{port}"
-    return ProcessSpec(name=name, role="broker", argv=broker_command(host, port), host=host, port=port,
-                       env=broker_env(), note="embedded Tansu broker, memory storage")
+    return ProcessSpec(
+        name=name,
+        role="broker",
+        argv=broker_command(host, port),
+        host=host,
+        port=port,
+        env=broker_env(),
+        note="embedded Tansu broker, memory storage",
+    )
 
 
 def resolve_storage(uri: str, yaml_dir: Path, where: str) -> Path:
     """`file://PATH` or PATH -> an existing absolute path; remote schemes -> PlanError."""
     scheme = urlsplit(uri).scheme.lower()
     if scheme == "file":
-        raw = uri[len("file://"):]
+        raw = uri[len("file://") :]
     elif scheme and len(scheme) > 1:  # one letter would be a Windows drive
-        raise PlanError(f"{where}: only local storage runs locally: use file://PATH or a path (got {uri!r}); copy the model here first")
+        raise PlanError(
+            f"{where}: only local storage runs locally: use file://PATH or a path (got {uri!r}); copy the model here first"
+        )
     else:
         raw = uri
     path = Path(raw).expanduser()

@@ -31,15 +31,17 @@ it to anyone who may read those: it goes into a Secret `<deployment>-secrets`, a
 argument becomes `$(INFERTAP_SECRET_ARG_n)`, an environment variable Kubernetes fills from
 that Secret and expands in the arguments.
 """
+
 from __future__ import annotations
 
 import copy
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -122,9 +124,13 @@ def render(documents: list[Document], options: RenderOptions | None = None) -> R
 
 # --- shared pieces -------------------------------------------------------------------------
 
+
 def _labels(app: str, component: str, isvc: str | None = None) -> dict[str, str]:
-    labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/component": component,
-              "app.kubernetes.io/part-of": "infertap"}
+    labels = {
+        "app.kubernetes.io/name": app,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": "infertap",
+    }
     if isvc:
         labels["serving.kserve.io/inferenceservice"] = isvc
     return labels
@@ -138,8 +144,12 @@ def _meta(name: str, ns: str, labels: dict[str, str], annotations: dict[str, str
 
 
 def _scrape(port: int, path: str = "/metrics") -> dict[str, str]:
-    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": path,
-            "infertap.dev/scrape": "true"}
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": path,
+        "infertap.dev/scrape": "true",
+    }
 
 
 def _image(opts: RenderOptions, component: str) -> str:
@@ -147,32 +157,61 @@ def _image(opts: RenderOptions, component: str) -> str:
 
 
 def _http_probe(path: str, port: str | int, delay: int = 5) -> dict:
-    return {"httpGet": {"path": path, "port": port}, "initialDelaySeconds": delay, "periodSeconds": 5,
-            "failureThreshold": 6}
+    return {
+        "httpGet": {"path": path, "port": port},
+        "initialDelaySeconds": delay,
+        "periodSeconds": 5,
+        "failureThreshold": 6,
+    }
 
 
-def _deployment(name: str, ns: str, labels: dict[str, str], pod_annotations: dict[str, str], containers: list[dict],
-                replicas: int = 1, volumes: list[dict] | None = None, init: list[dict] | None = None) -> dict:
-    selector = {"app.kubernetes.io/name": labels["app.kubernetes.io/name"],
-                "app.kubernetes.io/component": labels["app.kubernetes.io/component"]}
+def _deployment(
+    name: str,
+    ns: str,
+    labels: dict[str, str],
+    pod_annotations: dict[str, str],
+    containers: list[dict],
+    replicas: int = 1,
+    volumes: list[dict] | None = None,
+    init: list[dict] | None = None,
+) -> dict:
+    selector = {
+        "app.kubernetes.io/name": labels["app.kubernetes.io/name"],
+        "app.kubernetes.io/component": labels["app.kubernetes.io/component"],
+    }
     pod: dict[str, Any] = {"containers": containers}
     if init:
         pod["initContainers"] = init
     if volumes:
         pod["volumes"] = volumes
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(name, ns, labels),
-        "spec": {"replicas": replicas, "selector": {"matchLabels": selector},
-                 "template": {"metadata": {"labels": labels, "annotations": pod_annotations}, "spec": pod}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, ns, labels),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "template": {"metadata": {"labels": labels, "annotations": pod_annotations}, "spec": pod},
+        },
     }
 
 
 def _service(name: str, ns: str, labels: dict[str, str], ports: list[tuple[str, int, int]]) -> dict:
-    selector = {"app.kubernetes.io/name": labels["app.kubernetes.io/name"],
-                "app.kubernetes.io/component": labels["app.kubernetes.io/component"]}
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, ns, labels),
-            "spec": {"selector": selector, "ports": [
-                {"name": pname, "port": port, "targetPort": target, "protocol": "TCP"} for pname, port, target in ports]}}
+    selector = {
+        "app.kubernetes.io/name": labels["app.kubernetes.io/name"],
+        "app.kubernetes.io/component": labels["app.kubernetes.io/component"],
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, ns, labels),
+        "spec": {
+            "selector": selector,
+            "ports": [
+                {"name": pname, "port": port, "targetPort": target, "protocol": "TCP"} for pname, port, target in ports
+            ],
+        },
+    }
 
 
 _SECRET_MARK = re.compile(r"sasl_password=|sasl\.password")
@@ -203,13 +242,24 @@ def _with_secrets(deployment: dict, notes: list[str]) -> list[dict]:
             data[key] = arg
             args[i] = f"$({var})"
             container.setdefault("env", []).append(
-                {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+                {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+            )
     if not data:
         return [deployment]
-    notes.append(f"{name}: {len(data)} argument(s) with credentials are in the Secret {secret!r} (stringData): "
-                 "keep the rendered files private, or create that Secret from your own store and drop ours")
-    return [{"apiVersion": "v1", "kind": "Secret", "metadata": _meta(secret, ns, deployment["metadata"]["labels"]),
-             "type": "Opaque", "stringData": data}, deployment]
+    notes.append(
+        f"{name}: {len(data)} argument(s) with credentials are in the Secret {secret!r} (stringData): "
+        "keep the rendered files private, or create that Secret from your own store and drop ours"
+    )
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta(secret, ns, deployment["metadata"]["labels"]),
+            "type": "Opaque",
+            "stringData": data,
+        },
+        deployment,
+    ]
 
 
 def _kafka_url(url: str | None, isvc: str, opts: RenderOptions) -> str:
@@ -227,14 +277,35 @@ def _kafka_url(url: str | None, isvc: str, opts: RenderOptions) -> str:
 
 
 def _logger_args(isvc: InferenceService, ns: str, block, opts: RenderOptions, component: str, source: str) -> list[str]:
-    args = ["--host", "0.0.0.0", "--port", str(PORTS["logger"]), "--component-port", str(PORTS["predictor"]),
-            "--log-url", _kafka_url(block.url if block else None, isvc.name, opts),
-            "--log-mode", block.mode if block else "all", "--inference-service", isvc.name, "--namespace", ns,
-            "--component", component, "--source-uri", source, "--spool-dir", "/var/spool/infertap"]
+    args = [
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(PORTS["logger"]),
+        "--component-port",
+        str(PORTS["predictor"]),
+        "--log-url",
+        _kafka_url(block.url if block else None, isvc.name, opts),
+        "--log-mode",
+        block.mode if block else "all",
+        "--inference-service",
+        isvc.name,
+        "--namespace",
+        ns,
+        "--component",
+        component,
+        "--source-uri",
+        source,
+        "--spool-dir",
+        "/var/spool/infertap",
+    ]
     if block and block.metadata_headers:
         args += ["--metadata-headers", ",".join(block.metadata_headers)]
-    annotations = {k: isvc.metadata.annotations[k] for k in (block.metadata_annotations if block else [])
-                   if k in isvc.metadata.annotations}
+    annotations = {
+        k: isvc.metadata.annotations[k]
+        for k in (block.metadata_annotations if block else [])
+        if k in isvc.metadata.annotations
+    }
     if annotations:
         args += ["--metadata-annotations", ",".join(f"{k}={v}" for k, v in annotations.items())]
     return args
@@ -242,7 +313,10 @@ def _logger_args(isvc: InferenceService, ns: str, block, opts: RenderOptions, co
 
 def _logger_container(args: list[str], opts: RenderOptions) -> dict:
     return {
-        "name": "infertap-logger", "image": _image(opts, "logger"), "command": ["python", "-m", "infertap.sidecar"], "args": args,
+        "name": "infertap-logger",
+        "image": _image(opts, "logger"),
+        "command": ["python", "-m", "infertap.sidecar"],
+        "args": args,
         "ports": [{"name": "logger", "containerPort": PORTS["logger"], "protocol": "TCP"}],
         "readinessProbe": _http_probe("/infertap/metrics", "logger", 2),
         "volumeMounts": [{"name": "spool", "mountPath": "/var/spool/infertap"}],
@@ -252,21 +326,33 @@ def _logger_container(args: list[str], opts: RenderOptions) -> dict:
 
 # --- standalone ----------------------------------------------------------------------------
 
+
 def _model_volume(isvc: InferenceService, uri: str, notes: list[str], where: str) -> tuple[list[dict], list[dict], str]:
     """(volumes, init containers, model path in the container) for a storageUri."""
     scheme = urlsplit(uri).scheme.lower()
     if scheme == "pvc":
         parts = urlsplit(uri)
         claim, sub = parts.netloc, parts.path.lstrip("/")
-        return [{"name": "models", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}], [], \
-            f"{MODEL_MOUNT}/{sub}" if sub else MODEL_MOUNT
+        return (
+            [{"name": "models", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
+            [],
+            f"{MODEL_MOUNT}/{sub}" if sub else MODEL_MOUNT,
+        )
     if scheme in ("", "file") or len(scheme) == 1:
         claim = f"{isvc.name}-models"
-        notes.append(f"{where}: storageUri {uri!r} is local: copy the model to the PVC {claim!r} (mounted at {MODEL_MOUNT})")
+        notes.append(
+            f"{where}: storageUri {uri!r} is local: copy the model to the PVC {claim!r} (mounted at {MODEL_MOUNT})"
+        )
         return [{"name": "models", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}], [], MODEL_MOUNT
-    init = [{"name": "storage-initializer", "image": STORAGE_INITIALIZER, "args": [uri, MODEL_MOUNT],
-             "volumeMounts": [{"name": "models", "mountPath": MODEL_MOUNT}],
-             "resources": {"requests": {"cpu": "100m", "memory": "100Mi"}, "limits": {"memory": "1Gi"}}}]
+    init = [
+        {
+            "name": "storage-initializer",
+            "image": STORAGE_INITIALIZER,
+            "args": [uri, MODEL_MOUNT],
+            "volumeMounts": [{"name": "models", "mountPath": MODEL_MOUNT}],
+            "resources": {"requests": {"cpu": "100m", "memory": "100Mi"}, "limits": {"memory": "1Gi"}},
+        }
+    ]
     return [{"name": "models", "emptyDir": {}}], init, MODEL_MOUNT
 
 
@@ -281,19 +367,35 @@ def _standalone(doc: Document, ns: str, opts: RenderOptions, notes: list[str]) -
     volumes, init, model_path = _model_volume(isvc, model.storage_uri, notes, f"{doc.where}: {path}")
     name = f"{isvc.name}-predictor"
     labels = _labels(isvc.name, "predictor", isvc.name)
-    server_args = ["--host", "0.0.0.0", "--http-port", str(PORTS["predictor"]), "--model-name", isvc.name,
-                   "--model-format", fmt, "--storage-uri", model_path, "--inference-service", isvc.name]
+    server_args = [
+        "--host",
+        "0.0.0.0",
+        "--http-port",
+        str(PORTS["predictor"]),
+        "--model-name",
+        isvc.name,
+        "--model-format",
+        fmt,
+        "--storage-uri",
+        model_path,
+        "--inference-service",
+        isvc.name,
+    ]
     if (model.env_value("PREDICT_PROBA") or "").lower() in ("1", "true", "yes"):
         server_args.append("--predict-proba")
-    containers = [{
-        "name": "kserve-container", "image": _image(opts, "serving"), "command": ["python", "-m", "infertap.serving"],
-        "args": server_args,
-        "ports": [{"name": "http", "containerPort": PORTS["predictor"], "protocol": "TCP"}],
-        "readinessProbe": _http_probe("/v2/health/ready", "http"),
-        "livenessProbe": _http_probe("/v2/health/live", "http", 10),
-        "volumeMounts": [{"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True}],
-        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
-    }]
+    containers = [
+        {
+            "name": "kserve-container",
+            "image": _image(opts, "serving"),
+            "command": ["python", "-m", "infertap.serving"],
+            "args": server_args,
+            "ports": [{"name": "http", "containerPort": PORTS["predictor"], "protocol": "TCP"}],
+            "readinessProbe": _http_probe("/v2/health/ready", "http"),
+            "livenessProbe": _http_probe("/v2/health/live", "http", 10),
+            "volumeMounts": [{"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True}],
+            "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+        }
+    ]
     ports = [("http", 80, "logger")]
     block = isvc.spec.predictor.logger
     if block is not None:
@@ -303,7 +405,8 @@ def _standalone(doc: Document, ns: str, opts: RenderOptions, notes: list[str]) -
     else:
         ports = [("http", 80, "http")]
     manifests = _with_secrets(
-        _deployment(name, ns, labels, _scrape(PORTS["predictor"]), containers, volumes=volumes, init=init), notes)
+        _deployment(name, ns, labels, _scrape(PORTS["predictor"]), containers, volumes=volumes, init=init), notes
+    )
     manifests.append(_service(name, ns, labels, ports + [("metrics", PORTS["predictor"], "http")]))
     manifests += _explainer(doc, ns, opts, notes)
     for component, _ in isvc.loggers():
@@ -326,24 +429,42 @@ def _explainer(doc: Document, ns: str, opts: RenderOptions, notes: list[str]) ->
     elif isinstance(extra.get("alibi"), dict) and extra["alibi"].get("type"):
         args = ["--explainer-type", str(extra["alibi"]["type"])]
     if not any(a.startswith("--explainer-type") or a == "--type" for a in args):
-        notes.append(f"{doc.where}: spec.explainer: no explainer type (containers[0].args --explainer-type, or alibi.type); not rendered")
+        notes.append(
+            f"{doc.where}: spec.explainer: no explainer type (containers[0].args --explainer-type, or alibi.type); not rendered"
+        )
         return []
     name = f"{isvc.name}-explainer"
     labels = _labels(isvc.name, "explainer", isvc.name)
     predictor = f"http://{isvc.name}-predictor.{ns}.svc.cluster.local"
-    base = ["--name", isvc.name, "--inference-service", isvc.name, "--host", "0.0.0.0",
-            "--http-port", str(PORTS["explainer"]), "--predictor-url", predictor]
+    base = [
+        "--name",
+        isvc.name,
+        "--inference-service",
+        isvc.name,
+        "--host",
+        "0.0.0.0",
+        "--http-port",
+        str(PORTS["explainer"]),
+        "--predictor-url",
+        predictor,
+    ]
     container = {
-        "name": "kserve-container", "image": _image(opts, "explainer"), "command": ["python", "-m", "infertap.explainers"],
-        "args": base + args, "ports": [{"name": "http", "containerPort": PORTS["explainer"], "protocol": "TCP"}],
+        "name": "kserve-container",
+        "image": _image(opts, "explainer"),
+        "command": ["python", "-m", "infertap.explainers"],
+        "args": base + args,
+        "ports": [{"name": "http", "containerPort": PORTS["explainer"], "protocol": "TCP"}],
         "readinessProbe": _http_probe("/v2/health/ready", "http", 10),
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "4Gi"}},
     }
-    return [_deployment(name, ns, labels, _scrape(PORTS["explainer"]), [container]),
-            _service(name, ns, labels, [("http", 80, "http")])]
+    return [
+        _deployment(name, ns, labels, _scrape(PORTS["explainer"]), [container]),
+        _service(name, ns, labels, [("http", 80, "http")]),
+    ]
 
 
 # --- kserve --------------------------------------------------------------------------------
+
 
 def _kserve(doc: Document, ns: str, opts: RenderOptions, notes: list[str]) -> list[dict]:
     """The InferenceService with its loggers sent to the infertap ingest, and the ingest itself."""
@@ -362,13 +483,31 @@ def _kserve(doc: Document, ns: str, opts: RenderOptions, notes: list[str]) -> li
         sinks.add(_kafka_url(block.url if block.url and block.url.startswith("kafka://") else None, isvc.name, opts))
         raw["spec"][component]["logger"]["url"] = url
     labels = _labels(isvc.name, "ingest", isvc.name)
-    args = ["--host", "0.0.0.0", "--port", str(PORTS["logger"]), "--inference-service", isvc.name, "--namespace", ns,
-            "--spool-dir", "/var/spool/infertap", "--source-uri", url]
+    args = [
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(PORTS["logger"]),
+        "--inference-service",
+        isvc.name,
+        "--namespace",
+        ns,
+        "--spool-dir",
+        "/var/spool/infertap",
+        "--source-uri",
+        url,
+    ]
     for sink in sorted(sinks):
         args += ["--log-url", sink]
     container = _logger_container(args, opts)
-    deployment = _deployment(ingest, ns, labels, _scrape(PORTS["logger"], "/infertap/metrics"), [container],
-                             volumes=[{"name": "spool", "emptyDir": {"sizeLimit": "1Gi"}}])
+    deployment = _deployment(
+        ingest,
+        ns,
+        labels,
+        _scrape(PORTS["logger"], "/infertap/metrics"),
+        [container],
+        volumes=[{"name": "spool", "emptyDir": {"sizeLimit": "1Gi"}}],
+    )
     return [raw, *_with_secrets(deployment, notes), _service(ingest, ns, labels, [("http", 80, "logger")])]
 
 
@@ -379,6 +518,7 @@ def _document_as_written(doc: Document) -> dict:
 
 
 # --- detectors -----------------------------------------------------------------------------
+
 
 def _detector(doc: Document, ns: str, opts: RenderOptions, notes: list[str]) -> list[dict]:
     det = doc.spec
@@ -392,14 +532,22 @@ def _detector(doc: Document, ns: str, opts: RenderOptions, notes: list[str]) -> 
     local = local if local.is_absolute() else doc.source.parent / local
     if block.reference is not None and local.is_file() and local.stat().st_size <= CONFIGMAP_LIMIT:
         cm = f"{name}-reference"
-        manifests.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(cm, ns, labels),
-                          "binaryData": {local.name: _b64(local.read_bytes())}})
+        manifests.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": _meta(cm, ns, labels),
+                "binaryData": {local.name: _b64(local.read_bytes())},
+            }
+        )
         volumes.append({"name": "reference", "configMap": {"name": cm}})
         overrides["reference"] = f"{REFERENCE_MOUNT}/{local.name}"
     else:
         claim = f"{name}-data"
-        notes.append(f"{doc.where}: spec.detector: {data_path!r} is not a small local file: put it on the PVC {claim!r} "
-                     f"(mounted at {REFERENCE_MOUNT})")
+        notes.append(
+            f"{doc.where}: spec.detector: {data_path!r} is not a small local file: put it on the PVC {claim!r} "
+            f"(mounted at {REFERENCE_MOUNT})"
+        )
         volumes.append({"name": "reference", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
         key = "reference" if block.reference is not None else "saved_detector"
         overrides[key] = f"{REFERENCE_MOUNT}/{local.name}"
@@ -407,10 +555,18 @@ def _detector(doc: Document, ns: str, opts: RenderOptions, notes: list[str]) -> 
     bootstrap = det.spec.source.bootstrap
     if KafkaURL.parse(f"kafka://{bootstrap}").is_local:
         bootstrap = opts.kafka_bootstrap
-    settings = det.to_settings(doc.source.parent, bootstrap=bootstrap, host="0.0.0.0",
-                               metrics_port=PORTS["metrics"], state_dir=None, **overrides)
+    settings = det.to_settings(
+        doc.source.parent,
+        bootstrap=bootstrap,
+        host="0.0.0.0",
+        metrics_port=PORTS["metrics"],
+        state_dir=None,
+        **overrides,
+    )
     container = {
-        "name": "detector", "image": _image(opts, "detector"), "command": ["python", "-m", "infertap.detectors"],
+        "name": "detector",
+        "image": _image(opts, "detector"),
+        "command": ["python", "-m", "infertap.detectors"],
         "args": [settings.model_dump_json(exclude_defaults=True)],
         "ports": [{"name": "metrics", "containerPort": PORTS["metrics"], "protocol": "TCP"}],
         "readinessProbe": _http_probe("/metrics", "metrics", 10),
@@ -418,29 +574,46 @@ def _detector(doc: Document, ns: str, opts: RenderOptions, notes: list[str]) -> 
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
     }
     replicas = det.spec.replicas
-    manifests += _with_secrets(_deployment(name, ns, labels, _scrape(PORTS["metrics"]), [container],
-                                           replicas=replicas, volumes=volumes), notes)
+    manifests += _with_secrets(
+        _deployment(name, ns, labels, _scrape(PORTS["metrics"]), [container], replicas=replicas, volumes=volumes), notes
+    )
     manifests.append(_service(name, ns, labels, [("metrics", PORTS["metrics"], "metrics")]))
     if settings.transport == "kafka":
-        manifests.append(_scaled_object(name, ns, labels, bootstrap, settings.consumer_group, settings.topic, opts,
-                                        min_replicas=replicas))
+        manifests.append(
+            _scaled_object(
+                name, ns, labels, bootstrap, settings.consumer_group, settings.topic, opts, min_replicas=replicas
+            )
+        )
     return manifests
 
 
-def _scaled_object(name: str, ns: str, labels: dict, bootstrap: str, group: str, topic: str, opts: RenderOptions,
-                   min_replicas: int = 1) -> dict:
+def _scaled_object(
+    name: str, ns: str, labels: dict, bootstrap: str, group: str, topic: str, opts: RenderOptions, min_replicas: int = 1
+) -> dict:
     """KEDA scales the workers on the consumer group's lag (one replica per `lagThreshold` records),
     never below the Detector's `spec.replicas`."""
     return {
-        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": _meta(name, ns, labels),
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": _meta(name, ns, labels),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicaCount": min_replicas, "maxReplicaCount": max(min_replicas, opts.detector_max_replicas),
-            "pollingInterval": 15, "cooldownPeriod": 300,
-            "triggers": [{"type": "kafka", "metadata": {
-                "bootstrapServers": bootstrap, "consumerGroup": group, "topic": topic,
-                "lagThreshold": str(opts.lag_threshold), "offsetResetPolicy": "earliest",
-            }}],
+            "minReplicaCount": min_replicas,
+            "maxReplicaCount": max(min_replicas, opts.detector_max_replicas),
+            "pollingInterval": 15,
+            "cooldownPeriod": 300,
+            "triggers": [
+                {
+                    "type": "kafka",
+                    "metadata": {
+                        "bootstrapServers": bootstrap,
+                        "consumerGroup": group,
+                        "topic": topic,
+                        "lagThreshold": str(opts.lag_threshold),
+                        "offsetResetPolicy": "earliest",
+                    },
+                }
+            ],
         },
     }
 
@@ -453,18 +626,32 @@ def _b64(data: bytes) -> str:
 
 # --- dashboards and rules ------------------------------------------------------------------
 
+
 def _observability(ns: str) -> list[dict]:
     """Dashboards for Grafana's sidecar (label grafana_dashboard) and rules for Prometheus."""
     boards = {p.name: p.read_text() for p in sorted(DASHBOARD_DIR.glob("*.json"))}
     labels = _labels("infertap", "dashboards")
-    out = [{"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": _meta("infertap-dashboards", ns, {**labels, "grafana_dashboard": "1"},
-                              {"grafana_folder": "infertap"}),
-            "data": boards}]
+    out = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(
+                "infertap-dashboards", ns, {**labels, "grafana_dashboard": "1"}, {"grafana_folder": "infertap"}
+            ),
+            "data": boards,
+        }
+    ]
     if ALERTS.exists():
-        out.append({"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": _meta("infertap-alert-rules", ns, {**_labels("infertap", "alerts"), "prometheus_rule": "1"}),
-                    "data": {"infertap-alerts.yml": ALERTS.read_text()}})
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": _meta(
+                    "infertap-alert-rules", ns, {**_labels("infertap", "alerts"), "prometheus_rule": "1"}
+                ),
+                "data": {"infertap-alerts.yml": ALERTS.read_text()},
+            }
+        )
     return out
 
 

@@ -6,6 +6,7 @@ Plots are drawn with matplotlib and embedded as base64 PNGs, so the page is one 
 opens anywhere: per-feature drift p-values over time, window drift flags, outlier rate,
 top features by mean |attribution|, and request rate (Prometheus only).
 """
+
 from __future__ import annotations
 
 import base64
@@ -13,10 +14,11 @@ import html
 import io
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import httpx
 
@@ -53,6 +55,7 @@ class ReportData:
 
 # --- from Prometheus -----------------------------------------------------------------------
 
+
 class PrometheusError(RuntimeError):
     """Prometheus could not be queried; the message says why."""
 
@@ -82,8 +85,9 @@ def _series(result: list[dict], label: str) -> dict[str, Series]:
     return out
 
 
-def from_prometheus(url: str, isvc: str, minutes: float = 60, step: float | None = None,
-                    end: float | None = None) -> ReportData:
+def from_prometheus(
+    url: str, isvc: str, minutes: float = 60, step: float | None = None, end: float | None = None
+) -> ReportData:
     """Query the last `minutes` of metrics of `isvc` (step: about 300 points by default)."""
     end = end or time.time()
     start = end - minutes * 60
@@ -95,14 +99,21 @@ def from_prometheus(url: str, isvc: str, minutes: float = 60, step: float | None
     def rng(expr: str) -> list[dict]:
         return _prom(url, "query_range", {"query": expr, "start": start, "end": end, "step": step})
 
-    data.drift_p = _series(rng(f'min by (feature) (infertap_detector_drift_p_value{{{sel}, feature!="_all"}})'), "feature")
+    data.drift_p = _series(
+        rng(f'min by (feature) (infertap_detector_drift_p_value{{{sel}, feature!="_all"}})'), "feature"
+    )
     data.drift_flags = _series(rng(f'max by (detector) (infertap_detector_drift{{{sel}, feature="_all"}})'), "detector")
-    data.outlier_rate = _series(rng(
-        f"sum by (detector) (rate(infertap_detector_outliers_total{{{sel}}}[{window}])) / "
-        f"sum by (detector) (rate(infertap_detector_rows_evaluated_total{{{sel}}}[{window}]))"), "detector")
+    data.outlier_rate = _series(
+        rng(
+            f"sum by (detector) (rate(infertap_detector_outliers_total{{{sel}}}[{window}])) / "
+            f"sum by (detector) (rate(infertap_detector_rows_evaluated_total{{{sel}}}[{window}]))"
+        ),
+        "detector",
+    )
     data.requests = _series(rng(f"sum by (model) (rate(infertap_requests_total{{{sel}}}[{window}]))"), "model")
-    for item in _prom(url, "query", {"query": f"max by (feature) (infertap_explainer_mean_abs_attribution{{{sel}}})",
-                                     "time": end}):
+    for item in _prom(
+        url, "query", {"query": f"max by (feature) (infertap_explainer_mean_abs_attribution{{{sel}}})", "time": end}
+    ):
         data.attributions[item["metric"].get("feature", "?")] = float(item["value"][1])
     totals = {
         "windows evaluated": f"sum(increase(infertap_detector_windows_evaluated_total{{{sel}}}[{int(minutes * 60)}s]))",
@@ -118,6 +129,7 @@ def from_prometheus(url: str, isvc: str, minutes: float = 60, step: float | None
 
 
 # --- from the topics -----------------------------------------------------------------------
+
 
 def read_topic(bootstrap: str, topic: str, idle_timeout: float = 3.0, limit: int = 100_000) -> list[tuple[dict, Any]]:
     """Every CloudEvent on `topic` from the beginning, as (attributes, decoded JSON body)."""
@@ -179,8 +191,9 @@ def _ts(attrs: dict, body: dict) -> float:
     return when.timestamp() if hasattr(when, "timestamp") else time.time()
 
 
-def from_events(isvc: str, detections: Iterable[tuple[dict, Any]], explanations: Iterable[tuple[dict, Any]] = (),
-                source: str = "") -> ReportData:
+def from_events(
+    isvc: str, detections: Iterable[tuple[dict, Any]], explanations: Iterable[tuple[dict, Any]] = (), source: str = ""
+) -> ReportData:
     """Build the page's data from detection and explanation CloudEvents (attributes, JSON body)."""
     data = ReportData(isvc, source or f"topics {isvc}-detections, {isvc}-explanations")
     windows = outliers = rows = 0
@@ -220,8 +233,12 @@ def from_events(isvc: str, detections: Iterable[tuple[dict, Any]], explanations:
                     sums[name] = sums.get(name, 0.0) + abs(float(value))
                     counts[name] = counts.get(name, 0) + 1
     data.attributions = {n: sums[n] / counts[n] for n in sums}
-    data.summary = {"windows evaluated": windows, "outliers flagged": outliers, "rows checked for outliers": rows,
-                    "instances explained": max(counts.values(), default=0)}
+    data.summary = {
+        "windows evaluated": windows,
+        "outliers flagged": outliers,
+        "rows checked for outliers": rows,
+        "instances explained": max(counts.values(), default=0),
+    }
     return data
 
 
@@ -237,12 +254,18 @@ def _explained(body: Any) -> list[dict]:
 def from_kafka(bootstrap: str, isvc: str, idle_timeout: float = 3.0) -> ReportData:
     detections = read_topic(bootstrap, f"{isvc}-detections", idle_timeout)
     explanations = read_topic(bootstrap, f"{isvc}-explanations", idle_timeout)
-    data = from_events(isvc, detections, explanations, f"Kafka {bootstrap}: {isvc}-detections ({len(detections)} events), "
-                       f"{isvc}-explanations ({len(explanations)} events)")
+    data = from_events(
+        isvc,
+        detections,
+        explanations,
+        f"Kafka {bootstrap}: {isvc}-detections ({len(detections)} events), "
+        f"{isvc}-explanations ({len(explanations)} events)",
+    )
     return data
 
 
 # --- the page ------------------------------------------------------------------------------
+
 
 def _png(fig) -> str:
     buf = io.BytesIO()
@@ -254,7 +277,7 @@ def _png(fig) -> str:
 
 
 def _times(ts: list[float]) -> list[datetime]:
-    return [datetime.fromtimestamp(t, timezone.utc) for t in ts]
+    return [datetime.fromtimestamp(t, UTC) for t in ts]
 
 
 def plots(data: ReportData) -> dict[str, str]:
@@ -267,8 +290,15 @@ def plots(data: ReportData) -> dict[str, str]:
 
     out: dict[str, str] = {}
 
-    def timeline(title: str, series: dict[str, Series], ylabel: str, log: bool = False, line: float | None = None,
-                 step: bool = False, percent: bool = False):
+    def timeline(
+        title: str,
+        series: dict[str, Series],
+        ylabel: str,
+        log: bool = False,
+        line: float | None = None,
+        step: bool = False,
+        percent: bool = False,
+    ):
         fig, ax = plt.subplots(figsize=(9, 3.6))
         for s in sorted(series.values(), key=lambda s: s.label):
             draw = ax.step if step else ax.plot
@@ -322,10 +352,11 @@ def _latest(series: Series) -> float:
 
 def render_html(data: ReportData, generated: datetime | None = None) -> str:
     """The page: summary table, per-feature latest p-values, then the plots."""
-    generated = generated or datetime.now(timezone.utc)
+    generated = generated or datetime.now(UTC)
     esc = html.escape
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>infertap report: {esc(data.inference_service)}</title><style>{STYLE}</style></head><body>",
         f"<h1>infertap report: {esc(data.inference_service)}</h1>",
         f'<p class="meta">Source: {esc(data.source)} · generated {generated.strftime("%Y-%m-%d %H:%M:%S UTC")}</p>',
@@ -335,15 +366,19 @@ def render_html(data: ReportData, generated: datetime | None = None) -> str:
         parts += [f"<tr><td>{esc(k)}</td><td>{v}</td></tr>" for k, v in data.summary.items()]
         parts.append("</table>")
     if data.drift_p:
-        parts.append('<h2>Drift by feature</h2><table id="features"><tr><th>Feature</th><th>latest p-value</th>'
-                     "<th>lowest p-value</th><th>verdict (p &lt; 0.05)</th></tr>")
+        parts.append(
+            '<h2>Drift by feature</h2><table id="features"><tr><th>Feature</th><th>latest p-value</th>'
+            "<th>lowest p-value</th><th>verdict (p &lt; 0.05)</th></tr>"
+        )
         for name, s in sorted(data.drift_p.items(), key=lambda kv: _latest(kv[1])):
             latest, low = _latest(s), min(s.v)
             verdict = '<span class="drift">drift</span>' if latest < 0.05 else '<span class="ok">no drift</span>'
             parts.append(f"<tr><td>{esc(name)}</td><td>{latest:.3g}</td><td>{low:.3g}</td><td>{verdict}</td></tr>")
         parts.append("</table>")
     if data.attributions:
-        parts.append('<h2>Explanations</h2><table id="attributions"><tr><th>Feature</th><th>mean |attribution|</th></tr>')
+        parts.append(
+            '<h2>Explanations</h2><table id="attributions"><tr><th>Feature</th><th>mean |attribution|</th></tr>'
+        )
         for name, v in sorted(data.attributions.items(), key=lambda kv: kv[1], reverse=True)[:15]:
             parts.append(f"<tr><td>{esc(name)}</td><td>{v:.4g}</td></tr>")
         parts.append("</table>")
@@ -351,8 +386,10 @@ def render_html(data: ReportData, generated: datetime | None = None) -> str:
     if images:
         parts.append("<h2>Plots</h2>")
     for title, png in images.items():
-        parts.append(f'<figure class="plot"><figcaption>{esc(title)}</figcaption>'
-                     f'<img alt="{esc(title)}" src="data:image/png;base64,{png}"></figure>')
+        parts.append(
+            f'<figure class="plot"><figcaption>{esc(title)}</figcaption>'
+            f'<img alt="{esc(title)}" src="data:image/png;base64,{png}"></figure>'
+        )
     if data.empty:
         parts.append('<p class="note">No detections, explanations or requests found for this InferenceService yet.</p>')
     for note in data.notes:

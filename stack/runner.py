@@ -18,6 +18,7 @@ By hand, the JSON may also come as a second argument (then the variable is not r
 Components: serving, logger, explainer, explain-stream, detector. JSON keeps the hand-off
 exact (lists, dicts, paths) whatever flags each package parses.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,11 @@ import sys
 from collections.abc import MutableMapping
 
 SETTINGS_ENV = "INFERTAP_SETTINGS"
-USAGE = (f"usage: {SETTINGS_ENV}=SETTINGS_JSON python -m infertap.stack.runner COMPONENT "
-         "(or python -m infertap.stack.runner COMPONENT SETTINGS_JSON), "
-         "COMPONENT one of serving, logger, explainer, explain-stream, detector")
+USAGE = (
+    f"usage: {SETTINGS_ENV}=SETTINGS_JSON python -m infertap.stack.runner COMPONENT "
+    "(or python -m infertap.stack.runner COMPONENT SETTINGS_JSON), "
+    "COMPONENT one of serving, logger, explainer, explain-stream, detector"
+)
 
 
 def run_component(component: str, payload: str) -> None:
@@ -56,7 +59,9 @@ def run_component(component: str, payload: str) -> None:
 
         run_detector(WorkerSettings.model_validate_json(payload))
     else:
-        raise SystemExit(f"unknown component {component!r}; expected serving, logger, explainer, explain-stream or detector")
+        raise SystemExit(
+            f"unknown component {component!r}; expected serving, logger, explainer, explain-stream or detector"
+        )
 
 
 def explain_stream_settings(payload: str):

@@ -5,6 +5,7 @@ which then stops children in order: loggers, then model servers, then the broker
 loggers can flush), with its output in `<log dir>/<name>.log`. On Linux, children also get
 SIGTERM if the supervisor itself dies (PR_SET_PDEATHSIG), so nothing is left behind.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,14 @@ from rich.table import Table
 from infertap.stack.broker import is_listening
 from infertap.stack.plan import Plan, ProcessSpec
 
-STOP_ORDER = ("detector", "explain-stream", "explainer", "logger", "predictor", "broker")  # loggers flush into a broker that still runs
+STOP_ORDER = (
+    "detector",
+    "explain-stream",
+    "explainer",
+    "logger",
+    "predictor",
+    "broker",
+)  # loggers flush into a broker that still runs
 
 
 class ChildFailed(RuntimeError):
@@ -83,8 +91,14 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class Supervisor:
     """Runs a Plan: `run()` returns the exit code of `infertap up`."""
 
-    def __init__(self, plan: Plan, log_dir: Path, ready_timeout: float = 120.0, grace: float = 20.0,
-                 console: Console | None = None):
+    def __init__(
+        self,
+        plan: Plan,
+        log_dir: Path,
+        ready_timeout: float = 120.0,
+        grace: float = 20.0,
+        console: Console | None = None,
+    ):
         self.plan, self.log_dir = plan, Path(log_dir)
         self.ready_timeout, self.grace = ready_timeout, grace
         self.console = console or _console()
@@ -108,7 +122,9 @@ class Supervisor:
             finally:
                 self.stop_all()
             n = len(self.children)
-            self.console.print(f"stopped {n} child process{'es' if n != 1 else ''} (signal {signal.Signals(self._stop_signal).name})")
+            self.console.print(
+                f"stopped {n} child process{'es' if n != 1 else ''} (signal {signal.Signals(self._stop_signal).name})"
+            )
             return 0
         finally:
             for sig, handler in previous.items():
@@ -125,7 +141,9 @@ class Supervisor:
                 try:
                     child.proc.wait(max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    self.console.print(f"{child.spec.name} (pid {child.pid}) ignored SIGTERM for {self.grace:.0f}s; killing it")
+                    self.console.print(
+                        f"{child.spec.name} (pid {child.pid}) ignored SIGTERM for {self.grace:.0f}s; killing it"
+                    )
                     child.signal(signal.SIGKILL)
                     child.proc.wait()
 
@@ -150,8 +168,13 @@ class Supervisor:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                spec.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                spec.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         return Child(spec, proc, log)
 
@@ -163,8 +186,10 @@ class Supervisor:
             if child.is_ready():
                 return
             if time.monotonic() > deadline:
-                raise ChildFailed(f"{child.spec.name} (pid {child.pid}) was not ready on {child.spec.address} "
-                                  f"within {self.ready_timeout:.0f}s; last lines of {child.log}:\n{child.tail()}")
+                raise ChildFailed(
+                    f"{child.spec.name} (pid {child.pid}) was not ready on {child.spec.address} "
+                    f"within {self.ready_timeout:.0f}s; last lines of {child.log}:\n{child.tail()}"
+                )
             time.sleep(0.1)
 
     def _watch(self) -> None:
@@ -181,8 +206,17 @@ class Supervisor:
 
     def _write_state(self) -> None:
         """`processes.json` in the log folder: what runs where, for scripts and tests."""
-        state = [{"name": c.spec.name, "role": c.spec.role, "pid": c.pid, "host": c.spec.host,
-                  "port": c.spec.port, "log": str(c.log)} for c in self.children]
+        state = [
+            {
+                "name": c.spec.name,
+                "role": c.spec.role,
+                "pid": c.pid,
+                "host": c.spec.host,
+                "port": c.spec.port,
+                "log": str(c.log),
+            }
+            for c in self.children
+        ]
         (self.log_dir / "processes.json").write_text(json.dumps(state, indent=2))
 
     def _print_table(self) -> None:
@@ -193,12 +227,20 @@ class Supervisor:
             table.add_column(column, overflow="fold")
         for child in self.children:
             spec = child.spec
-            table.add_row(spec.name, f"http://{spec.address}" if spec.role != "broker" else spec.address,
-                          str(child.pid), spec.note, child.log.name)
+            table.add_row(
+                spec.name,
+                f"http://{spec.address}" if spec.role != "broker" else spec.address,
+                str(child.pid),
+                spec.note,
+                child.log.name,
+            )
         self.console.print(table)
         self.console.print(f"logs in {self.log_dir}/", highlight=False)
         for note in self.plan.notes:
             self.console.print(f"note: {note}", highlight=False)
         for logger in (c for c in self.children if c.spec.role == "logger"):
-            self.console.print(f"send requests to http://{logger.spec.address} ({logger.spec.name} -> {logger.spec.inference_service} predictor)", highlight=False)
+            self.console.print(
+                f"send requests to http://{logger.spec.address} ({logger.spec.name} -> {logger.spec.inference_service} predictor)",
+                highlight=False,
+            )
         self.console.print("Ctrl-C stops everything.")

@@ -4,10 +4,12 @@ Records are decoded with the cloudevents SDK's Kafka protocol binding (binary mo
 logger writes them; structured mode too). Records that are not CloudEvents are printed as
 such, never dropped silently.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from cloudevents.core.bindings import kafka as ce_kafka
 
@@ -70,10 +72,15 @@ def _data_bytes(data: Any) -> bytes:
 
 
 # librdkafka property (what `-X` takes everywhere in infertap) -> kafka-python argument
-KAFKA_PYTHON_NAMES = {"security.protocol": "security_protocol", "sasl.mechanism": "sasl_mechanism",
-                      "sasl.username": "sasl_plain_username", "sasl.password": "sasl_plain_password",
-                      "ssl.ca.location": "ssl_cafile", "ssl.certificate.location": "ssl_certfile",
-                      "ssl.key.location": "ssl_keyfile"}
+KAFKA_PYTHON_NAMES = {
+    "security.protocol": "security_protocol",
+    "sasl.mechanism": "sasl_mechanism",
+    "sasl.username": "sasl_plain_username",
+    "sasl.password": "sasl_plain_password",
+    "ssl.ca.location": "ssl_cafile",
+    "ssl.certificate.location": "ssl_certfile",
+    "ssl.key.location": "ssl_keyfile",
+}
 
 
 def kafka_python_options(kafka_config: dict[str, str]) -> dict[str, str]:
@@ -85,16 +92,24 @@ def kafka_python_options(kafka_config: dict[str, str]) -> dict[str, str]:
     return {KAFKA_PYTHON_NAMES[k]: v for k, v in kafka_config.items()}
 
 
-def tail(topic: str, bootstrap: str, *, from_beginning: bool = False, max_events: int | None = None,
-         group: str | None = None, idle_timeout: float | None = None,
-         emit: Callable[[str], None] = print, width: int = 120, kafka_config: dict[str, str] | None = None) -> int:
+def tail(
+    topic: str,
+    bootstrap: str,
+    *,
+    from_beginning: bool = False,
+    max_events: int | None = None,
+    group: str | None = None,
+    idle_timeout: float | None = None,
+    emit: Callable[[str], None] = print,
+    width: int = 120,
+    kafka_config: dict[str, str] | None = None,
+) -> int:
     """Print records of `topic` until `max_events` were printed or nothing came for
     `idle_timeout` seconds (None: forever). Returns how many records were printed.
     `kafka_config`: TLS/SASL as librdkafka properties (`security.protocol`, `sasl.*`, `ssl.*`)."""
     from kafka import KafkaConsumer
 
     from infertap.stack.broker import is_listening
-
     from infertap.stack.specs.logger_url import KafkaURL
 
     options = kafka_python_options(kafka_config or {})
@@ -102,10 +117,16 @@ def tail(topic: str, bootstrap: str, *, from_beginning: bool = False, max_events
     if not any(is_listening(host, port, timeout=2.0) for host, port in hosts):
         raise ConnectionError(f"no broker listens at {bootstrap}")  # fail fast: the client waits 30 s
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap.split(","), group_id=group,
-        auto_offset_reset="earliest" if from_beginning else "latest", enable_auto_commit=group is not None,
+        topic,
+        bootstrap_servers=bootstrap.split(","),
+        group_id=group,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=group is not None,
         # Short group timeouts: joins take about half the session timeout on the embedded broker.
-        session_timeout_ms=6000, heartbeat_interval_ms=1000, max_poll_interval_ms=30000, **options,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        max_poll_interval_ms=30000,
+        **options,
     )
     printed, last = 0, time.monotonic()
     try:

@@ -1,4 +1,5 @@
 """Shared fixtures: a real embedded broker, free ports, and child processes that always stop."""
+
 from __future__ import annotations
 
 import os
@@ -8,10 +9,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import httpx
 import pytest
@@ -65,11 +66,22 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
     from tests.kafka_front import fronted_broker, make_certs, server_context
 
     certs = make_certs(tmp_path_factory.mktemp("certs"))
-    with fronted_broker(tmp_path_factory.mktemp("secure-broker"), free_port(), ssl_context=server_context(certs),
-                        users={"infertap": "s3cret-pa55"}) as front:
-        yield SecureBroker(front.bootstrap, {
-            "security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.username": "infertap",
-            "sasl.password": "s3cret-pa55", "ssl.ca.location": str(certs.ca)})
+    with fronted_broker(
+        tmp_path_factory.mktemp("secure-broker"),
+        free_port(),
+        ssl_context=server_context(certs),
+        users={"infertap": "s3cret-pa55"},
+    ) as front:
+        yield SecureBroker(
+            front.bootstrap,
+            {
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanism": "PLAIN",
+                "sasl.username": "infertap",
+                "sasl.password": "s3cret-pa55",
+                "ssl.ca.location": str(certs.ca),
+            },
+        )
 
 
 class Child:
@@ -78,8 +90,15 @@ class Child:
     def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None):
         self.args, self.log = args, log
         with open(log, "ab") as fh:
-            self.proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True)
+            self.proc = subprocess.Popen(
+                args,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
 
     def tail(self, n: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])

@@ -22,6 +22,7 @@ round; SCRAM two (RFC 5802: server-first with a salt and 4096 iterations, then t
 proof checked and the server's signature sent back, as Kafka's KIP-84). Once authenticated
 it only copies bytes both ways.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,9 +36,9 @@ import ssl
 import struct
 import subprocess
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from infertap.stack.broker import EmbeddedBroker
 
@@ -48,6 +49,7 @@ FAILED_CLOSE_DELAY_S = 0.1
 
 
 # --- certificates ----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Certs:
@@ -68,20 +70,67 @@ def _openssl(*args: str | Path) -> None:
 
 def _make_ca(folder: Path, name: str) -> tuple[Path, Path]:
     key, cert = folder / f"{name}.key", folder / f"{name}.pem"
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={name}",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name}",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
     return cert, key
 
 
 def _sign(folder: Path, name: str, ca: Path, ca_key: Path, subject: str, extensions: str) -> tuple[Path, Path]:
     key, csr, cert, ext = (folder / f"{name}.{suffix}" for suffix in ("key", "csr", "pem", "ext"))
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", key, "-out", csr, "-subj", subject)
-    ext.write_text(extensions + "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-                   "authorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n")
-    _openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
-             "-days", "2", "-extfile", ext)
+    _openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        csr,
+        "-subj",
+        subject,
+    )
+    ext.write_text(
+        extensions + "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+        "authorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n"
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca,
+        "-CAkey",
+        ca_key,
+        "-CAcreateserial",
+        "-out",
+        cert,
+        "-days",
+        "2",
+        "-extfile",
+        ext,
+    )
     return cert, key
 
 
@@ -91,12 +140,20 @@ def make_certs(folder: Path) -> Certs:
     folder.mkdir(parents=True, exist_ok=True)
     ca, ca_key = _make_ca(folder, "test-ca")
     other_ca, _ = _make_ca(folder, "other-ca")
-    cert, key = _sign(folder, "server", ca, ca_key, "/CN=localhost",
-                      "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    client_cert, client_key = _sign(folder, "client", ca, ca_key, "/CN=infertap-logger",
-                                    "extendedKeyUsage=clientAuth\n")
-    return Certs(ca=ca, server_cert=cert, server_key=key, other_ca=other_ca, client_cert=client_cert,
-                 client_key=client_key)
+    cert, key = _sign(
+        folder,
+        "server",
+        ca,
+        ca_key,
+        "/CN=localhost",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    client_cert, client_key = _sign(
+        folder, "client", ca, ca_key, "/CN=infertap-logger", "extendedKeyUsage=clientAuth\n"
+    )
+    return Certs(
+        ca=ca, server_cert=cert, server_key=key, other_ca=other_ca, client_cert=client_cert, client_key=client_key
+    )
 
 
 def server_context(certs: Certs, client_certs: bool = False) -> ssl.SSLContext:
@@ -112,6 +169,7 @@ def server_context(certs: Certs, client_certs: bool = False) -> ssl.SSLContext:
 
 # --- Kafka wire encoding (just what the SASL exchange needs) --------------------------
 
+
 class _Buf:
     """A cursor over one request frame."""
 
@@ -124,7 +182,7 @@ class _Buf:
         return value
 
     def raw(self, n: int) -> bytes:
-        out = self.data[self.pos:self.pos + n]
+        out = self.data[self.pos : self.pos + n]
         self.pos += n
         return out
 
@@ -184,8 +242,16 @@ def _handshake_response(req: _Request, error: int) -> bytes:
 def _authenticate_response(req: _Request, error: int, message: str | None, auth: bytes = b"") -> bytes:
     if req.version >= 2:  # flexible: response header v1, compact strings, tagged fields
         msg = b"\x00" if message is None else _uvarint(len(message.encode()) + 1) + message.encode()
-        return (struct.pack(">i", req.correlation_id) + b"\x00" + struct.pack(">h", error) + msg
-                + _uvarint(len(auth) + 1) + auth + struct.pack(">q", 0) + b"\x00")
+        return (
+            struct.pack(">i", req.correlation_id)
+            + b"\x00"
+            + struct.pack(">h", error)
+            + msg
+            + _uvarint(len(auth) + 1)
+            + auth
+            + struct.pack(">q", 0)
+            + b"\x00"
+        )
     msg = struct.pack(">h", -1) if message is None else _string(message)
     out = struct.pack(">ih", req.correlation_id, error) + msg + struct.pack(">i", len(auth)) + auth
     return out + struct.pack(">q", 0) if req.version >= 1 else out
@@ -247,6 +313,7 @@ def _auth_bytes(req: _Request) -> bytes:
 
 # --- the front -------------------------------------------------------------------------
 
+
 async def _read_frame(reader: asyncio.StreamReader) -> bytes | None:
     try:
         (size,) = struct.unpack(">i", await reader.readexactly(4))
@@ -276,8 +343,14 @@ class KafkaFront:
     `authenticated` and `refused` count SASL outcomes, for the tests to assert on.
     """
 
-    def __init__(self, upstream: tuple[str, int], *, ssl_context: ssl.SSLContext | None = None,
-                 users: dict[str, str] | None = None, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        upstream: tuple[str, int],
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        users: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+    ):
         self.upstream, self.ssl_context, self.users, self.host = upstream, ssl_context, users, host
         self.port = 0
         self.authenticated = self.refused = 0
@@ -291,17 +364,19 @@ class KafkaFront:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def start(self) -> "KafkaFront":
+    def start(self) -> KafkaFront:
         """Bind and serve; `port` is known when this returns."""
         self._thread.start()
         tls = {"ssl": self.ssl_context, "ssl_handshake_timeout": 10} if self.ssl_context else {}
         self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, self.host, self.port, **tls), self._loop).result(10)
+            asyncio.start_server(self._serve, self.host, self.port, **tls), self._loop
+        ).result(10)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
     def stop(self) -> None:
         """Close the listener and every connection, then end the loop's thread."""
+
         async def _close() -> None:
             self._closing = True
             if self._server is not None:
@@ -375,8 +450,12 @@ class KafkaFront:
                     ok = self._count(bool(answer))
                 if ok:
                     self.mechanisms[mechanism] += 1
-                _write_frame(writer, _authenticate_response(
-                    req, 0 if ok else SASL_AUTHENTICATION_FAILED, None if ok else FAILED_MESSAGE, answer))
+                _write_frame(
+                    writer,
+                    _authenticate_response(
+                        req, 0 if ok else SASL_AUTHENTICATION_FAILED, None if ok else FAILED_MESSAGE, answer
+                    ),
+                )
                 await writer.drain()
                 if not ok:  # as Kafka's connection.failed.authentication.delay.ms (100 ms by default)
                     await asyncio.sleep(FAILED_CLOSE_DELAY_S)
@@ -389,8 +468,11 @@ class KafkaFront:
     def _check(self, token: bytes) -> bool:
         """A SASL/PLAIN token: authzid NUL authcid NUL password."""
         parts = token.split(b"\x00")
-        return self._count(len(parts) == 3 and parts[0] in (b"", parts[1])
-                           and self.users.get(parts[1].decode(errors="replace")) == parts[2].decode(errors="replace"))
+        return self._count(
+            len(parts) == 3
+            and parts[0] in (b"", parts[1])
+            and self.users.get(parts[1].decode(errors="replace")) == parts[2].decode(errors="replace")
+        )
 
     def _count(self, ok: bool) -> bool:
         if ok:
@@ -399,7 +481,7 @@ class KafkaFront:
             self.refused += 1
         return ok
 
-    def __enter__(self) -> "KafkaFront":
+    def __enter__(self) -> KafkaFront:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -407,8 +489,9 @@ class KafkaFront:
 
 
 @contextlib.contextmanager
-def fronted_broker(log_dir: Path, port: int, *, ssl_context: ssl.SSLContext | None = None,
-                   users: dict[str, str] | None = None) -> Iterator[KafkaFront]:
+def fronted_broker(
+    log_dir: Path, port: int, *, ssl_context: ssl.SSLContext | None = None, users: dict[str, str] | None = None
+) -> Iterator[KafkaFront]:
     """A real Tansu on `port` that advertises a KafkaFront; yields the front (clients use its `bootstrap`)."""
     front = KafkaFront(("127.0.0.1", port), ssl_context=ssl_context, users=users).start()
     try:

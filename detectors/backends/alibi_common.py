@@ -5,6 +5,7 @@ licence from Seldon; each release turns Apache-2.0 four years after it came out)
 optional extra (`pip install 'infertap[alibi-detect]'`), imported only inside methods, and
 none of its types leave these modules: callers see `DetectionResult`.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -137,7 +138,7 @@ class AlibiBackend(DetectorBackend):
             quiet.setLevel(level)
 
     @classmethod
-    def from_alibi(cls, detector: Any, feature_names: list[str] | None = None) -> "AlibiBackend":
+    def from_alibi(cls, detector: Any, feature_names: list[str] | None = None) -> AlibiBackend:
         """Wrap an alibi-detect object loaded elsewhere (e.g. by `load_detector`)."""
         backend = cls.__new__(cls)
         DetectorBackend.__init__(backend, list(feature_names or []), {})
@@ -171,8 +172,9 @@ class AlibiBackend(DetectorBackend):
 
             with open(path / DETECTOR_DILL, "wb") as fh:
                 dill.dump(detector, fh)
-        write_manifest(path, type(self).__name__, self.feature_names, self.params, store=self.store,
-                       alibi_detect=_alibi_version())
+        write_manifest(
+            path, type(self).__name__, self.feature_names, self.params, store=self.store, alibi_detect=_alibi_version()
+        )
 
     def load(self, path: Path) -> None:
         path = Path(path)

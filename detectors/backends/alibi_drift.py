@@ -8,6 +8,7 @@ ones that explain the window's verdict. MMDDrift and LSDDDrift use alibi-detect'
 backend, on CUDA when torch sees a GPU. ClassifierDrift uses its sklearn backend with a
 named scikit-learn classifier.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -38,15 +39,23 @@ class UnivariateDrift(AlibiBackend):
         p_vals, distances = floats(data["p_val"]), floats(data["distance"])
         threshold = finite(data["threshold"])
         features = [
-            FeatureScore(name=name, p_val=p, distance=dist, is_drift=p is not None and threshold is not None and p < threshold)
+            FeatureScore(
+                name=name, p_val=p, distance=dist, is_drift=p is not None and threshold is not None and p < threshold
+            )
             for name, p, dist in zip(self.names_for(len(p_vals)), p_vals, distances)
         ]
         known_p = [p for p in p_vals if p is not None]
         known_d = [d for d in distances if d is not None]
         return DetectionResult(
-            kind="drift", detector=self.name(), n=int(x.shape[0]), is_drift=bool(data["is_drift"]),
-            p_val=min(known_p) if known_p else None, distance=max(known_d) if known_d else None,
-            threshold=threshold, features=features, raw={"p_val_setting": finite(getattr(detector, "p_val", None))},
+            kind="drift",
+            detector=self.name(),
+            n=int(x.shape[0]),
+            is_drift=bool(data["is_drift"]),
+            p_val=min(known_p) if known_p else None,
+            distance=max(known_d) if known_d else None,
+            threshold=threshold,
+            features=features,
+            raw={"p_val_setting": finite(getattr(detector, "p_val", None))},
         )
 
 
@@ -101,8 +110,13 @@ class MultivariateDrift(AlibiBackend):
         for key in ("is_drift", "p_val", "distance", "threshold"):
             raw.pop(key, None)
         return DetectionResult(
-            kind="drift", detector=self.name(), n=int(x.shape[0]), is_drift=bool(data["is_drift"]),
-            p_val=finite(data.get("p_val")), distance=finite(data.get("distance")), threshold=finite(data.get("threshold")),
+            kind="drift",
+            detector=self.name(),
+            n=int(x.shape[0]),
+            is_drift=bool(data["is_drift"]),
+            p_val=finite(data.get("p_val")),
+            distance=finite(data.get("distance")),
+            threshold=finite(data.get("threshold")),
             raw=raw,
         )
 
@@ -116,7 +130,9 @@ class TorchKernelDrift(MultivariateDrift):
     def check_params(self) -> None:
         super().check_params()
         if self.params.get("backend", "pytorch") != "pytorch":
-            raise ValueError(f"{self.name()}: backend must be 'pytorch' here (TensorFlow detectors live in the detectors-tf extra)")
+            raise ValueError(
+                f"{self.name()}: backend must be 'pytorch' here (TensorFlow detectors live in the detectors-tf extra)"
+            )
 
 
 class MMDDrift(TorchKernelDrift):
@@ -149,7 +165,9 @@ class ClassifierDrift(MultivariateDrift):
         super().check_params()
         model = self.params.get("model", "random_forest")
         if model not in SKLEARN_CLASSIFIERS:
-            raise ValueError(f"ClassifierDrift: parameter 'model' must be one of {', '.join(SKLEARN_CLASSIFIERS)} (got {model!r})")
+            raise ValueError(
+                f"ClassifierDrift: parameter 'model' must be one of {', '.join(SKLEARN_CLASSIFIERS)} (got {model!r})"
+            )
         if self.params.get("backend", "sklearn") != "sklearn":
             raise ValueError("ClassifierDrift: backend must be 'sklearn' here")
 

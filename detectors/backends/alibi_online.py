@@ -8,6 +8,7 @@ lazily. "Fitting" is alibi-detect's threshold configuration for the expected run
 thresholds and running state (`t`, the test window) included, so a restored worker goes on
 with the same test-statistic sequence instead of re-simulating thresholds.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -54,10 +55,18 @@ class OnlineDrift(AlibiBackend):
 
     def result(self, data: dict[str, Any], n: int, flagged: list[int]) -> DetectionResult:
         return DetectionResult(
-            kind="drift", detector=self.name(), n=n, is_drift=bool(flagged), distance=finite(data.get("test_stat")),
+            kind="drift",
+            detector=self.name(),
+            n=n,
+            is_drift=bool(flagged),
+            distance=finite(data.get("test_stat")),
             threshold=finite(data.get("threshold")),
-            raw={"time": int(data["time"]), "ert": finite(data.get("ert")), "test_stat": finite(data.get("test_stat")),
-                 "drift_rows": flagged},
+            raw={
+                "time": int(data["time"]),
+                "ert": finite(data.get("ert")),
+                "test_stat": finite(data.get("test_stat")),
+                "drift_rows": flagged,
+            },
         )
 
     @property
@@ -107,12 +116,23 @@ class CVMDriftOnline(OnlineDrift):
             over = (stats > thresholds).any(axis=0)
             per_feature = np.nanmax(np.where(np.isnan(stats), -np.inf, stats), axis=0)
         per_feature[np.isinf(per_feature)] = np.nan
-        features = [FeatureScore(name=name, distance=d, is_drift=bool(o))
-                    for name, d, o in zip(self.names_for(stats.shape[1]), floats(per_feature), over)]
+        features = [
+            FeatureScore(name=name, distance=d, is_drift=bool(o))
+            for name, d, o in zip(self.names_for(stats.shape[1]), floats(per_feature), over)
+        ]
         known = [f.distance for f in features if f.distance is not None]
         return DetectionResult(
-            kind="drift", detector=self.name(), n=n, is_drift=bool(flagged), distance=max(known) if known else None,
-            threshold=finite(np.nanmin(thresholds)) if not np.isnan(thresholds).all() else None, features=features,
-            raw={"time": int(data["time"]), "ert": finite(data.get("ert")), "thresholds": floats(thresholds),
-                 "drift_rows": flagged},
+            kind="drift",
+            detector=self.name(),
+            n=n,
+            is_drift=bool(flagged),
+            distance=max(known) if known else None,
+            threshold=finite(np.nanmin(thresholds)) if not np.isnan(thresholds).all() else None,
+            features=features,
+            raw={
+                "time": int(data["time"]),
+                "ert": finite(data.get("ert")),
+                "thresholds": floats(thresholds),
+                "drift_rows": flagged,
+            },
         )

@@ -5,6 +5,7 @@ lazily. Both get their threshold from the reference data: the `threshold_perc` p
 of the reference rows' scores (default 95), unless `threshold` is given. alibi-detect's
 `save_detector` needs TensorFlow for these two, so they are saved as one dill file.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,7 +31,9 @@ class OutlierBackend(AlibiBackend):
         super().check_params()
         perc = self.params.get("threshold_perc", 95)
         if not isinstance(perc, (int, float)) or not 0 < perc < 100:
-            raise ValueError(f"{self.name()}: parameter 'threshold_perc' must be a number between 0 and 100 (got {perc!r})")
+            raise ValueError(
+                f"{self.name()}: parameter 'threshold_perc' must be a number between 0 and 100 (got {perc!r})"
+            )
 
     def fit(self, x_ref: np.ndarray) -> None:
         x_ref = np.asarray(x_ref, dtype=np.float64)
@@ -48,7 +51,10 @@ class OutlierBackend(AlibiBackend):
         x = np.asarray(x, dtype=np.float64)
         data = detector.predict(x, return_instance_score=True)["data"]
         return DetectionResult(
-            kind="outlier", detector=self.name(), n=int(x.shape[0]), threshold=finite(detector.threshold),
+            kind="outlier",
+            detector=self.name(),
+            n=int(x.shape[0]),
+            threshold=finite(detector.threshold),
             is_outlier=[bool(v) for v in np.asarray(data["is_outlier"]).reshape(-1)],
             instance_scores=floats(data["instance_score"]),
         )
@@ -87,7 +93,9 @@ def load_legacy(path: Path) -> Any:
         detector = od.IForest(threshold=state["threshold"])
         detector.isolationforest = state["isolationforest"]
         return detector
-    detector = od.Mahalanobis(**{k: state[k] for k in ("threshold", "n_components", "std_clip", "start_clip", "max_n", "cat_vars", "ohe")})
+    detector = od.Mahalanobis(
+        **{k: state[k] for k in ("threshold", "n_components", "std_clip", "start_clip", "max_n", "cat_vars", "ohe")}
+    )
     for key in ("d_abs", "clip", "mean", "C", "n"):
         setattr(detector, key, state[key])
     return detector

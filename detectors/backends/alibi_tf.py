@@ -18,6 +18,7 @@ the served model's place (`served_model.py`). Saving uses alibi-detect's own
 `save_detector` (its legacy format: meta.dill, <Name>.dill, model/), so the folders also
 load with alibi-detect's `load_detector`, as Seldon's alibi-detect-server reads them.
 """
+
 from __future__ import annotations
 
 import os
@@ -83,16 +84,21 @@ class TFBackend(AlibiBackend):
             raise ValueError(f"{self.name()}: parameter 'hidden' must be a list of layer widths (got {hidden!r})")
         perc = self.params.get("threshold_perc", 95)
         if not isinstance(perc, (int, float)) or not 0 < perc < 100:
-            raise ValueError(f"{self.name()}: parameter 'threshold_perc' must be a number between 0 and 100 (got {perc!r})")
+            raise ValueError(
+                f"{self.name()}: parameter 'threshold_perc' must be a number between 0 and 100 (got {perc!r})"
+            )
 
     @property
     def hidden(self) -> list[int]:
         return list(self.params.get("hidden", [32, 16]))
 
     def training(self, tf: Any) -> dict[str, Any]:
-        return {"epochs": int(self.params.get("epochs", 30)), "batch_size": int(self.params.get("batch_size", 64)),
-                "verbose": False,
-                "optimizer": tf.keras.optimizers.Adam(learning_rate=float(self.params.get("learning_rate", 1e-3)))}
+        return {
+            "epochs": int(self.params.get("epochs", 30)),
+            "batch_size": int(self.params.get("batch_size", 64)),
+            "verbose": False,
+            "optimizer": tf.keras.optimizers.Adam(learning_rate=float(self.params.get("learning_rate", 1e-3))),
+        }
 
     def fit(self, x_ref: np.ndarray) -> None:
         tf = import_tf()
@@ -127,9 +133,14 @@ class OutlierBackendTF(TFBackend):
     def predict(self, x: np.ndarray) -> DetectionResult:
         detector = self.require_fitted()
         x = np.asarray(x, dtype=np.float32)
-        data = detector.predict(x, outlier_type="instance", return_instance_score=True, return_feature_score=False)["data"]
+        data = detector.predict(x, outlier_type="instance", return_instance_score=True, return_feature_score=False)[
+            "data"
+        ]
         return DetectionResult(
-            kind="outlier", detector=self.name(), n=int(x.shape[0]), threshold=finite(detector.threshold),
+            kind="outlier",
+            detector=self.name(),
+            n=int(x.shape[0]),
+            threshold=finite(detector.threshold),
             is_outlier=[bool(v) for v in np.asarray(data["is_outlier"]).reshape(-1)],
             instance_scores=floats(data["instance_score"]),
         )
@@ -180,7 +191,9 @@ class AdversarialBackend(TFBackend):
     def check_params(self) -> None:
         super().check_params()
         if ("model" in self.params) == ("predictor" in self.params):
-            raise ValueError(f"{self.name()}: give exactly one of parameter 'model' (a Keras file) or 'predictor' (a V1 URL)")
+            raise ValueError(
+                f"{self.name()}: give exactly one of parameter 'model' (a Keras file) or 'predictor' (a V1 URL)"
+            )
 
     def classifier(self, tf: Any, x_ref: np.ndarray) -> Any:
         """The Keras classifier the detector guards: loaded, or distilled from the served model."""
@@ -190,11 +203,20 @@ class AdversarialBackend(TFBackend):
 
         # the reference plus jittered copies, so the surrogate also learns the served model's
         # decision boundaries between the reference rows, where attacks push inputs
-        rows = jittered(x_ref, copies=int(self.params.get("surrogate_jitter_copies", 3)),
-                        scale=float(self.params.get("surrogate_jitter", 0.5)), seed=int(self.params.get("seed", 0)))
+        rows = jittered(
+            x_ref,
+            copies=int(self.params.get("surrogate_jitter_copies", 3)),
+            scale=float(self.params.get("surrogate_jitter", 0.5)),
+            seed=int(self.params.get("seed", 0)),
+        )
         outputs = predictor_outputs(self.params["predictor"], rows)
-        return distil_surrogate(tf, rows, outputs, hidden=list(self.params.get("surrogate_hidden", [64, 32])),
-                                epochs=int(self.params.get("surrogate_epochs", 100)))
+        return distil_surrogate(
+            tf,
+            rows,
+            outputs,
+            hidden=list(self.params.get("surrogate_hidden", [64, 32])),
+            epochs=int(self.params.get("surrogate_epochs", 100)),
+        )
 
     def infer_threshold(self, detector: Any, x_ref: np.ndarray) -> None:
         detector.infer_threshold(x_ref, threshold_perc=float(self.params.get("threshold_perc", 95)))
@@ -204,7 +226,10 @@ class AdversarialBackend(TFBackend):
         x = np.asarray(x, dtype=np.float32)
         data = detector.predict(x, return_instance_score=True)["data"]
         return DetectionResult(
-            kind="adversarial", detector=self.name(), n=int(x.shape[0]), threshold=finite(detector.threshold),
+            kind="adversarial",
+            detector=self.name(),
+            n=int(x.shape[0]),
+            threshold=finite(detector.threshold),
             is_adversarial=[bool(v) for v in np.asarray(data["is_adversarial"]).reshape(-1)],
             instance_scores=floats(data["instance_score"]),
         )
@@ -215,7 +240,10 @@ class AdversarialAE(AdversarialBackend):
     original's; score: KL divergence between the two (high for adversarial rows)."""
 
     settings = ("threshold", "temperature")
-    own_params = {**AdversarialBackend.own_params, "encoding_dim": "width of the code layer (default: the number of features)"}
+    own_params = {
+        **AdversarialBackend.own_params,
+        "encoding_dim": "width of the code layer (default: the number of features)",
+    }
 
     def build(self, tf: Any, x_ref: np.ndarray) -> Any:
         d = x_ref.shape[1]
@@ -238,5 +266,7 @@ class ModelDistillation(AdversarialBackend):
         n_classes = int(model.output_shape[-1])
         inputs = tf.keras.Input(shape=(x_ref.shape[1],))
         scaled = tf.keras.layers.Normalization(mean=x_ref.mean(axis=0), variance=x_ref.var(axis=0) + 1e-12)(inputs)
-        distilled = tf.keras.Model(inputs, dense_stack(tf, x_ref.shape[1], self.hidden, n_classes, last="softmax")(scaled))
+        distilled = tf.keras.Model(
+            inputs, dense_stack(tf, x_ref.shape[1], self.hidden, n_classes, last="softmax")(scaled)
+        )
         return self.alibi_cls()(distilled_model=distilled, model=model, **self.alibi_kwargs())

@@ -1,4 +1,5 @@
 """One interface for every detector backend (alibi-detect, scipy, scikit-learn, torch)."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

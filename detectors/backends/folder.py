@@ -5,6 +5,7 @@ Every backend saves into a folder with this manifest beside its own files, so
 alibi-detect's own `save_detector` carry no manifest (they have `config.toml` or
 `meta.dill`); the registry recognises those separately.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,13 @@ def write_manifest(path: Path, backend: str, feature_names: list[str], params: d
     """Write the manifest naming `backend` into the folder `path` (created if missing)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    body = {"format": FORMAT_VERSION, "backend": backend, "feature_names": list(feature_names),
-            "params": jsonable(params), **jsonable(extra)}
+    body = {
+        "format": FORMAT_VERSION,
+        "backend": backend,
+        "feature_names": list(feature_names),
+        "params": jsonable(params),
+        **jsonable(extra),
+    }
     (path / MANIFEST).write_text(json.dumps(body, indent=2) + "\n")
 
 

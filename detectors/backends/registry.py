@@ -15,6 +15,7 @@ files, or a config.toml naming one) loads only with `allow_pickle=True`: the spe
 `detector.allowPickle: true` or `--allow-pickle`. Folders of data alone (config.toml with
 .npy arrays, our manifest with .npy) load without it.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -87,7 +88,9 @@ def load_backend(path: Path, feature_names: list[str] | None = None, allow_pickl
     if manifest is not None:
         cls = backend_class(manifest["backend"])
         backend = cls.__new__(cls)
-        DetectorBackend.__init__(backend, list(manifest.get("feature_names") or feature_names or []), manifest.get("params") or {})
+        DetectorBackend.__init__(
+            backend, list(manifest.get("feature_names") or feature_names or []), manifest.get("params") or {}
+        )
         _prepare(backend)
         backend.load(path)
         return backend
@@ -152,7 +155,8 @@ def require_no_pickles(path: Path) -> None:
     if found:
         raise PickleRefused(
             f"refusing to load pickled detector state {found[0]}: pickles can run code when loaded; "
-            "set spec.detector.allowPickle: true (or --allow-pickle) if you trust this folder")
+            "set spec.detector.allowPickle: true (or --allow-pickle) if you trust this folder"
+        )
 
 
 def pickles_in(path: Path) -> list[Path]:

@@ -3,6 +3,7 @@
 The BSD-licensed stand-in for alibi-detect's KSDrift (same test, `ks_2samp` in asymptotic
 mode, same Bonferroni / FDR corrections), so drift detection works without alibi-detect.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -63,11 +64,21 @@ class ScipyKS(DetectorBackend):
         p_vals = np.array([t.pvalue for t in tests])
         threshold = self.threshold(p_vals)
         names = self.feature_names if len(self.feature_names) == x.shape[1] else [f"f{j}" for j in range(x.shape[1])]
-        features = [FeatureScore(name=n, p_val=float(t.pvalue), distance=float(t.statistic), is_drift=bool(t.pvalue < threshold))
-                    for n, t in zip(names, tests)]
+        features = [
+            FeatureScore(
+                name=n, p_val=float(t.pvalue), distance=float(t.statistic), is_drift=bool(t.pvalue < threshold)
+            )
+            for n, t in zip(names, tests)
+        ]
         return DetectionResult(
-            kind="drift", detector="ScipyKS", n=int(x.shape[0]), is_drift=any(f.is_drift for f in features),
-            p_val=float(p_vals.min()), distance=max(f.distance for f in features), threshold=threshold, features=features,
+            kind="drift",
+            detector="ScipyKS",
+            n=int(x.shape[0]),
+            is_drift=any(f.is_drift for f in features),
+            p_val=float(p_vals.min()),
+            distance=max(f.distance for f in features),
+            threshold=threshold,
+            features=features,
         )
 
     def save(self, path: Path) -> None:

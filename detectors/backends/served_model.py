@@ -6,6 +6,7 @@ ONNX behind our server or KServe's), `fit` asks it for its outputs on the refere
 (`POST {url}:predict` with V1 `instances`, header `infertap-skip-logging: true` so these
 calls stay out of the event stream) and trains a small Keras network to reproduce them.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,10 +29,14 @@ def predictor_outputs(url: str, x: np.ndarray, timeout: float = 30.0) -> np.ndar
     endpoint = url if url.endswith(":predict") else url + ":predict"
     parts = []
     for start in range(0, len(x), BATCH):
-        rows = np.asarray(x[start:start + BATCH], dtype=float).tolist()
+        rows = np.asarray(x[start : start + BATCH], dtype=float).tolist()
         body = json.dumps({"instances": rows}).encode()
-        request = urllib.request.Request(endpoint, data=body, method="POST", headers={
-            "content-type": "application/json", "infertap-skip-logging": "true"})
+        request = urllib.request.Request(
+            endpoint,
+            data=body,
+            method="POST",
+            headers={"content-type": "application/json", "infertap-skip-logging": "true"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 answer = json.loads(response.read())

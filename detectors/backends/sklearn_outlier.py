@@ -4,6 +4,7 @@ Scores are the negated `score_samples` (higher = more anomalous, as alibi-detect
 reports them); the threshold is the `threshold_perc` percentile of the reference rows'
 scores (default 95), as alibi-detect's `infer_threshold` sets it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,7 +33,9 @@ class SklearnIForest(DetectorBackend):
                 raise ValueError(f"SklearnIForest: unknown parameter {key!r} (known: {', '.join(self.PARAMS)})")
         perc = self.params.get("threshold_perc", 95)
         if not isinstance(perc, (int, float)) or not 0 < perc < 100:
-            raise ValueError(f"SklearnIForest: parameter 'threshold_perc' must be a number between 0 and 100 (got {perc!r})")
+            raise ValueError(
+                f"SklearnIForest: parameter 'threshold_perc' must be a number between 0 and 100 (got {perc!r})"
+            )
         self.model: Any = None
         self.threshold: float | None = self.params.get("threshold")
 
@@ -40,7 +43,11 @@ class SklearnIForest(DetectorBackend):
         from sklearn.ensemble import IsolationForest
 
         x_ref = np.asarray(x_ref, dtype=np.float64)
-        settings = {"n_estimators": 100, "random_state": 0, **{k: self.params[k] for k in FOREST_PARAMS if k in self.params}}
+        settings = {
+            "n_estimators": 100,
+            "random_state": 0,
+            **{k: self.params[k] for k in FOREST_PARAMS if k in self.params},
+        }
         self.model = IsolationForest(**settings).fit(x_ref)
         if self.params.get("threshold") is None:
             self.threshold = float(np.percentile(self.scores(x_ref), float(self.params.get("threshold_perc", 95))))
@@ -52,8 +59,14 @@ class SklearnIForest(DetectorBackend):
         if self.model is None:
             raise RuntimeError("SklearnIForest is not fitted: call fit(x_ref) or load(path) first")
         scores = self.scores(np.asarray(x, dtype=np.float64))
-        return DetectionResult(kind="outlier", detector="SklearnIForest", n=len(scores), threshold=self.threshold,
-                               is_outlier=[bool(s > self.threshold) for s in scores], instance_scores=scores.tolist())
+        return DetectionResult(
+            kind="outlier",
+            detector="SklearnIForest",
+            n=len(scores),
+            threshold=self.threshold,
+            is_outlier=[bool(s > self.threshold) for s in scores],
+            instance_scores=scores.tolist(),
+        )
 
     def save(self, path: Path) -> None:
         import joblib

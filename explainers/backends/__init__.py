@@ -3,27 +3,28 @@
 Backend modules import their library (shap, xgboost, captum, alibi) lazily, so a KernelShap
 server never imports torch and nothing imports alibi unless an anchor explainer is asked for.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
 
-from infertap.explainers.backends.base import ExplainOptions, Explainer
+from infertap.explainers.backends.base import Explainer, ExplainOptions
 from infertap.explainers.errors import ExplainerLoadError
 from infertap.explainers.predictor import HTTPPredictor
 from infertap.explainers.settings import ExplainerSettings
 
 # explainer_type -> "module:Class" (licence of the library behind it in the comment)
 BACKENDS: dict[str, str] = {
-    "KernelShap": "infertap.explainers.backends.kernel_shap:KernelShapExplainer",                  # shap, MIT
-    "PermutationShap": "infertap.explainers.backends.permutation_shap:PermutationShapExplainer",   # shap, MIT
-    "TreeShap": "infertap.explainers.backends.tree_shap:TreeShapExplainer",                        # shap, MIT
-    "XGBoostShap": "infertap.explainers.backends.xgboost_shap:XGBoostShapExplainer",               # xgboost, Apache-2.0
+    "KernelShap": "infertap.explainers.backends.kernel_shap:KernelShapExplainer",  # shap, MIT
+    "PermutationShap": "infertap.explainers.backends.permutation_shap:PermutationShapExplainer",  # shap, MIT
+    "TreeShap": "infertap.explainers.backends.tree_shap:TreeShapExplainer",  # shap, MIT
+    "XGBoostShap": "infertap.explainers.backends.xgboost_shap:XGBoostShapExplainer",  # xgboost, Apache-2.0
     "IntegratedGradients": "infertap.explainers.backends.integrated_gradients:IntegratedGradientsExplainer",  # captum, BSD-3
-    "GradientShap": "infertap.explainers.backends.gradient_shap:GradientShapExplainer",            # captum, BSD-3
-    "DeepLift": "infertap.explainers.backends.deeplift:DeepLiftExplainer",                         # captum, BSD-3
-    "AnchorTabular": "infertap.explainers.backends.anchor_tabular:AnchorTabularExplainer",         # alibi, BSL 1.1
-    "AnchorText": "infertap.explainers.backends.anchor_text:AnchorTextExplainer",                  # alibi, BSL 1.1
-    "AnchorImages": "infertap.explainers.backends.anchor_image:AnchorImageExplainer",              # alibi, BSL 1.1
+    "GradientShap": "infertap.explainers.backends.gradient_shap:GradientShapExplainer",  # captum, BSD-3
+    "DeepLift": "infertap.explainers.backends.deeplift:DeepLiftExplainer",  # captum, BSD-3
+    "AnchorTabular": "infertap.explainers.backends.anchor_tabular:AnchorTabularExplainer",  # alibi, BSL 1.1
+    "AnchorText": "infertap.explainers.backends.anchor_text:AnchorTextExplainer",  # alibi, BSL 1.1
+    "AnchorImages": "infertap.explainers.backends.anchor_image:AnchorImageExplainer",  # alibi, BSL 1.1
 }
 EXTRAS = {"captum": "explainers", "shap": "explainers", "alibi": "alibi", "spacy": "alibi", "skimage": "alibi"}
 
@@ -46,8 +47,14 @@ def create_explainer(settings: ExplainerSettings, on_request=None) -> Explainer:
     cls = backend_class(settings.explainer_type)
     predictor = None
     if settings.predictor_url:
-        predictor = HTTPPredictor(settings.predictor_url, settings.target_model, settings.protocol,
-                                  settings.predict_proba, settings.max_rows_per_request, on_request=on_request)
+        predictor = HTTPPredictor(
+            settings.predictor_url,
+            settings.target_model,
+            settings.protocol,
+            settings.predict_proba,
+            settings.max_rows_per_request,
+            on_request=on_request,
+        )
     return cls(settings, predictor)
 
 

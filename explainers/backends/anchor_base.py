@@ -9,6 +9,7 @@ delta, tau, beam_size, coverage_samples, ...) come from `params` in the settings
 each request. A saved explainer folder (`alibi.saving.save_explainer`, dill inside) loads
 only with `allow_pickle`.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,13 +17,28 @@ from typing import Any
 
 import numpy as np
 
-from infertap.explainers.backends.base import ExplainOptions, Explainer
+from infertap.explainers.backends.base import Explainer, ExplainOptions
 from infertap.explainers.backgrounds import require_pickle_opt_in
 from infertap.explainers.explanation import InstanceExplanation
 
-EXPLAIN_KEYS = ("threshold", "delta", "tau", "batch_size", "coverage_samples", "beam_size", "stop_on_first",
-                "max_anchor_size", "min_samples_start", "n_covered_ex", "binary_cache_size", "cache_margin",
-                "p_sample", "use_proba", "verbose", "verbose_every")
+EXPLAIN_KEYS = (
+    "threshold",
+    "delta",
+    "tau",
+    "batch_size",
+    "coverage_samples",
+    "beam_size",
+    "stop_on_first",
+    "max_anchor_size",
+    "min_samples_start",
+    "n_covered_ex",
+    "binary_cache_size",
+    "cache_margin",
+    "p_sample",
+    "use_proba",
+    "verbose",
+    "verbose_every",
+)
 
 
 class AnchorExplainer(Explainer):
@@ -57,10 +73,18 @@ class AnchorExplainer(Explainer):
                 result = json.loads(self._alibi.explain(self.instance(x), **kwargs).to_json())
                 prediction = result["data"].get("raw", {}).get("prediction")
                 label = int(np.asarray(prediction).reshape(-1)[0]) if prediction is not None else None
-                out.append(InstanceExplanation(
-                    feature_names=self.names_for(x), values=None, base_value=None,
-                    prediction=float(label) if label is not None else None, target=label, output_space="label",
-                    shape=list(np.shape(x)) if np.ndim(x) > 1 else None, raw=result))
+                out.append(
+                    InstanceExplanation(
+                        feature_names=self.names_for(x),
+                        values=None,
+                        base_value=None,
+                        prediction=float(label) if label is not None else None,
+                        target=label,
+                        output_space="label",
+                        shape=list(np.shape(x)) if np.ndim(x) > 1 else None,
+                        raw=result,
+                    )
+                )
         return out
 
     def names_for(self, x: Any) -> list[str]:

@@ -7,6 +7,7 @@ for the predictor, which gets rows shaped as the background (or as sent). Segmen
 `segmentation_kwargs`) or `grid` (squares of `params.grid_size` pixels: small images such
 as 8x8 digits give too few pixels for the others).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -48,8 +49,13 @@ class AnchorImageExplainer(AnchorExplainer):
         def images_to_rows(images: np.ndarray) -> np.ndarray:
             return predict(np.asarray(images).reshape((len(images), *self.row_shape)))
 
-        return AnchorImage(images_to_rows, image_shape=self.image_shape, segmentation_fn=segmentation,
-                           segmentation_kwargs=kwargs or None, seed=0)
+        return AnchorImage(
+            images_to_rows,
+            image_shape=self.image_shape,
+            segmentation_fn=segmentation,
+            segmentation_kwargs=kwargs or None,
+            seed=0,
+        )
 
     def check_input(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X)
@@ -57,6 +63,8 @@ class AnchorImageExplainer(AnchorExplainer):
             raise BadExplainRequest(f"AnchorImages explains numbers, got {X.dtype} data")
         per_image = int(np.prod(self.image_shape))
         if X.ndim < 2 or int(np.prod(X.shape[1:])) != per_image:
-            raise BadExplainRequest(f"expected images of shape {list(self.image_shape)} ({per_image} values each), "
-                                    f"got input shape {list(X.shape)}")
+            raise BadExplainRequest(
+                f"expected images of shape {list(self.image_shape)} ({per_image} values each), "
+                f"got input shape {list(X.shape)}"
+            )
         return finite_float32(X.reshape((len(X), *self.image_shape)))

@@ -4,6 +4,7 @@ Fitted at load from the background's training rows (`train` in the `.npz` from
 `infertap fit`, or the raw `.npy` rows) with its percentile discretisation (`disc_perc`).
 `params.categorical_names` ({column: [names]}) marks categorical columns.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,10 +25,13 @@ class AnchorTabularExplainer(AnchorExplainer):
         bg = self.background
         train = bg.train if bg.train is not None else bg.data
         if train.ndim != 2:
-            raise ExplainerLoadError(f"AnchorTabular needs rows x features training data, got shape {list(train.shape)}")
+            raise ExplainerLoadError(
+                f"AnchorTabular needs rows x features training data, got shape {list(train.shape)}"
+            )
         categorical = {int(k): v for k, v in (self.settings.params.get("categorical_names") or {}).items()}
-        explainer = AnchorTabular(self.model_fn(), feature_names=self.feature_names(train.shape[1]),
-                                  categorical_names=categorical, seed=0)
+        explainer = AnchorTabular(
+            self.model_fn(), feature_names=self.feature_names(train.shape[1]), categorical_names=categorical, seed=0
+        )
         self.set_deadline(None)
         explainer.fit(np.asarray(train, dtype=np.float32), disc_perc=tuple(bg.disc_perc))
         return explainer

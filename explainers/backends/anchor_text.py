@@ -7,6 +7,7 @@ enough for the default `sampling_strategy: unknown` (words replaced by UNK). The
 `similarity` strategy needs a model with word vectors, and `language_model` a
 transformers masked LM: both need models these machines cannot download.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,12 +35,16 @@ class AnchorTextExplainer(AnchorExplainer):
             try:
                 nlp = spacy.load(name)
             except OSError as err:
-                raise ExplainerLoadError(f"spaCy model {name!r} is not installed ({err}); "
-                                         "leave spacy_model unset to use a blank English tokenizer") from None
+                raise ExplainerLoadError(
+                    f"spaCy model {name!r} is not installed ({err}); "
+                    "leave spacy_model unset to use a blank English tokenizer"
+                ) from None
         elif strategy == "unknown":
             nlp = spacy.blank("en")
         else:
-            raise ExplainerLoadError(f"sampling_strategy {strategy!r} needs params.spacy_model (a spaCy model with vectors)")
+            raise ExplainerLoadError(
+                f"sampling_strategy {strategy!r} needs params.spacy_model (a spaCy model with vectors)"
+            )
         kwargs = {k: params[k] for k in ("sample_proba", "top_n", "temperature", "use_proba") if k in params}
         return AnchorText(self.model_fn(), sampling_strategy=strategy, nlp=nlp, seed=0, **kwargs)
 

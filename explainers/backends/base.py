@@ -6,6 +6,7 @@ batches in a worker thread. Black-box backends get an `HTTPPredictor`; white-box
 load the model file themselves. Types of shap, captum and alibi stay inside the backend
 modules: what leaves them is `InstanceExplanation`.
 """
+
 from __future__ import annotations
 
 import threading
@@ -59,8 +60,10 @@ class Explainer(ABC):
             self.background = load_background(self.settings.background, self.settings.background_size)
             self.feature_shape = self.background.feature_shape
         elif self.needs_background:
-            raise ExplainerLoadError(f"{self.type_name} needs background data: give background "
-                                     "(an .npz from `infertap fit`, or rows in .npy such as reference.npy)")
+            raise ExplainerLoadError(
+                f"{self.type_name} needs background data: give background "
+                "(an .npz from `infertap fit`, or rows in .npy such as reference.npy)"
+            )
         self._load()
         self.ready = True
 
@@ -91,8 +94,10 @@ class Explainer(ABC):
             elif len(shape) > 1 and int(np.prod(X.shape[1:])) == per_row:
                 X = X.reshape((len(X), *shape))
             elif len(shape) == 1:
-                raise BadExplainRequest(f"expected {shape[0]} features per instance, got "
-                                        f"{'x'.join(map(str, X.shape[1:]))} (input shape {list(X.shape)})")
+                raise BadExplainRequest(
+                    f"expected {shape[0]} features per instance, got "
+                    f"{'x'.join(map(str, X.shape[1:]))} (input shape {list(X.shape)})"
+                )
             else:
                 raise BadExplainRequest(f"expected instances of shape {list(shape)}, got {list(X.shape[1:])}")
         return finite_float32(X)

@@ -6,13 +6,14 @@ are chunked by `internal_batch_size`, which bounds memory on the GPU (captum#538
 Baselines: `params.baseline` `zeros` (default) or `mean` (mean of the background rows);
 GradientShap samples its baselines from the background.
 """
+
 from __future__ import annotations
 
 from abc import abstractmethod
 
 import numpy as np
 
-from infertap.explainers.backends.base import ExplainOptions, Explainer, floats, pick_target
+from infertap.explainers.backends.base import Explainer, ExplainOptions, floats, pick_target
 from infertap.explainers.errors import BadExplainRequest
 from infertap.explainers.explanation import InstanceExplanation
 from infertap.explainers.models import load_torchscript
@@ -38,7 +39,7 @@ class CaptumExplainer(Explainer):
     def tensor(self, X: np.ndarray):
         return self._torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(self.device)
 
-    def baseline(self, X) -> "object":
+    def baseline(self, X) -> object:
         torch = self._torch
         kind = self.settings.params.get("baseline", "zeros")
         if kind == "mean" and self.background is not None:
@@ -60,12 +61,20 @@ class CaptumExplainer(Explainer):
         attributions = attributions.detach().float().cpu().numpy()
         names = self.feature_names(int(np.prod(X.shape[1:])))
         shape = list(X.shape[1:]) if X.ndim > 2 else None
-        return [InstanceExplanation(
-            feature_names=names, values=floats(attributions[i]), base_value=float(base_values[i]),
-            prediction=predictions[i], target=targets[i], output_space="logit", shape=shape,
-            raw={key: value[i] for key, value in raw.items()} | {"model_output": floats(outputs[i]),
-                                                                   "device": self.device.type},
-        ) for i in range(len(X))]
+        return [
+            InstanceExplanation(
+                feature_names=names,
+                values=floats(attributions[i]),
+                base_value=float(base_values[i]),
+                prediction=predictions[i],
+                target=targets[i],
+                output_space="logit",
+                shape=shape,
+                raw={key: value[i] for key, value in raw.items()}
+                | {"model_output": floats(outputs[i]), "device": self.device.type},
+            )
+            for i in range(len(X))
+        ]
 
     @abstractmethod
     def attribute(self, inputs, target, options: ExplainOptions) -> tuple[object, np.ndarray, dict[str, list]]:

@@ -3,6 +3,7 @@
 The base value is the mean model output over those baselines, so `base_value + sum(values)`
 approximates the prediction in expectation (it is a sampling method: `nsamples` draws).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,13 @@ class GradientShapExplainer(CaptumExplainer):
         n_samples = options.nsamples or self.settings.nsamples or 50
         torch.manual_seed(0)  # same request, same answer
         attributions, delta = self._method.attribute(
-            inputs, baselines=baselines, target=target, n_samples=n_samples,
-            stdevs=float(self.settings.params.get("stdevs", 0.0)), return_convergence_delta=True)
+            inputs,
+            baselines=baselines,
+            target=target,
+            n_samples=n_samples,
+            stdevs=float(self.settings.params.get("stdevs", 0.0)),
+            return_convergence_delta=True,
+        )
         outputs = self.forward(baselines)
         if target is None:
             base = np.full(len(inputs), outputs.reshape(len(outputs), -1)[:, 0].mean())

@@ -1,7 +1,6 @@
 """captum IntegratedGradients: attributions that sum to f(x) - f(baseline) (completeness), up to `convergence_delta`."""
-from __future__ import annotations
 
-import numpy as np
+from __future__ import annotations
 
 from infertap.explainers.backends.base import ExplainOptions
 from infertap.explainers.backends.captum_base import CaptumExplainer
@@ -20,9 +19,17 @@ class IntegratedGradientsExplainer(CaptumExplainer):
         baselines = self.baseline(inputs)
         n_steps = options.nsamples or self.settings.n_steps
         attributions, delta = self._method.attribute(
-            inputs, baselines=baselines, target=target, n_steps=n_steps,
+            inputs,
+            baselines=baselines,
+            target=target,
+            n_steps=n_steps,
             method=self.settings.params.get("method", "gausslegendre"),
-            internal_batch_size=self.settings.internal_batch_size, return_convergence_delta=True)
+            internal_batch_size=self.settings.internal_batch_size,
+            return_convergence_delta=True,
+        )
         base = self.target_values(self.forward(baselines), target)
-        return attributions, base, {"convergence_delta": delta.detach().cpu().numpy().tolist(),
-                                    "n_steps": [n_steps] * len(inputs)}
+        return (
+            attributions,
+            base,
+            {"convergence_delta": delta.detach().cpu().numpy().tolist(), "n_steps": [n_steps] * len(inputs)},
+        )

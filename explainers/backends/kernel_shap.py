@@ -4,11 +4,12 @@ Per instance shap evaluates `nsamples x |background|` perturbed rows in one mode
 which the predictor client sends in requests of up to `max_rows_per_request` rows. Keep
 the background small (`infertap fit` summarises it with k-means): cost grows with it.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from infertap.explainers.backends.base import ExplainOptions, Explainer, floats, pick_target, select
+from infertap.explainers.backends.base import Explainer, ExplainOptions, floats, pick_target, select
 from infertap.explainers.explanation import InstanceExplanation
 
 
@@ -46,11 +47,20 @@ class KernelShapExplainer(Explainer):
         for i in range(len(flat)):
             target, prediction = pick_target(outputs[i], options.target)
             vals, base = select(values[i], expected, target)
-            out.append(InstanceExplanation(
-                feature_names=names, values=floats(vals), base_value=base, prediction=prediction, target=target,
-                output_space="probability" if self.predictor.predict_proba else "raw",
-                raw={"shap_values": np.asarray(values[i]).T.tolist() if values[i].ndim > 1 else floats(values[i]),
-                     "expected_value": floats(expected), "model_output": floats(outputs[i]),
-                     "nsamples": int(explainer.nsamples)},
-            ))
+            out.append(
+                InstanceExplanation(
+                    feature_names=names,
+                    values=floats(vals),
+                    base_value=base,
+                    prediction=prediction,
+                    target=target,
+                    output_space="probability" if self.predictor.predict_proba else "raw",
+                    raw={
+                        "shap_values": np.asarray(values[i]).T.tolist() if values[i].ndim > 1 else floats(values[i]),
+                        "expected_value": floats(expected),
+                        "model_output": floats(outputs[i]),
+                        "nsamples": int(explainer.nsamples),
+                    },
+                )
+            )
         return out

@@ -12,19 +12,21 @@ numpy and sent at once: one model call per instance, which the predictor client 
 by `max_rows_per_request`. `nsamples` plays shap's `max_evals`: masked evaluations per
 instance, each against every background row.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from infertap.explainers.backends.base import ExplainOptions, Explainer, floats, pick_target, select
+from infertap.explainers.backends.base import Explainer, ExplainOptions, floats, pick_target, select
 from infertap.explainers.errors import BadExplainRequest
 from infertap.explainers.explanation import InstanceExplanation
 
 DEFAULT_MAX_EVALS = 500
 
 
-def permutation_shap(f, x: np.ndarray, background: np.ndarray, max_evals: int,
-                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def permutation_shap(
+    f, x: np.ndarray, background: np.ndarray, max_evals: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values (M[, K]), base value ([K]), f(x) ([K])) for one instance x (M,) against background (N, M)."""
     m, n = x.shape[0], len(background)
     pairs = max(1, (max_evals - 2) // max(1, 2 * (m - 1)))
@@ -41,8 +43,9 @@ def permutation_shap(f, x: np.ndarray, background: np.ndarray, max_evals: int,
     base = out[:n].mean(0)
     fx = out[-1]
     mid = out[n:-1].reshape(len(perms), m - 1, n, k).mean(2)  # (P, M-1, K)
-    curve = np.concatenate([np.broadcast_to(base, (len(perms), 1, k)), mid,
-                            np.broadcast_to(fx, (len(perms), 1, k))], axis=1)  # (P, M+1, K)
+    curve = np.concatenate(
+        [np.broadcast_to(base, (len(perms), 1, k)), mid, np.broadcast_to(fx, (len(perms), 1, k))], axis=1
+    )  # (P, M+1, K)
     gains = np.diff(curve, axis=1)  # gains[p, s]: credit of feature perms[p, s]
     per_feature = np.take_along_axis(gains, rank[:, :, None], axis=1)  # (P, M, K)
     values = per_feature.mean(0)
@@ -70,10 +73,20 @@ class PermutationShapExplainer(Explainer):
             values, base, fx = permutation_shap(f, row, background, max_evals, rng)
             target, prediction = pick_target(fx, options.target)
             vals, base_value = select(values, base, target)
-            out.append(InstanceExplanation(
-                feature_names=names, values=floats(vals), base_value=base_value, prediction=prediction,
-                target=target, output_space="probability" if self.predictor.predict_proba else "raw",
-                raw={"shap_values": np.asarray(values).T.tolist() if np.ndim(values) > 1 else floats(values),
-                     "base_values": floats(base), "model_output": floats(fx), "max_evals": max_evals},
-            ))
+            out.append(
+                InstanceExplanation(
+                    feature_names=names,
+                    values=floats(vals),
+                    base_value=base_value,
+                    prediction=prediction,
+                    target=target,
+                    output_space="probability" if self.predictor.predict_proba else "raw",
+                    raw={
+                        "shap_values": np.asarray(values).T.tolist() if np.ndim(values) > 1 else floats(values),
+                        "base_values": floats(base),
+                        "model_output": floats(fx),
+                        "max_evals": max_evals,
+                    },
+                )
+            )
         return out

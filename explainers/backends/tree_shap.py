@@ -7,11 +7,12 @@ and `params.feature_perturbation: interventional` it uses the background, and
 `params.model_output` (e.g. `probability`) picks the explained space.
 shap 0.49.1 cannot read models saved by xgboost >= 3.1 (environment.md); 3.0.5 works.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from infertap.explainers.backends.base import ExplainOptions, Explainer, floats, pick_target, select
+from infertap.explainers.backends.base import Explainer, ExplainOptions, floats, pick_target, select
 from infertap.explainers.explanation import InstanceExplanation
 from infertap.explainers.models import load_tree_model
 
@@ -30,8 +31,9 @@ class TreeShapExplainer(Explainer):
         if perturbation == "interventional" and self.background is not None:
             data = self.background.data.reshape(len(self.background.data), -1)
         self._model_output = params.get("model_output", "raw")
-        self._explainer = shap.TreeExplainer(model, data=data, feature_perturbation=perturbation,
-                                             model_output=self._model_output)
+        self._explainer = shap.TreeExplainer(
+            model, data=data, feature_perturbation=perturbation, model_output=self._model_output
+        )
         n = getattr(model, "n_features_in_", None) or _n_features(model)
         if self.feature_shape is None and n:
             self.feature_shape = (int(n),)
@@ -50,12 +52,21 @@ class TreeShapExplainer(Explainer):
         for i in range(len(flat)):
             target, prediction = pick_target(outputs[i], options.target)
             vals, base = select(values[i], expected, target)
-            out.append(InstanceExplanation(
-                feature_names=names, values=floats(vals), base_value=base, prediction=prediction, target=target,
-                output_space=space,
-                raw={"shap_values": np.asarray(values[i]).T.tolist() if values[i].ndim > 1 else floats(values[i]),
-                     "expected_value": floats(expected), "model_output": floats(outputs[i])},
-            ))
+            out.append(
+                InstanceExplanation(
+                    feature_names=names,
+                    values=floats(vals),
+                    base_value=base,
+                    prediction=prediction,
+                    target=target,
+                    output_space=space,
+                    raw={
+                        "shap_values": np.asarray(values[i]).T.tolist() if values[i].ndim > 1 else floats(values[i]),
+                        "expected_value": floats(expected),
+                        "model_output": floats(outputs[i]),
+                    },
+                )
+            )
         return out
 
     def _outputs(self, X: np.ndarray, values: np.ndarray) -> np.ndarray:

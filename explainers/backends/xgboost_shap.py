@@ -4,13 +4,14 @@ The same TreeSHAP values as shap.TreeExplainer (path-dependent, margin space), c
 inside XGBoost; with `device=cuda` it runs on the GPU (GPUTreeShap). `device: auto` uses
 CUDA when this xgboost build has it and a GPU answers, else CPU.
 """
+
 from __future__ import annotations
 
 import logging
 
 import numpy as np
 
-from infertap.explainers.backends.base import ExplainOptions, Explainer, floats, pick_target, select
+from infertap.explainers.backends.base import Explainer, ExplainOptions, floats, pick_target, select
 from infertap.explainers.errors import ExplainerLoadError
 from infertap.explainers.explanation import InstanceExplanation
 from infertap.explainers.models import load_tree_model
@@ -44,7 +45,9 @@ class XGBoostShapExplainer(Explainer):
 
     def _load(self) -> None:
         if self.settings.model_format != "xgboost":
-            raise ExplainerLoadError(f"XGBoostShap explains xgboost models (got model_format {self.settings.model_format!r})")
+            raise ExplainerLoadError(
+                f"XGBoostShap explains xgboost models (got model_format {self.settings.model_format!r})"
+            )
         self._booster = load_tree_model(self.settings.storage_uri, "xgboost", self.type_name)
         self.device = xgboost_device(self.settings.device)
         self._booster.set_param({"device": self.device})
@@ -56,8 +59,7 @@ class XGBoostShapExplainer(Explainer):
         import xgboost as xgb
 
         matrix = xgb.DMatrix(X)
-        return (self._booster.predict(matrix, pred_contribs=True),
-                self._booster.predict(matrix, output_margin=True))
+        return (self._booster.predict(matrix, pred_contribs=True), self._booster.predict(matrix, output_margin=True))
 
     def explain(self, X: np.ndarray, options: ExplainOptions) -> list[InstanceExplanation]:
         flat = X.reshape(len(X), -1)
@@ -72,10 +74,19 @@ class XGBoostShapExplainer(Explainer):
         for i in range(len(flat)):
             target, prediction = pick_target(margins[i], options.target)
             vals, base = select(values[i], bias[i], target)
-            out.append(InstanceExplanation(
-                feature_names=names, values=floats(vals), base_value=base, prediction=prediction, target=target,
-                output_space="margin",
-                raw={"contributions": np.asarray(contribs[i]).tolist(), "margin": floats(margins[i]),
-                     "device": self.device},
-            ))
+            out.append(
+                InstanceExplanation(
+                    feature_names=names,
+                    values=floats(vals),
+                    base_value=base,
+                    prediction=prediction,
+                    target=target,
+                    output_space="margin",
+                    raw={
+                        "contributions": np.asarray(contribs[i]).tolist(),
+                        "margin": floats(margins[i]),
+                        "device": self.device,
+                    },
+                )
+            )
         return out

@@ -12,6 +12,7 @@ TLS/SASL options, timeouts or client were wrong are replayed once the URL is fix
 `worker.py` for the queue/spool modes and
 `spool.py` for what survives a crash. Delivery is at least once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,8 +20,8 @@ import hashlib
 import logging
 import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 from urllib.parse import urlsplit
 
 from cloudevents.core.v1.event import CloudEvent
@@ -66,8 +67,15 @@ def _spool_folder(spool_dir: Path, sink: Sink, url: str) -> Path:
 class Delivery:
     """Takes CloudEvents off the inference path and gets them to every sink, losing none."""
 
-    def __init__(self, sinks: Sequence[tuple[str, Sink]], spool_dir: Path, limits: Limits = Limits(),
-                 metrics: DeliveryMetrics | None = None, inference_service: str = "", component: str = ""):
+    def __init__(
+        self,
+        sinks: Sequence[tuple[str, Sink]],
+        spool_dir: Path,
+        limits: Limits = Limits(),
+        metrics: DeliveryMetrics | None = None,
+        inference_service: str = "",
+        component: str = "",
+    ):
         """`sinks`: (url, sink) pairs; the URL names the sink's spool folder."""
         metrics = metrics or default_metrics()
         self.spool_dir = Path(spool_dir)
@@ -75,11 +83,17 @@ class Delivery:
         for url, sink in sinks:
             first = seen.setdefault(spool_folder_name(sink, url), url)
             if first is not url:
-                raise SinkConfigError(f"two sinks deliver to the same place ({shown_url(url)} and {shown_url(first)}): "
-                                      "give each destination once")
+                raise SinkConfigError(
+                    f"two sinks deliver to the same place ({shown_url(url)} and {shown_url(first)}): "
+                    "give each destination once"
+                )
         self.workers = [
-            SinkWorker(sink, _spool_folder(self.spool_dir, sink, url), limits,
-                       metrics.for_sink(inference_service, component, sink.name))
+            SinkWorker(
+                sink,
+                _spool_folder(self.spool_dir, sink, url),
+                limits,
+                metrics.for_sink(inference_service, component, sink.name),
+            )
             for url, sink in sinks
         ]
         self._failed_submits = 0
@@ -116,15 +130,24 @@ class Delivery:
 def build_delivery(settings: DeliverySettings, metrics: DeliveryMetrics | None = None) -> Delivery:
     """A Delivery with one sink per `settings.log_url` (raises SinkConfigError on a bad URL)."""
     http_options = {"timeout_s": settings.http_timeout_s, "retries": settings.http_retries}
-    sinks = [(url, build_sink(url, kafka_client=settings.kafka_client, http_options=http_options))
-             for url in settings.log_url]
+    sinks = [
+        (url, build_sink(url, kafka_client=settings.kafka_client, http_options=http_options))
+        for url in settings.log_url
+    ]
     spool_dir = settings.spool_dir or Path(tempfile.gettempdir()) / "infertap-spool" / (
-        settings.inference_service or "default")
+        settings.inference_service or "default"
+    )
     limits = Limits(
-        queue_max_events=settings.queue_max_events, queue_max_bytes=settings.queue_max_bytes,
-        batch_max_events=settings.batch_max_events, batch_max_bytes=settings.batch_max_bytes,
+        queue_max_events=settings.queue_max_events,
+        queue_max_bytes=settings.queue_max_bytes,
+        batch_max_events=settings.batch_max_events,
+        batch_max_bytes=settings.batch_max_bytes,
         batch_linger_s=settings.batch_linger_ms / 1000,
-        spool_max_bytes=settings.spool_max_bytes, spool_segment_bytes=settings.spool_segment_bytes,
-        spool_full_policy=settings.spool_full_policy, sink_timeout_s=settings.sink_timeout_s,
-        retry_backoff_s=settings.retry_backoff_s, retry_backoff_max_s=settings.retry_backoff_max_s)
+        spool_max_bytes=settings.spool_max_bytes,
+        spool_segment_bytes=settings.spool_segment_bytes,
+        spool_full_policy=settings.spool_full_policy,
+        sink_timeout_s=settings.sink_timeout_s,
+        retry_backoff_s=settings.retry_backoff_s,
+        retry_backoff_max_s=settings.retry_backoff_max_s,
+    )
     return Delivery(sinks, spool_dir, limits, metrics, settings.inference_service, settings.component)

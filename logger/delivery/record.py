@@ -5,6 +5,7 @@ u8 data kind | data bytes. Bodies are kept as the exact bytes the tap captured, 
 V2 payloads come back byte for byte; the kind restores str/dict data when a caller built
 the event from those.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,11 +50,11 @@ def decode(record: bytes | memoryview) -> CloudEvent:
     """Record bytes back into the event they came from."""
     record = memoryview(record)
     (n,) = _U32.unpack_from(record, 0)
-    attrs = json.loads(bytes(record[4:4 + n]))
+    attrs = json.loads(bytes(record[4 : 4 + n]))
     if isinstance(attrs.get("time"), str):
         attrs["time"] = datetime.fromisoformat(attrs["time"])
     kind = record[4 + n]
-    body = bytes(record[5 + n:])
+    body = bytes(record[5 + n :])
     data: Any
     if kind == _NONE:
         data = None

@@ -14,6 +14,7 @@ off on open. The spool never grows past `max_bytes`; a full spool drops by `poli
 Every method does blocking file I/O: call them from one worker thread (the `Delivery` runs
 each spool on its own single-thread executor), never from the event loop.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,14 @@ class AppendResult:
 class Spool:
     """Segmented append-only spool of record bytes; see the module docstring."""
 
-    def __init__(self, path: Path, max_bytes: int, policy: FullPolicy = "drop_newest",
-                 segment_bytes: int = 16 * 1024 * 1024, fsync: bool = True):
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        policy: FullPolicy = "drop_newest",
+        segment_bytes: int = 16 * 1024 * 1024,
+        fsync: bool = True,
+    ):
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.policy = policy
@@ -127,12 +134,16 @@ class Spool:
         while offset + _FRAME.size <= len(data):
             n, crc = _FRAME.unpack_from(data, offset)
             end = offset + _FRAME.size + n
-            if end > len(data) or zlib.crc32(data[offset + _FRAME.size:end]) != crc:
+            if end > len(data) or zlib.crc32(data[offset + _FRAME.size : end]) != crc:
                 break
             offset, count = end, count + 1
         if offset != len(data):
-            log.warning("spool %s: %s had a torn tail of %d bytes (crash mid-write); cut off",
-                        self.path, file.name, len(data) - offset)
+            log.warning(
+                "spool %s: %s had a torn tail of %d bytes (crash mid-write); cut off",
+                self.path,
+                file.name,
+                len(data) - offset,
+            )
             with open(file, "r+b") as fh:
                 fh.truncate(offset)
                 os.fsync(fh.fileno())
@@ -171,7 +182,9 @@ class Spool:
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError):
-            log.warning("spool %s: unreadable cursor; replaying from the first segment (duplicates possible)", self.path)
+            log.warning(
+                "spool %s: unreadable cursor; replaying from the first segment (duplicates possible)", self.path
+            )
             return None
 
     def _save_cursor(self) -> None:
@@ -292,7 +305,7 @@ class Spool:
                     out.append(fh.read(n))
                 pos += _FRAME.size + n
                 break
-            out.append(buf[pos + _FRAME.size:pos + _FRAME.size + n])
+            out.append(buf[pos + _FRAME.size : pos + _FRAME.size + n])
             pos += _FRAME.size + n
             size += n
             if size >= max_bytes:

@@ -12,6 +12,7 @@ limits (slow sink), and at start when a previous run left events in the spool. A
 happens under `_mode_lock`, which the spiller also holds while it moves events, so
 everything in the spool is always older than everything in the queue.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -101,8 +102,12 @@ class SinkWorker:
                 full_batch = len(self._q) >= lim.batch_max_events or self._q_bytes >= lim.batch_max_bytes
         if full:
             self._count("dropped", 1)
-            self._drop_log(1, "%s: %s; event dropped", self.sink.name,
-                           "delivery stopped" if self._closed else "queue full (spool cannot keep up)")
+            self._drop_log(
+                1,
+                "%s: %s; event dropped",
+                self.sink.name,
+                "delivery stopped" if self._closed else "queue full (spool cannot keep up)",
+            )
             return
         if self._mode == "spool" or high:
             self._wake(self._wake_spiller)
@@ -143,13 +148,16 @@ class SinkWorker:
         self._mode_lock = asyncio.Lock()
         self._stop_event = asyncio.Event()
         lim = self.limits
-        self._spool = await self._run_io(Spool, self.spool_dir, lim.spool_max_bytes, lim.spool_full_policy,
-                                         lim.spool_segment_bytes)
+        self._spool = await self._run_io(
+            Spool, self.spool_dir, lim.spool_max_bytes, lim.spool_full_policy, lim.spool_segment_bytes
+        )
         if self._spool.unread:
             self._mode = "spool"  # replay what a previous run left before anything new
         self._gauges()
-        self._tasks = [asyncio.create_task(self._sender(), name=f"sender-{self.sink.name}"),
-                       asyncio.create_task(self._spiller(), name=f"spiller-{self.sink.name}")]
+        self._tasks = [
+            asyncio.create_task(self._sender(), name=f"sender-{self.sink.name}"),
+            asyncio.create_task(self._spiller(), name=f"spiller-{self.sink.name}"),
+        ]
         if self._q:
             self._wake_sender.set()
             self._wake_spiller.set()
@@ -226,13 +234,13 @@ class SinkWorker:
         self._batch_full.clear()
         try:
             await asyncio.wait_for(self._batch_full.wait(), timeout=lim.batch_linger_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _sleep_unless_stopping(self, delay: float) -> None:
         try:
             await asyncio.wait_for(self._stop_event.wait(), timeout=delay)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _deliver(self, events: list[CloudEvent]) -> None:
@@ -241,7 +249,7 @@ class SinkWorker:
         self._send_task = asyncio.ensure_future(self.sink.send_batch(events))
         try:
             await asyncio.wait_for(self._send_task, timeout=self.limits.sink_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise SinkError(f"{self.sink.name}: no acknowledgement within {self.limits.sink_timeout_s}s") from None
         except asyncio.CancelledError:
             if asyncio.current_task().cancelling():
@@ -310,14 +318,19 @@ class SinkWorker:
     def _reject(self, batch: list[_Item], exc: SinkError) -> None:
         if exc.rejected:
             self._count("dropped", len(exc.rejected))
-            log.error("%s refused %d events for good (ids %s...); dropped", self.sink.name, len(exc.rejected),
-                      [batch[i][0].get_id() for i in exc.rejected[:3]])
+            log.error(
+                "%s refused %d events for good (ids %s...); dropped",
+                self.sink.name,
+                len(exc.rejected),
+                [batch[i][0].get_id() for i in exc.rejected[:3]],
+            )
 
     def _note_failure(self, exc: SinkError) -> None:
         self._failures += 1
         if self._failures == 1 or self._failures % 20 == 0:
-            log.warning("%s: delivery failed (%d in a row), spooling and retrying: %s", self.sink.name,
-                        self._failures, exc)
+            log.warning(
+                "%s: delivery failed (%d in a row), spooling and retrying: %s", self.sink.name, self._failures, exc
+            )
 
     # --- spiller -------------------------------------------------------------------
     async def _spiller(self) -> None:
@@ -345,8 +358,13 @@ class SinkWorker:
         self._count("spooled", result.written)
         if result.dropped:
             self._count("dropped", result.dropped)
-            self._drop_log(result.dropped, "%s: spool full (%d bytes, policy %s); events dropped", self.sink.name,
-                           self.limits.spool_max_bytes, self.limits.spool_full_policy)
+            self._drop_log(
+                result.dropped,
+                "%s: spool full (%d bytes, policy %s); events dropped",
+                self.sink.name,
+                self.limits.spool_max_bytes,
+                self.limits.spool_full_policy,
+            )
         self._gauges()
 
     # --- bookkeeping ---------------------------------------------------------------

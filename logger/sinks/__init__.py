@@ -2,6 +2,7 @@
 
 `build_sink(url)` picks the sink by URL scheme: `kafka://`, `http://`/`https://`, `file://`.
 """
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -28,5 +29,7 @@ def build_sink(url: str, kafka_client: str = "confluent", http_options: dict[str
         from .file import FileSink, FileSinkConfig
 
         return FileSink(FileSinkConfig.from_url(url))
-    raise SinkConfigError(f"sink URL {url!r}: unknown scheme {scheme or '(none)'!r}; expected one of "
-                          + ", ".join(f"{s}://" for s in SCHEMES))
+    raise SinkConfigError(
+        f"sink URL {url!r}: unknown scheme {scheme or '(none)'!r}; expected one of "
+        + ", ".join(f"{s}://" for s in SCHEMES)
+    )

@@ -1,9 +1,10 @@
 """The one interface every sink implements, and its errors."""
+
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from typing import Sequence
+from collections.abc import Sequence
 
 from cloudevents.core.v1.event import CloudEvent
 

@@ -5,13 +5,14 @@ URL: `file:///abs/path/events.jsonl?max_bytes=104857600&backups=5&fsync=false`
 so they stay byte-exact. Rotation as logging's RotatingFileHandler: `events.jsonl` →
 `events.jsonl.1` → ... → `.<backups>` (the oldest is deleted).
 """
+
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from cloudevents.core.formats.json import JSONFormat
@@ -31,7 +32,7 @@ class FileSinkConfig(BaseModel):
     fsync: bool = Field(default=False, description="fsync after each batch.")
 
     @classmethod
-    def from_url(cls, url: str) -> "FileSinkConfig":
+    def from_url(cls, url: str) -> FileSinkConfig:
         parts = urlsplit(url)
         path = unquote(parts.netloc + parts.path)
         if not path:
@@ -93,5 +94,6 @@ class FileSink(Sink):
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None
+
         await asyncio.get_running_loop().run_in_executor(self._io, _close)
         self._io.shutdown(wait=False)

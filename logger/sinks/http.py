@@ -6,11 +6,12 @@ alive); events of a batch go out concurrently, up to `concurrency` at a time. Ea
 retried on connection errors, timeouts, 408, 429 and 5xx with exponential backoff; other
 4xx answers are final (the receiver refuses the event) and reported as `rejected`.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import httpx
@@ -36,7 +37,7 @@ class HttpSinkConfig(BaseModel):
     concurrency: int = Field(default=16, ge=1, description="Requests in flight per sink.")
 
     @classmethod
-    def from_url(cls, url: str, **options: object) -> "HttpSinkConfig":
+    def from_url(cls, url: str, **options: object) -> HttpSinkConfig:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SinkConfigError(f"http sink URL {url!r}: expected http(s)://host[:port]/path")
@@ -55,8 +56,8 @@ class HttpSink(Sink):
         if self._client is None:
             n = self.config.concurrency
             self._client = httpx.AsyncClient(
-                timeout=self.config.timeout_s,
-                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n))
+                timeout=self.config.timeout_s, limits=httpx.Limits(max_connections=n, max_keepalive_connections=n)
+            )
         return self._client
 
     async def send_batch(self, events: Sequence[CloudEvent]) -> None:
@@ -70,8 +71,11 @@ class HttpSink(Sink):
         failed = [i for i, o in enumerate(outcomes) if o == "failed"]
         rejected = [i for i, o in enumerate(outcomes) if o == "rejected"]
         if failed or rejected:
-            raise SinkError(f"{self.name}: {len(failed)} events failed, {len(rejected)} rejected of {len(events)}",
-                            failed=failed, rejected=rejected)
+            raise SinkError(
+                f"{self.name}: {len(failed)} events failed, {len(rejected)} rejected of {len(events)}",
+                failed=failed,
+                rejected=rejected,
+            )
 
     async def _post(self, event: CloudEvent) -> str | None:
         """None when delivered, else 'failed' (retry later) or 'rejected' (never)."""
@@ -92,8 +96,9 @@ class HttpSink(Sink):
             if 400 <= resp.status_code < 500 and resp.status_code not in _RETRYABLE:
                 log.warning("%s refused event %s: %s %s", self.name, event.get_id(), reason, resp.text[:200])
                 return "rejected"
-        log.debug("%s: event %s failed after %d attempts: %s", self.name, event.get_id(),
-                  self.config.retries + 1, reason)
+        log.debug(
+            "%s: event %s failed after %d attempts: %s", self.name, event.get_id(), self.config.retries + 1, reason
+        )
         return "failed"
 
     async def close(self) -> None:

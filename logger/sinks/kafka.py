@@ -10,11 +10,13 @@ Messages are built by the cloudevents SDK (`cloudevents.core.bindings.kafka.to_b
 request and its response land on the same partition. Two producer backends sit behind the
 sink: confluent-kafka (librdkafka; the default, by far the fastest here) and kafka-python.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal, Sequence
+from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from cloudevents.core.base import BaseCloudEvent
@@ -46,7 +48,9 @@ class KafkaSinkConfig(BaseModel):
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     linger_ms: int = Field(default=5, ge=0, le=10_000)
-    delivery_timeout_ms: int = Field(default=30_000, ge=1000, description="Give up on a message after this; it is spooled.")
+    delivery_timeout_ms: int = Field(
+        default=30_000, ge=1000, description="Give up on a message after this; it is spooled."
+    )
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
 
     @field_validator("brokers")
@@ -65,12 +69,13 @@ class KafkaSinkConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _sasl(self) -> "KafkaSinkConfig":
+    def _sasl(self) -> KafkaSinkConfig:
         if self.security_protocol.startswith("SASL"):
             if self.sasl_mechanism is None:
                 raise ValueError(f"security_protocol={self.security_protocol} needs sasl_mechanism")
             if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and not (
-                    self.sasl_username and self.sasl_password):
+                self.sasl_username and self.sasl_password
+            ):
                 raise ValueError(f"sasl_mechanism={self.sasl_mechanism} needs sasl_username and sasl_password")
         elif self.sasl_mechanism or self.sasl_username:
             raise ValueError("sasl_* options need security_protocol=SASL_SSL or SASL_PLAINTEXT")
@@ -81,7 +86,7 @@ class KafkaSinkConfig(BaseModel):
         return ",".join(self.brokers)
 
     @classmethod
-    def from_url(cls, url: str, default_client: KafkaClient = "confluent") -> "KafkaSinkConfig":
+    def from_url(cls, url: str, default_client: KafkaClient = "confluent") -> KafkaSinkConfig:
         """Parse `kafka://...`; SinkConfigError names the part that is wrong."""
         shown = shown_url(url)
         parts = urlsplit(url)

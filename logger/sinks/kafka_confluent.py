@@ -9,15 +9,17 @@ acknowledged or failed. Delivery reports come for failures only
 proxy's event loop waits for. The event loop awaits the thread's work and never blocks on
 Kafka. A daemon thread polls between batches, for broker errors and librdkafka's log lines.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from cloudevents.core.v1.event import CloudEvent
 
@@ -87,10 +89,15 @@ def producer_config(config: KafkaSinkConfig) -> dict[str, object]:
 def security_config(config: KafkaSinkConfig) -> dict[str, str]:
     """The URL's TLS/SASL options as librdkafka properties (what `infertap up` hands the
     consumers of the same topic: detector workers, the explainer stream)."""
-    optional = {"security.protocol": config.security_protocol if config.security_protocol != "PLAINTEXT" else None,
-                "sasl.mechanism": config.sasl_mechanism, "sasl.username": config.sasl_username,
-                "sasl.password": config.sasl_password, "ssl.ca.location": config.ssl_cafile,
-                "ssl.certificate.location": config.ssl_certfile, "ssl.key.location": config.ssl_keyfile}
+    optional = {
+        "security.protocol": config.security_protocol if config.security_protocol != "PLAINTEXT" else None,
+        "sasl.mechanism": config.sasl_mechanism,
+        "sasl.username": config.sasl_username,
+        "sasl.password": config.sasl_password,
+        "ssl.ca.location": config.ssl_cafile,
+        "ssl.certificate.location": config.ssl_certfile,
+        "ssl.key.location": config.ssl_keyfile,
+    }
     return {k: str(v) for k, v in optional.items() if v is not None}
 
 
@@ -149,8 +156,7 @@ class ConfluentBackend:
             import confluent_kafka
 
             try:
-                self._producer = confluent_kafka.Producer({**producer_config(self.config),
-                                                           "error_cb": self._on_error})
+                self._producer = confluent_kafka.Producer({**producer_config(self.config), "error_cb": self._on_error})
             except confluent_kafka.KafkaException as exc:
                 raise SinkError(f"kafka producer: {exc}") from exc
             self._thread = threading.Thread(target=self._poll, name=f"kafka-poll-{self.config.topic}", daemon=True)
@@ -177,8 +183,11 @@ class ConfluentBackend:
         if self._broker_error and "timed out" in str(why):
             why = f"{why}; last broker error: {self._broker_error}"
         lost = len(batch.failed) + len(batch.rejected)
-        raise SinkError(f"kafka {self.config.topic}: {lost} of {len(events)} not delivered: {why}",
-                        failed=sorted(batch.failed), rejected=sorted(batch.rejected))
+        raise SinkError(
+            f"kafka {self.config.topic}: {lost} of {len(events)} not delivered: {why}",
+            failed=sorted(batch.failed),
+            rejected=sorted(batch.rejected),
+        )
 
     def _deliver(self, events: Sequence[CloudEvent], batch: _Batch) -> None:
         """Produce the batch, then wait until each message is acknowledged or failed (on the produce thread)."""

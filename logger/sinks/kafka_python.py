@@ -1,10 +1,10 @@
 """kafka-python backend of the Kafka sink: its blocking producer runs in a thread of its own."""
+
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-
-from typing import Sequence
 
 from cloudevents.core.v1.event import CloudEvent
 
@@ -30,9 +30,14 @@ def producer_config(config: KafkaSinkConfig) -> dict[str, object]:
         "compression_type": None if config.compression == "none" else config.compression,
         "batch_size": 256 * 1024,
     }
-    optional = {"sasl_mechanism": config.sasl_mechanism, "sasl_plain_username": config.sasl_username,
-                "sasl_plain_password": config.sasl_password, "ssl_cafile": config.ssl_cafile,
-                "ssl_certfile": config.ssl_certfile, "ssl_keyfile": config.ssl_keyfile}
+    optional = {
+        "sasl_mechanism": config.sasl_mechanism,
+        "sasl_plain_username": config.sasl_username,
+        "sasl_plain_password": config.sasl_password,
+        "ssl_cafile": config.ssl_cafile,
+        "ssl_certfile": config.ssl_certfile,
+        "ssl_keyfile": config.ssl_keyfile,
+    }
     conf.update({k: v for k, v in optional.items() if v is not None})
     return conf
 
@@ -63,8 +68,9 @@ class KafkaPythonBackend:
         futures, failed, rejected, error = [], [], [], None
         for i, (key, value, headers) in enumerate(messages):
             try:
-                futures.append((i, self._producer.send(self.config.topic, value=value, key=key.encode(),
-                                                       headers=headers)))
+                futures.append(
+                    (i, self._producer.send(self.config.topic, value=value, key=key.encode(), headers=headers))
+                )
             except MessageSizeTooLargeError as exc:  # can never be sent: refused for good, the rest goes on
                 rejected.append(i)
                 error = exc
@@ -81,13 +87,17 @@ class KafkaPythonBackend:
                 (rejected if isinstance(fut.exception, MessageSizeTooLargeError) else failed).append(i)
                 error = error or fut.exception or "not acknowledged in time"
         if failed or rejected:
-            raise SinkError(f"kafka {self.config.topic}: {len(failed) + len(rejected)} of {len(messages)} not "
-                            f"delivered: {error!r}", failed=sorted(failed), rejected=sorted(rejected))
+            raise SinkError(
+                f"kafka {self.config.topic}: {len(failed) + len(rejected)} of {len(messages)} not delivered: {error!r}",
+                failed=sorted(failed),
+                rejected=sorted(rejected),
+            )
 
     async def close(self) -> None:
         def _close() -> None:
             if self._producer is not None:
                 self._producer.close(timeout=2)
                 self._producer = None
+
         await asyncio.get_running_loop().run_in_executor(self._io, _close)
         self._io.shutdown(wait=False)

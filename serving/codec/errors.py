@@ -1,4 +1,5 @@
 """The one error every codec raises on a payload it cannot read or write."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """KServe V1 (TF-Serving style) payloads: `{"instances": [...]}` or `{"inputs": ...}` in, `{"predictions": ...}` out."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -65,7 +66,9 @@ def _array(value: Any, where: str) -> np.ndarray:
     if isinstance(value, list) and not value:
         raise CodecError(f'"{where}" is empty')
     if isinstance(value, list) and isinstance(value[0], dict):
-        raise CodecError(f'"{where}" holds objects; send rows as lists of numbers (named columns: "inputs": {{"name": [...]}})')
+        raise CodecError(
+            f'"{where}" holds objects; send rows as lists of numbers (named columns: "inputs": {{"name": [...]}})'
+        )
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as err:

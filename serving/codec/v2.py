@@ -11,10 +11,12 @@ Binary tensor data extension (as Triton): the body is a JSON header of
 tensors whose `parameters.binary_data_size` gives their length. Values are little-endian;
 BYTES elements carry a 4-byte little-endian length prefix.
 """
+
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
 
 import numpy as np
 import orjson
@@ -178,9 +180,11 @@ def _decode_tensors(tensors: Iterable[_Tensor], binary: memoryview, kind: str) -
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise CodecError(f"{kind} {tensor.name!r}: binary_data_size must be a non-negative integer, got {size!r}")
         if offset + size > len(binary):
-            raise CodecError(f"{kind} {tensor.name!r}: binary_data_size {size} runs past the end of the body "
-                             f"({len(binary) - offset} binary bytes left)")
-        tensor.data = _from_binary(tensor, binary[offset:offset + size], kind)
+            raise CodecError(
+                f"{kind} {tensor.name!r}: binary_data_size {size} runs past the end of the body "
+                f"({len(binary) - offset} binary bytes left)"
+            )
+        tensor.data = _from_binary(tensor, binary[offset : offset + size], kind)
         offset += size
     if offset != len(binary):
         raise CodecError(f"{len(binary) - offset} bytes of binary data left over after the last binary {kind}")
@@ -193,8 +197,10 @@ def _from_binary(tensor: _Tensor, chunk: memoryview, kind: str) -> np.ndarray:
     dtype = NUMPY_DTYPES[tensor.datatype]
     expected = count * dtype.itemsize
     if len(chunk) != expected:
-        raise CodecError(f"{kind} {tensor.name!r}: shape {tensor.shape} of {tensor.datatype} needs {expected} bytes, "
-                         f"binary_data_size is {len(chunk)}")
+        raise CodecError(
+            f"{kind} {tensor.name!r}: shape {tensor.shape} of {tensor.datatype} needs {expected} bytes, "
+            f"binary_data_size is {len(chunk)}"
+        )
     return _reshape(np.frombuffer(chunk, dtype=dtype), tensor, kind)
 
 
@@ -211,11 +217,11 @@ def _bytes_from_binary(tensor: _Tensor, chunk: memoryview, count: int, kind: str
     while pos < end:
         if pos + 4 > end:
             raise CodecError(f"{kind} {tensor.name!r}: BYTES element at offset {pos} lacks its 4-byte length prefix")
-        length = int.from_bytes(chunk[pos:pos + 4], "little")
+        length = int.from_bytes(chunk[pos : pos + 4], "little")
         pos += 4
         if pos + length > end:
             raise CodecError(f"{kind} {tensor.name!r}: BYTES element of {length} bytes runs past its binary data")
-        items.append(bytes(chunk[pos:pos + length]))
+        items.append(bytes(chunk[pos : pos + length]))
         pos += length
     if len(items) != count:
         raise CodecError(f"{kind} {tensor.name!r}: shape {tensor.shape} needs {count} BYTES elements, got {len(items)}")
@@ -301,8 +307,11 @@ def wants_binary(request: InferenceRequest | None, output_name: str) -> bool:
     return bool((request.parameters or {}).get("binary_data_output", False))
 
 
-def encode_v2_response(response: InferenceResponse, request: InferenceRequest | None = None,
-                       binary_outputs: bool | Iterable[str] | None = None) -> tuple[bytes, dict[str, str]]:
+def encode_v2_response(
+    response: InferenceResponse,
+    request: InferenceRequest | None = None,
+    binary_outputs: bool | Iterable[str] | None = None,
+) -> tuple[bytes, dict[str, str]]:
     """Serialise a response whose outputs hold numpy arrays; returns (body, headers).
 
     Which outputs go binary follows the request's `binary_data_output` and per-output
@@ -325,12 +334,21 @@ def encode_v2_response(response: InferenceResponse, request: InferenceRequest | 
     return _finish(head, chunks)
 
 
-def encode_v2_request(inputs: Mapping[str, np.ndarray] | list[RequestInput], *, binary: bool = False,
-                      outputs: list[str] | None = None, binary_outputs: bool = False, id: str | None = None,
-                      parameters: Parameters | None = None) -> tuple[bytes, dict[str, str]]:
+def encode_v2_request(
+    inputs: Mapping[str, np.ndarray] | list[RequestInput],
+    *,
+    binary: bool = False,
+    outputs: list[str] | None = None,
+    binary_outputs: bool = False,
+    id: str | None = None,
+    parameters: Parameters | None = None,
+) -> tuple[bytes, dict[str, str]]:
     """Serialise an infer request from numpy arrays (a client's side); returns (body, headers)."""
-    tensors = ([RequestInput(name=n, shape=list(a.shape), datatype=datatype_of(a), data=a) for n, a in inputs.items()]
-               if isinstance(inputs, Mapping) else inputs)
+    tensors = (
+        [RequestInput(name=n, shape=list(a.shape), datatype=datatype_of(a), data=a) for n, a in inputs.items()]
+        if isinstance(inputs, Mapping)
+        else inputs
+    )
     head: dict[str, Any] = {}
     if id is not None:
         head["id"] = id

@@ -1,4 +1,5 @@
 """Reading request bodies with the size limit (413) and the encodings a V2 client may use."""
+
 from __future__ import annotations
 
 import zlib

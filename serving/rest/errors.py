@@ -1,4 +1,5 @@
 """Every failure as `{"error": "..."}` with the right status: 400 bad input, 404, 413, 503, 500."""
+
 from __future__ import annotations
 
 import logging

@@ -9,11 +9,13 @@ reader (the explainer, the detector's HTTP ingress). Both answer `{"error": ...}
   metrics: what probes and Prometheus read) must carry `Authorization: Bearer <token>`,
   compared with `hmac.compare_digest` (constant time).
 """
+
 from __future__ import annotations
 
 import hmac
 import os
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -46,8 +48,12 @@ class RequestGuard:
         if self.expected is not None and scope["method"] not in ("GET", "HEAD"):
             given = headers.get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
-                await _json(send, 401, "missing or wrong bearer token (Authorization: Bearer <token>)",
-                            [(b"www-authenticate", b'Bearer realm="infertap"')])
+                await _json(
+                    send,
+                    401,
+                    "missing or wrong bearer token (Authorization: Bearer <token>)",
+                    [(b"www-authenticate", b'Bearer realm="infertap"')],
+                )
                 return
         if self.limit is None:
             await self.app(scope, receive, send)
@@ -86,6 +92,11 @@ async def _json(send: Send, status: int, error: str, extra: list[tuple[bytes, by
     import json
 
     body = json.dumps({"error": error}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

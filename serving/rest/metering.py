@@ -1,8 +1,9 @@
 """Count and time inference requests (including failed ones) per model, endpoint and status."""
+
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import Awaitable, Callable
 
 from starlette.responses import Response
 
@@ -13,8 +14,13 @@ from infertap.serving.rest.errors import status_for
 UNKNOWN_MODEL = "_unknown"  # one label for all unknown names, so clients cannot blow up cardinality
 
 
-async def metered(metrics: ServerMetrics, repository: ModelRepository, name: str, endpoint: str,
-                  handler: Callable[[], Awaitable[Response]]) -> Response:
+async def metered(
+    metrics: ServerMetrics,
+    repository: ModelRepository,
+    name: str,
+    endpoint: str,
+    handler: Callable[[], Awaitable[Response]],
+) -> Response:
     """Run `handler`, record its status and latency, and re-raise its errors for the error handlers."""
     start = perf_counter()
     code = 500

@@ -6,9 +6,11 @@ bodies here instead (`openapi_extra`, `responses`) with `$ref`s to `#/components
 and `install_openapi` adds those components: the document describes what is accepted while
 parsing stays as it was. Used by the model server and the explainer.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI, Path
 from fastapi.openapi.utils import get_openapi
@@ -19,13 +21,22 @@ from infertap.serving.codec import HEADER_LENGTH, ModelMetadata
 from infertap.serving.codec.datatypes import element_count
 
 REF = "#/components/schemas/{model}"
-BINARY_BODY = {"type": "string", "format": "binary",
-               "description": f"V2 binary tensor extension: a JSON header of `{HEADER_LENGTH}` bytes, then the raw tensors."}
+BINARY_BODY = {
+    "type": "string",
+    "format": "binary",
+    "description": f"V2 binary tensor extension: a JSON header of `{HEADER_LENGTH}` bytes, then the raw tensors.",
+}
 
 
-_ERRORS = {400: "malformed body or inputs that do not fit the model", 401: "missing or wrong bearer token",
-           404: "no such model (or version)", 413: "body over the size limit", 502: "the predictor failed",
-           503: "not ready yet", 504: "past the deadline"}
+_ERRORS = {
+    400: "malformed body or inputs that do not fit the model",
+    401: "missing or wrong bearer token",
+    404: "no such model (or version)",
+    413: "body over the size limit",
+    502: "the predictor failed",
+    503: "not ready yet",
+    504: "past the deadline",
+}
 
 
 class ErrorBody(BaseModel):
@@ -47,9 +58,15 @@ def json_body(*models: type[BaseModel], binary: bool = False) -> dict[str, Any]:
         content["application/octet-stream"] = {"schema": BINARY_BODY}
     extra: dict[str, Any] = {"requestBody": {"required": True, "content": content}}
     if binary:
-        extra["parameters"] = [{"name": HEADER_LENGTH, "in": "header", "required": False,
-                                "description": "Length of the JSON header of a binary-extension body.",
-                                "schema": {"type": "integer", "minimum": 0}}]
+        extra["parameters"] = [
+            {
+                "name": HEADER_LENGTH,
+                "in": "header",
+                "required": False,
+                "description": "Length of the JSON header of a binary-extension body.",
+                "schema": {"type": "integer", "minimum": 0},
+            }
+        ]
     return extra
 
 
@@ -66,8 +83,10 @@ def replies(ok: type[BaseModel] | dict[str, Any] | None, *errors: int) -> dict:
     elif ok is not None:
         out[200] = {"description": "OK", "content": {"application/json": {"schema": ref(ok)}}}
     for status in errors:
-        out[status] = {"description": _ERRORS.get(status, "error"),
-                       "content": {"application/json": {"schema": ref(ErrorBody)}}}
+        out[status] = {
+            "description": _ERRORS.get(status, "error"),
+            "content": {"application/json": {"schema": ref(ErrorBody)}},
+        }
     return out
 
 
@@ -77,14 +96,16 @@ def served_names(names: list[str]) -> Callable[..., Any]:
     return lambda: Path(json_schema_extra={"enum": list(names)})
 
 
-def install_openapi(app: FastAPI, models: list[type[BaseModel]],
-                    extend: Callable[[dict[str, Any]], None] | None = None) -> None:
+def install_openapi(
+    app: FastAPI, models: list[type[BaseModel]], extend: Callable[[dict[str, Any]], None] | None = None
+) -> None:
     """Serve `app.openapi()` with `models` (and ErrorBody) as components; `extend` may then edit it.
 
     Built at the first request for it (after the lifespan loaded the models, so `extend`
     can describe them). FastAPI's 422 "Validation Error" entries are dropped: the error
     handlers answer validation failures 400 `{"error": ...}`, which the routes document.
     """
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
@@ -122,8 +143,9 @@ def example_bodies(metadata: ModelMetadata) -> tuple[dict[str, Any] | None, dict
     for tensor in metadata.inputs:
         shape = [1] + [max(d, 1) for d in tensor.shape[1:]]
         zero: Any = "" if tensor.datatype == "BYTES" else False if tensor.datatype == "BOOL" else 0
-        tensors.append({"name": tensor.name, "shape": shape, "datatype": tensor.datatype,
-                        "data": [zero] * element_count(shape)})
+        tensors.append(
+            {"name": tensor.name, "shape": shape, "datatype": tensor.datatype, "data": [zero] * element_count(shape)}
+        )
     v1 = {"instances": _filled(tensors[0]["data"][0], tensors[0]["shape"])} if len(tensors) == 1 else None
     return v1, {"inputs": tensors}
 
@@ -132,8 +154,9 @@ def _filled(value: Any, shape: list[int]) -> Any:
     return value if not shape else [_filled(value, shape[1:]) for _ in range(shape[0])]
 
 
-def set_example(schema: dict[str, Any], path: str, method: str, body: dict[str, Any] | None,
-                params: dict[str, str]) -> None:
+def set_example(
+    schema: dict[str, Any], path: str, method: str, body: dict[str, Any] | None, params: dict[str, str]
+) -> None:
     """Give an operation an example JSON body (when it takes one) and example path parameters."""
     operation = schema.get("paths", {}).get(path, {}).get(method)
     if operation is None:

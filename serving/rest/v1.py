@@ -1,11 +1,18 @@
 """KServe V1 REST: liveness, model list and readiness, `:predict`."""
+
 from __future__ import annotations
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from infertap.serving.codec import V1InputsBody, V1InstancesBody, V1PredictResponse, decode_v1_request, encode_v1_response
+from infertap.serving.codec import (
+    V1InputsBody,
+    V1InstancesBody,
+    V1PredictResponse,
+    decode_v1_request,
+    encode_v1_response,
+)
 from infertap.serving.errors import ModelNotReadyError
 from infertap.serving.metrics import ServerMetrics
 from infertap.serving.repository import ModelRepository
@@ -42,8 +49,11 @@ def v1_router(settings: ServerSettings, repository: ModelRepository, metrics: Se
             raise ModelNotReadyError(f"model {name!r} is not ready")
         return Response(orjson.dumps({"name": name, "ready": True}), media_type=JSON)
 
-    @router.post("/v1/models/{name}:predict", openapi_extra=json_body(V1InstancesBody, V1InputsBody),
-                 responses=replies(V1PredictResponse, 400, 404, 413, 503))
+    @router.post(
+        "/v1/models/{name}:predict",
+        openapi_extra=json_body(V1InstancesBody, V1InputsBody),
+        responses=replies(V1PredictResponse, 400, 404, 413, 503),
+    )
     async def predict(request: Request, name: str = served()) -> Response:
         async def handle() -> Response:
             body = await read_body(request, settings.max_request_bytes)

@@ -1,4 +1,5 @@
 """Open Inference Protocol (V2) REST: server and model metadata, health, `infer` (JSON and binary tensors)."""
+
 from __future__ import annotations
 
 import orjson
@@ -6,7 +7,13 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from infertap.serving.codec import (
-    InferenceRequest, InferenceResponse, ModelMetadata, ResponseOutput, ServerMetadata, datatype_of, decode_v2_request,
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    ResponseOutput,
+    ServerMetadata,
+    datatype_of,
+    decode_v2_request,
     encode_v2_response,
 )
 from infertap.serving.errors import InferenceError, ModelNotReadyError
@@ -28,8 +35,7 @@ def _json(obj) -> Response:
     return Response(orjson.dumps(obj), media_type=JSON)
 
 
-def v2_router(settings: ServerSettings, repository: ModelRepository, metrics: ServerMetrics,
-              version: str) -> APIRouter:
+def v2_router(settings: ServerSettings, repository: ModelRepository, metrics: ServerMetrics, version: str) -> APIRouter:
     """Routes of the V2 protocol, bound to one repository."""
     router = APIRouter(prefix="/v2", tags=["v2"])
     server_metadata = ServerMetadata(name=settings.server_name, version=version, extensions=EXTENSIONS).model_dump()
@@ -112,8 +118,16 @@ async def _infer(runtime: Runtime, request: InferenceRequest) -> Response:
         outputs = {o.name: outputs[o.name] for o in request.outputs}
     # model_construct: the arrays were produced here, pydantic need not look at them again.
     response = InferenceResponse.model_construct(
-        model_name=runtime.name, model_version=runtime.settings.version, id=request.id, parameters=None,
-        outputs=[ResponseOutput.model_construct(name=n, shape=list(a.shape), datatype=datatype_of(a), parameters=None,
-                                                data=a) for n, a in outputs.items()])
+        model_name=runtime.name,
+        model_version=runtime.settings.version,
+        id=request.id,
+        parameters=None,
+        outputs=[
+            ResponseOutput.model_construct(
+                name=n, shape=list(a.shape), datatype=datatype_of(a), parameters=None, data=a
+            )
+            for n, a in outputs.items()
+        ],
+    )
     body, headers = encode_v2_response(response, request)
     return Response(body, headers=headers)

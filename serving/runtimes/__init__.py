@@ -2,6 +2,7 @@
 
 Runtime modules import their ML library lazily, so serving an sklearn model never imports torch.
 """
+
 from __future__ import annotations
 
 from importlib import import_module

@@ -1,10 +1,12 @@
 """The one interface every runtime implements (MLServer style: load once, predict many)."""
+
 from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -44,8 +46,9 @@ class Runtime(ABC):
         except ModelLoadError:
             raise
         except Exception as err:  # any library's own error: corrupt file, wrong format, missing dependency
-            raise ModelLoadError(f"cannot load {self.settings.format} model {self.name!r} from {self.path}: "
-                                 f"{type(err).__name__}: {err}") from err
+            raise ModelLoadError(
+                f"cannot load {self.settings.format} model {self.name!r} from {self.path}: {type(err).__name__}: {err}"
+            ) from err
         self.ready = True
 
     @abstractmethod
@@ -62,8 +65,9 @@ class Runtime(ABC):
     def metadata(self) -> ModelMetadata:
         """V2 model metadata: name, versions, platform, input and output tensors."""
         versions = [self.settings.version] if self.settings.version else None
-        return ModelMetadata(name=self.name, versions=versions, platform=self.platform,
-                             inputs=self.inputs, outputs=self.outputs)
+        return ModelMetadata(
+            name=self.name, versions=versions, platform=self.platform, inputs=self.inputs, outputs=self.outputs
+        )
 
     async def close(self) -> None:
         """Release what `load()` took (threads, devices)."""

@@ -1,4 +1,5 @@
 """Which device a GPU-capable runtime runs on: pure functions, so CPU-only CI covers them."""
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """LightGBM Boosters saved as text (`model.txt`)."""
+
 from __future__ import annotations
 
 from pathlib import Path

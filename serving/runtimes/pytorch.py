@@ -1,4 +1,5 @@
 """TorchScript models (`torch.jit.load`), on CUDA when present, with dynamic batching."""
+
 from __future__ import annotations
 
 import asyncio
@@ -37,8 +38,12 @@ class PyTorchRuntime(Runtime):
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"torch-{self.name}")
         self._batcher = None
         if self.settings.dynamic_batching:
-            self._batcher = DynamicBatcher(self._run_in_thread, self.settings.max_batch_size,
-                                           self.settings.max_batch_wait_ms, observe=self._observe)
+            self._batcher = DynamicBatcher(
+                self._run_in_thread,
+                self.settings.max_batch_size,
+                self.settings.max_batch_wait_ms,
+                observe=self._observe,
+            )
         # TorchScript carries no input shapes: variable rows and features.
         self.inputs = [MetadataTensor(name="input-0", datatype="FP32", shape=[-1, -1])]
         self.outputs = [MetadataTensor(name="output-0", datatype="FP32", shape=[-1, -1])]
@@ -74,8 +79,10 @@ class PyTorchRuntime(Runtime):
         torch = self._torch
         with torch.inference_mode():
             # Buffers from the binary codec are read-only; torch wants writable memory.
-            tensors = [torch.from_numpy(a if a.flags.writeable else a.copy()).to(self.device, non_blocking=True)
-                       for a in arrays]
+            tensors = [
+                torch.from_numpy(a if a.flags.writeable else a.copy()).to(self.device, non_blocking=True)
+                for a in arrays
+            ]
             result = self._model(*tensors)
             if isinstance(result, dict):
                 result = list(result.values())

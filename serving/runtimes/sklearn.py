@@ -1,4 +1,5 @@
 """scikit-learn models saved with joblib (or pickle), as KServe's sklearn server loads them."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """What the sklearn, xgboost and lightgbm runtimes share: one 2-D feature matrix in, one output tensor out."""
+
 from __future__ import annotations
 
 from abc import abstractmethod
@@ -45,17 +46,19 @@ class TabularRuntime(Runtime):
     def _matrix(self, inputs: Tensors) -> np.ndarray:
         if len(inputs) != 1:
             raise InferenceError(f"model {self.name!r} takes one input tensor (rows x features), got {len(inputs)}")
-        (name, X), = inputs.items()
+        ((name, X),) = inputs.items()
         if X.dtype.kind not in "biuf":
             raise InferenceError(f"input {name!r}: model {self.name!r} needs numbers, got {datatype_of(X)} data")
         if X.ndim == 1:
             X = X.reshape(1, -1)
         if X.ndim != 2:
-            raise InferenceError(f"input {name!r}: model {self.name!r} needs a 2-D tensor (rows x features), "
-                                 f"got shape {list(X.shape)}")
+            raise InferenceError(
+                f"input {name!r}: model {self.name!r} needs a 2-D tensor (rows x features), got shape {list(X.shape)}"
+            )
         if self.n_features is not None and X.shape[1] != self.n_features:
-            raise InferenceError(f"input {name!r}: model {self.name!r} expects {self.n_features} features per row, "
-                                 f"got {X.shape[1]}")
+            raise InferenceError(
+                f"input {name!r}: model {self.name!r} expects {self.n_features} features per row, got {X.shape[1]}"
+            )
         if X.dtype.kind != "f" or X.dtype.itemsize < 4:
             X = X.astype(np.float32)  # FP16, ints and bools: the libraries want float32/64
         return X
@@ -67,8 +70,9 @@ class TabularRuntime(Runtime):
         if self.n_features is None:
             self.outputs = [MetadataTensor(name=OUTPUT_NAME, datatype="FP64", shape=[-1])]
             return
-        out = self._predict_sync(np.zeros((1, self.n_features), dtype=np.float32),
-                                 self.settings.predict_proba and self.has_proba)
+        out = self._predict_sync(
+            np.zeros((1, self.n_features), dtype=np.float32), self.settings.predict_proba and self.has_proba
+        )
         self.outputs = [MetadataTensor(name=OUTPUT_NAME, datatype=datatype_of(out), shape=[-1, *out.shape[1:]])]
 
 

@@ -1,4 +1,5 @@
 """XGBoost Boosters saved as JSON or UBJSON (also what the sklearn wrapper's save_model writes)."""
+
 from __future__ import annotations
 
 import json

@@ -1,7 +1,8 @@
 """Base of every spec model: KServe's camelCase names, unknown fields kept and reported."""
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel

@@ -18,6 +18,7 @@ spec:
 Relative paths are resolved beside the YAML file by the planner. `to_settings` builds the
 worker's `WorkerSettings`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,9 +40,13 @@ class SourceSpec(SpecModel):
     events: Literal["request", "response", "joined"] = "request"
     consumer_group: str | None = None
     transport: Literal["kafka", "http"] = "kafka"
-    kafka_config: dict[str, str] = Field(default_factory=dict, description=(
-        "librdkafka properties (security.protocol, sasl.*, ssl.*); default: those of the "
-        "InferenceService logger's kafka:// URL when the source is its topic"))
+    kafka_config: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "librdkafka properties (security.protocol, sasl.*, ssl.*); default: those of the "
+            "InferenceService logger's kafka:// URL when the source is its topic"
+        ),
+    )
 
     @field_validator("bootstrap")
     @classmethod
@@ -50,7 +55,7 @@ class SourceSpec(SpecModel):
         return KafkaURL.parse(url).bootstrap  # ValueError with a sentence when malformed
 
     @model_validator(mode="after")
-    def _named(self) -> "SourceSpec":
+    def _named(self) -> SourceSpec:
         if self.transport == "kafka" and not (self.inference_service or self.topic):
             raise ValueError("name an inferenceService (its topic is <name>-events) or a topic")
         return self
@@ -68,20 +73,29 @@ class DetectorBlock(SpecModel):
     params: dict[str, Any] = Field(default_factory=dict)
     reference: str | None = None
     saved_detector: str | None = None
-    allow_pickle: StrictBool = Field(default=False, description=(
-        "Opt in to loading a savedDetector folder that holds pickles (dill, pickle, joblib, torch.save files, "
-        "or a config.toml naming one): unpickling runs code, so set it only for folders you trust. Folders "
-        "of data alone (alibi-detect config.toml drift folders, .npy) load without it."))
+    allow_pickle: StrictBool = Field(
+        default=False,
+        description=(
+            "Opt in to loading a savedDetector folder that holds pickles (dill, pickle, joblib, torch.save files, "
+            "or a config.toml naming one): unpickling runs code, so set it only for folders you trust. Folders "
+            "of data alone (alibi-detect config.toml drift folders, .npy) load without it."
+        ),
+    )
 
     @field_validator("reference")
     @classmethod
     def _reference(cls, value: str | None) -> str | None:
-        if value is not None and Path(value.removeprefix("file://")).suffix.lower() not in (".csv", ".parquet", ".pq", ".npy"):
+        if value is not None and Path(value.removeprefix("file://")).suffix.lower() not in (
+            ".csv",
+            ".parquet",
+            ".pq",
+            ".npy",
+        ):
             raise ValueError(f"reference data must be a .csv, .parquet or .npy file (got {value!r})")
         return value
 
     @model_validator(mode="after")
-    def _one_source(self) -> "DetectorBlock":
+    def _one_source(self) -> DetectorBlock:
         if (self.reference is None) == (self.saved_detector is None):
             raise ValueError("give exactly one of reference (data to fit on) or savedDetector (a folder)")
         if self.allow_pickle and self.saved_detector is None:
@@ -95,7 +109,7 @@ class WindowSpec(SpecModel):
     slide: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _one(self) -> "WindowSpec":
+    def _one(self) -> WindowSpec:
         if self.size is not None and self.duration is not None:
             raise ValueError("give size (events) or duration (seconds), not both")
         limit = self.size if self.size is not None else self.duration
@@ -129,12 +143,16 @@ class DetectorSpec(SpecModel):
     window: WindowSpec = Field(default_factory=lambda: WindowSpec(size=1000))
     outputs: OutputsSpec = Field(default_factory=OutputsSpec)
     state_dir: str | None = None
-    replicas: int = Field(default=1, ge=1, le=32, description="Workers in one consumer group; they share the partitions.")
+    replicas: int = Field(
+        default=1, ge=1, le=32, description="Workers in one consumer group; they share the partitions."
+    )
 
     @model_validator(mode="after")
-    def _replicas(self) -> "DetectorSpec":
+    def _replicas(self) -> DetectorSpec:
         if self.replicas > 1 and self.source.transport != "kafka":
-            raise ValueError("replicas > 1 needs source.transport kafka (HTTP workers would each be a separate endpoint)")
+            raise ValueError(
+                "replicas > 1 needs source.transport kafka (HTTP workers would each be a separate endpoint)"
+            )
         if self.replicas > 1 and self.state_dir is not None:
             raise ValueError("replicas > 1 cannot share one stateDir (each online detector saves its own state)")
         return self
@@ -173,16 +191,28 @@ class Detector(SpecModel):
         s = self.spec
         window = s.window if (s.window.size or s.window.duration) else WindowSpec(size=1000, slide=s.window.slide)
         values: dict[str, Any] = dict(
-            name=self.name, inference_service=self.inference_service, bootstrap=s.source.bootstrap,
-            topic=s.source.topic, events=s.source.events, consumer_group=s.source.consumer_group,
-            transport=s.source.transport, kafka_config=s.source.kafka_config,
+            name=self.name,
+            inference_service=self.inference_service,
+            bootstrap=s.source.bootstrap,
+            topic=s.source.topic,
+            events=s.source.events,
+            consumer_group=s.source.consumer_group,
+            transport=s.source.transport,
+            kafka_config=s.source.kafka_config,
             features=[f.model_dump(include={"name", "type", "categories", "source"}) for f in s.features],
-            input_name=s.input, output_name=s.output, detector=s.detector.name, params=s.detector.params,
-            reference=_path(s.detector.reference, base_dir), saved_detector=_path(s.detector.saved_detector, base_dir),
+            input_name=s.input,
+            output_name=s.output,
+            detector=s.detector.name,
+            params=s.detector.params,
+            reference=_path(s.detector.reference, base_dir),
+            saved_detector=_path(s.detector.saved_detector, base_dir),
             allow_pickle=s.detector.allow_pickle,
-            window=window.model_dump(include={"size", "duration", "slide"}), output_topic=s.outputs.topic,
-            reply_url=s.outputs.reply_url, dead_letter_topic=s.outputs.dead_letter_topic,
-            metrics_port=s.outputs.metrics_port, state_dir=_path(s.state_dir, base_dir),
+            window=window.model_dump(include={"size", "duration", "slide"}),
+            output_topic=s.outputs.topic,
+            reply_url=s.outputs.reply_url,
+            dead_letter_topic=s.outputs.dead_letter_topic,
+            metrics_port=s.outputs.metrics_port,
+            state_dir=_path(s.state_dir, base_dir),
         )
         values.update(overrides)
         return WorkerSettings(**values)

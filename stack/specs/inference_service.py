@@ -4,6 +4,7 @@ Fields infertap acts on are typed; KServe fields it only carries (resources, rep
 pod settings) are listed in `passthrough` and kept silently; anything else is kept and
 reported by `unknown_fields()` so the loader can warn with its YAML path.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,29 +19,103 @@ API_VERSION = "serving.kserve.io/v1beta1"
 LEGACY_API_VERSION = "serving.kubeflow.org/v1beta1"  # KFServing's group; older samples use it
 
 # Kubernetes Container fields: KServe's ModelSpec and framework specs embed a Container.
-CONTAINER_FIELDS = frozenset({
-    "name", "image", "command", "args", "env", "envFrom", "resources", "ports", "volumeMounts",
-    "volumeDevices", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "workingDir",
-    "imagePullPolicy", "securityContext", "stdin", "stdinOnce", "tty", "terminationMessagePath",
-    "terminationMessagePolicy", "resizePolicy", "restartPolicy",
-})
+CONTAINER_FIELDS = frozenset(
+    {
+        "name",
+        "image",
+        "command",
+        "args",
+        "env",
+        "envFrom",
+        "resources",
+        "ports",
+        "volumeMounts",
+        "volumeDevices",
+        "livenessProbe",
+        "readinessProbe",
+        "startupProbe",
+        "lifecycle",
+        "workingDir",
+        "imagePullPolicy",
+        "securityContext",
+        "stdin",
+        "stdinOnce",
+        "tty",
+        "terminationMessagePath",
+        "terminationMessagePolicy",
+        "resizePolicy",
+        "restartPolicy",
+    }
+)
 # KServe's ComponentExtensionSpec (minus logger, typed below) and the Kubernetes PodSpec.
-COMPONENT_FIELDS = frozenset({
-    "minReplicas", "maxReplicas", "scaleTarget", "scaleMetric", "scaleMetricType", "autoScaling",
-    "containerConcurrency", "timeout", "canaryTrafficPercent", "batcher", "labels", "annotations",
-    "deploymentStrategy", "workerSpec",
-    "containers", "initContainers", "volumes", "serviceAccountName", "nodeSelector", "nodeName",
-    "tolerations", "affinity", "imagePullSecrets", "securityContext", "priorityClassName",
-    "priority", "hostNetwork", "hostIPC", "hostPID", "dnsPolicy", "dnsConfig", "runtimeClassName",
-    "schedulerName", "topologySpreadConstraints", "terminationGracePeriodSeconds",
-    "automountServiceAccountToken", "enableServiceLinks", "hostAliases", "shareProcessNamespace",
-    "restartPolicy", "overhead", "readinessGates", "preemptionPolicy", "os", "hostname",
-    "subdomain", "setHostnameAsFQDN", "activeDeadlineSeconds", "resourceClaims", "schedulingGates",
-})
+COMPONENT_FIELDS = frozenset(
+    {
+        "minReplicas",
+        "maxReplicas",
+        "scaleTarget",
+        "scaleMetric",
+        "scaleMetricType",
+        "autoScaling",
+        "containerConcurrency",
+        "timeout",
+        "canaryTrafficPercent",
+        "batcher",
+        "labels",
+        "annotations",
+        "deploymentStrategy",
+        "workerSpec",
+        "containers",
+        "initContainers",
+        "volumes",
+        "serviceAccountName",
+        "nodeSelector",
+        "nodeName",
+        "tolerations",
+        "affinity",
+        "imagePullSecrets",
+        "securityContext",
+        "priorityClassName",
+        "priority",
+        "hostNetwork",
+        "hostIPC",
+        "hostPID",
+        "dnsPolicy",
+        "dnsConfig",
+        "runtimeClassName",
+        "schedulerName",
+        "topologySpreadConstraints",
+        "terminationGracePeriodSeconds",
+        "automountServiceAccountToken",
+        "enableServiceLinks",
+        "hostAliases",
+        "shareProcessNamespace",
+        "restartPolicy",
+        "overhead",
+        "readinessGates",
+        "preemptionPolicy",
+        "os",
+        "hostname",
+        "subdomain",
+        "setHostnameAsFQDN",
+        "activeDeadlineSeconds",
+        "resourceClaims",
+        "schedulingGates",
+    }
+)
 # The framework shorthands of v1beta1 (`predictor.sklearn: {storageUri: ...}`), still in
 # KServe's CRD and in many of its samples.
-FRAMEWORKS = ("sklearn", "xgboost", "lightgbm", "pytorch", "onnx", "tensorflow", "triton",
-              "pmml", "paddle", "huggingface")
+FRAMEWORKS = (
+    "sklearn",
+    "xgboost",
+    "lightgbm",
+    "pytorch",
+    "onnx",
+    "tensorflow",
+    "triton",
+    "pmml",
+    "paddle",
+    "huggingface",
+)
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
@@ -52,7 +127,7 @@ class Passthrough(SpecModel):
 
     def unknown_fields(self, prefix: str = ""):
         for path in super().unknown_fields(prefix):
-            key = path[len(prefix) + 1:] if prefix else path
+            key = path[len(prefix) + 1 :] if prefix else path
             if key not in self.passthrough:
                 yield path
 
@@ -162,11 +237,21 @@ class InferenceServiceSpec(Passthrough):
 
 
 class ObjectMeta(Passthrough):
-    passthrough = frozenset({
-        "uid", "generation", "generateName", "creationTimestamp", "deletionTimestamp",
-        "resourceVersion", "finalizers", "ownerReferences", "managedFields", "selfLink",
-        "deletionGracePeriodSeconds",
-    })
+    passthrough = frozenset(
+        {
+            "uid",
+            "generation",
+            "generateName",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "resourceVersion",
+            "finalizers",
+            "ownerReferences",
+            "managedFields",
+            "selfLink",
+            "deletionGracePeriodSeconds",
+        }
+    )
 
     name: str
     namespace: str = "default"
@@ -178,8 +263,7 @@ class ObjectMeta(Passthrough):
     def _dns_name(cls, name: str) -> str:
         if len(name) > 63 or not _DNS1035.match(name):
             raise ValueError(
-                "must be a DNS-1035 label: lowercase letters, digits and '-', starting with a letter "
-                f"(got {name!r})"
+                f"must be a DNS-1035 label: lowercase letters, digits and '-', starting with a letter (got {name!r})"
             )
         return name
 
@@ -204,7 +288,17 @@ class InferenceService(Passthrough):
 
 
 __all__ = [
-    "API_VERSION", "LEGACY_API_VERSION", "FRAMEWORKS", "ModelFormat", "LoggerSpec", "ModelSpec",
-    "ComponentSpec", "PredictorSpec", "ExplainerSpec", "TransformerSpec", "InferenceServiceSpec",
-    "ObjectMeta", "InferenceService",
+    "API_VERSION",
+    "LEGACY_API_VERSION",
+    "FRAMEWORKS",
+    "ModelFormat",
+    "LoggerSpec",
+    "ModelSpec",
+    "ComponentSpec",
+    "PredictorSpec",
+    "ExplainerSpec",
+    "TransformerSpec",
+    "InferenceServiceSpec",
+    "ObjectMeta",
+    "InferenceService",
 ]

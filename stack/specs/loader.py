@@ -3,11 +3,13 @@
 Kinds register themselves with `register_kind`; a later part adds
 `infertap.dev/v1alpha1 Detector` the same way InferenceService is registered below.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -129,7 +131,9 @@ def load_text(text: str, source: Path) -> LoadResult:
 
 def _load_document(raw: Any, source: Path, index: int) -> tuple[Document, list[str]]:
     if not isinstance(raw, dict):
-        raise SpecError(f"{_where(source, index, None, None)}: expected a mapping with apiVersion and kind, got {type(raw).__name__}")
+        raise SpecError(
+            f"{_where(source, index, None, None)}: expected a mapping with apiVersion and kind, got {type(raw).__name__}"
+        )
     kind, api_version = raw.get("kind"), raw.get("apiVersion")
     name = (raw.get("metadata") or {}).get("name") if isinstance(raw.get("metadata"), dict) else None
     where = _where(source, index, kind if isinstance(kind, str) else None, name)
@@ -137,14 +141,18 @@ def _load_document(raw: Any, source: Path, index: int) -> tuple[Document, list[s
     if info is None:
         raise SpecError(f"{where}: unknown kind {kind!r} (apiVersion {api_version!r}); infertap reads {known_kinds()}")
     if api_version not in info.api_versions:
-        raise SpecError(f"{where}: apiVersion: {info.kind} must be {' or '.join(info.api_versions)} (got {api_version!r})")
+        raise SpecError(
+            f"{where}: apiVersion: {info.kind} must be {' or '.join(info.api_versions)} (got {api_version!r})"
+        )
     try:
         spec = info.model.model_validate(raw)
     except ValidationError as exc:
         raise SpecError("\n".join(f"{where}: {line}" for line in format_errors(exc))) from None
     warnings = [f"{where}: {path}: unknown field, kept but not used" for path in _unknown(spec)]
     if api_version == LEGACY_API_VERSION:
-        warnings.append(f"{where}: apiVersion: {LEGACY_API_VERSION} is KFServing's old group; KServe reads {API_VERSION}")
+        warnings.append(
+            f"{where}: apiVersion: {LEGACY_API_VERSION} is KFServing's old group; KServe reads {API_VERSION}"
+        )
     return Document(source, index, spec), warnings
 
 

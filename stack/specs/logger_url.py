@@ -1,4 +1,5 @@
 """`logger.url` values: KServe's `http(s)://` sinks and infertap's `kafka://` sinks."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,11 +21,11 @@ class KafkaURL:
     query: str = ""
 
     @classmethod
-    def parse(cls, url: str) -> "KafkaURL":
+    def parse(cls, url: str) -> KafkaURL:
         """Parse a kafka:// URL; ValueError with a sentence when it is malformed."""
         if not url.startswith("kafka://"):
             raise ValueError(f"not a kafka:// URL: {url!r}")
-        rest = url[len("kafka://"):]
+        rest = url[len("kafka://") :]
         rest, _, query = rest.partition("?")
         netloc, _, topic = rest.partition("/")
         hosts = tuple(_host_port(item, url) for item in netloc.split(",") if item.strip())
@@ -41,10 +42,10 @@ class KafkaURL:
         """Every broker named is this machine."""
         return all(host in LOCAL_HOSTS for host, _ in self.hosts)
 
-    def with_topic(self, topic: str) -> "KafkaURL":
+    def with_topic(self, topic: str) -> KafkaURL:
         return KafkaURL(self.hosts, topic, self.query)
 
-    def with_port(self, port: int) -> "KafkaURL":
+    def with_port(self, port: int) -> KafkaURL:
         """The same URL pointing at 127.0.0.1:port (used for the embedded broker)."""
         return KafkaURL((("127.0.0.1", port),), self.topic, self.query)
 
@@ -73,9 +74,7 @@ def check_logger_url(url: str) -> str:
     """Validate a `logger.url` value at load time; return it unchanged."""
     scheme = urlsplit(url).scheme.lower()
     if scheme not in LOGGER_URL_SCHEMES:
-        raise ValueError(
-            f"must be an http(s)://, kafka://host:port/topic or file:// URL (got {url!r})"
-        )
+        raise ValueError(f"must be an http(s)://, kafka://host:port/topic or file:// URL (got {url!r})")
     if scheme == "kafka":
         KafkaURL.parse(url)
     elif scheme in ("http", "https") and not urlsplit(url).netloc:

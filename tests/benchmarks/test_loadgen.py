@@ -1,10 +1,11 @@
 """The load generator against a real loopback HTTP server: counts, errors, framing, bounds."""
+
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import pytest
 
@@ -54,8 +55,9 @@ def server() -> Iterator[str]:
 
 def test_counts_exactly_the_requested_replies(server: str) -> None:
     _Handler.seen.clear()
-    result = asyncio.run(run_load(LoadSpec(url=server + "/ok", body=b'{"x": 1}', concurrency=4,
-                                           duration_s=30, requests=50, warmup_s=0)))
+    result = asyncio.run(
+        run_load(LoadSpec(url=server + "/ok", body=b'{"x": 1}', concurrency=4, duration_s=30, requests=50, warmup_s=0))
+    )
     assert result.requests == 50 and result.errors == 0
     assert result.status_counts == {"200": 50}
     assert result.throughput_rps > 0 and 0 < result.latency_ms["p50"] <= result.latency_ms["p99"]
@@ -63,8 +65,9 @@ def test_counts_exactly_the_requested_replies(server: str) -> None:
 
 
 def test_unexpected_status_is_an_error_not_a_success(server: str) -> None:
-    result = asyncio.run(run_load(LoadSpec(url=server + "/fail", body=b"{}", concurrency=2,
-                                           duration_s=0.5, warmup_s=0)))
+    result = asyncio.run(
+        run_load(LoadSpec(url=server + "/fail", body=b"{}", concurrency=2, duration_s=0.5, warmup_s=0))
+    )
     assert result.requests == 0 and result.errors > 0
     assert result.status_counts.get("500") == result.errors
     assert "boom" in result.error_samples[0]
@@ -72,27 +75,33 @@ def test_unexpected_status_is_an_error_not_a_success(server: str) -> None:
 
 
 def test_reads_chunked_replies(server: str) -> None:
-    result = asyncio.run(run_load(LoadSpec(url=server + "/chunked", body=b"{}", concurrency=2,
-                                           duration_s=30, requests=20, warmup_s=0)))
+    result = asyncio.run(
+        run_load(LoadSpec(url=server + "/chunked", body=b"{}", concurrency=2, duration_s=30, requests=20, warmup_s=0))
+    )
     assert result.requests == 20 and result.errors == 0
 
 
 def test_refused_connections_are_counted() -> None:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, not listening: connections are refused
-        result = asyncio.run(run_load(LoadSpec(url=f"http://127.0.0.1:{port}/", concurrency=1,
-                                               duration_s=0.3, warmup_s=0)))
+        result = asyncio.run(
+            run_load(LoadSpec(url=f"http://127.0.0.1:{port}/", concurrency=1, duration_s=0.3, warmup_s=0))
+        )
     assert result.requests == 0 and result.errors > 0
 
 
-@pytest.mark.parametrize("spec", [
-    LoadSpec(url="http://10.1.2.3:80/"),  # not loopback
-    LoadSpec(url="https://127.0.0.1:443/"),  # no TLS
-    LoadSpec(url="http://127.0.0.1:80/", concurrency=0),
-    LoadSpec(url="http://127.0.0.1:80/", duration_s=10_000),
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        LoadSpec(url="http://10.1.2.3:80/"),  # not loopback
+        LoadSpec(url="https://127.0.0.1:443/"),  # no TLS
+        LoadSpec(url="http://127.0.0.1:80/", concurrency=0),
+        LoadSpec(url="http://127.0.0.1:80/", duration_s=10_000),
+    ],
+)
 def test_refuses_out_of_bounds_specs(spec: LoadSpec) -> None:
     with pytest.raises(ValueError):
         asyncio.run(run_load(spec))

@@ -1,4 +1,5 @@
 """benchmarks.logger_latency: the bootstrap interval that says how far the ratio would move."""
+
 from __future__ import annotations
 
 import math

@@ -1,12 +1,19 @@
 """How the serving benchmark combines rounds, forms ratios and judges the goal (no servers)."""
+
 from __future__ import annotations
 
 from benchmarks.serving_throughput import _combine, _ratios, _summary, markdown_table
 
 
 def _round(rps: float, p50: float | None, p99: float | None, cpu: float, errors: int = 0) -> dict:
-    return {"requests": int(rps * 4), "errors": errors, "duration_s": 4.0, "throughput_rps": rps,
-            "latency_ms": {"p50": p50, "p99": p99, "mean": p50}, "cpu_us_per_request": cpu}
+    return {
+        "requests": int(rps * 4),
+        "errors": errors,
+        "duration_s": 4.0,
+        "throughput_rps": rps,
+        "latency_ms": {"p50": p50, "p99": p99, "mean": p50},
+        "cpu_us_per_request": cpu,
+    }
 
 
 def test_combine_takes_medians_so_one_disturbed_round_does_not_decide() -> None:
@@ -32,8 +39,15 @@ def test_ratios_and_goal() -> None:
 
 def test_markdown_table_has_a_row_per_cell_and_a_table_per_reference() -> None:
     ours, ref = _combine([_round(300, 2.0, 8.0, 800)]), _combine([_round(200, 3.0, 12.0, 1600)])
-    cell = {"protocol": "v2", "concurrency": 8, "infertap": ours, "kserve": ref, "kserve_quiet": ref,
-            "ratio_infertap_over_kserve": _ratios(ours, ref), "ratio_infertap_over_kserve_quiet": _ratios(ours, ref)}
+    cell = {
+        "protocol": "v2",
+        "concurrency": 8,
+        "infertap": ours,
+        "kserve": ref,
+        "kserve_quiet": ref,
+        "ratio_infertap_over_kserve": _ratios(ours, ref),
+        "ratio_infertap_over_kserve_quiet": _ratios(ours, ref),
+    }
     text = markdown_table({"cells": [cell, {**cell, "concurrency": 32}]})
     tables = text.split("\n\n")
     assert len(tables) == 2 and "kserve_quiet rps" in tables[1]

@@ -1,21 +1,22 @@
 """The stack the dashboard tests scrape: real model server, logger sidecar, broker, explainer,
 detector workers, and the real Prometheus (Debian's `prometheus`), all on free ports."""
+
 from __future__ import annotations
 
 import importlib.util
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import numpy as np
 import pytest
+from stack_support import DASHBOARDS, PROMETHEUS, Proc, Target, free_port, start_prometheus, wait_for
 
 from infertap.stack.plan import runner_command
-from stack_support import DASHBOARDS, PROMETHEUS, Proc, Target, free_port, start_prometheus, wait_for
 
 ISVC = "iris"
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -34,8 +35,15 @@ class Stack:
 
     def components(self) -> set[str]:
         """Metric families one may expect data for."""
-        found = {"infertap_requests", "infertap_request", "infertap_batch", "infertap_model",
-                 "infertap_proxy", "infertap_tap", "infertap_logger"}
+        found = {
+            "infertap_requests",
+            "infertap_request",
+            "infertap_batch",
+            "infertap_model",
+            "infertap_proxy",
+            "infertap_tap",
+            "infertap_logger",
+        }
         if self.explainer:
             found.add("infertap_explainer")
         if self.detectors:
@@ -69,8 +77,14 @@ def _available(names: tuple[str, ...]) -> str | None:
 def _detector_specs(broker: str, reference: Path, tmp: Path) -> list[dict]:
     """Worker settings of the detectors to run, from the backends that exist in this checkout."""
     features = [{"name": n} for n in FEATURES]
-    base = dict(inference_service=ISVC, bootstrap=broker, features=features, reference=str(reference),
-                window={"size": 40}, events="request")
+    base = dict(
+        inference_service=ISVC,
+        bootstrap=broker,
+        features=features,
+        reference=str(reference),
+        window={"size": 40},
+        events="request",
+    )
     specs = []
     drift = _available(("KSDrift", "TabularDrift", "ScipyKS", "ks", "ks_drift"))
     outlier = _available(("IForest", "SklearnIForest", "IsolationForest", "isolation_forest", "iforest"))
@@ -78,7 +92,9 @@ def _detector_specs(broker: str, reference: Path, tmp: Path) -> list[dict]:
         specs.append({**base, "name": "iris-drift", "detector": drift})
     if outlier:
         specs.append({**base, "name": "iris-outliers", "detector": outlier})
-    specs.append({**base, "name": "iris-adversarial", "detector": "tests.dashboards.zscore_adversarial:ZScoreAdversarial"})
+    specs.append(
+        {**base, "name": "iris-adversarial", "detector": "tests.dashboards.zscore_adversarial:ZScoreAdversarial"}
+    )
     return specs
 
 
@@ -98,8 +114,11 @@ def _traffic(sidecar: str, explainer: str | None, rounds: int = 3) -> None:
             # errors for the error panels: a malformed body (4xx) on the real model
             assert client.post(f"{sidecar}/v1/models/{ISVC}:predict", json={"instances": "oops"}).status_code >= 400
             # a request the tap does not log (as the explainer's own calls)
-            client.post(f"{sidecar}/v1/models/{ISVC}:predict", json={"instances": [[5.0, 3.0, 1.5, 0.2]]},
-                        headers={"infertap-skip-logging": "true"})
+            client.post(
+                f"{sidecar}/v1/models/{ISVC}:predict",
+                json={"instances": [[5.0, 3.0, 1.5, 0.2]]},
+                headers={"infertap-skip-logging": "true"},
+            )
             if explainer:
                 ok = client.post(f"{explainer}/v1/models/{ISVC}:explain", json={"instances": [[6.1, 2.8, 4.7, 1.2]]})
                 assert ok.status_code == 200, ok.text
@@ -119,26 +138,68 @@ def stack(broker, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
         model = models_dir / "sklearn-iris"
         pport, sport = free_port(), free_port()
         # a pytorch model beside iris: only runtimes with dynamic batching report batch sizes
-        predictor = _runner("serving", {"http_port": pport, "inference_service": ISVC, "models": [
-            {"name": ISVC, "format": "sklearn", "uri": str(model)},
-            {"name": "digits", "format": "pytorch", "uri": str(models_dir / "torch-digits"), "device": "cpu"}]},
-            tmp / "predictor.log")
+        predictor = _runner(
+            "serving",
+            {
+                "http_port": pport,
+                "inference_service": ISVC,
+                "models": [
+                    {"name": ISVC, "format": "sklearn", "uri": str(model)},
+                    {"name": "digits", "format": "pytorch", "uri": str(models_dir / "torch-digits"), "device": "cpu"},
+                ],
+            },
+            tmp / "predictor.log",
+        )
         procs.append(predictor)
-        sidecar = _runner("logger", {"port": sport, "component_port": pport, "inference_service": ISVC,
-                                     "log_url": [f"kafka://{broker.bootstrap}/{ISVC}-events"],
-                                     "spool_dir": str(tmp / "spool")}, tmp / "sidecar.log")
+        sidecar = _runner(
+            "logger",
+            {
+                "port": sport,
+                "component_port": pport,
+                "inference_service": ISVC,
+                "log_url": [f"kafka://{broker.bootstrap}/{ISVC}-events"],
+                "spool_dir": str(tmp / "spool"),
+            },
+            tmp / "sidecar.log",
+        )
         procs.append(sidecar)
-        targets = [Target("predictor", f"127.0.0.1:{pport}"), Target("logger", f"127.0.0.1:{sport}", "/infertap/metrics")]
+        targets = [
+            Target("predictor", f"127.0.0.1:{pport}"),
+            Target("logger", f"127.0.0.1:{sport}", "/infertap/metrics"),
+        ]
         notes = []
 
         explainer_url = None
         if importlib.util.find_spec("infertap.explainers.server") is not None:
             eport = free_port()
-            explainer = Proc([sys.executable, "-m", "infertap.explainers", "--name", ISVC, "--inference-service", ISVC,
-                              "--explainer-type", "KernelShap", "--http-port", str(eport),
-                              "--predictor-url", f"http://127.0.0.1:{sport}", "--protocol", "v1",
-                              "--background", str(model / "reference.npy"), "--background-size", "20",
-                              "--nsamples", "64", "--feature-names", ",".join(FEATURES)], tmp / "explainer.log")
+            explainer = Proc(
+                [
+                    sys.executable,
+                    "-m",
+                    "infertap.explainers",
+                    "--name",
+                    ISVC,
+                    "--inference-service",
+                    ISVC,
+                    "--explainer-type",
+                    "KernelShap",
+                    "--http-port",
+                    str(eport),
+                    "--predictor-url",
+                    f"http://127.0.0.1:{sport}",
+                    "--protocol",
+                    "v1",
+                    "--background",
+                    str(model / "reference.npy"),
+                    "--background-size",
+                    "20",
+                    "--nsamples",
+                    "64",
+                    "--feature-names",
+                    ",".join(FEATURES),
+                ],
+                tmp / "explainer.log",
+            )
             procs.append(explainer)
             explainer_url = f"http://127.0.0.1:{eport}"
             targets.append(Target("explainer", f"127.0.0.1:{eport}"))
@@ -153,7 +214,9 @@ def stack(broker, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
             detectors.append((spec["name"], proc, mport))
             targets.append(Target(f"detector-{spec['name']}", f"127.0.0.1:{mport}"))
         if not detectors:
-            notes.append("no drift/outlier backend in infertap.detectors.backends.registry: detector panels not checked")
+            notes.append(
+                "no drift/outlier backend in infertap.detectors.backends.registry: detector panels not checked"
+            )
 
         predictor.wait_http(f"http://127.0.0.1:{pport}/v2/health/ready")
         sidecar.wait_http(f"http://127.0.0.1:{sport}/infertap/metrics")
@@ -166,12 +229,20 @@ def stack(broker, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
         procs.append(prom)
         started = time.time()
         _traffic(f"http://127.0.0.1:{sport}", explainer_url)
-        stack = Stack(prom_url, f"http://127.0.0.1:{sport}", f"http://127.0.0.1:{pport}", explainer_url,
-                      [name for name, _, _ in detectors], started, procs, notes)
+        stack = Stack(
+            prom_url,
+            f"http://127.0.0.1:{sport}",
+            f"http://127.0.0.1:{pport}",
+            explainer_url,
+            [name for name, _, _ in detectors],
+            started,
+            procs,
+            notes,
+        )
         # everything scraped at least once after the traffic: the last counters are in
         wait_for(prom_url, 'sum(infertap_logger_events_total{outcome="sent"}) > 0')
         for name in stack.detectors:
-            wait_for(prom_url, f'infertap_detector_windows_evaluated_total{{detector=~".*"}} > 0', timeout=120)
+            wait_for(prom_url, 'infertap_detector_windows_evaluated_total{detector=~".*"} > 0', timeout=120)
         time.sleep(3 * 1)
         yield stack
     finally:

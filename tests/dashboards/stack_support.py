@@ -2,6 +2,7 @@
 
 A module (not conftest) so test modules can import it by name.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +43,15 @@ class Proc:
     def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None):
         self.args, self.log = args, log
         with open(log, "ab") as fh:
-            self.proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
-                                         env={**os.environ, **(env or {})}, start_new_session=True)
+            self.proc = subprocess.Popen(
+                args,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
 
     def tail(self, n: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
@@ -76,6 +83,7 @@ class Proc:
 
 # --- Prometheus ----------------------------------------------------------------------------
 
+
 @dataclass
 class Target:
     job: str
@@ -89,8 +97,13 @@ def prometheus_config(targets: list[Target], rule_files: list[Path] = ()) -> dic
         "global": {"scrape_interval": f"{SCRAPE_INTERVAL_S}s", "evaluation_interval": f"{SCRAPE_INTERVAL_S}s"},
         "rule_files": [str(p) for p in rule_files],
         "scrape_configs": [
-            {"job_name": t.job, "metrics_path": t.path, "scrape_timeout": "900ms",
-             "static_configs": [{"targets": [t.address]}]} for t in targets
+            {
+                "job_name": t.job,
+                "metrics_path": t.path,
+                "scrape_timeout": "900ms",
+                "static_configs": [{"targets": [t.address]}],
+            }
+            for t in targets
         ],
     }
 
@@ -101,16 +114,25 @@ def start_prometheus(folder: Path, targets: list[Target], rule_files: list[Path]
     config = folder / "prometheus.yml"
     config.write_text(yaml.safe_dump(prometheus_config(targets, rule_files)))
     port = free_port()
-    proc = Proc([PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"], folder / "prometheus.log")
+    proc = Proc(
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        folder / "prometheus.log",
+    )
     url = f"http://127.0.0.1:{port}"
     proc.wait_http(f"{url}/-/ready", timeout=60)
     return proc, url
 
 
 def query_range(url: str, expr: str, start: float, end: float, step: float = 2.0) -> list[dict]:
-    r = httpx.get(f"{url}/api/v1/query_range", params={"query": expr, "start": start, "end": end, "step": step},
-                  timeout=30)
+    r = httpx.get(
+        f"{url}/api/v1/query_range", params={"query": expr, "start": start, "end": end, "step": step}, timeout=30
+    )
     body = r.json()
     assert r.status_code == 200 and body.get("status") == "success", f"{expr}: {r.status_code} {body}"
     return body["data"]["result"]
@@ -145,6 +167,7 @@ def wait_for(url: str, expr: str, timeout: float = 90.0) -> list[dict]:
 
 # --- dashboards ----------------------------------------------------------------------------
 
+
 @dataclass
 class PanelQuery:
     dashboard: str
@@ -175,8 +198,9 @@ def panel_queries() -> list[PanelQuery]:
         board = json.loads(path.read_text())
         for panel in panels(board):
             for target in panel.get("targets", []):
-                out.append(PanelQuery(path.stem, panel["title"], target["refId"], target["expr"],
-                                      bool(target.get("instant"))))
+                out.append(
+                    PanelQuery(path.stem, panel["title"], target["refId"], target["expr"], bool(target.get("instant")))
+                )
     return out
 
 
@@ -185,6 +209,7 @@ _VAR = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
 
 def substitute(expr: str, variables: dict[str, str]) -> str:
     """Replace Grafana variables ($name, ${name}, ${name:format}) as Grafana would for "All"."""
+
     def repl(match: re.Match) -> str:
         name = match.group(1) or match.group(2)
         if name in variables:

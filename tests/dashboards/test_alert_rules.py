@@ -1,10 +1,10 @@
 """Alert rules and scrape configs pass promtool's checks, and the rules' unit tests pass."""
+
 from __future__ import annotations
 
 import subprocess
 
 import yaml
-
 from stack_support import DASHBOARDS, PROMTOOL
 
 PROM = DASHBOARDS / "prometheus"

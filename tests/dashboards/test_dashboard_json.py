@@ -1,4 +1,5 @@
 """The committed dashboard JSON: built by dashboards/build.py, provisionable, datasource as a variable."""
+
 from __future__ import annotations
 
 import json
@@ -7,22 +8,26 @@ import sys
 
 import pytest
 import yaml
-
 from stack_support import DASHBOARDS, GRAFANA, ROOT, dashboard_files, panels
 
 BOARDS = dashboard_files()
 
 
 def test_committed_json_matches_the_builder():
-    done = subprocess.run([sys.executable, str(DASHBOARDS / "build.py"), "--check"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(DASHBOARDS / "build.py"), "--check"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert done.returncode == 0, done.stderr
 
 
 def test_the_four_dashboards_exist():
     titles = {json.loads(p.read_text())["title"] for p in BOARDS}
-    assert titles == {"infertap / Serving overview", "infertap / Logger delivery", "infertap / Drift and outliers",
-                      "infertap / Explanations"}
+    assert titles == {
+        "infertap / Serving overview",
+        "infertap / Logger delivery",
+        "infertap / Drift and outliers",
+        "infertap / Explanations",
+    }
 
 
 @pytest.mark.parametrize("path", BOARDS, ids=[p.stem for p in BOARDS])

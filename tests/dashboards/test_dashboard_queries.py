@@ -1,13 +1,19 @@
 """Every query of every dashboard panel returns data from a real Prometheus scraping a real stack."""
+
 from __future__ import annotations
 
 import json
 import time
 
 import pytest
-
 from stack_support import (
-    dashboard_files, finite_values, panel_queries, panels, query, query_range, substitute,
+    dashboard_files,
+    finite_values,
+    panel_queries,
+    panels,
+    query,
+    query_range,
+    substitute,
 )
 
 VARIABLES = {"inference_service": ".*", "model": ".*", "detector": ".*", "explainer": ".*"}
@@ -21,8 +27,11 @@ def _family(expr: str) -> set[str]:
     families = set()
     for metric in re.findall(r"\binfertap_[a-z_]+", expr):
         # adversarial metrics exist only where an adversarial detector runs
-        families.add("infertap_detector_adversarial" if metric.startswith("infertap_detector_adversarial")
-                     else "_".join(metric.split("_")[:2]))
+        families.add(
+            "infertap_detector_adversarial"
+            if metric.startswith("infertap_detector_adversarial")
+            else "_".join(metric.split("_")[:2])
+        )
     return families
 
 
@@ -56,7 +65,7 @@ def test_template_variables_return_values(stack):
             if var["type"] != "query":
                 continue
             q = var["query"]["query"]
-            inner = q[len("label_values("):-1]
+            inner = q[len("label_values(") : -1]
             selector, _, label = inner.rpartition(",")
             if {"_".join(m.split("_")[:2]) for m in [selector.split("{")[0]]} - stack.components():
                 continue
@@ -73,8 +82,25 @@ def test_report_from_prometheus(stack, tmp_path):
     from stack_support import ROOT
 
     out = tmp_path / "report.html"
-    done = subprocess.run([sys.executable, "-m", "infertap", "report", "iris", "--prometheus", stack.prometheus,
-                           "--minutes", "10", "-o", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=180)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infertap",
+            "report",
+            "iris",
+            "--prometheus",
+            stack.prometheus,
+            "--minutes",
+            "10",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
     assert "requests served" in done.stdout
 

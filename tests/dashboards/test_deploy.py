@@ -8,6 +8,7 @@
   dockerfile-parse: pinned base image, non-root USER, ENTRYPOINT module exists, extras exist,
   COPY sources exist.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,6 @@ import jsonschema
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
-
 from stack_support import PROMTOOL, ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -47,7 +47,10 @@ def test_compose_matches_the_compose_spec_schema():
 def test_schema_check_is_real():
     schema = compose_schema()
     broken = {**COMPOSE, "servics": {}}
-    broken["services"] = {**COMPOSE["services"], "kafka": {**COMPOSE["services"]["kafka"], "depends_on": {"predictor": {"condition": "whenever"}}}}
+    broken["services"] = {
+        **COMPOSE["services"],
+        "kafka": {**COMPOSE["services"]["kafka"], "depends_on": {"predictor": {"condition": "whenever"}}},
+    }
     cls = jsonschema.validators.validator_for(schema)
     assert len(list(cls(schema).iter_errors(broken))) >= 2
 
@@ -62,7 +65,7 @@ def test_services_and_references():
         if build:
             assert (DEPLOY / build["context"] / build["dockerfile"]).is_file(), name
         deps = svc.get("depends_on", {})
-        for dep, cond in (deps.items() if isinstance(deps, dict) else ((d, {}) for d in deps)):
+        for dep, cond in deps.items() if isinstance(deps, dict) else ((d, {}) for d in deps):
             assert dep in services, f"{name} depends on unknown {dep}"
             if cond.get("condition") == "service_healthy":
                 assert "healthcheck" in services[dep], f"{name} waits for {dep} to be healthy, which has no healthcheck"
@@ -79,8 +82,8 @@ def _command(service: str) -> list[str]:
 
 def test_commands_parse_with_each_module():
     """The images' ENTRYPOINT is `python -m <module>`; each command is that module's valid flags."""
-    from infertap.sidecar.__main__ import parse_args
     from infertap.serving.__main__ import parse_settings
+    from infertap.sidecar.__main__ import parse_args
 
     served = parse_settings(_command("predictor"))
     assert served.http_port == 8080 and served.host == "0.0.0.0"
@@ -109,7 +112,9 @@ def test_grafana_mounts_the_provisioning():
 def test_compose_prometheus_config(tmp_path):
     shutil.copy(DEPLOY / "prometheus.yml", tmp_path / "prometheus.yml")
     shutil.copy(ROOT / "dashboards/prometheus/alerts.yml", tmp_path / "alerts.yml")
-    done = subprocess.run([PROMTOOL, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True)
+    done = subprocess.run(
+        [PROMTOOL, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
     listening = {"predictor": "8080", "logger": "9081", "explainer": "8082", "detector": "9102"}
@@ -137,8 +142,11 @@ def test_hadolint_is_real(tmp_path):
 def test_dockerfile_structure(path):
     parser = DockerfileParser(fileobj=open(path, "rb"))
     instructions = parser.structure
-    args = {i["value"].split("=", 1)[0]: i["value"].split("=", 1)[1] for i in instructions
-            if i["instruction"] == "ARG" and "=" in i["value"]}
+    args = {
+        i["value"].split("=", 1)[0]: i["value"].split("=", 1)[1]
+        for i in instructions
+        if i["instruction"] == "ARG" and "=" in i["value"]
+    }
     image = args["PYTHON_IMAGE"]
     assert ":" in image and not image.endswith(":latest")
     users = [i["value"] for i in instructions if i["instruction"] == "USER"]

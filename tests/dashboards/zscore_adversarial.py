@@ -4,6 +4,7 @@ It feeds the dashboards' adversarial panels in the stack test without TensorFlow
 worker's documented `package.module:Class` hook: rows whose largest per-feature z-score
 against the reference exceeds `threshold` are flagged.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,5 +23,11 @@ class ZScoreAdversarial(DetectorBackend):
     def predict(self, x: np.ndarray) -> DetectionResult:
         scores = np.abs((x - self.mean) / self.std).max(axis=1)
         threshold = float(self.params.get("threshold", 3.0))
-        return DetectionResult(kind="adversarial", detector=type(self).__name__, n=len(x), threshold=threshold,
-                               is_adversarial=(scores > threshold).tolist(), instance_scores=scores.tolist())
+        return DetectionResult(
+            kind="adversarial",
+            detector=type(self).__name__,
+            n=len(x),
+            threshold=threshold,
+            is_adversarial=(scores > threshold).tolist(),
+            instance_scores=scores.tolist(),
+        )

@@ -1,12 +1,13 @@
 """Fixtures of the detector tests: Kafka helpers against the real broker, Detector YAML, workers."""
+
 from __future__ import annotations
 
-import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import orjson
@@ -45,7 +46,9 @@ class KafkaTools:
         key = message.key.encode() if isinstance(message.key, str) else message.key
         self.producer.send(topic, key=key, value=message.value, headers=headers, partition=partition)
 
-    def send_rows(self, topic: str, rows: np.ndarray, partition: int | None = None, responses: bool = False) -> list[str]:
+    def send_rows(
+        self, topic: str, rows: np.ndarray, partition: int | None = None, responses: bool = False
+    ) -> list[str]:
         """One V1 request event per row (and its response when asked); returns the event ids."""
         ids = []
         for row in np.atleast_2d(rows):
@@ -53,12 +56,16 @@ class KafkaTools:
             body = orjson.dumps({"instances": [row.tolist()]})
             self.send_event(topic, BUILDER.request(eid, body, "application/json", "{}"), partition)
             if responses:
-                self.send_event(topic, BUILDER.response(eid, b'{"predictions":[0]}', "application/json", "{}", 200), partition)
+                self.send_event(
+                    topic, BUILDER.response(eid, b'{"predictions":[0]}', "application/json", "{}", 200), partition
+                )
             ids.append(eid)
         self.producer.flush()
         return ids
 
-    def send_raw(self, topic: str, value: bytes, headers: list[tuple[str, bytes]], partition: int | None = None) -> None:
+    def send_raw(
+        self, topic: str, value: bytes, headers: list[tuple[str, bytes]], partition: int | None = None
+    ) -> None:
         self.producer.send(topic, key=b"raw", value=value, headers=headers, partition=partition)
         self.producer.flush()
 
@@ -66,19 +73,30 @@ class KafkaTools:
         """At least `count` CloudEvents of `topic` (from the beginning), decoded with the SDK binding."""
         from kafka import KafkaConsumer
 
-        consumer = KafkaConsumer(topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
-                                 enable_auto_commit=False, group_id=None, consumer_timeout_ms=500, **self.options)
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+            consumer_timeout_ms=500,
+            **self.options,
+        )
         events, deadline = [], time.monotonic() + timeout
         try:
             while time.monotonic() < deadline and len(events) < count:
                 for record in consumer:
-                    message = ce_kafka.KafkaMessage(headers={k: v for k, v in record.headers}, key=record.key, value=record.value)
+                    message = ce_kafka.KafkaMessage(
+                        headers={k: v for k, v in record.headers}, key=record.key, value=record.value
+                    )
                     events.append(ce_kafka.from_binary_event(message))
             if exact:  # give late duplicates a moment to show up
                 end = time.monotonic() + 2
                 while time.monotonic() < end:
                     for record in consumer:
-                        message = ce_kafka.KafkaMessage(headers={k: v for k, v in record.headers}, key=record.key, value=record.value)
+                        message = ce_kafka.KafkaMessage(
+                            headers={k: v for k, v in record.headers}, key=record.key, value=record.value
+                        )
                         events.append(ce_kafka.from_binary_event(message))
         finally:
             consumer.close()
@@ -117,10 +135,19 @@ def detector_yaml(tmp_path: Path) -> Callable[..., Path]:
 def start_detector(spawn) -> Callable[..., Any]:
     """`infertap detect SPEC` as a child process, ready once its metrics port answers."""
 
-    def start(spec: Path, metrics_port: int | None = None, timeout: float = 90.0, name: str = "detector", extra: list[str] = ()):
+    def start(
+        spec: Path,
+        metrics_port: int | None = None,
+        timeout: float = 90.0,
+        name: str = "detector",
+        extra: list[str] = (),
+    ):
         port = metrics_port or free_port()
-        child = spawn([sys.executable, "-m", "infertap", "detect", str(spec), "--metrics-port", str(port), *extra],
-                      env={"PYTHONPATH": str(ROOT)}, name=name)
+        child = spawn(
+            [sys.executable, "-m", "infertap", "detect", str(spec), "--metrics-port", str(port), *extra],
+            env={"PYTHONPATH": str(ROOT)},
+            name=name,
+        )
         child.wait_http(f"http://127.0.0.1:{port}/metrics", timeout=timeout)
         child.metrics_url = f"http://127.0.0.1:{port}/metrics"
         return child

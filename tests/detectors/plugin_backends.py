@@ -3,6 +3,7 @@
 They exercise the worker's plumbing (windows, offsets, state) independently of the alibi-detect
 backends, which have their own tests; the end-to-end tests use the real registry.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,11 +31,22 @@ class KSBackend(DetectorBackend):
         threshold = p_val / x.shape[1]
         scores = [stats.ks_2samp(self.x_ref[:, j], x[:, j]) for j in range(x.shape[1])]
         names = self.feature_names or [f"f{j}" for j in range(x.shape[1])]
-        features = [FeatureScore(name=n, p_val=float(s.pvalue), distance=float(s.statistic), is_drift=bool(s.pvalue < threshold))
-                    for n, s in zip(names, scores)]
-        return DetectionResult(kind="drift", detector="KSBackend", n=int(x.shape[0]), threshold=threshold,
-                               is_drift=any(f.is_drift for f in features), p_val=min(f.p_val for f in features),
-                               distance=max(f.distance for f in features), features=features)
+        features = [
+            FeatureScore(
+                name=n, p_val=float(s.pvalue), distance=float(s.statistic), is_drift=bool(s.pvalue < threshold)
+            )
+            for n, s in zip(names, scores)
+        ]
+        return DetectionResult(
+            kind="drift",
+            detector="KSBackend",
+            n=int(x.shape[0]),
+            threshold=threshold,
+            is_drift=any(f.is_drift for f in features),
+            p_val=min(f.p_val for f in features),
+            distance=max(f.distance for f in features),
+            features=features,
+        )
 
 
 class CountingOnline(DetectorBackend):
@@ -49,8 +61,13 @@ class CountingOnline(DetectorBackend):
     def predict(self, x: np.ndarray) -> DetectionResult:
         self.t += x.shape[0]
         self.total += float(x.sum())
-        return DetectionResult(kind="drift", detector="CountingOnline", n=int(x.shape[0]), is_drift=False,
-                               raw={"t": self.t, "total": self.total})
+        return DetectionResult(
+            kind="drift",
+            detector="CountingOnline",
+            n=int(x.shape[0]),
+            is_drift=False,
+            raw={"t": self.t, "total": self.total},
+        )
 
     def save(self, path: Path) -> None:
         (Path(path) / "state.json").write_text(json.dumps({"t": self.t, "total": self.total}))

@@ -1,4 +1,5 @@
 """Building Kafka-shaped records of inference CloudEvents for the detector tests."""
+
 from __future__ import annotations
 
 import uuid
@@ -17,8 +18,15 @@ def kafka_record(event, offset: int, partition: int = 0, topic: str = "iris-even
     """An SDK CloudEvent, through the real Kafka binding, as the Record a worker would poll."""
     message = ce_kafka.to_binary_event(event, key_mapper=lambda e: e.get_id())
     headers = {k: (v if isinstance(v, bytes) else str(v).encode()) for k, v in message.headers.items()}
-    return Record(topic=topic, partition=partition, offset=offset, value=message.value, headers=headers,
-                  timestamp=timestamp, key=message.key if isinstance(message.key, bytes) else None)
+    return Record(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        value=message.value,
+        headers=headers,
+        timestamp=timestamp,
+        key=message.key if isinstance(message.key, bytes) else None,
+    )
 
 
 def request(body: Any, offset: int = 0, eid: str | None = None, content_type: str = "application/json", **kw) -> Record:

@@ -1,4 +1,5 @@
 """A tiny HTTP server recording the CloudEvent headers it is sent (Knative's event_display, for tests)."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@ OutlierAE / OutlierVAE flag planted outliers; AdversarialAE and ModelDistillatio
 `infertap fit` against a model served over V1 HTTP, score adversarial examples (PGD, crafted in
 torch on the served network's own weights, checked to fool the server) above clean rows.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,14 @@ def tf_python() -> Path:
 
 
 def run_tf(python: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(python), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "COLUMNS": "200"})
+    done = subprocess.run(
+        [str(python), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "COLUMNS": "200"},
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
@@ -57,13 +64,20 @@ def score(python: Path, rows: np.ndarray, folders: list[Path], tmp_path: Path) -
     np.save(tmp_path / "rows.npy", rows.astype(np.float32))
     done = run_tf(python, "-c", SCORE, str(tmp_path / "rows.npy"), *map(str, folders))
     line = next(l for l in done.stdout.splitlines() if l.startswith("RESULT"))
-    return json.loads(line[len("RESULT"):])
+    return json.loads(line[len("RESULT") :])
 
 
 def spec(folder: Path, name: str, detector: dict) -> Path:
-    doc = {"apiVersion": "infertap.dev/v1alpha1", "kind": "Detector", "metadata": {"name": name},
-           "spec": {"source": {"inferenceService": "clf"}, "features": [{"name": f} for f in FEATURES],
-                    "detector": detector}}
+    doc = {
+        "apiVersion": "infertap.dev/v1alpha1",
+        "kind": "Detector",
+        "metadata": {"name": name},
+        "spec": {
+            "source": {"inferenceService": "clf"},
+            "features": [{"name": f} for f in FEATURES],
+            "detector": detector,
+        },
+    }
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -82,12 +96,17 @@ def test_autoencoders_flag_planted_outliers(tf_python: Path, tmp_path: Path) -> 
     mix = rng.normal(size=(2, 6))
     ref = latent @ mix + 0.05 * rng.normal(size=(1500, 6))  # rows on a 2-D plane in 6-D
     np.save(tmp_path / "reference.npy", ref)
-    detectors = [("OutlierAE", {"epochs": 30, "batch_size": 128, "hidden": [32, 16], "encoding_dim": 2,
-                                "threshold_perc": 99}),
-                 ("OutlierVAE", {"epochs": 30, "batch_size": 128, "hidden": [32, 16], "latent_dim": 2,
-                                 "threshold_perc": 99, "samples": 5})]
-    paths = [str(spec(tmp_path, name.lower(), {"name": name, "params": params, "reference": "reference.npy"}))
-             for name, params in detectors]
+    detectors = [
+        ("OutlierAE", {"epochs": 30, "batch_size": 128, "hidden": [32, 16], "encoding_dim": 2, "threshold_perc": 99}),
+        (
+            "OutlierVAE",
+            {"epochs": 30, "batch_size": 128, "hidden": [32, 16], "latent_dim": 2, "threshold_perc": 99, "samples": 5},
+        ),
+    ]
+    paths = [
+        str(spec(tmp_path, name.lower(), {"name": name, "params": params, "reference": "reference.npy"}))
+        for name, params in detectors
+    ]
     done = run_tf(tf_python, "-m", "infertap", "fit", *paths)  # one TensorFlow start for both
     for name, _ in detectors:
         assert f"{name.lower()}/detector ({name})" in done.stdout
@@ -102,8 +121,10 @@ def test_autoencoders_flag_planted_outliers(tf_python: Path, tmp_path: Path) -> 
         assert all(r["flags"][i] and r["scores"][i] > r["threshold"] for i in planted), r["name"]
         assert sum(r["flags"]) <= len(planted) + 10, r["name"]
     # the folders are alibi-detect's legacy format too: its own load_detector reads them
-    check = "import sys; from infertap.detectors.backends.alibi_tf import import_tf; import_tf(); " \
-            "from alibi_detect.saving import load_detector; print(type(load_detector(sys.argv[1])).__name__)"
+    check = (
+        "import sys; from infertap.detectors.backends.alibi_tf import import_tf; import_tf(); "
+        "from alibi_detect.saving import load_detector; print(type(load_detector(sys.argv[1])).__name__)"
+    )
     assert run_tf(tf_python, "-c", check, str(folders[0])).stdout.strip().endswith("OutlierAE")
 
 
@@ -111,10 +132,12 @@ def test_autoencoders_flag_planted_outliers(tf_python: Path, tmp_path: Path) -> 
 def test_iforest_saved_by_alibi_detect_with_tf_loads_without_it(tf_python: Path, tmp_path: Path) -> None:
     """alibi-detect's save_detector writes IForest in its legacy format, which its loader reads
     only with TensorFlow; load_backend reads it in the main environment, which has none."""
-    make = ("import sys, numpy as np; from infertap.detectors.backends.alibi_tf import import_tf; import_tf(); "
-            "from alibi_detect.od import IForest; from alibi_detect.saving import save_detector; "
-            "x = np.random.default_rng(0).normal(size=(500, 6)); d = IForest(); d.fit(x); "
-            "d.infer_threshold(x, threshold_perc=99); save_detector(d, sys.argv[1])")
+    make = (
+        "import sys, numpy as np; from infertap.detectors.backends.alibi_tf import import_tf; import_tf(); "
+        "from alibi_detect.od import IForest; from alibi_detect.saving import save_detector; "
+        "x = np.random.default_rng(0).normal(size=(500, 6)); d = IForest(); d.fit(x); "
+        "d.infer_threshold(x, threshold_perc=99); save_detector(d, sys.argv[1])"
+    )
     run_tf(tf_python, "-c", make, str(tmp_path / "iforest"))
     assert {"meta.dill", "IForest.dill"} <= {p.name for p in (tmp_path / "iforest").iterdir()}
     from infertap.detectors.backends.registry import load_backend
@@ -128,6 +151,7 @@ def test_iforest_saved_by_alibi_detect_with_tf_loads_without_it(tf_python: Path,
 
 # --- adversarial ----------------------------------------------------------------------------
 
+
 def make_data(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     centres = np.array([[2, 0, 0, 1, 0, 0], [0, 2, 0, 0, 1, 0], [0, 0, 2, 0, 0, 1]], dtype=float)
     y = rng.integers(0, 3, size=n)
@@ -138,8 +162,10 @@ def pgd(model, x: np.ndarray, y: np.ndarray, eps: float, steps: int = 20) -> np.
     """L-inf PGD in torch on the served scikit-learn MLP's own weights (the same network)."""
     import torch
 
-    weights = [(torch.tensor(w, dtype=torch.float64), torch.tensor(b, dtype=torch.float64))
-               for w, b in zip(model.coefs_, model.intercepts_)]
+    weights = [
+        (torch.tensor(w, dtype=torch.float64), torch.tensor(b, dtype=torch.float64))
+        for w, b in zip(model.coefs_, model.intercepts_)
+    ]
 
     def logits(v):
         for i, (w, b) in enumerate(weights):
@@ -172,15 +198,32 @@ def test_adversarial_detectors_score_attacks_above_clean_rows(tf_python: Path, t
     joblib.dump(model, tmp_path / "model" / "model.joblib")
     np.save(tmp_path / "reference.npy", x_train)
     port = free_port()
-    server = spawn([sys.executable, "-m", "infertap", "serve", "--model-name", "clf", "--model-format", "sklearn",
-                    "--storage-uri", str(tmp_path / "model"), "--http-port", str(port), "--predict-proba"], name="serve")
+    server = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap",
+            "serve",
+            "--model-name",
+            "clf",
+            "--model-format",
+            "sklearn",
+            "--storage-uri",
+            str(tmp_path / "model"),
+            "--http-port",
+            str(port),
+            "--predict-proba",
+        ],
+        name="serve",
+    )
     url = f"http://127.0.0.1:{port}/v1/models/clf"
     server.wait_http(url, timeout=120)
 
     # adversarial examples crafted against the served network, kept where they fool the server
     x_test, y_test = make_data(rng, 400)
-    served = lambda rows: np.asarray(httpx.post(url + ":predict", json={"instances": rows.tolist()}, timeout=30)
-                                     .json()["predictions"]).argmax(axis=1)
+    served = lambda rows: np.asarray(
+        httpx.post(url + ":predict", json={"instances": rows.tolist()}, timeout=30).json()["predictions"]
+    ).argmax(axis=1)
     right = served(x_test) == y_test
     x_clean, y_clean = x_test[right], y_test[right]
     x_adv = pgd(model, x_clean, y_clean, eps=0.9)
@@ -188,11 +231,24 @@ def test_adversarial_detectors_score_attacks_above_clean_rows(tf_python: Path, t
     assert fooled.mean() > 0.5, f"attack fooled only {fooled.mean():.0%} of rows"
     x_clean, x_adv = x_clean[fooled], x_adv[fooled]
 
-    detectors = [("AdversarialAE", {"epochs": 30, "batch_size": 128, "hidden": [32], "threshold_perc": 95}),
-                 ("ModelDistillation", {"epochs": 30, "batch_size": 128, "hidden": [8], "threshold_perc": 95})]
-    paths = [str(spec(tmp_path, name.lower(), {"name": name, "reference": "reference.npy",
-                                               "params": {**params, "predictor": url, "surrogate_epochs": 60}}))
-             for name, params in detectors]
+    detectors = [
+        ("AdversarialAE", {"epochs": 30, "batch_size": 128, "hidden": [32], "threshold_perc": 95}),
+        ("ModelDistillation", {"epochs": 30, "batch_size": 128, "hidden": [8], "threshold_perc": 95}),
+    ]
+    paths = [
+        str(
+            spec(
+                tmp_path,
+                name.lower(),
+                {
+                    "name": name,
+                    "reference": "reference.npy",
+                    "params": {**params, "predictor": url, "surrogate_epochs": 60},
+                },
+            )
+        )
+        for name, params in detectors
+    ]
     done = run_tf(tf_python, "-m", "infertap", "fit", *paths)  # one TensorFlow start for both
     for name, _ in detectors:
         assert f"({name})" in done.stdout
@@ -207,8 +263,10 @@ def test_adversarial_detectors_score_attacks_above_clean_rows(tf_python: Path, t
         a = {**r, "scores": r["scores"][n:], "flags": r["flags"][n:]}
         assert c["kind"] == "adversarial"
         separation = auc(c["scores"], a["scores"])
-        print(f"{c['name']}: clean mean {np.mean(c['scores']):.4f}, adversarial mean {np.mean(a['scores']):.4f}, "
-              f"AUC {separation:.2f}, flagged {np.mean(a['flags']):.0%} of attacks, {np.mean(c['flags']):.0%} of clean")
+        print(
+            f"{c['name']}: clean mean {np.mean(c['scores']):.4f}, adversarial mean {np.mean(a['scores']):.4f}, "
+            f"AUC {separation:.2f}, flagged {np.mean(a['flags']):.0%} of attacks, {np.mean(c['flags']):.0%} of clean"
+        )
         assert np.mean(a["scores"]) > np.mean(c["scores"]), c["name"]
         assert separation > 0.5, (c["name"], separation)
         assert np.mean(a["flags"]) > np.mean(c["flags"]), c["name"]

@@ -1,6 +1,7 @@
 """Every detector backend on real arrays: no drift on the reference distribution, drift on exactly
 the shifted features, planted outliers above the threshold, save/load round trips, online
 state that continues after a restore, and folders written by alibi-detect's own save_detector."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,6 +38,7 @@ def data() -> dict[str, np.ndarray]:
 
 
 # --- univariate drift ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["ScipyKS", "KSDrift", "CVMDrift", "TabularDrift"])
 def test_univariate_drift_flags_exactly_the_shifted_features(name: str, data, tmp_path: Path) -> None:
@@ -75,7 +77,8 @@ def test_tabular_and_chisquare_judge_categorical_columns(tmp_path: Path) -> None
     assert chi.predict(moved[:, 1:]).is_drift is True
     chi.save(tmp_path / "chi")
     assert load_backend(tmp_path / "chi").predict(moved[:, 1:]).features[0].p_val == pytest.approx(
-        chi.predict(moved[:, 1:]).features[0].p_val)
+        chi.predict(moved[:, 1:]).features[0].p_val
+    )
 
 
 def test_scipy_ks_fdr_correction() -> None:
@@ -88,11 +91,15 @@ def test_scipy_ks_fdr_correction() -> None:
 
 # --- multivariate drift ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, params", [
-    ("MMDDrift", {"n_permutations": 100}),
-    ("LSDDDrift", {"n_permutations": 100}),
-    ("ClassifierDrift", {"n_folds": 3, "model": "logistic_regression"}),
-])
+
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("MMDDrift", {"n_permutations": 100}),
+        ("LSDDDrift", {"n_permutations": 100}),
+        ("ClassifierDrift", {"n_folds": 3, "model": "logistic_regression"}),
+    ],
+)
 def test_multivariate_drift(name: str, params: dict, data, tmp_path: Path) -> None:
     backend = create_backend(name, NAMES, params)
     backend.fit(data["ref"])
@@ -120,6 +127,7 @@ def test_kernel_detectors_use_the_pytorch_backend_on_this_device() -> None:
 
 # --- outliers -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["SklearnIForest", "IForest", "Mahalanobis"])
 def test_planted_outliers_score_above_the_threshold(name: str, data, tmp_path: Path) -> None:
     backend = create_backend(name, NAMES, {"threshold_perc": 99})
@@ -142,11 +150,15 @@ def test_planted_outliers_score_above_the_threshold(name: str, data, tmp_path: P
 
 # --- online ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, params", [
-    ("MMDDriftOnline", {"ert": 150, "window_size": 20, "n_bootstraps": 300}),
-    ("LSDDDriftOnline", {"ert": 150, "window_size": 20, "n_bootstraps": 300}),
-    ("CVMDriftOnline", {"ert": 150, "window_sizes": [20], "n_bootstraps": 1000}),
-])
+
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("MMDDriftOnline", {"ert": 150, "window_size": 20, "n_bootstraps": 300}),
+        ("LSDDDriftOnline", {"ert": 150, "window_size": 20, "n_bootstraps": 300}),
+        ("CVMDriftOnline", {"ert": 150, "window_sizes": [20], "n_bootstraps": 1000}),
+    ],
+)
 def test_online_state_survives_save_and_load(name: str, params: dict, tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     ref = rng.normal(size=(300, 3))
@@ -161,8 +173,8 @@ def test_online_state_survives_save_and_load(name: str, params: dict, tmp_path: 
     restored = load_backend(tmp_path / "state", allow_pickle=True)  # online state is one dill file
     assert restored.t == backend.t == 30
 
-    go_on = [backend.predict(stream[i:i + 1]) for i in range(30, 90)]
-    resumed = [restored.predict(stream[i:i + 1]) for i in range(30, 90)]
+    go_on = [backend.predict(stream[i : i + 1]) for i in range(30, 90)]
+    resumed = [restored.predict(stream[i : i + 1]) for i in range(30, 90)]
     assert [r.distance for r in resumed] == pytest.approx([r.distance for r in go_on])
     assert [r.raw["time"] for r in resumed] == list(range(31, 91))
     flagged = [30 + i for i, r in enumerate(resumed) if r.is_drift]
@@ -180,22 +192,26 @@ def test_online_detectors_need_their_settings() -> None:
 
 # --- registry -------------------------------------------------------------------------------
 
+
 def test_unknown_detector_lists_the_known_ones() -> None:
     with pytest.raises(ValueError) as info:
         create_backend("KSDirft", NAMES, {})
     assert "KSDirft" in str(info.value) and "KSDrift" in str(info.value) and "SklearnIForest" in str(info.value)
 
 
-@pytest.mark.parametrize("name, params, word", [
-    ("KSDrift", {"pval": 0.05}, "'pval'"),
-    ("TabularDrift", {"p_val": 0.05, "window": 3}, "'window'"),
-    ("IForest", {"threshold_perc": 150}, "'threshold_perc'"),
-    ("ClassifierDrift", {"model": "svm"}, "'model'"),
-    ("ScipyKS", {"p_val": 2}, "'p_val'"),
-    ("SklearnIForest", {"trees": 10}, "'trees'"),
-    ("OutlierAE", {"epochs": 0}, "'epochs'"),
-    ("AdversarialAE", {"epochs": 3}, "'model'"),
-])
+@pytest.mark.parametrize(
+    "name, params, word",
+    [
+        ("KSDrift", {"pval": 0.05}, "'pval'"),
+        ("TabularDrift", {"p_val": 0.05, "window": 3}, "'window'"),
+        ("IForest", {"threshold_perc": 150}, "'threshold_perc'"),
+        ("ClassifierDrift", {"model": "svm"}, "'model'"),
+        ("ScipyKS", {"p_val": 2}, "'p_val'"),
+        ("SklearnIForest", {"trees": 10}, "'trees'"),
+        ("OutlierAE", {"epochs": 0}, "'epochs'"),
+        ("AdversarialAE", {"epochs": 3}, "'model'"),
+    ],
+)
 def test_bad_params_name_the_parameter(name: str, params: dict, word: str) -> None:
     with pytest.raises(ValueError, match=word):
         create_backend(name, NAMES, params)
@@ -203,9 +219,13 @@ def test_bad_params_name_the_parameter(name: str, params: dict, word: str) -> No
 
 def test_every_registered_name_creates() -> None:
     """Creating a backend checks its params without TensorFlow, even for the TF ones."""
-    needs = {"MMDDriftOnline": {"ert": 10, "window_size": 5}, "LSDDDriftOnline": {"ert": 10, "window_size": 5},
-             "CVMDriftOnline": {"ert": 10, "window_sizes": [5]}, "AdversarialAE": {"predictor": "http://x/v1/models/m"},
-             "ModelDistillation": {"model": "m.keras"}}
+    needs = {
+        "MMDDriftOnline": {"ert": 10, "window_size": 5},
+        "LSDDDriftOnline": {"ert": 10, "window_size": 5},
+        "CVMDriftOnline": {"ert": 10, "window_sizes": [5]},
+        "AdversarialAE": {"predictor": "http://x/v1/models/m"},
+        "ModelDistillation": {"model": "m.keras"},
+    }
     for name in BACKENDS:
         backend = create_backend(name, NAMES, needs.get(name, {}))
         assert backend.kind in ("drift", "outlier", "adversarial")
@@ -221,13 +241,17 @@ def test_load_backend_rejects_folders_without_a_detector(tmp_path: Path) -> None
 
 # --- alibi-detect's own folders -------------------------------------------------------------
 
-@pytest.mark.parametrize("cls, kwargs", [
-    ("KSDrift", {"p_val": 0.05}),
-    ("TabularDrift", {"p_val": 0.05, "categories_per_feature": {}}),
-    ("CVMDrift", {}),
-    ("MMDDrift", {"backend": "pytorch", "n_permutations": 100}),
-    ("LSDDDrift", {"backend": "pytorch", "n_permutations": 100}),
-])
+
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [
+        ("KSDrift", {"p_val": 0.05}),
+        ("TabularDrift", {"p_val": 0.05, "categories_per_feature": {}}),
+        ("CVMDrift", {}),
+        ("MMDDrift", {"backend": "pytorch", "n_permutations": 100}),
+        ("LSDDDrift", {"backend": "pytorch", "n_permutations": 100}),
+    ],
+)
 def test_save_detector_folders_load_unchanged(cls: str, kwargs: dict, data, tmp_path: Path) -> None:
     """As Seldon's alibi-detect-server users have them: config.toml + x_ref.npy, no manifest of ours."""
     import alibi_detect.cd as cd

@@ -1,4 +1,5 @@
 """Decoding windows of logged events into one frame: V1, V2 JSON and binary, joins, rejects."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 
 from infertap.detectors.decode import Decoder, Joiner, Record, records_to_events
 from infertap.detectors.settings import FeatureSettings
-from infertap.serving.codec import encode_v2_request, encode_v2_response, InferenceResponse, ResponseOutput
+from infertap.serving.codec import InferenceResponse, ResponseOutput, encode_v2_request, encode_v2_response
 from tests.detectors.records import request, response
 
 F4 = [FeatureSettings(name=n) for n in ("a", "b", "c", "d")]
@@ -21,8 +22,11 @@ def decode(records, features=F4, mode="request", **kw):
 
 def test_v1_instances_of_many_events_become_one_frame_in_event_order():
     rows = np.arange(24, dtype=float).reshape(6, 4)
-    records = [request({"instances": rows[:2].tolist()}, 0), request({"instances": rows[2:3].tolist()}, 1),
-               request({"inputs": rows[3:6].tolist()}, 2)]
+    records = [
+        request({"instances": rows[:2].tolist()}, 0),
+        request({"instances": rows[2:3].tolist()}, 1),
+        request({"inputs": rows[3:6].tolist()}, 2),
+    ]
     window, _ = decode(records)
     np.testing.assert_array_equal(window.x, rows)
     assert window.row_event.tolist() == [0, 0, 1, 2, 2, 2]
@@ -31,8 +35,10 @@ def test_v1_instances_of_many_events_become_one_frame_in_event_order():
 
 
 def test_v1_dict_rows_and_columnar_inputs_follow_feature_names():
-    records = [request({"instances": [{"d": 4, "c": 3, "b": 2, "a": 1}]}, 0),
-               request({"inputs": {"a": [5, 9], "b": [6, 10], "c": [7, 11], "d": [8, 12]}}, 1)]
+    records = [
+        request({"instances": [{"d": 4, "c": 3, "b": 2, "a": 1}]}, 0),
+        request({"inputs": {"a": [5, 9], "b": [6, 10], "c": [7, 11], "d": [8, 12]}}, 1),
+    ]
     window, _ = decode(records)
     np.testing.assert_array_equal(window.x, [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]])
 
@@ -41,8 +47,11 @@ def test_v2_json_and_binary_tensors_mixed_with_v1_keep_event_order():
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     v2_json, _ = encode_v2_request({"input-0": x[1:3]})
     v2_binary, headers = encode_v2_request({"input-0": x[3:5]}, binary=True)
-    records = [request({"instances": x[:1].tolist()}, 0), request(v2_json, 1),
-               request(v2_binary, 2, content_type="application/octet-stream")]
+    records = [
+        request({"instances": x[:1].tolist()}, 0),
+        request(v2_json, 1),
+        request(v2_binary, 2, content_type="application/octet-stream"),
+    ]
     window, _ = decode(records)
     assert not window.rejects
     np.testing.assert_allclose(window.x, x, rtol=1e-6)
@@ -63,16 +72,27 @@ def test_rejects_name_the_reason_and_leave_the_rest_of_the_window():
     good = {"instances": [[1, 2, 3, 4]]}
     bad_v2 = b'{"inputs":[{"name":"x","shape":[1,4],"datatype":"FLOAT99","data":[1,2,3,4]}]}'
     records = [
-        request(good, 0), request(b"not json at all", 1), request({"instances": [[1, 2, 3]]}, 2),
-        request({"instances": [[1, 2], [3, 4, 5, 6]]}, 3), request(bad_v2, 4),
-        request({"instances": [[1, "x", 3, 4]]}, 5), request({"rows": []}, 6),
+        request(good, 0),
+        request(b"not json at all", 1),
+        request({"instances": [[1, 2, 3]]}, 2),
+        request({"instances": [[1, 2], [3, 4, 5, 6]]}, 3),
+        request(bad_v2, 4),
+        request({"instances": [[1, "x", 3, 4]]}, 5),
+        request({"rows": []}, 6),
         Record("iris-events", 0, 7, b"{}", {"content-type": b"application/json"}),
         request(good, 8),
     ]
     window, _ = decode(records)
     reasons = {r.record.offset: r.reason for r in window.rejects}
-    assert reasons == {1: "not_json", 2: "wrong_feature_count", 3: "wrong_feature_count", 4: "unknown_type",
-                       5: "bad_value", 6: "wrong_shape", 7: "missing_attributes"}
+    assert reasons == {
+        1: "not_json",
+        2: "wrong_feature_count",
+        3: "wrong_feature_count",
+        4: "unknown_type",
+        5: "bad_value",
+        6: "wrong_shape",
+        7: "missing_attributes",
+    }
     np.testing.assert_array_equal(window.x, [[1, 2, 3, 4], [1, 2, 3, 4]])
     assert [e.records[0].offset for e in window.events] == [0, 8]
     assert window.row_event.tolist() == [0, 1]
@@ -88,7 +108,10 @@ def test_unknown_event_type_is_rejected_and_responses_are_ignored_in_request_mod
 
 
 def test_categorical_values_become_codes_and_unknown_categories_are_rejected():
-    features = [FeatureSettings(name="x"), FeatureSettings(name="colour", type="categorical", categories=["red", "green"])]
+    features = [
+        FeatureSettings(name="x"),
+        FeatureSettings(name="colour", type="categorical", categories=["red", "green"]),
+    ]
     records = [request({"instances": [[1.5, "green"], [2.5, "red"]]}, 0), request({"instances": [[1, "blue"]]}, 1)]
     window, _ = decode(records, features)
     np.testing.assert_array_equal(window.x, [[1.5, 1], [2.5, 0]])
@@ -97,10 +120,17 @@ def test_categorical_values_become_codes_and_unknown_categories_are_rejected():
 
 def test_response_mode_reads_v1_predictions_and_v2_outputs():
     out = [FeatureSettings(name="p0"), FeatureSettings(name="p1")]
-    v2, _ = encode_v2_response(InferenceResponse(model_name="m", outputs=[
-        ResponseOutput(name="out", shape=[1, 2], datatype="FP64", data=np.array([[0.3, 0.7]]))]))
-    records = [response({"predictions": [[0.1, 0.9], [0.8, 0.2]]}, "e1", 0), response(v2, "e2", 1),
-               response({"error": "boom"}, "e3", 2, status=500)]
+    v2, _ = encode_v2_response(
+        InferenceResponse(
+            model_name="m",
+            outputs=[ResponseOutput(name="out", shape=[1, 2], datatype="FP64", data=np.array([[0.3, 0.7]]))],
+        )
+    )
+    records = [
+        response({"predictions": [[0.1, 0.9], [0.8, 0.2]]}, "e1", 0),
+        response(v2, "e2", 1),
+        response({"error": "boom"}, "e3", 2, status=500),
+    ]
     window, ignored = decode(records, out, mode="response")
     np.testing.assert_allclose(window.x, [[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
     assert ignored == 1
@@ -109,7 +139,10 @@ def test_response_mode_reads_v1_predictions_and_v2_outputs():
 def test_joined_mode_pairs_requests_with_responses_by_id():
     features = F4 + [FeatureSettings(name="pred", source="output")]
     joiner = Joiner(timeout=10)
-    r1, r2 = request({"instances": [[1, 2, 3, 4]]}, 0, eid="e1", timestamp=100), request({"instances": [[5, 6, 7, 8]]}, 1, eid="e2", timestamp=100)
+    r1, r2 = (
+        request({"instances": [[1, 2, 3, 4]]}, 0, eid="e1", timestamp=100),
+        request({"instances": [[5, 6, 7, 8]]}, 1, eid="e2", timestamp=100),
+    )
     events, _, _ = joiner.add([r1, r2, response({"predictions": [0]}, "e1", 2, timestamp=100)])
     assert [e.id for e in events] == ["e1"] and set(joiner.requests) == {"e2"}
     window = Decoder(features, "joined").decode(events)
@@ -121,7 +154,9 @@ def test_joined_mode_pairs_requests_with_responses_by_id():
 def test_joined_rows_must_match():
     features = F4 + [FeatureSettings(name="pred", source="output")]
     joiner = Joiner()
-    events, _, _ = joiner.add([request({"instances": [[1, 2, 3, 4]]}, 0, eid="e"), response({"predictions": [0, 1]}, "e", 1)])
+    events, _, _ = joiner.add(
+        [request({"instances": [[1, 2, 3, 4]]}, 0, eid="e"), response({"predictions": [0, 1]}, "e", 1)]
+    )
     window = Decoder(features, "joined").decode(events)
     assert [r.reason for r in window.rejects] == ["wrong_shape"] and window.x.shape[0] == 0
 

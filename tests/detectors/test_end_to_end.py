@@ -5,6 +5,7 @@ CloudEvents on Kafka; workers with the registry's alibi-detect backends judge wi
 Reference-like traffic gives no drift, traffic shifted on two known features is flagged on
 exactly those, planted outliers are flagged by IForest.
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,11 +30,39 @@ def served_iris(spawn, models_dir, broker, kafka):
     topic = unique("iris-events")
     kafka.create_topic(topic, 1)
     model_port, logger_port = free_port(), free_port()
-    model = spawn([sys.executable, "-m", "infertap.serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
-                   "--storage-uri", str(models_dir / "sklearn-iris"), "--http-port", str(model_port)], name="serving")
+    model = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap.serving",
+            "--model-name",
+            "sklearn-iris",
+            "--model-format",
+            "sklearn",
+            "--storage-uri",
+            str(models_dir / "sklearn-iris"),
+            "--http-port",
+            str(model_port),
+        ],
+        name="serving",
+    )
     model.wait_http(f"http://127.0.0.1:{model_port}/v2/health/ready", timeout=120)
-    logger = spawn([sys.executable, "-m", "infertap.sidecar", "--port", str(logger_port), "--component-port", str(model_port),
-                    "--inference-service", "sklearn-iris", "--log-url", f"kafka://{broker.bootstrap}/{topic}"], name="logger")
+    logger = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap.sidecar",
+            "--port",
+            str(logger_port),
+            "--component-port",
+            str(model_port),
+            "--inference-service",
+            "sklearn-iris",
+            "--log-url",
+            f"kafka://{broker.bootstrap}/{topic}",
+        ],
+        name="logger",
+    )
     logger.wait_http(f"http://127.0.0.1:{logger_port}/infertap/metrics")
     return f"http://127.0.0.1:{logger_port}", topic
 
@@ -43,28 +72,53 @@ def send(url: str, rows: np.ndarray) -> None:
     with httpx.Client(timeout=30) as client:
         for i, row in enumerate(rows):
             if i % 2:
-                reply = client.post(f"{url}/v2/models/sklearn-iris/infer", json={"inputs": [
-                    {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [float(v) for v in row]}]})
+                reply = client.post(
+                    f"{url}/v2/models/sklearn-iris/infer",
+                    json={
+                        "inputs": [
+                            {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [float(v) for v in row]}
+                        ]
+                    },
+                )
             else:
-                reply = client.post(f"{url}/v1/models/sklearn-iris:predict", json={"instances": [[float(v) for v in row]]})
+                reply = client.post(
+                    f"{url}/v1/models/sklearn-iris:predict", json={"instances": [[float(v) for v in row]]}
+                )
             assert reply.status_code == 200, reply.text
 
 
-def test_drift_on_exactly_the_shifted_features_and_outliers_flagged(served_iris, broker, kafka, detector_yaml,
-                                                                     start_detector, models_dir):
+def test_drift_on_exactly_the_shifted_features_and_outliers_flagged(
+    served_iris, broker, kafka, detector_yaml, start_detector, models_dir
+):
     url, topic = served_iris
     reference = models_dir / "sklearn-iris" / "reference.npy"
     x_ref = np.load(reference)
     source = {"topic": topic, "bootstrap": broker.bootstrap}
     outputs = {"topic": f"{topic}-detections", "deadLetterTopic": f"{topic}-dl"}
-    drift = detector_yaml("iris-drift", {
-        "source": {**source, "inferenceService": "sklearn-iris", "consumerGroup": unique("drift")}, "features": FEATURES,
-        "detector": {"name": "KSDrift", "params": {"p_val": 0.05, "correction": "bonferroni"}, "reference": str(reference)},
-        "window": {"size": 100}, "outputs": outputs})
-    outlier = detector_yaml("iris-outlier", {
-        "source": {**source, "inferenceService": "sklearn-iris", "consumerGroup": unique("od")}, "features": FEATURES,
-        "detector": {"name": "IForest", "params": {"threshold_perc": 99}, "reference": str(reference)},
-        "window": {"size": 40}, "outputs": outputs})
+    drift = detector_yaml(
+        "iris-drift",
+        {
+            "source": {**source, "inferenceService": "sklearn-iris", "consumerGroup": unique("drift")},
+            "features": FEATURES,
+            "detector": {
+                "name": "KSDrift",
+                "params": {"p_val": 0.05, "correction": "bonferroni"},
+                "reference": str(reference),
+            },
+            "window": {"size": 100},
+            "outputs": outputs,
+        },
+    )
+    outlier = detector_yaml(
+        "iris-outlier",
+        {
+            "source": {**source, "inferenceService": "sklearn-iris", "consumerGroup": unique("od")},
+            "features": FEATURES,
+            "detector": {"name": "IForest", "params": {"threshold_perc": 99}, "reference": str(reference)},
+            "window": {"size": 40},
+            "outputs": outputs,
+        },
+    )
     start_detector(drift, name="drift")
     start_detector(outlier, name="outlier")
 

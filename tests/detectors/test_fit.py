@@ -1,4 +1,5 @@
 """`infertap fit` on Detector YAML, end to end in a child process: progress, saved folder, exit 2."""
+
 from __future__ import annotations
 
 import os
@@ -17,17 +18,30 @@ FEATURES = ["a", "b", "c"]
 
 
 def write_spec(folder: Path, detector: dict, name: str = "toy") -> Path:
-    doc = {"apiVersion": "infertap.dev/v1alpha1", "kind": "Detector", "metadata": {"name": name},
-           "spec": {"source": {"inferenceService": "toy"}, "features": [{"name": f} for f in FEATURES],
-                    "detector": detector}}
+    doc = {
+        "apiVersion": "infertap.dev/v1alpha1",
+        "kind": "Detector",
+        "metadata": {"name": name},
+        "spec": {
+            "source": {"inferenceService": "toy"},
+            "features": [{"name": f} for f in FEATURES],
+            "detector": detector,
+        },
+    }
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
 
 
 def infertap(*args: str, python: str = sys.executable, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([python, "-m", "infertap", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(
+        [python, "-m", "infertap", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 @pytest.fixture
@@ -55,8 +69,14 @@ def test_fit_iforest_saves_a_folder_the_worker_loads(tmp_path: Path, reference: 
 
 def test_fit_online_configures_thresholds_into_saved_detector(tmp_path: Path, reference: Path) -> None:
     """With only savedDetector in the spec, --reference gives the rows and the folder is filled."""
-    spec = write_spec(tmp_path, {"name": "MMDDriftOnline", "savedDetector": "online",
-                                 "params": {"ert": 100, "window_size": 10, "n_bootstraps": 200}})
+    spec = write_spec(
+        tmp_path,
+        {
+            "name": "MMDDriftOnline",
+            "savedDetector": "online",
+            "params": {"ert": 100, "window_size": 10, "n_bootstraps": 200},
+        },
+    )
     done = infertap("fit", str(spec), "--reference", str(reference))
     assert done.returncode == 0, done.stderr
     backend = load_backend(tmp_path / "online", allow_pickle=True)
@@ -65,13 +85,16 @@ def test_fit_online_configures_thresholds_into_saved_detector(tmp_path: Path, re
     assert backend.predict(np.zeros(3)).raw["time"] == 1
 
 
-@pytest.mark.parametrize("detector, message", [
-    ({"name": "IForest", "params": {"threshold_perc": 150}, "reference": "reference.npy"}, "'threshold_perc'"),
-    ({"name": "KSDrift", "params": {"pval": 0.1}, "reference": "reference.npy"}, "unknown parameter 'pval'"),
-    ({"name": "Nope", "reference": "reference.npy"}, "unknown detector 'Nope'"),
-    ({"name": "IForest", "reference": "missing.npy"}, "does not exist"),
-    ({"name": "IForest", "savedDetector": "out"}, "no reference data"),
-])
+@pytest.mark.parametrize(
+    "detector, message",
+    [
+        ({"name": "IForest", "params": {"threshold_perc": 150}, "reference": "reference.npy"}, "'threshold_perc'"),
+        ({"name": "KSDrift", "params": {"pval": 0.1}, "reference": "reference.npy"}, "unknown parameter 'pval'"),
+        ({"name": "Nope", "reference": "reference.npy"}, "unknown detector 'Nope'"),
+        ({"name": "IForest", "reference": "missing.npy"}, "does not exist"),
+        ({"name": "IForest", "savedDetector": "out"}, "no reference data"),
+    ],
+)
 def test_bad_input_exits_2_with_a_sentence(tmp_path: Path, reference: Path, detector: dict, message: str) -> None:
     spec = write_spec(tmp_path, detector)
     done = infertap("fit", str(spec))

@@ -1,4 +1,5 @@
 """The `kind: Detector` document: loading, defaults, errors with YAML paths, settings, planning."""
+
 from __future__ import annotations
 
 import textwrap
@@ -43,28 +44,55 @@ def test_defaults_and_settings(tmp_path):
 
 
 def test_topic_bootstrap_and_outputs_are_taken_as_written(tmp_path):
-    text = BASE.replace("source: {inferenceService: sklearn-iris}",
-                        "source: {topic: raw, bootstrap: 'kafka://h1:9093,h2', events: joined, consumerGroup: g}")
+    text = BASE.replace(
+        "source: {inferenceService: sklearn-iris}",
+        "source: {topic: raw, bootstrap: 'kafka://h1:9093,h2', events: joined, consumerGroup: g}",
+    )
     text += "  window: {duration: 30, slide: 10}\n  outputs: {topic: out, replyUrl: 'http://x/', deadLetterTopic: dl, metricsPort: 9200}\n"
     settings = load_file(write(tmp_path, text)).documents[0].spec.to_settings(tmp_path)
-    assert (settings.topic, settings.bootstrap, settings.events, settings.consumer_group) == ("raw", "h1:9093,h2:9092", "joined", "g")
-    assert (settings.output_topic, settings.reply_url, settings.dead_letter_topic, settings.metrics_port) == ("out", "http://x/", "dl", 9200)
+    assert (settings.topic, settings.bootstrap, settings.events, settings.consumer_group) == (
+        "raw",
+        "h1:9093,h2:9092",
+        "joined",
+        "g",
+    )
+    assert (settings.output_topic, settings.reply_url, settings.dead_letter_topic, settings.metrics_port) == (
+        "out",
+        "http://x/",
+        "dl",
+        9200,
+    )
     assert (settings.window.duration, settings.window.slide) == (30, 10)
 
 
-@pytest.mark.parametrize("change, message", [
-    (("source: {inferenceService: sklearn-iris}", "source: {events: request}"),
-     "spec.source: name an inferenceService"),
-    (("source: {inferenceService: sklearn-iris}", "source: {inferenceService: x, events: both}"),
-     "spec.source.events: must be one of request, response, joined"),
-    (("source: {inferenceService: sklearn-iris}", "source: {inferenceService: x, bootstrap: 'kafka://h:99999'}"),
-     "spec.source.bootstrap: kafka URL has a bad port"),
-    (("type: categorical", "type: text"), "spec.features[1].type: must be one of numeric, categorical"),
-    (("reference: ref.npy", "reference: ref.txt"), "spec.detector.reference: reference data must be a .csv, .parquet or .npy"),
-    (("reference: ref.npy", "savedDetector: folder, reference: ref.npy"), "spec.detector: give exactly one of reference"),
-    (("{name: a}", "{name: b}"), "spec.features: feature 'b' is listed twice"),
-    (("name: TabularDrift, ", ""), "spec.detector.name: required field is missing"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            ("source: {inferenceService: sklearn-iris}", "source: {events: request}"),
+            "spec.source: name an inferenceService",
+        ),
+        (
+            ("source: {inferenceService: sklearn-iris}", "source: {inferenceService: x, events: both}"),
+            "spec.source.events: must be one of request, response, joined",
+        ),
+        (
+            ("source: {inferenceService: sklearn-iris}", "source: {inferenceService: x, bootstrap: 'kafka://h:99999'}"),
+            "spec.source.bootstrap: kafka URL has a bad port",
+        ),
+        (("type: categorical", "type: text"), "spec.features[1].type: must be one of numeric, categorical"),
+        (
+            ("reference: ref.npy", "reference: ref.txt"),
+            "spec.detector.reference: reference data must be a .csv, .parquet or .npy",
+        ),
+        (
+            ("reference: ref.npy", "savedDetector: folder, reference: ref.npy"),
+            "spec.detector: give exactly one of reference",
+        ),
+        (("{name: a}", "{name: b}"), "spec.features: feature 'b' is listed twice"),
+        (("name: TabularDrift, ", ""), "spec.detector.name: required field is missing"),
+    ],
+)
 def test_errors_name_the_yaml_path(tmp_path, change, message):
     with pytest.raises(SpecError) as err:
         load_file(write(tmp_path, BASE.replace(*change)))
@@ -72,12 +100,15 @@ def test_errors_name_the_yaml_path(tmp_path, change, message):
     assert "document 1 (Detector iris-drift)" in str(err.value)
 
 
-@pytest.mark.parametrize("window, message", [
-    ("{size: 10, duration: 5}", "spec.window: give size (events) or duration (seconds), not both"),
-    ("{size: 10, slide: 20}", "spec.window: slide (20) must not exceed the window (10)"),
-    ("{size: 10, slide: 2.5}", "whole number of events"),
-    ("{size: 0}", "spec.window.size: input should be greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    "window, message",
+    [
+        ("{size: 10, duration: 5}", "spec.window: give size (events) or duration (seconds), not both"),
+        ("{size: 10, slide: 20}", "spec.window: slide (20) must not exceed the window (10)"),
+        ("{size: 10, slide: 2.5}", "whole number of events"),
+        ("{size: 0}", "spec.window.size: input should be greater than or equal to 1"),
+    ],
+)
 def test_window_errors(tmp_path, window, message):
     with pytest.raises(SpecError) as err:
         load_file(write(tmp_path, BASE + f"  window: {window}\n"))
@@ -98,11 +129,16 @@ def test_up_plans_a_detector_on_its_services_logger_topic(tmp_path, models_dir):
     spec:
       predictor:
         logger: {{mode: all, url: "kafka://localhost:9092/custom-topic"}}
-        model: {{modelFormat: {{name: sklearn}}, storageUri: {models_dir / 'sklearn-iris' / 'model.joblib'}}}
+        model: {{modelFormat: {{name: sklearn}}, storageUri: {models_dir / "sklearn-iris" / "model.joblib"}}}
     ---
     """
-    path = write(tmp_path, textwrap.dedent(isvc) + BASE.replace("{name: a}, {name: b, type: categorical, categories: [x, y]}",
-                                                "{name: a}, {name: b}, {name: c}, {name: d}"))
+    path = write(
+        tmp_path,
+        textwrap.dedent(isvc)
+        + BASE.replace(
+            "{name: a}, {name: b, type: categorical, categories: [x, y]}", "{name: a}, {name: b}, {name: c}, {name: d}"
+        ),
+    )
     plan = make_plan(load_files([path]).documents, PlanOptions(broker_port=19092, detector_port=0))
     roles = [p.role for p in plan.processes]
     assert roles == ["broker", "predictor", "logger", "detector"]

@@ -1,4 +1,5 @@
 """Count and time windows, tumbling and sliding: what closes when, and what is retained."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,5 +1,6 @@
 """The worker against the real broker, as real processes: windows, at-least-once restarts,
 dead letters, online state, metrics."""
+
 from __future__ import annotations
 
 import signal
@@ -23,10 +24,13 @@ def reference(tmp_path):
 
 
 def spec(broker, topic, reference, detector=KS, size=20, **extra):
-    out = {"source": {"topic": topic, "bootstrap": f"kafka://{broker.bootstrap}", "consumerGroup": unique("g")},
-           "features": FEATURES, "detector": {"name": detector, "reference": str(reference)},
-           "window": {"size": size},
-           "outputs": {"topic": f"{topic}-detections", "deadLetterTopic": f"{topic}-deadletter"}}
+    out = {
+        "source": {"topic": topic, "bootstrap": f"kafka://{broker.bootstrap}", "consumerGroup": unique("g")},
+        "features": FEATURES,
+        "detector": {"name": detector, "reference": str(reference)},
+        "window": {"size": size},
+        "outputs": {"topic": f"{topic}-detections", "deadLetterTopic": f"{topic}-deadletter"},
+    }
     for key, value in extra.items():
         out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
     return out
@@ -40,7 +44,9 @@ def covered_offsets(detections) -> list[tuple[int, int]]:
     return out
 
 
-def test_windows_become_detection_events_with_ids_offsets_and_metrics(broker, kafka, detector_yaml, start_detector, reference):
+def test_windows_become_detection_events_with_ids_offsets_and_metrics(
+    broker, kafka, detector_yaml, start_detector, reference
+):
     topic = unique("w")
     kafka.create_topic(topic, 1)
     worker = start_detector(detector_yaml("basic", spec(broker, topic, reference)))
@@ -99,6 +105,7 @@ def test_kill_during_predict_republishes_that_window(broker, kafka, detector_yam
     ids = kafka.send_rows(topic, np.random.default_rng(4).normal(size=(20, 4)))
     wait_log(worker, "assigned partitions")
     import time
+
     time.sleep(2.5)  # the window is being judged (predict sleeps 4 s): nothing published, nothing committed
     worker.kill(signal.SIGKILL)
     assert kafka.read(f"{topic}-detections", 1, timeout=1) == []
@@ -108,16 +115,34 @@ def test_kill_during_predict_republishes_that_window(broker, kafka, detector_yam
     assert body(detections[0])["event_ids"] == ids
 
 
-def test_malformed_events_are_dead_lettered_and_the_worker_goes_on(broker, kafka, detector_yaml, start_detector, reference):
+def test_malformed_events_are_dead_lettered_and_the_worker_goes_on(
+    broker, kafka, detector_yaml, start_detector, reference
+):
     topic = unique("dl")
     kafka.create_topic(topic, 1)
     worker = start_detector(detector_yaml("dl", spec(broker, topic, reference, size=5)))
     rng = np.random.default_rng(5)
     kafka.send_rows(topic, rng.normal(size=(3, 4)))
-    kafka.send_raw(topic, b"not json", [("ce_specversion", b"1.0"), ("ce_id", b"bad-1"), ("ce_source", b"x"),
-                                        ("ce_type", b"org.kubeflow.serving.inference.request")])
-    kafka.send_raw(topic, b'{"instances": [[1, 2, 3]]}', [("ce_specversion", b"1.0"), ("ce_id", b"bad-2"),
-                   ("ce_source", b"x"), ("ce_type", b"org.kubeflow.serving.inference.request")])
+    kafka.send_raw(
+        topic,
+        b"not json",
+        [
+            ("ce_specversion", b"1.0"),
+            ("ce_id", b"bad-1"),
+            ("ce_source", b"x"),
+            ("ce_type", b"org.kubeflow.serving.inference.request"),
+        ],
+    )
+    kafka.send_raw(
+        topic,
+        b'{"instances": [[1, 2, 3]]}',
+        [
+            ("ce_specversion", b"1.0"),
+            ("ce_id", b"bad-2"),
+            ("ce_source", b"x"),
+            ("ce_type", b"org.kubeflow.serving.inference.request"),
+        ],
+    )
     kafka.send_raw(topic, b'{"instances": [[1, 2, 3, 4]]}', [("content-type", b"application/json")])
     good = kafka.send_rows(topic, rng.normal(size=(7, 4)))  # first window: 3 good + 2 undecodable
     dead = kafka.read(f"{topic}-deadletter", 3)
@@ -138,7 +163,9 @@ def test_malformed_events_are_dead_lettered_and_the_worker_goes_on(broker, kafka
 def test_online_detector_state_is_saved_and_restored(broker, kafka, detector_yaml, start_detector, reference, tmp_path):
     topic = unique("on")
     kafka.create_topic(topic, 1)
-    path = detector_yaml("online", spec(broker, topic, reference, detector=ONLINE, size=10, stateDir=str(tmp_path / "state")))
+    path = detector_yaml(
+        "online", spec(broker, topic, reference, detector=ONLINE, size=10, stateDir=str(tmp_path / "state"))
+    )
     worker = start_detector(path, name="online-1")
     kafka.send_rows(topic, np.ones((10, 4)))
     first = kafka.read(f"{topic}-detections", 1)
@@ -154,7 +181,6 @@ def test_online_detector_state_is_saved_and_restored(broker, kafka, detector_yam
 def test_worker_reads_and_publishes_over_tls_and_sasl(secure_broker, detector_yaml, start_detector, reference):
     """spec.source.kafkaConfig (and `-X`, merged over it) reach the worker's consumer and producer."""
     from infertap.stack.tail import kafka_python_options
-
     from tests.detectors.conftest import KafkaTools
 
     tools = KafkaTools(secure_broker.bootstrap, **kafka_python_options(secure_broker.kafka_config))
@@ -163,8 +189,9 @@ def test_worker_reads_and_publishes_over_tls_and_sasl(secure_broker, detector_ya
         tools.create_topic(topic, 1)
         in_spec = {k: v for k, v in secure_broker.kafka_config.items() if k != "sasl.password"}
         doc = spec(secure_broker, topic, reference, source={"kafkaConfig": in_spec})
-        worker = start_detector(detector_yaml("secure", doc),
-                                extra=["-X", f"sasl.password={secure_broker.kafka_config['sasl.password']}"])
+        worker = start_detector(
+            detector_yaml("secure", doc), extra=["-X", f"sasl.password={secure_broker.kafka_config['sasl.password']}"]
+        )
         ids = tools.send_rows(topic, np.random.default_rng(3).normal(size=(20, 4)))
         [detection] = tools.read(f"{topic}-detections", 1)
         assert body(detection)["event_ids"] == ids, worker.tail()

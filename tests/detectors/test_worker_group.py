@@ -1,4 +1,5 @@
 """Two workers in one consumer group share partitions; killing one hands its partitions over."""
+
 from __future__ import annotations
 
 import re
@@ -35,8 +36,10 @@ def test_two_workers_share_partitions_and_take_over_on_kill(broker, kafka, detec
     a = start_detector(path, name="a")
     wait_for(lambda: assigned(a) == [0, 1], what="a owns both partitions")
     b = start_detector(path, name="b")
-    wait_for(lambda: assigned(b) is not None and len(assigned(b)) == 1 and len(assigned(a) or []) == 1,
-             what="one partition each")
+    wait_for(
+        lambda: assigned(b) is not None and len(assigned(b)) == 1 and len(assigned(a) or []) == 1,
+        what="one partition each",
+    )
     rng = np.random.default_rng(1)
     ids = []
     for partition in (0, 1):
@@ -44,7 +47,10 @@ def test_two_workers_share_partitions_and_take_over_on_kill(broker, kafka, detec
     detections = kafka.read(f"{topic}-detections", 2)
     # one window per worker, each of its own partition (the detections topic has several
     # partitions, so read order is not publication order)
-    assert sorted((s["partition"], s["first"], s["last"]) for d in detections for s in body(d)["offsets"]) == [(0, 0, 9), (1, 0, 9)]
+    assert sorted((s["partition"], s["first"], s["last"]) for d in detections for s in body(d)["offsets"]) == [
+        (0, 0, 9),
+        (1, 0, 9),
+    ]
     a_partition = assigned(a)[0]
     a.kill(signal.SIGKILL)  # 5 events of its partition sit uncommitted in its open window
     wait_for(lambda: assigned(b) == [0, 1], timeout=60, what="b takes over a's partition")

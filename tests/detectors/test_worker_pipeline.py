@@ -1,5 +1,6 @@
 """The worker's pipeline: the bounded hand-off between its threads, commits with windows in
 flight, and the detector process it runs beside it."""
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,7 @@ from infertap.detectors.settings import WorkerSettings
 from infertap.detectors.worker import Worker
 from tests.conftest import unique
 from tests.detectors.conftest import body, wait_log
-from tests.detectors.test_worker import KS, FEATURES, spec
+from tests.detectors.test_worker import FEATURES, KS, spec
 
 
 @pytest.fixture
@@ -51,9 +52,19 @@ def test_stopping_with_windows_in_flight_commits_exactly_the_published_windows(b
 
     topic, group = unique("pipe"), unique("g")
     kafka.create_topic(topic, 1)
-    settings = WorkerSettings(name="pipe", topic=topic, bootstrap=broker.bootstrap, consumer_group=group,
-                              features=FEATURES, detector=KS, params={"sleep": 1.0}, reference=reference,
-                              window={"size": 20}, poll_batch=20, output_topic=f"{topic}-detections")
+    settings = WorkerSettings(
+        name="pipe",
+        topic=topic,
+        bootstrap=broker.bootstrap,
+        consumer_group=group,
+        features=FEATURES,
+        detector=KS,
+        params={"sleep": 1.0},
+        reference=reference,
+        window={"size": 20},
+        poll_batch=20,
+        output_topic=f"{topic}-detections",
+    )
     kafka.send_rows(topic, np.random.default_rng(2).normal(size=(200, 4)))  # 10 windows: more than can be in flight
     worker = Worker(settings)
     thread = threading.Thread(target=worker.run)
@@ -87,26 +98,37 @@ def test_the_detector_process_ends_with_its_worker(broker, kafka, detector_yaml,
     worker = start_detector(detector_yaml("orphan", spec(broker, topic, reference)))
     kafka.send_rows(topic, np.random.default_rng(3).normal(size=(20, 4)))
     wait_log(worker, "window of 20 events")  # the detector process has judged a window
-    detector = [pid for pid in _children(worker.proc.pid) if b"infertap.detectors.predictor" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    detector = [
+        pid
+        for pid in _children(worker.proc.pid)
+        if b"infertap.detectors.predictor" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
     assert len(detector) == 1, _children(worker.proc.pid)
     os.kill(worker.proc.pid, signal.SIGKILL)
     worker.proc.wait(10)
     deadline = time.monotonic() + 30
     while Path(f"/proc/{detector[0]}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    state = Path(f"/proc/{detector[0]}/stat").read_text().split()[2] if Path(f"/proc/{detector[0]}").exists() else "gone"
+    state = (
+        Path(f"/proc/{detector[0]}/stat").read_text().split()[2] if Path(f"/proc/{detector[0]}").exists() else "gone"
+    )
     assert state in ("gone", "Z"), f"detector process {detector[0]} still running ({state})"
 
 
-def test_a_worker_whose_detector_process_dies_exits_with_a_sentence(broker, kafka, detector_yaml, start_detector, reference):
+def test_a_worker_whose_detector_process_dies_exits_with_a_sentence(
+    broker, kafka, detector_yaml, start_detector, reference
+):
     """The detector process killed (e.g. for memory): the worker exits 1 saying so, instead of
     hanging, and commits nothing it did not publish (a restart re-reads the window)."""
     topic = unique("died")
     kafka.create_topic(topic, 1)
     doc = spec(broker, topic, reference)  # one consumer group for both workers
     worker = start_detector(detector_yaml("died", doc))
-    (detector,) = [pid for pid in _children(worker.proc.pid)
-                   if b"infertap.detectors.predictor" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    (detector,) = [
+        pid
+        for pid in _children(worker.proc.pid)
+        if b"infertap.detectors.predictor" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
     os.kill(detector, signal.SIGKILL)
     ids = kafka.send_rows(topic, np.random.default_rng(4).normal(size=(20, 4)))
     assert worker.proc.wait(60) == 1, worker.tail()

@@ -6,14 +6,15 @@ its predictor calls are real HTTP), which spares each test the seconds it takes 
 shap, captum and alibi in a fresh process on a busy 2-core machine; the `python -m
 explainers` process itself is covered by the CLI tests.
 """
+
 from __future__ import annotations
 
 import json
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import numpy as np
@@ -21,7 +22,12 @@ import pytest
 
 from tests.conftest import free_port, running
 
-SERVED = {"sklearn-iris": "sklearn", "xgboost-cancer": "xgboost", "lightgbm-wine": "lightgbm", "torch-digits": "pytorch"}
+SERVED = {
+    "sklearn-iris": "sklearn",
+    "xgboost-cancer": "xgboost",
+    "lightgbm-wine": "lightgbm",
+    "torch-digits": "pytorch",
+}
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
@@ -34,8 +40,12 @@ def predictor(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     config = folder / "serving.json"
     config.write_text(json.dumps({"http_port": port, "models": models, "inference_service": "explain-tests"}))
     url = f"http://127.0.0.1:{port}"
-    with running([sys.executable, "-m", "infertap.serving", "--config", str(config)], folder / "serving.log",
-                 f"{url}/v2/health/ready", timeout=240):
+    with running(
+        [sys.executable, "-m", "infertap.serving", "--config", str(config)],
+        folder / "serving.log",
+        f"{url}/v2/health/ready",
+        timeout=240,
+    ):
         yield url
 
 
@@ -46,9 +56,26 @@ def logged_predictor(predictor: str, tmp_path_factory: pytest.TempPathFactory) -
     sink = folder / "events.jsonl"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with running([sys.executable, "-m", "infertap.sidecar", "--port", str(port), "--component-port", predictor.rsplit(":", 1)[1],
-                  "--inference-service", "sklearn-iris", "--log-url", f"file://{sink}",
-                  "--spool-dir", str(folder / "spool")], folder / "logger.log", f"{url}/infertap/metrics", timeout=120):
+    with running(
+        [
+            sys.executable,
+            "-m",
+            "infertap.sidecar",
+            "--port",
+            str(port),
+            "--component-port",
+            predictor.rsplit(":", 1)[1],
+            "--inference-service",
+            "sklearn-iris",
+            "--log-url",
+            f"file://{sink}",
+            "--spool-dir",
+            str(folder / "spool"),
+        ],
+        folder / "logger.log",
+        f"{url}/infertap/metrics",
+        timeout=120,
+    ):
         yield url, sink
 
 
@@ -60,11 +87,12 @@ class ThreadServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                   lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "ThreadServer":
+    def __enter__(self) -> ThreadServer:
         self.thread.start()
         deadline = time.monotonic() + 120
         while not self.server.started:

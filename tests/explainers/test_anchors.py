@@ -1,4 +1,5 @@
 """alibi anchors (extra `alibi`, BSL 1.1) over the served models: alibi's Explanation JSON per instance."""
+
 from __future__ import annotations
 
 import httpx
@@ -9,11 +10,15 @@ from starlette.responses import Response
 from tests.explainers.conftest import IRIS_FEATURES, ThreadServer, explain
 
 
-
 def test_anchor_tabular_explains_every_instance_with_alibi_json(predictor, serve_explainer, reference, models_dir):
-    url = serve_explainer(name="sklearn-iris", explainer_type="AnchorTabular", predictor_url=predictor,
-                          background=str(models_dir / "sklearn-iris" / "reference.npy"), feature_names=IRIS_FEATURES,
-                          params={"threshold": 0.9})
+    url = serve_explainer(
+        name="sklearn-iris",
+        explainer_type="AnchorTabular",
+        predictor_url=predictor,
+        background=str(models_dir / "sklearn-iris" / "reference.npy"),
+        feature_names=IRIS_FEATURES,
+        params={"threshold": 0.9},
+    )
     X = reference("sklearn-iris")[[0, 120]]
     r = explain(url, "sklearn-iris", X, timeout=300)
     assert r.status_code == 200, r.text
@@ -29,9 +34,13 @@ def test_anchor_tabular_explains_every_instance_with_alibi_json(predictor, serve
 
 
 def test_anchor_images_on_the_digits_cnn(predictor, serve_explainer, reference, models_dir):
-    url = serve_explainer(name="torch-digits", explainer_type="AnchorImages", predictor_url=predictor,
-                          background=str(models_dir / "torch-digits" / "reference.npy"),
-                          params={"image_shape": [8, 8, 1], "segmentation_fn": "grid", "grid_size": 2})
+    url = serve_explainer(
+        name="torch-digits",
+        explainer_type="AnchorImages",
+        predictor_url=predictor,
+        background=str(models_dir / "torch-digits" / "reference.npy"),
+        params={"image_shape": [8, 8, 1], "segmentation_fn": "grid", "grid_size": 2},
+    )
     r = explain(url, "torch-digits", reference("torch-digits")[:1], timeout=300)
     assert r.status_code == 200, r.text
     (e,) = r.json()["explanations"]
@@ -53,10 +62,17 @@ def keyword_model():
         decoded = decode_v2_request(await request.body(), int(length) if length else None)
         texts = [t.decode() for t in decoded.inputs[0].data.reshape(-1)]
         labels = np.array([1 if "good" in t.split() else 0 for t in texts], dtype=np.int64)
-        response = InferenceResponse.model_construct(model_name="sentiment", model_version=None, id=None,
-                                                     parameters=None, outputs=[ResponseOutput.model_construct(
-                                                         name="label", shape=[len(labels)], datatype="INT64",
-                                                         parameters=None, data=labels)])
+        response = InferenceResponse.model_construct(
+            model_name="sentiment",
+            model_version=None,
+            id=None,
+            parameters=None,
+            outputs=[
+                ResponseOutput.model_construct(
+                    name="label", shape=[len(labels)], datatype="INT64", parameters=None, data=labels
+                )
+            ],
+        )
         body, headers = encode_v2_response(response, decoded)
         return Response(body, headers=headers)
 
@@ -65,10 +81,18 @@ def keyword_model():
 
 def test_anchor_text_with_the_blank_spacy_tokenizer(serve_explainer):
     with ThreadServer(keyword_model()) as model:
-        url = serve_explainer(name="sentiment", explainer_type="AnchorText", predictor_url=model.url,
-                              predict_proba=False, params={"threshold": 0.95})
-        r = httpx.post(f"{url}/v1/models/sentiment:explain", timeout=300,
-                       json={"instances": ["the plot is good and the cast is fun", "a dull and slow film"]})
+        url = serve_explainer(
+            name="sentiment",
+            explainer_type="AnchorText",
+            predictor_url=model.url,
+            predict_proba=False,
+            params={"threshold": 0.95},
+        )
+        r = httpx.post(
+            f"{url}/v1/models/sentiment:explain",
+            timeout=300,
+            json={"instances": ["the plot is good and the cast is fun", "a dull and slow film"]},
+        )
         assert r.status_code == 200, r.text
         first, second = r.json()["explanations"]
         assert first["raw"]["data"]["anchor"] == ["good"] and first["prediction"] == 1.0

@@ -1,4 +1,5 @@
 """Each backend against a real served model: shapes, additivity, completeness, batches, raw output."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,15 @@ def direct_proba(models_dir, X):
 
 
 def test_kernel_shap_v1_batch_adds_up_to_the_served_prediction(predictor, serve_explainer, reference, models_dir):
-    url = serve_explainer(name="sklearn-iris", explainer_type="KernelShap", predictor_url=predictor, protocol="v1",
-                          background=str(models_dir / "sklearn-iris" / "reference.npy"), background_size=40,
-                          feature_names=IRIS_FEATURES)
+    url = serve_explainer(
+        name="sklearn-iris",
+        explainer_type="KernelShap",
+        predictor_url=predictor,
+        protocol="v1",
+        background=str(models_dir / "sklearn-iris" / "reference.npy"),
+        background_size=40,
+        feature_names=IRIS_FEATURES,
+    )
     X = reference("sklearn-iris")[[0, 60, 120]]
     r = explain(url, "sklearn-iris", X)
     assert r.status_code == 200, r.text
@@ -39,9 +46,14 @@ def test_kernel_shap_v1_batch_adds_up_to_the_served_prediction(predictor, serve_
 
 
 def test_permutation_shap_v2_sends_one_request_per_instance(predictor, serve_explainer, reference, models_dir):
-    url = serve_explainer(name="xgboost-cancer", explainer_type="PermutationShap", predictor_url=predictor,
-                          protocol="v2", background=str(models_dir / "xgboost-cancer" / "reference.npy"),
-                          background_size=20)
+    url = serve_explainer(
+        name="xgboost-cancer",
+        explainer_type="PermutationShap",
+        predictor_url=predictor,
+        protocol="v2",
+        background=str(models_dir / "xgboost-cancer" / "reference.npy"),
+        background_size=20,
+    )
     X = reference("xgboost-cancer")[:3]
     r = explain(url, "xgboost-cancer", X, nsamples=300)
     assert r.status_code == 200, r.text
@@ -65,8 +77,12 @@ def margins_xgboost(models_dir, X):
 def test_tree_shap_xgboost_and_lightgbm_add_up_to_the_margin(serve_explainer, reference, models_dir):
     import lightgbm as lgb
 
-    url = serve_explainer(name="xgboost-cancer", explainer_type="TreeShap",
-                          storage_uri=str(models_dir / "xgboost-cancer"), model_format="xgboost")
+    url = serve_explainer(
+        name="xgboost-cancer",
+        explainer_type="TreeShap",
+        storage_uri=str(models_dir / "xgboost-cancer"),
+        model_format="xgboost",
+    )
     X = reference("xgboost-cancer")[:4]
     body = explain(url, "xgboost-cancer", X).json()
     margins = margins_xgboost(models_dir, X)
@@ -74,8 +90,12 @@ def test_tree_shap_xgboost_and_lightgbm_add_up_to_the_margin(serve_explainer, re
         assert e["output_space"] == "margin" and len(e["values"]) == 30
         assert e["base_value"] + sum(e["values"]) == pytest.approx(float(m), abs=1e-4)
 
-    url = serve_explainer(name="lightgbm-wine", explainer_type="TreeShap",
-                          storage_uri=str(models_dir / "lightgbm-wine"), model_format="lightgbm")
+    url = serve_explainer(
+        name="lightgbm-wine",
+        explainer_type="TreeShap",
+        storage_uri=str(models_dir / "lightgbm-wine"),
+        model_format="lightgbm",
+    )
     X = reference("lightgbm-wine")[[0, 70, 170]]
     body = explain(url, "lightgbm-wine", X).json()
     raw = lgb.Booster(model_file=str(models_dir / "lightgbm-wine" / "model.txt")).predict(X, raw_score=True)
@@ -118,9 +138,14 @@ def test_integrated_gradients_completeness_and_gradient_shap(serve_explainer, re
     import torch
 
     X = reference("torch-digits")[:3]
-    url = serve_explainer(name="torch-digits", explainer_type="IntegratedGradients",
-                          storage_uri=str(models_dir / "torch-digits"), model_format="pytorch",
-                          background=str(models_dir / "torch-digits" / "reference.npy"), internal_batch_size=32)
+    url = serve_explainer(
+        name="torch-digits",
+        explainer_type="IntegratedGradients",
+        storage_uri=str(models_dir / "torch-digits"),
+        model_format="pytorch",
+        background=str(models_dir / "torch-digits" / "reference.npy"),
+        internal_batch_size=32,
+    )
     r = explain(url, "torch-digits", X, nsamples=100)
     assert r.status_code == 200, r.text
     model = torch.jit.load(str(models_dir / "torch-digits" / "model.pt")).eval()
@@ -137,9 +162,14 @@ def test_integrated_gradients_completeness_and_gradient_shap(serve_explainer, re
         assert sum(e["values"]) == pytest.approx(gap, abs=0.02 * abs(gap) + 0.02)
         assert abs(e["raw"]["convergence_delta"]) < 0.02 * abs(gap) + 0.02
 
-    url = serve_explainer(name="torch-digits", explainer_type="GradientShap",
-                          storage_uri=str(models_dir / "torch-digits"), model_format="pytorch",
-                          background=str(models_dir / "torch-digits" / "reference.npy"), background_size=20)
+    url = serve_explainer(
+        name="torch-digits",
+        explainer_type="GradientShap",
+        storage_uri=str(models_dir / "torch-digits"),
+        model_format="pytorch",
+        background=str(models_dir / "torch-digits" / "reference.npy"),
+        background_size=20,
+    )
     body = explain(url, "torch-digits", X, nsamples=64).json()
     for e, row in zip(body["explanations"], logits):
         assert len(e["values"]) == 64 and e["target"] == int(row.argmax())
@@ -150,8 +180,13 @@ def test_integrated_gradients_completeness_and_gradient_shap(serve_explainer, re
 def test_v2_explain_returns_a_bytes_explanation_output(predictor, serve_explainer, reference, models_dir):
     from infertap.serving.codec import decode_v2_response, encode_v2_request
 
-    url = serve_explainer(name="sklearn-iris", explainer_type="KernelShap", predictor_url=predictor,
-                          background=str(models_dir / "sklearn-iris" / "reference.npy"), background_size=20)
+    url = serve_explainer(
+        name="sklearn-iris",
+        explainer_type="KernelShap",
+        predictor_url=predictor,
+        background=str(models_dir / "sklearn-iris" / "reference.npy"),
+        background_size=20,
+    )
     X = reference("sklearn-iris")[:2].astype(np.float32)
     body, headers = encode_v2_request({"input-0": X}, parameters={"explain_parameters": {"nsamples": 20}})
     r = httpx.post(f"{url}/v2/models/sklearn-iris-explainer/infer", content=body, headers=headers, timeout=120)
@@ -170,9 +205,15 @@ def test_v2_explain_returns_a_bytes_explanation_output(predictor, serve_explaine
 
 
 def test_metrics_export_mean_absolute_attribution_per_feature(predictor, serve_explainer, reference, models_dir):
-    url = serve_explainer(name="sklearn-iris", explainer_type="PermutationShap", predictor_url=predictor,
-                          background=str(models_dir / "sklearn-iris" / "reference.npy"), background_size=20,
-                          feature_names=IRIS_FEATURES, inference_service="iris")
+    url = serve_explainer(
+        name="sklearn-iris",
+        explainer_type="PermutationShap",
+        predictor_url=predictor,
+        background=str(models_dir / "sklearn-iris" / "reference.npy"),
+        background_size=20,
+        feature_names=IRIS_FEATURES,
+        inference_service="iris",
+    )
     X = reference("sklearn-iris")[[0, 1, 2, 3]]
     values = np.array([e["values"] for e in explain(url, "sklearn-iris", X).json()["explanations"]])
     text = httpx.get(f"{url}/metrics").text

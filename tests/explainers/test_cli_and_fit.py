@@ -1,4 +1,5 @@
 """`python -m infertap.explainers` as a process, pickle opt-in, `infertap fit`, and the `up` plan for spec.explainer."""
+
 from __future__ import annotations
 
 import subprocess
@@ -13,15 +14,31 @@ from tests.explainers.conftest import explain
 
 
 def run_explainers(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "infertap.explainers", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "infertap.explainers", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_python_m_explainers_serves_tree_shap(spawn, models_dir, reference):
     port = free_port()
-    child = spawn([sys.executable, "-m", "infertap.explainers", "--name", "xgboost-cancer", "--explainer-type", "tree_shap",
-                   "--storage-uri", str(models_dir / "xgboost-cancer"), "--model-format", "xgboost",
-                   "--http-port", str(port)], name="explainer")
+    child = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap.explainers",
+            "--name",
+            "xgboost-cancer",
+            "--explainer-type",
+            "tree_shap",
+            "--storage-uri",
+            str(models_dir / "xgboost-cancer"),
+            "--model-format",
+            "xgboost",
+            "--http-port",
+            str(port),
+        ],
+        name="explainer",
+    )
     child.wait_http(f"http://127.0.0.1:{port}/v2/health/ready", timeout=180)
     r = explain(f"http://127.0.0.1:{port}", "xgboost-cancer", reference("xgboost-cancer")[:2])
     assert r.status_code == 200 and len(r.json()["explanations"]) == 2
@@ -33,16 +50,34 @@ def test_pickled_explainers_are_refused_without_the_opt_in(tmp_path, models_dir)
 
     saved = tmp_path / "explainer.dill"
     saved.write_bytes(dill.dumps({"anything": 1}))
-    done = run_explainers("--name", "sklearn-iris", "--explainer-type", "AnchorTabular", "--predictor-url",
-                          "http://127.0.0.1:9", "--background", str(models_dir / "sklearn-iris" / "reference.npy"),
-                          "--explainer-uri", str(saved))
+    done = run_explainers(
+        "--name",
+        "sklearn-iris",
+        "--explainer-type",
+        "AnchorTabular",
+        "--predictor-url",
+        "http://127.0.0.1:9",
+        "--background",
+        str(models_dir / "sklearn-iris" / "reference.npy"),
+        "--explainer-uri",
+        str(saved),
+    )
     assert done.returncode != 0
     assert "refusing to load" in done.stderr and "--allow-pickle" in done.stderr, done.stderr
     # Backgrounds are data: a pickle given as background is refused whatever the flags.
     pickled_rows = saved.with_suffix(".pkl")
     pickled_rows.write_bytes(dill.dumps(np.ones((3, 4))))
-    done = run_explainers("--name", "m", "--explainer-type", "KernelShap", "--predictor-url", "http://127.0.0.1:9",
-                          "--background", str(pickled_rows), "--allow-pickle")
+    done = run_explainers(
+        "--name",
+        "m",
+        "--explainer-type",
+        "KernelShap",
+        "--predictor-url",
+        "http://127.0.0.1:9",
+        "--background",
+        str(pickled_rows),
+        "--allow-pickle",
+    )
     assert done.returncode != 0 and "never unpickled" in done.stderr, done.stderr
 
 
@@ -58,8 +93,12 @@ def test_deadlift_needs_a_pickled_module_and_the_opt_in(tmp_path, models_dir, re
 
     path = tmp_path / "digits-module.pt"
     torch.save(from_torchscript(str(models_dir / "torch-digits" / "model.pt")), path)
-    base = dict(name="torch-digits", explainer_type="DeepLift", storage_uri=str(models_dir / "torch-digits"),
-                model_format="pytorch")
+    base = dict(
+        name="torch-digits",
+        explainer_type="DeepLift",
+        storage_uri=str(models_dir / "torch-digits"),
+        model_format="pytorch",
+    )
     with pytest.raises(ExplainerLoadError, match="TorchScript cannot give"):
         ExplainService(ExplainerSettings(**base)).load()
     with pytest.raises(ExplainerLoadError, match="--allow-pickle"):
@@ -90,11 +129,11 @@ metadata:
 spec:
   predictor:
     logger:
-      url: file://{tmp_path / 'events.jsonl'}
+      url: file://{tmp_path / "events.jsonl"}
     model:
       modelFormat:
         name: sklearn
-      storageUri: file://{models_dir / 'sklearn-iris'}
+      storageUri: file://{models_dir / "sklearn-iris"}
   explainer:
     containers:
       - name: kserve-container
@@ -105,14 +144,18 @@ spec:
 
 
 def test_infertap_fit_writes_a_kmeans_background_as_data(tmp_path, models_dir, reference):
-    import asyncio
 
     from infertap.explainers.backgrounds import load_background
 
     yaml = write_yaml(tmp_path, models_dir, "./bg/iris-background.npz")
     (tmp_path / "bg").mkdir()
-    done = subprocess.run([sys.executable, "-m", "infertap", "fit", str(yaml), "--size", "12"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "infertap", "fit", str(yaml), "--size", "12"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr + done.stdout
     out = tmp_path / "bg" / "iris-background.npz"
     assert f"wrote {out}" in done.stdout
@@ -128,8 +171,14 @@ def test_fit_anchor_discretisation(tmp_path, models_dir):
     from infertap.explainers.fit import fit_background
 
     steps: list[str] = []
-    fit_background("anchor_tabular", str(models_dir / "sklearn-iris" / "reference.npy"), tmp_path / "a.npz",
-                   size=30, disc_perc=(10, 50, 90), progress=steps.append)
+    fit_background(
+        "anchor_tabular",
+        str(models_dir / "sklearn-iris" / "reference.npy"),
+        tmp_path / "a.npz",
+        size=30,
+        disc_perc=(10, 50, 90),
+        progress=steps.append,
+    )
     bg = load_background(str(tmp_path / "a.npz"))
     assert bg.train.shape == (150, 4) and bg.disc_perc == (10.0, 50.0, 90.0) and len(bg.data) == 30
     assert any("discretisation" in s for s in steps)

@@ -1,4 +1,5 @@
 """The explainer's own predictor calls pass the real logger sidecar unlogged; normal predicts are logged."""
+
 from __future__ import annotations
 
 import time
@@ -30,8 +31,14 @@ def wait_events(sink, n: int, timeout: float = 30.0) -> list[CloudEvent]:
 def test_explainer_calls_are_not_logged_but_predicts_are(logged_predictor, serve_explainer, models_dir, reference):
     sidecar, sink = logged_predictor
     before = len(events(sink))
-    url = serve_explainer(name="sklearn-iris", explainer_type="KernelShap", predictor_url=sidecar, protocol="v1",
-                          background=str(models_dir / "sklearn-iris" / "reference.npy"), background_size=20)
+    url = serve_explainer(
+        name="sklearn-iris",
+        explainer_type="KernelShap",
+        predictor_url=sidecar,
+        protocol="v1",
+        background=str(models_dir / "sklearn-iris" / "reference.npy"),
+        background_size=20,
+    )
     r = explain(url, "sklearn-iris", reference("sklearn-iris")[:3])
     assert r.status_code == 200, r.text
     text = httpx.get(f"{url}/metrics").text
@@ -39,8 +46,11 @@ def test_explainer_calls_are_not_logged_but_predicts_are(logged_predictor, serve
     skipped = httpx.get(f"{sidecar}/infertap/metrics").text
     assert "skip_header" in skipped  # the sidecar saw and skipped them
 
-    r = httpx.post(f"{sidecar}/v1/models/sklearn-iris:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]},
-                   headers={"ce-id": "normal-predict-1"})
+    r = httpx.post(
+        f"{sidecar}/v1/models/sklearn-iris:predict",
+        json={"instances": [[5.1, 3.5, 1.4, 0.2]]},
+        headers={"ce-id": "normal-predict-1"},
+    )
     assert r.status_code == 200
     found = wait_events(sink, before + 2)
     new = found[before:]

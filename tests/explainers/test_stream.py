@@ -1,4 +1,5 @@
 """The stream worker against the real broker: logged request events in, explanation CloudEvents out."""
+
 from __future__ import annotations
 
 import json
@@ -24,14 +25,20 @@ def produce(bootstrap: str, topic: str, messages, kafka_config: dict[str, str] |
     assert producer.flush(30) == 0
 
 
-def read_topic(bootstrap: str, topic: str, n: int, timeout: float = 120.0,
-               kafka_config: dict[str, str] | None = None) -> list:
+def read_topic(
+    bootstrap: str, topic: str, n: int, timeout: float = 120.0, kafka_config: dict[str, str] | None = None
+) -> list:
     from kafka import KafkaConsumer, TopicPartition
 
     from infertap.stack.tail import kafka_python_options
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                             consumer_timeout_ms=1000, **kafka_python_options(kafka_config or {}))
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=1000,
+        **kafka_python_options(kafka_config or {}),
+    )
     records: list = []
     try:
         deadline = time.monotonic() + timeout
@@ -60,25 +67,58 @@ def test_stream_worker_publishes_explanation_events(which, request, spawn, predi
     events_topic = f"{isvc}-events"
     builder = EventBuilder(source="http://iris/", inference_service=isvc, component="predictor")
     v1 = orjson.dumps({"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]})
-    v2 = orjson.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [5.9, 3.0, 4.2, 1.5]}]})
-    events = [builder.request("req-v1", v1, "application/json", "{}"),
-              builder.response("req-v1", b'{"predictions":[0,2]}', "application/json", "{}", 200),
-              builder.request("req-v2", v2, "application/json", "{}"),
-              builder.request("req-binary", b"\x00\x01garbage", "application/octet-stream", "{}")]
-    produce(broker.bootstrap, events_topic, [ce_kafka.to_binary_event(e, key_mapper=lambda e: e.get_id()) for e in events],
-            config)
+    v2 = orjson.dumps(
+        {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [5.9, 3.0, 4.2, 1.5]}]}
+    )
+    events = [
+        builder.request("req-v1", v1, "application/json", "{}"),
+        builder.response("req-v1", b'{"predictions":[0,2]}', "application/json", "{}", 200),
+        builder.request("req-v2", v2, "application/json", "{}"),
+        builder.request("req-binary", b"\x00\x01garbage", "application/octet-stream", "{}"),
+    ]
+    produce(
+        broker.bootstrap,
+        events_topic,
+        [ce_kafka.to_binary_event(e, key_mapper=lambda e: e.get_id()) for e in events],
+        config,
+    )
 
     port = free_port()
-    worker = spawn([sys.executable, "-m", "infertap.explainers.stream", "--bootstrap", broker.bootstrap,
-                    "--inference-service", isvc, "--group", unique("explain"), "--metrics-port", str(port),
-                    "--explainer-type", "KernelShap", "--predictor-url", predictor, "--predictor-model", "sklearn-iris",
-                    "--background", str(models_dir / "sklearn-iris" / "reference.npy"), "--background-size", "20",
-                    "--feature-names", ",".join(IRIS_FEATURES),
-                    *[arg for key, value in config.items() for arg in ("-X", f"{key}={value}")]], name="stream")
+    worker = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap.explainers.stream",
+            "--bootstrap",
+            broker.bootstrap,
+            "--inference-service",
+            isvc,
+            "--group",
+            unique("explain"),
+            "--metrics-port",
+            str(port),
+            "--explainer-type",
+            "KernelShap",
+            "--predictor-url",
+            predictor,
+            "--predictor-model",
+            "sklearn-iris",
+            "--background",
+            str(models_dir / "sklearn-iris" / "reference.npy"),
+            "--background-size",
+            "20",
+            "--feature-names",
+            ",".join(IRIS_FEATURES),
+            *[arg for key, value in config.items() for arg in ("-X", f"{key}={value}")],
+        ],
+        name="stream",
+    )
     records = read_topic(broker.bootstrap, f"{isvc}-explanations", 2, kafka_config=config)
     assert len(records) == 2, worker.tail()
-    decoded = [ce_kafka.from_binary_event(ce_kafka.KafkaMessage(headers=dict(r.headers), key=r.key, value=r.value))
-               for r in records]
+    decoded = [
+        ce_kafka.from_binary_event(ce_kafka.KafkaMessage(headers=dict(r.headers), key=r.key, value=r.value))
+        for r in records
+    ]
     by_request = {e.get_attributes()["requestid"]: e for e in decoded}
     assert set(by_request) == {"req-v1", "req-v2"}  # the response and the undecodable body are not explained
     first = by_request["req-v1"]
@@ -124,4 +164,3 @@ def test_binary_v2_request_bodies_decode_without_their_header_length():
     rows = np.arange(8, dtype=np.float32).reshape(2, 4)
     body, _ = encode_v2_request({"input-0": rows}, binary=True)
     np.testing.assert_array_equal(decode_instances(body, "application/octet-stream"), rows)
-

@@ -1,4 +1,5 @@
 """`infertap up` with spec.explainer: predictor, logger and explainer; `:explain` on the sidecar reaches the explainer."""
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,24 @@ from tests.explainers.test_skip_logging import events, wait_events
 def test_up_runs_the_explainer_behind_the_logger(spawn, tmp_path, models_dir):
     yaml = write_yaml(tmp_path, models_dir, str(models_dir / "sklearn-iris" / "reference.npy"), "PermutationShap")
     logger_port = free_port()
-    child = spawn([sys.executable, "-m", "infertap", "up", str(yaml), "--log-dir", str(tmp_path / "logs"),
-                   "--predictor-port", "0", "--logger-port", str(logger_port), "--ready-timeout", "300"],
-                  name="infertap-up")
+    child = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap",
+            "up",
+            str(yaml),
+            "--log-dir",
+            str(tmp_path / "logs"),
+            "--predictor-port",
+            "0",
+            "--logger-port",
+            str(logger_port),
+            "--ready-timeout",
+            "300",
+        ],
+        name="infertap-up",
+    )
     deadline = time.monotonic() + 400
     state = []
     while time.monotonic() < deadline:
@@ -30,8 +46,11 @@ def test_up_runs_the_explainer_behind_the_logger(spawn, tmp_path, models_dir):
         time.sleep(0.5)
     assert {s["role"] for s in state} == {"predictor", "logger", "explainer"}, child.tail(80)
     sidecar = f"http://127.0.0.1:{logger_port}"
-    r = httpx.post(f"{sidecar}/v1/models/sklearn-iris:explain", timeout=120,
-                   json={"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]})
+    r = httpx.post(
+        f"{sidecar}/v1/models/sklearn-iris:explain",
+        timeout=120,
+        json={"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["explainer"] == "PermutationShap" and len(body["explanations"]) == 2

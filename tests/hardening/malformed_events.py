@@ -5,6 +5,7 @@ wrong shape, wrong feature counts, values that are not numbers, huge bodies, unk
 types, missing CloudEvent attributes, broken V2 tensors. None is a valid request event of
 four numeric features, so a worker that accepts one has a decoding bug.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,13 +16,21 @@ from infertap.detectors.decode import Record
 from infertap.logger.events import REQUEST_TYPE, RESPONSE_TYPE
 
 WIDTH = 4  # the detector under test reads four numeric features
-GOOD_HEADERS = {"ce_specversion": b"1.0", "ce_type": REQUEST_TYPE.encode(), "ce_source": b"http://fuzz/",
-                "content-type": b"application/json"}
+GOOD_HEADERS = {
+    "ce_specversion": b"1.0",
+    "ce_type": REQUEST_TYPE.encode(),
+    "ce_source": b"http://fuzz/",
+    "content-type": b"application/json",
+}
 
-_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30), st.floats(allow_nan=True),
-                     st.text(max_size=20))
-_json = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
-                     max_leaves=20)
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**30), 10**30), st.floats(allow_nan=True), st.text(max_size=20)
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=20,
+)
 _numbers = st.floats(allow_nan=False, allow_infinity=False, width=32)
 _wrong_width = st.integers(0, 9).filter(lambda n: n != WIDTH)
 
@@ -49,8 +58,23 @@ def _bad_json(draw) -> bytes:
 
 @st.composite
 def _wrong_shape(draw) -> bytes:
-    kind = draw(st.sampled_from(["any_json", "no_key", "both_keys", "empty", "scalars", "ragged", "width",
-                                 "strings", "dict_rows", "columns", "v2"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "any_json",
+                "no_key",
+                "both_keys",
+                "empty",
+                "scalars",
+                "ragged",
+                "width",
+                "strings",
+                "dict_rows",
+                "columns",
+                "v2",
+            ]
+        )
+    )
     if kind == "any_json":  # arbitrary JSON that is not an object holding instances/inputs
         value = draw(_json.filter(lambda v: not (isinstance(v, dict) and ("instances" in v or "inputs" in v))))
         return json.dumps(value).encode()
@@ -59,7 +83,9 @@ def _wrong_shape(draw) -> bytes:
     if kind == "both_keys":
         return json.dumps({"instances": [[1, 2, 3, 4]], "inputs": [[1, 2, 3, 4]]}).encode()
     if kind == "empty":
-        return json.dumps({draw(st.sampled_from(["instances", "inputs"])): draw(st.sampled_from([[], {}, None, 0, ""]))}).encode()
+        return json.dumps(
+            {draw(st.sampled_from(["instances", "inputs"])): draw(st.sampled_from([[], {}, None, 0, ""]))}
+        ).encode()
     if kind == "scalars":
         return json.dumps({"instances": draw(st.lists(_numbers, min_size=1, max_size=6))}).encode()
     if kind == "ragged":
@@ -75,7 +101,7 @@ def _wrong_shape(draw) -> bytes:
     if kind == "dict_rows":  # rows by feature name, one name missing
         names = ["a", "b", "c", "d"]
         names.remove(draw(st.sampled_from(names)))
-        return json.dumps({"instances": [{n: 1.0 for n in names}]}).encode()
+        return json.dumps({"instances": [dict.fromkeys(names, 1.0)]}).encode()
     if kind == "columns":
         return json.dumps({"inputs": {"a": [1, 2], "b": [1], "c": "x", "d": [[1]]}}).encode()
     return _bad_v2(draw)
@@ -94,8 +120,12 @@ def _bad_v2(draw) -> bytes:
     elif kind == "fields":
         del tensor[draw(st.sampled_from(["name", "shape", "data"]))]
     else:
-        tensor = {"name": "input-0", "shape": [1, WIDTH], "datatype": "FP32",
-                  "parameters": {"binary_data_size": draw(st.sampled_from([3, 15, 17, 1000]))}}
+        tensor = {
+            "name": "input-0",
+            "shape": [1, WIDTH],
+            "datatype": "FP32",
+            "parameters": {"binary_data_size": draw(st.sampled_from([3, 15, 17, 1000]))},
+        }
         return json.dumps({"inputs": [tensor]}).encode() + b"\x00" * 16
     return json.dumps({"inputs": [tensor]}).encode()
 
@@ -107,7 +137,7 @@ def _huge(draw) -> bytes:
     size = draw(st.integers(256 << 10, (1 << 20) - 4096))
     kind = draw(st.sampled_from(["long_row", "string", "many_rows"]))
     if kind == "long_row":
-        return b'{"instances": [[' + b"1.5," * (size // 4) + b'1.5]]}'
+        return b'{"instances": [[' + b"1.5," * (size // 4) + b"1.5]]}"
     if kind == "string":
         return b'{"instances": [["' + b"x" * size + b'", 1, 2, 3]]}'
     row = b"[1.0,2.0,3.0],"  # three features: wrong width

@@ -9,6 +9,7 @@
   at the codec's 400; with fitting inputs the rest of the body (parameters, outputs,
   explain options) and the values themselves reach the model and the explainer.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,13 @@ from infertap.serving.codec import DATATYPES, HEADER_LENGTH, NUMPY_DTYPES
 
 WIDTH = 4  # features of models/sklearn-iris
 # Plain values first (hypothesis leans to the first branch), then the extremes: huge floats, 64-bit ints, bools.
-VALUE = st.one_of(st.floats(-1e3, 1e3), st.integers(-1000, 1000), st.floats(allow_nan=False, allow_infinity=False),
-                  st.integers(-2**63, 2**64 - 1), st.booleans())
+VALUE = st.one_of(
+    st.floats(-1e3, 1e3),
+    st.integers(-1000, 1000),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(-(2**63), 2**64 - 1),
+    st.booleans(),
+)
 DATATYPE = st.one_of(st.sampled_from(("FP32", "FP64")), st.sampled_from(DATATYPES))
 ROW = st.lists(VALUE, min_size=WIDTH, max_size=WIDTH)
 ROWS = st.one_of(st.lists(ROW, min_size=1, max_size=4), st.just([]))  # []: a tensor of shape [0, 4]
@@ -81,7 +87,12 @@ def _with_body(case: Any, body: Any, header_length: int | None) -> Any:
 
 
 def _tensor(rows: list[list[Any]], datatype: str) -> dict[str, Any]:
-    return {"name": "input-0", "shape": [len(rows), WIDTH], "datatype": datatype, "data": [v for row in rows for v in row]}
+    return {
+        "name": "input-0",
+        "shape": [len(rows), WIDTH],
+        "datatype": datatype,
+        "data": [v for row in rows for v in row],
+    }
 
 
 def _binary(rows: list[list[Any]], datatype: str, binary_output: bool) -> tuple[bytes, int]:
@@ -91,7 +102,11 @@ def _binary(rows: list[list[Any]], datatype: str, binary_output: bool) -> tuple[
     else:
         with np.errstate(all="ignore"):  # out-of-range values wrap or become inf: more bad input
             raw = np.asarray(rows, dtype=np.float64).reshape(-1, WIDTH).astype(NUMPY_DTYPES[datatype]).tobytes()
-    tensor = {"name": "input-0", "shape": [len(rows), WIDTH], "datatype": datatype,
-              "parameters": {"binary_data_size": len(raw)}}
+    tensor = {
+        "name": "input-0",
+        "shape": [len(rows), WIDTH],
+        "datatype": datatype,
+        "parameters": {"binary_data_size": len(raw)},
+    }
     header = json.dumps({"inputs": [tensor], "parameters": {"binary_data_output": binary_output}}).encode()
     return header + raw, len(header)

@@ -1,6 +1,7 @@
 """Faults not covered by tests/logger/test_faults.py (which has the 30 s broker outage, the
 sidecar SIGKILL with spool replay and dead HTTP sinks) nor tests/detectors/test_worker.py
 (worker SIGKILL mid-window): lean versions of benchmarks/faults.py's scenarios."""
+
 from __future__ import annotations
 
 import json

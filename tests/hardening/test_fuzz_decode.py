@@ -7,6 +7,7 @@ metric) with a real detector behind it; then a smaller set goes end to end throu
 to a running `infertap detect` process. Every record must be dead-lettered with a reason
 from the closed set, the worker must stay alive, and the counts must be in the metrics.
 """
+
 from __future__ import annotations
 
 import collections
@@ -15,7 +16,8 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from infertap.detectors.decode import REASONS
 from infertap.detectors.evaluator import Evaluator, build_backend
@@ -52,8 +54,15 @@ def test_thousands_of_malformed_events_are_all_dead_lettered_in_process(referenc
     decode, `_reject`): every record becomes a reject with a known reason (none raises, none
     is judged as data), the dead-letter metric counts each, and each reject serialises as a
     dead-letter Kafka message."""
-    s = WorkerSettings(name="fuzz", topic="fuzz", bootstrap="127.0.0.1:1", features=[FeatureSettings(**f) for f in FEATURES],
-                       detector="ScipyKS", reference=reference, window={"size": 500})
+    s = WorkerSettings(
+        name="fuzz",
+        topic="fuzz",
+        bootstrap="127.0.0.1:1",
+        features=[FeatureSettings(**f) for f in FEATURES],
+        detector="ScipyKS",
+        reference=reference,
+        window={"size": 500},
+    )
     worker = Worker(s, evaluator=Evaluator(build_backend(s), None))
     origin = Origin(s.source_uri, "", s.name)
     accepted: list = []
@@ -69,8 +78,15 @@ def test_thousands_of_malformed_events_are_all_dead_lettered_in_process(referenc
     offset = iter(range(1 << 40))
 
     # generate only: shrinking examples of several MiB takes minutes and prints them whole
-    @settings(max_examples=TOTAL // BATCH, deadline=None, database=None, derandomize=True,
-              phases=[Phase.generate], print_blob=False, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=TOTAL // BATCH,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        print_blob=False,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(st.lists(malformed_record(), min_size=BATCH, max_size=BATCH))
     def feed(batch) -> None:
         records = []
@@ -112,27 +128,49 @@ def test_thousands_of_malformed_events_are_all_dead_lettered_in_process(referenc
 
 
 def test_malformed_events_through_kafka_are_dead_lettered_by_a_running_worker(
-        broker, kafka, detector_yaml, start_detector, reference) -> None:
+    broker, kafka, detector_yaml, start_detector, reference
+) -> None:
     """A smaller set, end to end: produced to a topic, read by `infertap detect`, each one on
     the dead-letter topic with its reason; the worker then still judges good events."""
     from hypothesis import find
 
     topic = unique("fuzz")
     kafka.create_topic(topic, 1)
-    spec = {"source": {"topic": topic, "bootstrap": f"kafka://{broker.bootstrap}", "consumerGroup": unique("g")},
-            "features": FEATURES, "detector": {"name": "ScipyKS", "reference": str(reference)}, "window": {"size": 20},
-            "outputs": {"topic": f"{topic}-detections", "deadLetterTopic": f"{topic}-deadletter"}}
+    spec = {
+        "source": {"topic": topic, "bootstrap": f"kafka://{broker.bootstrap}", "consumerGroup": unique("g")},
+        "features": FEATURES,
+        "detector": {"name": "ScipyKS", "reference": str(reference)},
+        "window": {"size": 20},
+        "outputs": {"topic": f"{topic}-detections", "deadLetterTopic": f"{topic}-deadletter"},
+    }
     worker = start_detector(detector_yaml("fuzz", spec))
-    batch = find(st.lists(malformed_record(), min_size=200, max_size=200), lambda _: True,
-                 settings=settings(database=None, derandomize=True, phases=[Phase.generate],
-                                   suppress_health_check=list(HealthCheck)))
+    batch = find(
+        st.lists(malformed_record(), min_size=200, max_size=200),
+        lambda _: True,
+        settings=settings(
+            database=None, derandomize=True, phases=[Phase.generate], suppress_health_check=list(HealthCheck)
+        ),
+    )
     # one body just under the producer's 1 MiB request limit: its dead letter (same body plus
     # the reason headers) is the largest message the worker will ever have to publish
     big = b'{"instances": [["' + b"y" * 1_040_000 + b'"]]}'
-    batch.append(("huge", batch[0][1].__class__(topic="", partition=0, offset=0, value=big,
-                                                headers={**batch[0][1].headers, "ce_id": b"fuzz-biggest",
-                                                         "ce_type": b"org.kubeflow.serving.inference.request",
-                                                         "ce_specversion": b"1.0"})))
+    batch.append(
+        (
+            "huge",
+            batch[0][1].__class__(
+                topic="",
+                partition=0,
+                offset=0,
+                value=big,
+                headers={
+                    **batch[0][1].headers,
+                    "ce_id": b"fuzz-biggest",
+                    "ce_type": b"org.kubeflow.serving.inference.request",
+                    "ce_specversion": b"1.0",
+                },
+            ),
+        )
+    )
     # bodies over 900 kB are left out, but for the one above (kafka-python's 1 MiB request limit)
     batch = [(c, r) for c, r in batch if len(r.value or b"") <= 900_000 or r.headers["ce_id"] == b"fuzz-biggest"]
     for _, record in batch:
@@ -150,8 +188,10 @@ def test_malformed_events_through_kafka_are_dead_lettered_by_a_running_worker(
     assert biggest.get_extension("bodytruncated") == "true"  # it would not fit the topic whole
     judged = [eid for d in detections for eid in _body(d)["event_ids"]]
     assert judged and set(judged) <= set(good), "a malformed event was judged as data"  # the worker went on
-    total = sum(metric(worker.metrics_url, "infertap_detector_dead_lettered_total", reason=r, detector="ScipyKS") or 0
-                for r in REASONS)
+    total = sum(
+        metric(worker.metrics_url, "infertap_detector_dead_lettered_total", reason=r, detector="ScipyKS") or 0
+        for r in REASONS
+    )
     assert total == len(batch)
 
 

@@ -1,5 +1,6 @@
 """Payload limits (413 with a message) on every server, and bearer-token auth (401) where it
 is offered: real processes on 127.0.0.1 (issue 7)."""
+
 from __future__ import annotations
 
 import sys
@@ -16,7 +17,7 @@ from tests.conftest import free_port
 from tests.detectors.records import BUILDER
 
 TOKEN = "s3cret-" + uuid.uuid4().hex
-BIG = b'{"instances": [[' + b"1.0," * 600 + b'1.0]]}'  # ~2.4 kB, over the 1,000-byte limits below
+BIG = b'{"instances": [[' + b"1.0," * 600 + b"1.0]]}"  # ~2.4 kB, over the 1,000-byte limits below
 
 
 def assert_error(r: httpx.Response, status: int) -> None:
@@ -29,9 +30,24 @@ def assert_error(r: httpx.Response, status: int) -> None:
 def model_server(spawn, models_dir):
     """A model server with a 1,000-byte request limit; yields its base URL."""
     port = free_port()
-    child = spawn([sys.executable, "-m", "infertap.serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
-                   "--storage-uri", str(models_dir / "sklearn-iris"), "--http-port", str(port),
-                   "--max-request-bytes", "1000"], name="serving")
+    child = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap.serving",
+            "--model-name",
+            "sklearn-iris",
+            "--model-format",
+            "sklearn",
+            "--storage-uri",
+            str(models_dir / "sklearn-iris"),
+            "--http-port",
+            str(port),
+            "--max-request-bytes",
+            "1000",
+        ],
+        name="serving",
+    )
     child.wait_http(f"http://127.0.0.1:{port}/v2/health/ready", timeout=120)
     return f"http://127.0.0.1:{port}"
 
@@ -47,17 +63,37 @@ def test_model_server_refuses_bodies_over_its_limit(model_server) -> None:
 
 def test_logger_sidecar_and_its_ingest_refuse_bodies_over_the_limit(spawn, model_server, tmp_path) -> None:
     port = free_port()
-    child = spawn([sys.executable, "-m", "infertap.sidecar", "--port", str(port), "--component-port", model_server.rsplit(":", 1)[1],
-                   "--log-url", f"file://{tmp_path / 'events.jsonl'}", "--max-request-bytes", "1200",
-                   "--spool-dir", str(tmp_path / "spool")], name="sidecar")
+    child = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap.sidecar",
+            "--port",
+            str(port),
+            "--component-port",
+            model_server.rsplit(":", 1)[1],
+            "--log-url",
+            f"file://{tmp_path / 'events.jsonl'}",
+            "--max-request-bytes",
+            "1200",
+            "--spool-dir",
+            str(tmp_path / "spool"),
+        ],
+        name="sidecar",
+    )
     base = f"http://127.0.0.1:{port}"
     child.wait_http(f"{base}/infertap/metrics")
-    assert httpx.post(f"{base}/v1/models/sklearn-iris:predict", content=b'{"instances": [[1, 2, 3, 4]]}').status_code == 200
+    assert (
+        httpx.post(f"{base}/v1/models/sklearn-iris:predict", content=b'{"instances": [[1, 2, 3, 4]]}').status_code
+        == 200
+    )
     assert_error(httpx.post(f"{base}/v1/models/sklearn-iris:predict", content=BIG), 413)
     event = BUILDER.request(str(uuid.uuid4()), BIG, "application/json", "{}")
     message = ce_http.to_binary_event(event)
     assert_error(httpx.post(f"{base}/", headers=dict(message.headers), content=message.body), 413)  # ingest
-    small = ce_http.to_binary_event(BUILDER.request(str(uuid.uuid4()), b'{"instances": [[1, 2, 3, 4]]}', "application/json", "{}"))
+    small = ce_http.to_binary_event(
+        BUILDER.request(str(uuid.uuid4()), b'{"instances": [[1, 2, 3, 4]]}', "application/json", "{}")
+    )
     assert httpx.post(f"{base}/", headers=dict(small.headers), content=small.body).status_code == 202
     assert child.proc.poll() is None
 
@@ -74,12 +110,22 @@ def _ingest(base: str, token: str | None = None, structured: bool = False) -> tu
 def test_logger_ingest_bearer_token(how, spawn, model_server, tmp_path) -> None:
     """Only the CloudEvents ingest is guarded: refused events never reach the sink; inference passes."""
     port, sink = free_port(), tmp_path / "events.jsonl"
-    args = ["--port", str(port), "--component-port", model_server.rsplit(":", 1)[1],
-            "--log-url", f"file://{sink}", "--spool-dir", str(tmp_path / "spool")]
+    args = [
+        "--port",
+        str(port),
+        "--component-port",
+        model_server.rsplit(":", 1)[1],
+        "--log-url",
+        f"file://{sink}",
+        "--spool-dir",
+        str(tmp_path / "spool"),
+    ]
     if how == "flag":  # `infertap logger --auth-token`
         child = spawn([sys.executable, "-m", "infertap", "logger", *args, "--auth-token", TOKEN], name="logger")
     else:  # `python -m infertap.sidecar` with $INFERTAP_AUTH_TOKEN
-        child = spawn([sys.executable, "-m", "infertap.sidecar", *args], env={"INFERTAP_AUTH_TOKEN": TOKEN}, name="logger")
+        child = spawn(
+            [sys.executable, "-m", "infertap.sidecar", *args], env={"INFERTAP_AUTH_TOKEN": TOKEN}, name="logger"
+        )
     base = f"http://127.0.0.1:{port}"
     child.wait_http(f"{base}/infertap/metrics", timeout=90)
     refused = []
@@ -94,7 +140,10 @@ def test_logger_ingest_bearer_token(how, spawn, model_server, tmp_path) -> None:
         assert r.status_code == 202 and r.json() == {"id": event_id}
         accepted.append(event_id)
     # proxied inference traffic needs no token: the model server's business
-    assert httpx.post(f"{base}/v1/models/sklearn-iris:predict", content=b'{"instances": [[1, 2, 3, 4]]}').status_code == 200
+    assert (
+        httpx.post(f"{base}/v1/models/sklearn-iris:predict", content=b'{"instances": [[1, 2, 3, 4]]}').status_code
+        == 200
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not all(i in _read(sink) for i in accepted):
         time.sleep(0.2)
@@ -110,13 +159,49 @@ def _read(path) -> str:
 
 def test_explainer_limit_and_bearer_token(spawn, models_dir) -> None:
     predictor_port, port = free_port(), free_port()
-    model = spawn([sys.executable, "-m", "infertap.serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
-                   "--storage-uri", str(models_dir / "sklearn-iris"), "--http-port", str(predictor_port)], name="serving")
+    model = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap.serving",
+            "--model-name",
+            "sklearn-iris",
+            "--model-format",
+            "sklearn",
+            "--storage-uri",
+            str(models_dir / "sklearn-iris"),
+            "--http-port",
+            str(predictor_port),
+        ],
+        name="serving",
+    )
     model.wait_http(f"http://127.0.0.1:{predictor_port}/v2/health/ready", timeout=120)
-    child = spawn([sys.executable, "-m", "infertap.explainers", "--name", "sklearn-iris", "--explainer-type", "KernelShap",
-                   "--predictor-url", f"http://127.0.0.1:{predictor_port}", "--protocol", "v1",
-                   "--background", str(models_dir / "sklearn-iris" / "reference.npy"), "--background-size", "10",
-                   "--http-port", str(port), "--max-request-bytes", "1000", "--auth-token", TOKEN], name="explainer")
+    child = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap.explainers",
+            "--name",
+            "sklearn-iris",
+            "--explainer-type",
+            "KernelShap",
+            "--predictor-url",
+            f"http://127.0.0.1:{predictor_port}",
+            "--protocol",
+            "v1",
+            "--background",
+            str(models_dir / "sklearn-iris" / "reference.npy"),
+            "--background-size",
+            "10",
+            "--http-port",
+            str(port),
+            "--max-request-bytes",
+            "1000",
+            "--auth-token",
+            TOKEN,
+        ],
+        name="explainer",
+    )
     base = f"http://127.0.0.1:{port}"
     child.wait_http(f"{base}/v2/health/ready", timeout=180)  # probes need no token
     url = f"{base}/v1/models/sklearn-iris:explain"
@@ -133,17 +218,29 @@ def test_explainer_limit_and_bearer_token(spawn, models_dir) -> None:
 def test_detector_ingress_limit_and_bearer_token(tmp_path, detector_yaml, start_detector, spawn) -> None:
     reference = tmp_path / "ref.npy"
     np.save(reference, np.random.default_rng(0).normal(size=(100, 4)))
-    path = detector_yaml("guarded", {"source": {"transport": "http"}, "features": [{"name": n} for n in "abcd"],
-                                     "detector": {"name": "ScipyKS", "reference": str(reference)}, "window": {"size": 5}})
+    path = detector_yaml(
+        "guarded",
+        {
+            "source": {"transport": "http"},
+            "features": [{"name": n} for n in "abcd"],
+            "detector": {"name": "ScipyKS", "reference": str(reference)},
+            "window": {"size": 5},
+        },
+    )
     port = free_port()
-    child = spawn([sys.executable, "-m", "infertap", "detect", str(path), "--metrics-port", str(port)],
-                  env={"INFERTAP_AUTH_TOKEN": TOKEN}, name="detector")
+    child = spawn(
+        [sys.executable, "-m", "infertap", "detect", str(path), "--metrics-port", str(port)],
+        env={"INFERTAP_AUTH_TOKEN": TOKEN},
+        name="detector",
+    )
     base = f"http://127.0.0.1:{port}"
     child.wait_http(f"{base}/metrics", timeout=90)
-    message = ce_http.to_binary_event(BUILDER.request(str(uuid.uuid4()), b'{"instances": [[1, 2, 3, 4]]}', "application/json", "{}"))
+    message = ce_http.to_binary_event(
+        BUILDER.request(str(uuid.uuid4()), b'{"instances": [[1, 2, 3, 4]]}', "application/json", "{}")
+    )
     assert_error(httpx.post(f"{base}/", headers=dict(message.headers), content=message.body), 401)
     auth = {**dict(message.headers), "authorization": f"Bearer {TOKEN}"}
     assert httpx.post(f"{base}/", headers=auth, content=message.body).status_code == 202
-    huge = b'{"instances": [[' + b"1.0," * (5 << 20) + b'1.0]]}'  # 20 MiB, over the 16 MiB default
+    huge = b'{"instances": [[' + b"1.0," * (5 << 20) + b"1.0]]}"  # 20 MiB, over the 16 MiB default
     assert_error(httpx.post(f"{base}/", headers=auth, content=huge, timeout=60), 413)
     assert child.proc.poll() is None

@@ -14,6 +14,7 @@ Trust boundaries, decided:
   true` / `--allow-pickle`; folders of data (config.toml + .npy, our manifest + .npy) load
   without it. The worker's own `stateDir` is trusted (it wrote it).
 """
+
 from __future__ import annotations
 
 import pickle
@@ -44,14 +45,31 @@ def plant(path: Path, marker: Path, module=pickle) -> Path:
 
 
 @pytest.mark.parametrize("kind,suffix", [("AnchorTabular", "explainer.dill"), ("DeepLift", "module.pt")])
-def test_explainer_refuses_a_planted_pickle_without_allow_pickle(tmp_path: Path, models_dir: Path, kind: str, suffix: str) -> None:
+def test_explainer_refuses_a_planted_pickle_without_allow_pickle(
+    tmp_path: Path, models_dir: Path, kind: str, suffix: str
+) -> None:
     marker = tmp_path / "pwned"
     evil = plant(tmp_path / suffix, marker)
-    args = [sys.executable, "-m", "infertap.explainers", "--name", "sklearn-iris", "--explainer-type", kind,
-            "--explainer-uri", str(evil), "--http-port", str(free_port()),
-            "--background", str(models_dir / "sklearn-iris" / "reference.npy")]
-    args += (["--predictor-url", "http://127.0.0.1:1"] if kind == "AnchorTabular"
-             else ["--storage-uri", str(evil), "--model-format", "pytorch"])
+    args = [
+        sys.executable,
+        "-m",
+        "infertap.explainers",
+        "--name",
+        "sklearn-iris",
+        "--explainer-type",
+        kind,
+        "--explainer-uri",
+        str(evil),
+        "--http-port",
+        str(free_port()),
+        "--background",
+        str(models_dir / "sklearn-iris" / "reference.npy"),
+    ]
+    args += (
+        ["--predictor-url", "http://127.0.0.1:1"]
+        if kind == "AnchorTabular"
+        else ["--storage-uri", str(evil), "--model-format", "pytorch"]
+    )
     run = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert run.returncode != 0
     assert "allow-pickle" in (run.stderr + run.stdout)
@@ -82,8 +100,10 @@ def _alibi_config_naming(folder: Path, dill_file: Path) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "x_ref.npy", np.zeros((10, 4), dtype=np.float32))
-    (folder / "config.toml").write_text(f'name = "KSDrift"\nx_ref = "x_ref.npy"\np_val = 0.05\n'
-                                        f'[preprocess_fn]\nsrc = "{dill_file}"\n[meta]\nversion = "0.13.0"\n')
+    (folder / "config.toml").write_text(
+        f'name = "KSDrift"\nx_ref = "x_ref.npy"\np_val = 0.05\n'
+        f'[preprocess_fn]\nsrc = "{dill_file}"\n[meta]\nversion = "0.13.0"\n'
+    )
 
 
 def _manifest(folder: Path, backend: str) -> None:
@@ -152,7 +172,10 @@ def test_detector_spec_allow_pickle_is_validated() -> None:
 
     from infertap.stack.specs.detector import DetectorBlock
 
-    assert DetectorBlock.model_validate({"name": "IForest", "savedDetector": "f", "allowPickle": True}).allow_pickle is True
+    assert (
+        DetectorBlock.model_validate({"name": "IForest", "savedDetector": "f", "allowPickle": True}).allow_pickle
+        is True
+    )
     assert DetectorBlock.model_validate({"name": "IForest", "savedDetector": "f"}).allow_pickle is False
     with pytest.raises(ValidationError, match="boolean"):
         DetectorBlock.model_validate({"name": "IForest", "savedDetector": "f", "allowPickle": "yes"})
@@ -160,7 +183,9 @@ def test_detector_spec_allow_pickle_is_validated() -> None:
         DetectorBlock.model_validate({"name": "IForest", "reference": "r.npy", "allowPickle": True})
 
 
-def test_infertap_detect_refuses_a_planted_folder_and_loads_with_allow_pickle(tmp_path: Path, detector_yaml, spawn) -> None:
+def test_infertap_detect_refuses_a_planted_folder_and_loads_with_allow_pickle(
+    tmp_path: Path, detector_yaml, spawn
+) -> None:
     """Real processes: `infertap detect` exits with the sentence (marker never created); with
     --allow-pickle (or allowPickle in the spec) a legitimate SklearnIForest folder serves."""
     import numpy as np
@@ -171,9 +196,16 @@ def test_infertap_detect_refuses_a_planted_folder_and_loads_with_allow_pickle(tm
     plant(tmp_path / "evil" / "model.joblib", marker)
     _manifest(tmp_path / "evil", "SklearnIForest")
     spec = {"source": {"transport": "http"}, "features": [{"name": n} for n in "abcd"], "window": {"size": 5}}
-    evil = detector_yaml("evil", {**spec, "detector": {"name": "SklearnIForest", "savedDetector": str(tmp_path / "evil")}})
-    run = subprocess.run([sys.executable, "-m", "infertap", "detect", str(evil), "--metrics-port", str(free_port())],
-                         cwd=ROOT, capture_output=True, text=True, timeout=180)
+    evil = detector_yaml(
+        "evil", {**spec, "detector": {"name": "SklearnIForest", "savedDetector": str(tmp_path / "evil")}}
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "infertap", "detect", str(evil), "--metrics-port", str(free_port())],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert run.returncode != 0
     assert "allowPickle: true" in run.stderr + run.stdout and "model.joblib" in run.stderr + run.stdout
     assert not marker.exists(), "the planted pickle ran in the detector worker"
@@ -182,9 +214,13 @@ def test_infertap_detect_refuses_a_planted_folder_and_loads_with_allow_pickle(tm
     forest.fit(np.random.default_rng(0).normal(size=(200, 4)))
     forest.save(tmp_path / "good")
     for name, block, extra in (("flag", {}, ["--allow-pickle"]), ("field", {"allowPickle": True}, [])):
-        good = detector_yaml(name, {**spec, "detector": {"name": "SklearnIForest", "savedDetector": str(tmp_path / "good"), **block}})
+        good = detector_yaml(
+            name, {**spec, "detector": {"name": "SklearnIForest", "savedDetector": str(tmp_path / "good"), **block}}
+        )
         port = free_port()
-        child = spawn([sys.executable, "-m", "infertap", "detect", str(good), "--metrics-port", str(port), *extra], name=name)
+        child = spawn(
+            [sys.executable, "-m", "infertap", "detect", str(good), "--metrics-port", str(port), *extra], name=name
+        )
         child.wait_http(f"http://127.0.0.1:{port}/protocol", timeout=120)
         assert child.proc.poll() is None
         child.stop()

@@ -16,14 +16,15 @@ options reach the model and the explainer (see there). One worker: schemathesis 
 coverage phase raised an internal "Inconsistent results" error with two. The seed is
 fixed, so a run is reproducible (`st run ... --seed 7`).
 """
+
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -31,8 +32,10 @@ from tests.conftest import free_port, running
 
 ST = str(Path(sys.executable).with_name("st"))
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
-CHECKS = ("no_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
-          "response_headers_conformance")
+CHECKS = (
+    "no_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+    "response_headers_conformance"
+)
 REQUEST_TIMEOUT_S = 20  # a hang: far above any answer here (an explanation of 4 rows takes well under 1 s)
 SEED = 7
 
@@ -42,9 +45,26 @@ def model_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """`python -m infertap.serving` with the sklearn iris model (version 1, so the versioned routes answer)."""
     folder, port = tmp_path_factory.mktemp("st-serving"), free_port()
     url = f"http://127.0.0.1:{port}"
-    with running([sys.executable, "-m", "infertap.serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
-                  "--storage-uri", str(models_dir / "sklearn-iris"), "--model-version", "1", "--http-port", str(port)],
-                 folder / "serving.log", f"{url}/v2/health/ready", timeout=120):
+    with running(
+        [
+            sys.executable,
+            "-m",
+            "infertap.serving",
+            "--model-name",
+            "sklearn-iris",
+            "--model-format",
+            "sklearn",
+            "--storage-uri",
+            str(models_dir / "sklearn-iris"),
+            "--model-version",
+            "1",
+            "--http-port",
+            str(port),
+        ],
+        folder / "serving.log",
+        f"{url}/v2/health/ready",
+        timeout=120,
+    ):
         yield url
 
 
@@ -53,23 +73,63 @@ def explainer(model_server: str, models_dir: Path, tmp_path_factory: pytest.Temp
     """`python -m infertap.explainers`: KernelShap over the model server, small limits so explanations stay quick."""
     folder, port = tmp_path_factory.mktemp("st-explainer"), free_port()
     url = f"http://127.0.0.1:{port}"
-    with running([sys.executable, "-m", "infertap.explainers", "--name", "sklearn-iris", "--explainer-type", "KernelShap",
-                  "--predictor-url", model_server, "--background", str(models_dir / "sklearn-iris" / "reference.npy"),
-                  "--http-port", str(port), "--max-instances", "4", "--max-samples", "200"],
-                 folder / "explainer.log", f"{url}/v2/health/ready", timeout=180):
+    with running(
+        [
+            sys.executable,
+            "-m",
+            "infertap.explainers",
+            "--name",
+            "sklearn-iris",
+            "--explainer-type",
+            "KernelShap",
+            "--predictor-url",
+            model_server,
+            "--background",
+            str(models_dir / "sklearn-iris" / "reference.npy"),
+            "--http-port",
+            str(port),
+            "--max-instances",
+            "4",
+            "--max-samples",
+            "200",
+        ],
+        folder / "explainer.log",
+        f"{url}/v2/health/ready",
+        timeout=180,
+    ):
         yield url
 
 
 def schemathesis(base: str, max_examples: int, folder: Path) -> dict:
     """`st run` against base/openapi.json; returns its JSON report."""
     report = folder / "schemathesis.json"
-    args = [ST, "run", f"{base}/openapi.json", "--checks", CHECKS, "--max-examples", str(max_examples),
-            "--request-timeout", str(REQUEST_TIMEOUT_S), "--phases", "examples,coverage,fuzzing", "--workers", "1",
-            "--seed", str(SEED), "--report", "json", "--report-json-path", str(report)]
+    args = [
+        ST,
+        "run",
+        f"{base}/openapi.json",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        str(max_examples),
+        "--request-timeout",
+        str(REQUEST_TIMEOUT_S),
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--workers",
+        "1",
+        "--seed",
+        str(SEED),
+        "--report",
+        "json",
+        "--report-json-path",
+        str(report),
+    ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)}
     # cwd: st keeps a crash cache (.schemathesis/) there and replays it; each run starts clean.
     run = subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True, timeout=240)
-    assert report.exists(), f"st run wrote no report (exit {run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}"
+    assert report.exists(), (
+        f"st run wrote no report (exit {run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}"
+    )
     result = json.loads(report.read_text())
     result["output"] = run.stdout
     return result

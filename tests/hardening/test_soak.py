@@ -1,6 +1,7 @@
 """The soak of benchmarks/soak.py, 2 minutes: whole stack (broker, model server, logger
 sidecar, two detector workers in one group, explainer stream sampling), steady load, RSS of
 every process sampled every 10 s within the bound, events produced = events consumed."""
+
 from __future__ import annotations
 
 from pathlib import Path

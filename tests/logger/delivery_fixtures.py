@@ -1,4 +1,5 @@
 """Helpers of the delivery/sink/spool tests: events, read-back from Kafka, an HTTP receiver."""
+
 from __future__ import annotations
 
 import asyncio
@@ -36,10 +37,15 @@ def make_event(i: int, body: bytes = BINARY_BODY, response: bool = False) -> Clo
     """An event with the attributes DESIGN "Events" lists, id `ev-<i>`."""
     attrs: dict[str, Any] = {
         "type": "org.kubeflow.serving.inference." + ("response" if response else "request"),
-        "id": f"ev-{i:06d}", "source": "http://localhost:9081/",
+        "id": f"ev-{i:06d}",
+        "source": "http://localhost:9081/",
         "datacontenttype": "application/octet-stream",
-        "inferenceservicename": "iris", "namespace": "default", "component": "predictor",
-        "endpoint": "", "metadata": '{"x-user":["a"]}', "annotations": '{"team":"ml"}',
+        "inferenceservicename": "iris",
+        "namespace": "default",
+        "component": "predictor",
+        "endpoint": "",
+        "metadata": '{"x-user":["a"]}',
+        "annotations": '{"team":"ml"}',
     }
     if response:
         attrs["statuscode"] = "200"
@@ -49,14 +55,25 @@ def make_event(i: int, body: bytes = BINARY_BODY, response: bool = False) -> Clo
 def delivery(tmp_path: Path, urls: list[str], **settings: Any) -> tuple[Delivery, CollectorRegistry]:
     """A Delivery with metrics in a registry of its own, spool under tmp_path/spool."""
     registry = CollectorRegistry()
-    s = LoggerSettings(log_url=urls, spool_dir=tmp_path / "spool", inference_service="iris",
-                       retry_backoff_s=0.2, retry_backoff_max_s=1.0, **settings)
+    s = LoggerSettings(
+        log_url=urls,
+        spool_dir=tmp_path / "spool",
+        inference_service="iris",
+        retry_backoff_s=0.2,
+        retry_backoff_max_s=1.0,
+        **settings,
+    )
     return build_delivery(s, DeliveryMetrics(registry)), registry
 
 
 def outcome(registry: CollectorRegistry, sink: str, what: str) -> float:
-    return registry.get_sample_value("infertap_logger_events_total", {
-        "inference_service": "iris", "component": "predictor", "sink": sink, "outcome": what}) or 0.0
+    return (
+        registry.get_sample_value(
+            "infertap_logger_events_total",
+            {"inference_service": "iris", "component": "predictor", "sink": sink, "outcome": what},
+        )
+        or 0.0
+    )
 
 
 async def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
@@ -72,8 +89,9 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60.0,
 
     `client`: more KafkaConsumer arguments (security_protocol, ssl_cafile, sasl_*).
     """
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
-                             **client)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, **client
+    )
     try:
         deadline = time.monotonic() + timeout
         parts = None
@@ -99,8 +117,9 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60.0,
 
 def decode(record: Any) -> CloudEvent:
     """A consumed record decoded by the cloudevents SDK's Kafka binding (binary mode)."""
-    return from_binary_event(KafkaMessage(headers={k: v for k, v in record.headers}, key=record.key,
-                                          value=record.value))
+    return from_binary_event(
+        KafkaMessage(headers={k: v for k, v in record.headers}, key=record.key, value=record.value)
+    )
 
 
 def assert_same_event(record: Any, sent: CloudEvent, ignore: tuple[str, ...] = ()) -> None:
@@ -143,11 +162,12 @@ class HttpReceiver:
             return Response(status_code=202)
 
         app = Starlette(routes=[Route("/events", receive, methods=["POST"])])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="off"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "HttpReceiver":
+    def __enter__(self) -> HttpReceiver:
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:

@@ -2,6 +2,7 @@
 
 argv: kafka_url spool_dir n
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,8 +19,15 @@ from infertap.sidecar.settings import LoggerSettings  # noqa: E402
 
 
 async def main(url: str, spool_dir: str, n: int) -> None:
-    delivery = build_delivery(LoggerSettings(log_url=[url], spool_dir=Path(spool_dir), inference_service="iris",
-                                             retry_backoff_s=0.2, retry_backoff_max_s=0.5))
+    delivery = build_delivery(
+        LoggerSettings(
+            log_url=[url],
+            spool_dir=Path(spool_dir),
+            inference_service="iris",
+            retry_backoff_s=0.2,
+            retry_backoff_max_s=0.5,
+        )
+    )
     await delivery.start()
     for i in range(n):
         delivery.submit(make_event(i))

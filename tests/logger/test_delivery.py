@@ -1,4 +1,5 @@
 """Delivery lifecycle without Kafka: shutdown flush, replay after restart, thread-safe submit."""
+
 from __future__ import annotations
 
 import asyncio
@@ -115,8 +116,11 @@ def _trickle(tmp_path: Path, linger_s: float, batch_max_events: int = 1000, n: i
     from infertap.logger.delivery.worker import Limits
 
     sink = _BatchRecorder()
-    d = Delivery([("recorder", sink)], tmp_path / f"spool-{linger_s}-{batch_max_events}",
-                 Limits(batch_linger_s=linger_s, batch_max_events=batch_max_events))
+    d = Delivery(
+        [("recorder", sink)],
+        tmp_path / f"spool-{linger_s}-{batch_max_events}",
+        Limits(batch_linger_s=linger_s, batch_max_events=batch_max_events),
+    )
 
     async def run() -> None:
         await d.start()
@@ -159,6 +163,7 @@ def test_linger_is_cut_short_by_stop(tmp_path: Path) -> None:
 
 # --- spool folders -------------------------------------------------------------------------
 
+
 def _folder(url: str) -> str:
     from infertap.logger.delivery import spool_folder_name
     from infertap.logger.sinks import build_sink
@@ -169,16 +174,31 @@ def _folder(url: str) -> str:
 def test_the_spool_folder_is_named_by_destination_not_by_options_or_credentials() -> None:
     base = _folder("kafka://k1:9092,k2:9092/events")
     assert _folder("kafka://k1:9092,k2:9092/events?acks=1&client=kafka-python&delivery_timeout_ms=5000") == base
-    assert _folder("kafka://k1:9092,k2:9092/events?security_protocol=SSL&ssl_cafile=/ca.pem"
-                   "&ssl_certfile=/c.pem&ssl_keyfile=/c.key") == base
-    assert _folder("kafka://K1:9092,K2:9092/events?security_protocol=SASL_SSL&sasl_mechanism=PLAIN"
-                   "&sasl_username=u&sasl_password=p") == base
+    assert (
+        _folder(
+            "kafka://k1:9092,k2:9092/events?security_protocol=SSL&ssl_cafile=/ca.pem"
+            "&ssl_certfile=/c.pem&ssl_keyfile=/c.key"
+        )
+        == base
+    )
+    assert (
+        _folder(
+            "kafka://K1:9092,K2:9092/events?security_protocol=SASL_SSL&sasl_mechanism=PLAIN"
+            "&sasl_username=u&sasl_password=p"
+        )
+        == base
+    )
     assert base.startswith("kafka_events-")
-    others = {_folder("kafka://k1:9092,k2:9092/other"), _folder("kafka://k3:9092/events"),
-              _folder("http://collector:8080/events"), _folder("http://collector:8080/other")}
+    others = {
+        _folder("kafka://k1:9092,k2:9092/other"),
+        _folder("kafka://k3:9092/events"),
+        _folder("http://collector:8080/events"),
+        _folder("http://collector:8080/other"),
+    }
     assert base not in others and len(others) == 4
     assert _folder("https://u:secret@collector/events") == _folder("https://collector/events")
     from infertap.logger.sinks import build_sink
+
     assert build_sink("https://u:secret@collector/events").name == "http:collector"  # metrics label, log lines
 
 
@@ -203,8 +223,11 @@ def test_two_sinks_for_the_same_destination_are_refused_with_a_sentence(tmp_path
 
     from infertap.logger.sinks import SinkConfigError, build_sink
 
-    urls = ["kafka://127.0.0.1:9092/t", "kafka://127.0.0.1:9092/t?acks=1&sasl_password=pw&sasl_username=u"
-            "&sasl_mechanism=PLAIN&security_protocol=SASL_PLAINTEXT"]
+    urls = [
+        "kafka://127.0.0.1:9092/t",
+        "kafka://127.0.0.1:9092/t?acks=1&sasl_password=pw&sasl_username=u"
+        "&sasl_mechanism=PLAIN&security_protocol=SASL_PLAINTEXT",
+    ]
     with pytest.raises(SinkConfigError, match="two sinks deliver to the same place") as exc:
         Delivery([(u, build_sink(u)) for u in urls], tmp_path)
     assert "pw" not in str(exc.value) and "sasl_password=***" in str(exc.value)
@@ -214,8 +237,26 @@ def test_the_sidecar_exits_2_with_a_sentence_on_a_bad_log_url(tmp_path: Path) ->
     import subprocess
     import sys
 
-    for url, says in (("kafka://127.0.0.1:9092/t?acks=5", "option 'acks'"),
-                      ("s3://bucket/events", "unknown scheme 's3'")):
-        done = subprocess.run([sys.executable, "-m", "infertap.sidecar", "--port", "0", "--component-port", "9", "--log-url", url,
-                               "--spool-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    for url, says in (
+        ("kafka://127.0.0.1:9092/t?acks=5", "option 'acks'"),
+        ("s3://bucket/events", "unknown scheme 's3'"),
+    ):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "infertap.sidecar",
+                "--port",
+                "0",
+                "--component-port",
+                "9",
+                "--log-url",
+                url,
+                "--spool-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr

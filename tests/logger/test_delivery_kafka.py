@@ -1,4 +1,5 @@
 """Delivery to Kafka through outages: spool, replay in order, crash recovery, full spool."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,17 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from delivery_fixtures import BINARY_BODY, assert_same_event, decode, delivery, free_port, make_event, outcome, read_topic, wait_for
+from delivery_fixtures import (
+    BINARY_BODY,
+    assert_same_event,
+    decode,
+    delivery,
+    free_port,
+    make_event,
+    outcome,
+    read_topic,
+    wait_for,
+)
 from prometheus_client import generate_latest
 
 from infertap.stack.broker import EmbeddedBroker
@@ -139,8 +150,10 @@ def test_spool_survives_sigkill_and_is_replayed(tmp_path: Path, spawn) -> None:
     topic = unique("crash")
     url = f"kafka://{own.bootstrap}/{topic}?delivery_timeout_ms=2000"
     n = 250
-    child = spawn([sys.executable, str(HERE / "delivery_spool_child.py"), url, str(tmp_path / "spool"), str(n)],
-                  name="spool-child")
+    child = spawn(
+        [sys.executable, str(HERE / "delivery_spool_child.py"), url, str(tmp_path / "spool"), str(n)],
+        name="spool-child",
+    )
     deadline = time.monotonic() + 120
     while f"SPOOLED {n}" not in child.log.read_text():
         assert child.proc.poll() is None, child.tail()
@@ -187,7 +200,11 @@ def test_full_spool_drops_newest_with_metric(tmp_path: Path) -> None:
     counts = d.counts()[sink]
     assert counts["dropped"] > 0 and counts["spooled"] > 0
     assert outcome(registry, sink, "dropped") == counts["dropped"]
-    assert registry.get_sample_value("infertap_logger_spool_bytes", {
-        "inference_service": "iris", "component": "predictor", "sink": sink}) <= 64 * 1024
+    assert (
+        registry.get_sample_value(
+            "infertap_logger_spool_bytes", {"inference_service": "iris", "component": "predictor", "sink": sink}
+        )
+        <= 64 * 1024
+    )
     spooled_bytes = sum(p.stat().st_size for p in (tmp_path / "spool").rglob("*.seg"))
     assert 0 < spooled_bytes <= 64 * 1024

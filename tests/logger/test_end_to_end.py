@@ -1,6 +1,7 @@
 """The sidecar as a real process (`python -m infertap.sidecar`), with the real delivery and sinks:
 file:// read back as JSON lines, kafka:// read back with plain kafka-python and decoded with
 the cloudevents Kafka binding; and in front of the real `serving` model server."""
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,25 @@ from tests.sidecar.tap_fixtures import free_port, port_of, upstream  # noqa: F40
 
 def start_sidecar(spawn, component_port: int, *log_urls: str, extra: list[str] = ()) -> str:
     port = free_port()
-    args = [sys.executable, "-m", "infertap.sidecar", "--port", str(port), "--component-port", str(component_port),
-            "--inference-service", "iris", "--namespace", "ns", "--component", "predictor",
-            "--source-uri", "http://iris-pod/", "--metadata-headers", "x-request-id"]
+    args = [
+        sys.executable,
+        "-m",
+        "infertap.sidecar",
+        "--port",
+        str(port),
+        "--component-port",
+        str(component_port),
+        "--inference-service",
+        "iris",
+        "--namespace",
+        "ns",
+        "--component",
+        "predictor",
+        "--source-uri",
+        "http://iris-pod/",
+        "--metadata-headers",
+        "x-request-id",
+    ]
     for url in log_urls:
         args += ["--log-url", url]
     child = spawn(args + list(extra), name="sidecar")
@@ -47,8 +64,11 @@ def test_file_sink_end_to_end(spawn, upstream, tmp_path):
     sink = tmp_path / "events.jsonl"
     url = start_sidecar(spawn, port_of(upstream), f"file://{sink}")
     body = os.urandom(512)
-    r = httpx.post(f"{url}/v2/models/iris/infer", content=body,
-                   headers={"content-type": "application/octet-stream", "x-request-id": "e2e-1"})
+    r = httpx.post(
+        f"{url}/v2/models/iris/infer",
+        content=body,
+        headers={"content-type": "application/octet-stream", "x-request-id": "e2e-1"},
+    )
     assert r.status_code == 200 and r.content == body
     assert httpx.post(f"{url}/status/500", json={}).status_code == 500
     events = read_jsonl(sink, 4)
@@ -64,8 +84,10 @@ def test_file_sink_end_to_end(spawn, upstream, tmp_path):
 def kafka_records(bootstrap: str, topic: str, n: int, timeout: float = 60.0) -> list:
     """The first n records of a topic, read with plain kafka-python (no group: no join wait)."""
     from kafka import KafkaConsumer, TopicPartition
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                             consumer_timeout_ms=1000)
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", consumer_timeout_ms=1000
+    )
     try:
         deadline = time.monotonic() + timeout
         parts = None
@@ -93,11 +115,15 @@ def decode(record) -> CloudEvent:
 
 def test_kafka_sink_end_to_end(spawn, upstream, broker, tmp_path):
     topic = f"iris-events-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-    url = start_sidecar(spawn, port_of(upstream), f"kafka://{broker.bootstrap}/{topic}",
-                        extra=["--spool-dir", str(tmp_path / "spool")])
+    url = start_sidecar(
+        spawn, port_of(upstream), f"kafka://{broker.bootstrap}/{topic}", extra=["--spool-dir", str(tmp_path / "spool")]
+    )
     body = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
-    r = httpx.post(f"{url}/v1/models/iris:predict", content=body,
-                   headers={"content-type": "application/json", "ce-id": "kafka-e2e-1", "x-request-id": "rq"})
+    r = httpx.post(
+        f"{url}/v1/models/iris:predict",
+        content=body,
+        headers={"content-type": "application/json", "ce-id": "kafka-e2e-1", "x-request-id": "rq"},
+    )
     assert r.status_code == 200
     records = kafka_records(broker.bootstrap, topic, 2)
     events = [decode(rec) for rec in records]
@@ -118,11 +144,19 @@ def test_kafka_sink_end_to_end(spawn, upstream, broker, tmp_path):
 
 def test_ingest_forwards_kserve_agent_events_to_kafka(spawn, upstream, broker, tmp_path):
     topic = f"ingest-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-    url = start_sidecar(spawn, port_of(upstream), f"kafka://{broker.bootstrap}/{topic}",
-                        extra=["--spool-dir", str(tmp_path / "spool")])
+    url = start_sidecar(
+        spawn, port_of(upstream), f"kafka://{broker.bootstrap}/{topic}", extra=["--spool-dir", str(tmp_path / "spool")]
+    )
     body = b'{"predictions": [1]}'
-    headers = {"ce-specversion": "1.0", "ce-id": "agent-7", "ce-type": RESPONSE_TYPE, "ce-source": "http://localhost:9081/",
-               "ce-inferenceservicename": "sklearn-iris", "ce-component": "predictor", "content-type": "application/json"}
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": "agent-7",
+        "ce-type": RESPONSE_TYPE,
+        "ce-source": "http://localhost:9081/",
+        "ce-inferenceservicename": "sklearn-iris",
+        "ce-component": "predictor",
+        "content-type": "application/json",
+    }
     assert httpx.post(f"{url}/", content=body, headers=headers).status_code == 202
     (record,) = kafka_records(broker.bootstrap, topic, 1)
     event = decode(record)
@@ -132,15 +166,31 @@ def test_ingest_forwards_kserve_agent_events_to_kafka(spawn, upstream, broker, t
 
 def test_in_front_of_real_model_server(spawn, models_dir, tmp_path):
     model_port = free_port()
-    model = spawn([sys.executable, "-m", "infertap.serving", "--model-name", "iris", "--model-format", "sklearn",
-                   "--storage-uri", str(models_dir / "sklearn-iris"), "--http-port", str(model_port)], name="serving")
+    model = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap.serving",
+            "--model-name",
+            "iris",
+            "--model-format",
+            "sklearn",
+            "--storage-uri",
+            str(models_dir / "sklearn-iris"),
+            "--http-port",
+            str(model_port),
+        ],
+        name="serving",
+    )
     model.wait_http(f"http://127.0.0.1:{model_port}/v2/health/ready", timeout=120)
     sink = tmp_path / "events.jsonl"
     url = start_sidecar(spawn, model_port, f"file://{sink}")
     v1 = httpx.post(f"{url}/v1/models/iris:predict", json={"instances": [[6.8, 2.8, 4.8, 1.4]]})
     assert v1.status_code == 200 and "predictions" in v1.json()
-    v2 = httpx.post(f"{url}/v2/models/iris/infer",
-                    json={"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [6.8, 2.8, 4.8, 1.4]}]})
+    v2 = httpx.post(
+        f"{url}/v2/models/iris/infer",
+        json={"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [6.8, 2.8, 4.8, 1.4]}]},
+    )
     assert v2.status_code == 200
     bad = httpx.post(f"{url}/v1/models/iris:predict", json={"nope": 1})
     assert 400 <= bad.status_code < 500

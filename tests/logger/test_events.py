@@ -1,18 +1,28 @@
 """CloudEvents as KServe's agent builds them: attributes, metadata allow-list, bindings."""
+
 from __future__ import annotations
 
 import json
 import os
 
-from cloudevents.core.bindings import http as ce_http, kafka as ce_kafka
+from cloudevents.core.bindings import http as ce_http
+from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 
-from infertap.logger.events import REQUEST_TYPE, RESPONSE_TYPE, EventBuilder, canonical_header, decode_metadata, event_id
+from infertap.logger.events import (
+    REQUEST_TYPE,
+    RESPONSE_TYPE,
+    EventBuilder,
+    canonical_header,
+    decode_metadata,
+    event_id,
+)
 
 
 def builder(**kw) -> EventBuilder:
-    base = dict(source="http://pod-1/", inference_service="iris", namespace="ns", component="predictor",
-                endpoint="default")
+    base = dict(
+        source="http://pod-1/", inference_service="iris", namespace="ns", component="predictor", endpoint="default"
+    )
     return EventBuilder(**{**base, **kw})
 
 
@@ -45,16 +55,23 @@ def test_annotations_only_when_non_empty_and_no_empty_content_type():
 
 def test_metadata_allow_list_is_case_insensitive_with_canonical_keys():
     b = builder(metadata_headers=["X-REQUEST-ID", "x-b3-traceid"])
-    headers = [(b"x-request-id", b"r1"), (b"X-B3-TraceId", b"t1"), (b"x-request-id", b"r2"),
-               (b"authorization", b"Bearer secret"), (b"cookie", b"s=1"), (b"x-other", b"o")]
+    headers = [
+        (b"x-request-id", b"r1"),
+        (b"X-B3-TraceId", b"t1"),
+        (b"x-request-id", b"r2"),
+        (b"authorization", b"Bearer secret"),
+        (b"cookie", b"s=1"),
+        (b"x-other", b"o"),
+    ]
     assert decode_metadata(b.metadata(headers)) == {"X-Request-Id": ["r1", "r2"], "X-B3-Traceid": ["t1"]}
 
 
 def test_authorization_and_cookie_only_when_allow_listed():
     headers = [(b"authorization", b"Bearer secret"), (b"cookie", b"s=1")]
     assert builder(metadata_headers=["x-request-id"]).metadata(headers) == "{}"
-    assert decode_metadata(builder(metadata_headers=["Authorization"]).metadata(headers)) == \
-        {"Authorization": ["Bearer secret"]}
+    assert decode_metadata(builder(metadata_headers=["Authorization"]).metadata(headers)) == {
+        "Authorization": ["Bearer secret"]
+    }
 
 
 def test_ce_id_header_or_new_uuid():

@@ -9,6 +9,7 @@
 
 Events are matched to requests by `ce-id`: the sidecar uses it as the event id and the Kafka key.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -22,9 +23,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from delivery_fixtures import read_topic
 from kafka import KafkaConsumer, TopicPartition
 
-from delivery_fixtures import read_topic
 from infertap.logger.delivery import record
 from infertap.logger.delivery.spool import Spool
 from infertap.logger.events import REQUEST_TYPE, RESPONSE_TYPE
@@ -39,8 +40,22 @@ PAIR = (REQUEST_TYPE, RESPONSE_TYPE)
 def model(spawn, models_dir) -> int:
     """Port of a real model server (sklearn iris)."""
     port = free_port()
-    child = spawn([sys.executable, "-m", "infertap.serving", "--model-name", "sklearn-iris", "--model-format", "sklearn",
-                   "--storage-uri", str(models_dir / "sklearn-iris"), "--http-port", str(port)], name="serving")
+    child = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap.serving",
+            "--model-name",
+            "sklearn-iris",
+            "--model-format",
+            "sklearn",
+            "--storage-uri",
+            str(models_dir / "sklearn-iris"),
+            "--http-port",
+            str(port),
+        ],
+        name="serving",
+    )
     child.wait_http(f"http://127.0.0.1:{port}/v2/health/ready", timeout=120)
     return port
 
@@ -48,8 +63,21 @@ def model(spawn, models_dir) -> int:
 def start_sidecar(spawn, model_port: int, *urls: str, port: int | None = None, extra: tuple[str, ...] = ()):
     """`python -m infertap.sidecar` in front of the model; returns (child, base URL)."""
     port = port or free_port()
-    args = [sys.executable, "-m", "infertap.sidecar", "--port", str(port), "--component-port", str(model_port),
-            "--inference-service", "sklearn-iris", "--retry-backoff", "0.2", "--retry-backoff-max", "1"]
+    args = [
+        sys.executable,
+        "-m",
+        "infertap.sidecar",
+        "--port",
+        str(port),
+        "--component-port",
+        str(model_port),
+        "--inference-service",
+        "sklearn-iris",
+        "--retry-backoff",
+        "0.2",
+        "--retry-backoff-max",
+        "1",
+    ]
     for url in urls:
         args += ["--log-url", url]
     child = spawn(args + list(extra), name="sidecar")
@@ -94,7 +122,9 @@ class SteadyClient(threading.Thread):
                 i += 1
                 t0 = time.perf_counter()
                 try:
-                    r = client.post(self.url, content=BODY, headers={"content-type": "application/json", "ce-id": ce_id})
+                    r = client.post(
+                        self.url, content=BODY, headers={"content-type": "application/json", "ce-id": ce_id}
+                    )
                     self.latencies.append(time.perf_counter() - t0)
                     (self.ok.append(ce_id) if r.status_code == 200 else self.failed.append((ce_id, r.status_code)))
                 except httpx.HTTPError as exc:
@@ -140,8 +170,12 @@ def test_broker_stopped_30s_under_steady_load_loses_nothing(spawn, model, tmp_pa
     broker = EmbeddedBroker(port=free_port(), log_path=tmp_path / "broker.log").start()
     topic = unique("outage30")
     try:
-        sidecar, base = start_sidecar(spawn, model, f"kafka://{broker.bootstrap}/{topic}?delivery_timeout_ms=3000",
-                                      extra=("--spool-dir", str(tmp_path / "spool")))
+        sidecar, base = start_sidecar(
+            spawn,
+            model,
+            f"kafka://{broker.bootstrap}/{topic}?delivery_timeout_ms=3000",
+            extra=("--spool-dir", str(tmp_path / "spool")),
+        )
         client = SteadyClient(base, "o30", rate=20)
         client.start()
         wait_until(lambda: metric(base, "infertap_logger_events_total", outcome="sent") >= 40, 60, "first events sent")
@@ -161,14 +195,24 @@ def test_broker_stopped_30s_under_steady_load_loses_nothing(spawn, model, tmp_pa
         client.stop()
 
         expected = pairs(client.ok)
-        wait_until(lambda: metric(base, "infertap_logger_events_total", outcome="sent") >= len(expected)
-                   and metric(base, "infertap_logger_spool_events") == 0, 180, "spool drained after restart")
-        after = {(r.key.decode(), dict(r.headers)["ce_type"].decode())
-                 for r in read_topic(broker.bootstrap, topic, len(expected - before))}
+        wait_until(
+            lambda: (
+                metric(base, "infertap_logger_events_total", outcome="sent") >= len(expected)
+                and metric(base, "infertap_logger_spool_events") == 0
+            ),
+            180,
+            "spool drained after restart",
+        )
+        after = {
+            (r.key.decode(), dict(r.headers)["ce_type"].decode())
+            for r in read_topic(broker.bootstrap, topic, len(expected - before))
+        }
     finally:
         broker.stop()
-    print(f"requests ok: {len(client.ok)}, events read before the stop: {len(before)}, after the restart: "
-          f"{len(after)}, in both (duplicates): {len(before & after)}")
+    print(
+        f"requests ok: {len(client.ok)}, events read before the stop: {len(before)}, after the restart: "
+        f"{len(after)}, in both (duplicates): {len(before & after)}"
+    )
     assert client.failed == []  # zero failed inference requests
     missing = expected - (before | after)
     assert not missing, f"{len(missing)} of {len(expected)} events lost, e.g. {sorted(missing)[:5]}"
@@ -211,8 +255,11 @@ def test_sigkill_mid_load_delivers_everything_spooled(spawn, model, tmp_path: Pa
     with httpx.Client(timeout=30.0) as http:
         first = [f"k1-{i}" for i in range(60)]
         for ce_id in first:
-            r = http.post(f"{base}/v1/models/sklearn-iris:predict", content=BODY,
-                          headers={"content-type": "application/json", "ce-id": ce_id})
+            r = http.post(
+                f"{base}/v1/models/sklearn-iris:predict",
+                content=BODY,
+                headers={"content-type": "application/json", "ce-id": ce_id},
+            )
             assert r.status_code == 200
     wait_until(lambda: metric(base, "infertap_logger_spool_events") >= 2 * len(first), 90, "phase 1 spooled")
 
@@ -230,9 +277,14 @@ def test_sigkill_mid_load_delivers_everything_spooled(spawn, model, tmp_path: Pa
     broker.start()
     try:
         _, base = start_sidecar(spawn, model, url, port=port, extra=extra)
-        wait_until(lambda: metric(base, "infertap_logger_spool_events") == 0
-                   and metric(base, "infertap_logger_events_total", outcome="sent") >= len(on_disk),
-                   180, "spool replayed after restart")
+        wait_until(
+            lambda: (
+                metric(base, "infertap_logger_spool_events") == 0
+                and metric(base, "infertap_logger_events_total", outcome="sent") >= len(on_disk)
+            ),
+            180,
+            "spool replayed after restart",
+        )
         records = read_topic(broker.bootstrap, topic, len(on_disk))
     finally:
         broker.stop()
@@ -278,26 +330,41 @@ def test_unreachable_http_sinks_never_delay_responses(spawn, model, tmp_path: Pa
     try:
         dead = f"http://127.0.0.1:{free_port()}/events"
         silent = f"http://127.0.0.1:{hole.port}/events"
-        _, a = start_sidecar(spawn, model, dead, silent, extra=("--http-timeout", "10", "--sink-timeout", "30",
-                                                                "--spool-dir", str(tmp_path / "spool-a")))
-        _, b = start_sidecar(spawn, model, f"file://{tmp_path / 'events.jsonl'}",
-                             extra=("--spool-dir", str(tmp_path / "spool-b")))
+        _, a = start_sidecar(
+            spawn,
+            model,
+            dead,
+            silent,
+            extra=("--http-timeout", "10", "--sink-timeout", "30", "--spool-dir", str(tmp_path / "spool-a")),
+        )
+        _, b = start_sidecar(
+            spawn, model, f"file://{tmp_path / 'events.jsonl'}", extra=("--spool-dir", str(tmp_path / "spool-b"))
+        )
         latency: dict[str, list[float]] = {a: [], b: []}
         with httpx.Client(timeout=30.0) as http:
             for i in range(120):
                 for base in (a, b):
                     t0 = time.perf_counter()
-                    r = http.post(f"{base}/v1/models/sklearn-iris:predict", content=BODY,
-                                  headers={"content-type": "application/json"})
+                    r = http.post(
+                        f"{base}/v1/models/sklearn-iris:predict",
+                        content=BODY,
+                        headers={"content-type": "application/json"},
+                    )
                     latency[base].append(time.perf_counter() - t0)
                     assert r.status_code == 200, r.text
         # the dead sinks were really tried: refused connections retried, the black hole connected to
-        wait_until(lambda: metric(a, "infertap_logger_events_total", sink=f"http:127.0.0.1:{hole.port}") > 0
-                   or hole.conns, 30, "the silent sink to be tried")
+        wait_until(
+            lambda: metric(a, "infertap_logger_events_total", sink=f"http:127.0.0.1:{hole.port}") > 0 or hole.conns,
+            30,
+            "the silent sink to be tried",
+        )
         assert hole.conns, "the sidecar never connected to the silent sink"
         dead_sink = "http:" + dead.split("/")[2]
-        wait_until(lambda: metric(a, "infertap_logger_events_total", sink=dead_sink, outcome="retried") > 0,
-                   30, "the refused sink to be retried")
+        wait_until(
+            lambda: metric(a, "infertap_logger_events_total", sink=dead_sink, outcome="retried") > 0,
+            30,
+            "the refused sink to be retried",
+        )
         worst = max(latency[a])
         p50_a, p50_b = statistics.median(latency[a]), statistics.median(latency[b])
         print(f"p50 dead sinks {p50_a * 1e3:.1f} ms, file sink {p50_b * 1e3:.1f} ms, worst dead {worst * 1e3:.0f} ms")

@@ -1,4 +1,5 @@
 """POST / on the sidecar: CloudEvents from a real KServe agent, binary and structured."""
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,16 @@ from tests.sidecar.tap_fixtures import serve_app, sidecar, upstream  # noqa: F40
 
 # What KServe's agent (sdk-go, binary mode) sends to its logger.url
 KSERVE_HEADERS = {
-    "ce-specversion": "1.0", "ce-id": "5f1e-kserve", "ce-type": REQUEST_TYPE,
-    "ce-source": "http://localhost:9081/", "ce-time": "2026-08-21T10:00:00.123456Z",
-    "ce-inferenceservicename": "sklearn-iris", "ce-namespace": "default", "ce-component": "predictor",
-    "ce-endpoint": "", "ce-metadata": "%7B%22X-Request-Id%22:%5B%22r1%22%5D%7D",
+    "ce-specversion": "1.0",
+    "ce-id": "5f1e-kserve",
+    "ce-type": REQUEST_TYPE,
+    "ce-source": "http://localhost:9081/",
+    "ce-time": "2026-08-21T10:00:00.123456Z",
+    "ce-inferenceservicename": "sklearn-iris",
+    "ce-namespace": "default",
+    "ce-component": "predictor",
+    "ce-endpoint": "",
+    "ce-metadata": "%7B%22X-Request-Id%22:%5B%22r1%22%5D%7D",
     "content-type": "application/json",
 }
 
@@ -51,8 +58,14 @@ def test_structured_cloudevent_accepted(serve_app, upstream):
     msg = ce_http.to_structured(event, JSONFormat())
     assert "data_base64" in json.loads(msg.body)
     assert httpx.post(f"{url}/", content=msg.body, headers=msg.headers).status_code == 202
-    doc = {"specversion": "1.0", "type": REQUEST_TYPE, "source": "/kserve", "id": "s-2",
-           "datacontenttype": "application/json", "data": {"instances": [[1, 2]]}}
+    doc = {
+        "specversion": "1.0",
+        "type": REQUEST_TYPE,
+        "source": "/kserve",
+        "id": "s-2",
+        "datacontenttype": "application/json",
+        "data": {"instances": [[1, 2]]},
+    }
     r = httpx.post(f"{url}/", json=doc, headers={"content-type": "application/cloudevents+json; charset=utf-8"})
     assert r.status_code == 202
     first, second = d.wait(2)
@@ -69,8 +82,11 @@ def test_malformed_cloudevents_get_400_with_reason(serve_app, upstream):
     assert r.status_code == 400 and "invalid" in r.json()["error"]
     r = httpx.post(f"{url}/", content=b"{not json", headers={"content-type": "application/cloudevents+json"})
     assert r.status_code == 400 and "not JSON" in r.json()["error"]
-    r = httpx.post(f"{url}/", json={"specversion": "0.9", "type": "t", "source": "s", "id": "1"},
-                   headers={"content-type": "application/cloudevents+json"})
+    r = httpx.post(
+        f"{url}/",
+        json={"specversion": "0.9", "type": "t", "source": "s", "id": "1"},
+        headers={"content-type": "application/cloudevents+json"},
+    )
     assert r.status_code == 400 and "specversion" in r.json()["error"]
     assert d.events == []
 

@@ -8,19 +8,20 @@ cleanly: events spooled (none lost, none sent), the reason in the log, and deliv
 the operator fixes the secret (the CA file replaced in place, the password corrected in the
 URL: the spool folder is named by the URL without its password, so it is picked up again).
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlencode
 
 import pytest
 from delivery_fixtures import assert_same_event, delivery, make_event, read_topic, wait_for
-from tests.kafka_front import Certs, KafkaFront, fronted_broker, make_certs, server_context
 
 from tests.conftest import free_port, unique
+from tests.kafka_front import Certs, KafkaFront, fronted_broker, make_certs, server_context
 
 USER, PASSWORD, WRONG = "infertap", "s3cret-pa55", "not-the-pa55word"
 CLIENTS = ["confluent", "kafka-python"]
@@ -63,8 +64,12 @@ def sink_url(front: KafkaFront, topic: str, client: str, **options: str) -> str:
 
 
 def sasl_options(protocol: str, certs: Certs, password: str = PASSWORD, mechanism: str = "PLAIN") -> dict[str, str]:
-    options = {"security_protocol": protocol, "sasl_mechanism": mechanism, "sasl_username": USER,
-               "sasl_password": password}
+    options = {
+        "security_protocol": protocol,
+        "sasl_mechanism": mechanism,
+        "sasl_username": USER,
+        "sasl_password": password,
+    }
     if protocol == "SASL_SSL":
         options["ssl_cafile"] = str(certs.ca)
     return options
@@ -113,8 +118,9 @@ def spool_all(tmp_path: Path, url: str, events: list) -> dict[str, int]:
     return d.counts()[sink]
 
 
-def assert_arrived(front: KafkaFront, topic: str, events: list, protocol: str, certs: Certs,
-                   client_cert: bool = False) -> None:
+def assert_arrived(
+    front: KafkaFront, topic: str, events: list, protocol: str, certs: Certs, client_cert: bool = False
+) -> None:
     records = read_topic(front.bootstrap, topic, len(events), **reader_options(protocol, certs, client_cert))
     assert sorted(r.key.decode() for r in records) == [e.get_id() for e in events]  # all, once
     for r in records[:5]:
@@ -129,6 +135,7 @@ def assert_logged(caplog: pytest.LogCaptureFixture, client: str, *reasons: str) 
 
 
 # --- TLS ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_ssl_delivers(tls_front, certs, tmp_path, client) -> None:
@@ -161,25 +168,34 @@ def test_ssl_wrong_ca_spools_then_delivers_once_fixed(tls_front, certs, tmp_path
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-def test_mutual_tls_spools_without_a_client_certificate_and_delivers_with_one(mtls_front, certs, tmp_path,
-                                                                              client) -> None:
+def test_mutual_tls_spools_without_a_client_certificate_and_delivers_with_one(
+    mtls_front, certs, tmp_path, client
+) -> None:
     """The broker asks for a client certificate (mutual TLS): without `ssl_certfile` and
     `ssl_keyfile` the handshake fails and every event spools; with them the spool and the
     new events arrive."""
     topic = unique("mtls")
     events = [make_event(i) for i in range(N)]
     plain = sink_url(mtls_front, topic, client, security_protocol="SSL", ssl_cafile=str(certs.ca))
-    counts = spool_all(tmp_path, plain, events[:N // 2])
+    counts = spool_all(tmp_path, plain, events[: N // 2])
     assert counts["sent"] == 0 and counts["spooled"] == N // 2
 
-    mutual = sink_url(mtls_front, topic, client, security_protocol="SSL", ssl_cafile=str(certs.ca),
-                      ssl_certfile=str(certs.client_cert), ssl_keyfile=str(certs.client_key))
-    counts = deliver_all(tmp_path, mutual, events[N // 2:])
+    mutual = sink_url(
+        mtls_front,
+        topic,
+        client,
+        security_protocol="SSL",
+        ssl_cafile=str(certs.ca),
+        ssl_certfile=str(certs.client_cert),
+        ssl_keyfile=str(certs.client_key),
+    )
+    counts = deliver_all(tmp_path, mutual, events[N // 2 :])
     assert counts["sent"] == N and counts["dropped"] == 0  # the spool of the URL without the certificate too
     assert_arrived(mtls_front, topic, events, "SSL", certs, client_cert=True)
 
 
 # --- SASL/PLAIN ----------------------------------------------------------------------------
+
 
 @pytest.fixture(params=["SASL_PLAINTEXT", "SASL_SSL"])
 def sasl(request, sasl_front, sasl_ssl_front) -> tuple[str, KafkaFront]:
@@ -219,6 +235,7 @@ def test_sasl_wrong_password_spools_then_delivers_once_fixed(sasl, certs, tmp_pa
 
 # --- SASL/SCRAM ----------------------------------------------------------------------------
 
+
 # each client with one of the two hashes: both clients and both hashes, at half the suite time
 @pytest.mark.parametrize("client, mechanism", [("confluent", "SCRAM-SHA-256"), ("kafka-python", "SCRAM-SHA-512")])
 def test_scram_delivers_and_a_wrong_password_spools(sasl_front, certs, tmp_path, client, mechanism, caplog) -> None:
@@ -229,13 +246,13 @@ def test_scram_delivers_and_a_wrong_password_spools(sasl_front, certs, tmp_path,
     events = [make_event(i) for i in range(N)]
     refused = sasl_front.refused
     wrong = sink_url(sasl_front, topic, client, **sasl_options("SASL_PLAINTEXT", certs, WRONG, mechanism))
-    counts = spool_all(tmp_path, wrong, events[:N // 2])
+    counts = spool_all(tmp_path, wrong, events[: N // 2])
     assert counts["sent"] == 0 and counts["spooled"] == N // 2 and sasl_front.refused > refused
     assert not any(WRONG in r.getMessage() for r in caplog.records)
 
     logins = sasl_front.mechanisms[mechanism]
     right = sink_url(sasl_front, topic, client, **sasl_options("SASL_PLAINTEXT", certs, mechanism=mechanism))
-    counts = deliver_all(tmp_path, right, events[N // 2:])
+    counts = deliver_all(tmp_path, right, events[N // 2 :])
     assert counts["sent"] == N and counts["dropped"] == 0  # the spool of the wrong password too
     assert sasl_front.mechanisms[mechanism] > logins  # the producer logged in with SCRAM, not PLAIN
     assert_arrived(sasl_front, topic, events, "SASL_PLAINTEXT", certs)

@@ -1,4 +1,5 @@
 """File sink: structured-mode JSON lines, byte-exact bodies, rotation by size."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,7 +19,7 @@ def test_file_sink_rotates_and_keeps_every_event(tmp_path: Path) -> None:
 
     async def send() -> None:
         for start in range(0, 60, 5):
-            await sink.send_batch(events[start:start + 5])
+            await sink.send_batch(events[start : start + 5])
         await sink.close()
 
     asyncio.run(send())

@@ -1,4 +1,5 @@
 """HTTP sink against a real HTTP receiver: binary-mode CloudEvents, retries, refusals."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """Kafka sink: URL parsing, and both client backends delivering CloudEvents (binary mode) to a real broker."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,17 +12,22 @@ from infertap.logger.sinks.kafka import KafkaSink, KafkaSinkConfig
 from tests.conftest import unique
 
 
-@pytest.mark.parametrize("url, complaint", [
-    ("kafka://localhost/t", "'localhost' is not host:port"),
-    ("kafka://localhost:9092/", "no topic"),
-    ("kafka://localhost:9092/t?acks=2", "option 'acks'"),
-    ("kafka://localhost:9092/t?client=aiokafka", "option 'client'"),
-    ("kafka://localhost:9092/t?lingerms=5", "option 'lingerms': unknown option"),
-    ("kafka://localhost:9092/t?security_protocol=SASL_SSL", "needs sasl_mechanism"),
-    ("kafka://localhost:9092/t?security_protocol=SASL_SSL&sasl_mechanism=PLAIN&sasl_username=u",
-     "needs sasl_username and sasl_password"),
-    ("kafka://localhost:9092/bad%20topic", "topic 'bad topic'"),
-])
+@pytest.mark.parametrize(
+    "url, complaint",
+    [
+        ("kafka://localhost/t", "'localhost' is not host:port"),
+        ("kafka://localhost:9092/", "no topic"),
+        ("kafka://localhost:9092/t?acks=2", "option 'acks'"),
+        ("kafka://localhost:9092/t?client=aiokafka", "option 'client'"),
+        ("kafka://localhost:9092/t?lingerms=5", "option 'lingerms': unknown option"),
+        ("kafka://localhost:9092/t?security_protocol=SASL_SSL", "needs sasl_mechanism"),
+        (
+            "kafka://localhost:9092/t?security_protocol=SASL_SSL&sasl_mechanism=PLAIN&sasl_username=u",
+            "needs sasl_username and sasl_password",
+        ),
+        ("kafka://localhost:9092/bad%20topic", "topic 'bad topic'"),
+    ],
+)
 def test_bad_kafka_urls_name_the_bad_part(url: str, complaint: str) -> None:
     with pytest.raises(SinkConfigError, match=complaint.replace("(", r"\(")):
         KafkaSinkConfig.from_url(url)
@@ -30,7 +36,8 @@ def test_bad_kafka_urls_name_the_bad_part(url: str, complaint: str) -> None:
 def test_kafka_url_options_and_secrets() -> None:
     cfg = KafkaSinkConfig.from_url(
         "kafka://a:9092,b:9093/isvc-events?acks=1&client=kafka-python&security_protocol=SASL_SSL"
-        "&sasl_mechanism=SCRAM-SHA-512&sasl_username=u&sasl_password=s3cret&ssl_cafile=/ca.pem")
+        "&sasl_mechanism=SCRAM-SHA-512&sasl_username=u&sasl_password=s3cret&ssl_cafile=/ca.pem"
+    )
     assert cfg.brokers == ["a:9092", "b:9093"] and cfg.topic == "isvc-events" and cfg.acks == "1"
     assert cfg.client == "kafka-python" and cfg.sasl_mechanism == "SCRAM-SHA-512" and cfg.ssl_cafile == "/ca.pem"
     assert "s3cret" not in repr(cfg)
@@ -49,8 +56,10 @@ def test_both_clients_deliver_binary_mode_events(broker, client: str) -> None:
     topic = unique(f"sink-{client}")
     sink = build_sink(f"kafka://{broker.bootstrap}/{topic}", kafka_client=client)
     assert isinstance(sink, KafkaSink) and sink.config.client == client
-    events = [make_event(i, body=BINARY_BODY if i % 2 else b'{"instances": [[1.0, 2.0]]}', response=i % 3 == 0)
-              for i in range(30)]
+    events = [
+        make_event(i, body=BINARY_BODY if i % 2 else b'{"instances": [[1.0, 2.0]]}', response=i % 3 == 0)
+        for i in range(30)
+    ]
 
     async def send() -> None:
         try:
@@ -82,20 +91,41 @@ def _events_the_logger_sends() -> list:
 
     builder = EventBuilder("http://pod/", "iris", "ns", "predictor", "ep", ["x-request-id"], {"team": "ml"})
     bare = EventBuilder("http://pod/")
-    tapped = [builder.request("id-1", BINARY_BODY, "application/octet-stream", '{"X-Request-Id":["a"]}'),
-              builder.response("id-1", b'{"predictions":[1]}', "application/json", "{}", 500, truncated=True),
-              bare.request("id-2", b"", None, "{}")]
-    agent = [(b"ce-specversion", b"1.0"), (b"ce-id", b"agent-1"), (b"ce-type", b"t"), (b"ce-source", b"s"),
-             (b"ce-time", b"2024-01-02T03:04:05.123+02:00"), (b"ce-statuscode", b"200"),
-             (b"content-type", b"application/json")]
+    tapped = [
+        builder.request("id-1", BINARY_BODY, "application/octet-stream", '{"X-Request-Id":["a"]}'),
+        builder.response("id-1", b'{"predictions":[1]}', "application/json", "{}", 500, truncated=True),
+        bare.request("id-2", b"", None, "{}"),
+    ]
+    agent = [
+        (b"ce-specversion", b"1.0"),
+        (b"ce-id", b"agent-1"),
+        (b"ce-type", b"t"),
+        (b"ce-source", b"s"),
+        (b"ce-time", b"2024-01-02T03:04:05.123+02:00"),
+        (b"ce-statuscode", b"200"),
+        (b"content-type", b"application/json"),
+    ]
     structured = [(b"content-type", b"application/cloudevents+json")]
     body = b'{"specversion":"1.0","id":"agent-2","type":"t","source":"s","data":{"x":[1,2]}}'
-    other_tz = CloudEvent({"id": "tz", "type": "t", "source": "s",
-                           "time": datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=-3)))}, b"x")
-    return [*tapped, *(record.decode(record.encode(e)) for e in tapped + [make_event(3, response=True)]),
-            make_event(4), ingest.parse(agent, b'{"instances":[[1]]}'), ingest.parse(structured, body), other_tz,
-            CloudEvent({"id": "s", "type": "t", "source": "s", "datacontenttype": "text/plain"}, "text data"),
-            CloudEvent({"id": "d", "type": "t", "source": "s", "datacontenttype": "application/json"}, {"a": 1})]
+    other_tz = CloudEvent(
+        {
+            "id": "tz",
+            "type": "t",
+            "source": "s",
+            "time": datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=-3))),
+        },
+        b"x",
+    )
+    return [
+        *tapped,
+        *(record.decode(record.encode(e)) for e in tapped + [make_event(3, response=True)]),
+        make_event(4),
+        ingest.parse(agent, b'{"instances":[[1]]}'),
+        ingest.parse(structured, body),
+        other_tz,
+        CloudEvent({"id": "s", "type": "t", "source": "s", "datacontenttype": "text/plain"}, "text data"),
+        CloudEvent({"id": "d", "type": "t", "source": "s", "datacontenttype": "application/json"}, {"a": 1}),
+    ]
 
 
 def test_fast_kafka_records_are_byte_identical_to_the_sdk_binding() -> None:
@@ -124,8 +154,10 @@ def test_tap_events_equal_the_validating_constructor() -> None:
     from infertap.logger.events import EventBuilder
 
     builder = EventBuilder("http://pod/", "iris", "ns", "predictor", "", ["x-request-id"], {"a": "b"})
-    for event in (builder.request("r1", b"\x00\x01", "application/octet-stream", "{}"),
-                  builder.response("r1", b"{}", None, "{}", 404, truncated=True)):
+    for event in (
+        builder.request("r1", b"\x00\x01", "application/octet-stream", "{}"),
+        builder.response("r1", b"{}", None, "{}", 404, truncated=True),
+    ):
         checked = CloudEvent(dict(event.get_attributes()), event.get_data())
         assert checked.get_attributes() == event.get_attributes() and checked.get_data() == event.get_data()
         assert event.get_id() == "r1" and event.get_time().tzinfo is not None

@@ -1,4 +1,5 @@
 """The disk spool on its own: order across segments, reopen, torn tails, full-spool policies."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -84,6 +85,7 @@ def test_record_round_trip_is_byte_exact() -> None:
     assert back.get_data() == BINARY_BODY
     assert back.get_attributes() == event.get_attributes()
     from cloudevents.core.v1.event import CloudEvent
+
     for data in (None, "text body", {"instances": [[1, 2]]}):
         e = CloudEvent({"type": "t", "source": "s", "id": "x", "datacontenttype": "application/json"}, data)
         assert record.decode(record.encode(e)).get_data() == data

@@ -1,17 +1,17 @@
 """Fixtures of the serving tests: one real model server process holding all five example models."""
+
 from __future__ import annotations
 
 import json
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 
 from tests.conftest import Child, free_port
-
 
 # name -> (format, folder under models/, extra ModelSettings)
 SERVED = {
@@ -41,8 +41,10 @@ class ServerProcess(Child):
 @pytest.fixture(scope="session")
 def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A real model server serving every example model (python -m infertap.serving --config)."""
-    models = [{"name": name, "format": fmt, "uri": f"file://{models_dir / folder}", **extra}
-              for name, (fmt, folder, extra) in SERVED.items()]
+    models = [
+        {"name": name, "format": fmt, "uri": f"file://{models_dir / folder}", **extra}
+        for name, (fmt, folder, extra) in SERVED.items()
+    ]
     settings = {"http_port": free_port(), "models": models, "inference_service": "tests"}
     proc = ServerProcess(settings, tmp_path_factory.mktemp("serving") / "server.log")
     try:

@@ -1,4 +1,5 @@
 """The ASGI app in-process (httpx ASGI transport): limits, readiness, routing and error shapes."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,8 +13,10 @@ from infertap.serving.settings import ModelSettings, ServerSettings
 
 
 def make_app(models_dir: Path, load: bool = True, **server):
-    settings = ServerSettings(models=[ModelSettings(name="iris", format="sklearn", uri=str(models_dir / "sklearn-iris"),
-                                                    version="3")], **server)
+    settings = ServerSettings(
+        models=[ModelSettings(name="iris", format="sklearn", uri=str(models_dir / "sklearn-iris"), version="3")],
+        **server,
+    )
     app = create_app(settings)
     if load:
         app.state.repository.load_all()
@@ -55,8 +58,12 @@ def test_gzip_body_is_read_and_capped(models_dir: Path) -> None:
 def test_not_ready_answers_503(models_dir: Path) -> None:
     app = make_app(models_dir, load=False)
     assert call(app, "GET", "/v2/health/live").status_code == 200
-    for method, path in [("GET", "/v2/health/ready"), ("GET", "/v2/models/iris/ready"), ("GET", "/v1/models/iris"),
-                         ("POST", "/v2/models/iris/infer")]:
+    for method, path in [
+        ("GET", "/v2/health/ready"),
+        ("GET", "/v2/models/iris/ready"),
+        ("GET", "/v1/models/iris"),
+        ("POST", "/v2/models/iris/infer"),
+    ]:
         r = call(app, method, path, json={"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]})
         assert r.status_code == 503, path
         assert "not ready" in r.json()["error"]

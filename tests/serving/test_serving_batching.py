@@ -1,4 +1,5 @@
 """DynamicBatcher unit tests: merging, splitting, limits and errors, with a recording model function."""
+
 from __future__ import annotations
 
 import asyncio
@@ -62,7 +63,7 @@ def test_batches_never_exceed_max_batch_size() -> None:
 def test_oversized_request_runs_alone() -> None:
     model = Recorder()
     batcher = DynamicBatcher(model, max_batch_size=4, max_wait_ms=1)
-    (doubled, _), = [run(batcher.submit([np.ones((10, 2))]))]
+    ((doubled, _),) = [run(batcher.submit([np.ones((10, 2))]))]
     assert doubled.shape == (10, 2) and model.sizes == [10]
 
 

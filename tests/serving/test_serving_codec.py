@@ -1,4 +1,5 @@
 """Codec unit tests: every datatype round-trips through our codec and through NVIDIA's tritonclient encoder/decoder."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,9 +11,20 @@ import pytest
 import tritonclient.http as triton
 
 from infertap.serving.codec import (
-    DATATYPES, CodecError, InferenceResponse, ResponseOutput, binary_header_length, datatype_of, decode_v1_request,
+    DATATYPES,
+    CodecError,
+    InferenceResponse,
+    ResponseOutput,
+    binary_header_length,
+    datatype_of,
+    decode_v1_request,
     decode_v1_response,
-    decode_v2_request, decode_v2_response, encode_v1_response, encode_v2_request, encode_v2_response, numpy_dtype,
+    decode_v2_request,
+    decode_v2_response,
+    encode_v1_response,
+    encode_v2_request,
+    encode_v2_response,
+    numpy_dtype,
 )
 
 
@@ -29,8 +41,9 @@ def sample(datatype: str, shape=(2, 3)) -> np.ndarray:
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         values = np.linspace(0, 1, n)
-        return np.array([info.min, info.max] + [int(info.min // 3 + v * (info.max // 3)) for v in values[2:]],
-                        dtype=dtype).reshape(shape)
+        return np.array(
+            [info.min, info.max] + [int(info.min // 3 + v * (info.max // 3)) for v in values[2:]], dtype=dtype
+        ).reshape(shape)
     return (np.arange(n, dtype=dtype) / 4 - 0.75).reshape(shape)
 
 
@@ -77,15 +90,17 @@ def test_tritonclient_request_decodes(datatype: str, binary: bool) -> None:
 def test_response_reads_in_tritonclient(datatype: str, binary: bool) -> None:
     """Our responses parse in NVIDIA's client (InferResult) and in our own decoder."""
     data = sample(datatype)
-    response = InferenceResponse(model_name="m", id="7", outputs=[
-        ResponseOutput(name="y", shape=list(data.shape), datatype=datatype, data=data)])
+    response = InferenceResponse(
+        model_name="m", id="7", outputs=[ResponseOutput(name="y", shape=list(data.shape), datatype=datatype, data=data)]
+    )
     body, headers = encode_v2_response(response, binary_outputs=binary)
     result = triton.InferResult.from_response_body(body, header_length=header_len(headers))
     got = result.as_numpy("y")
     if datatype == "BYTES" and not binary:
         # In JSON, tritonclient hands BYTES back as str; compare the text.
-        assert [g if isinstance(g, str) else g.decode() for g in got.reshape(-1)] == \
-               [d.decode() for d in data.reshape(-1)]
+        assert [g if isinstance(g, str) else g.decode() for g in got.reshape(-1)] == [
+            d.decode() for d in data.reshape(-1)
+        ]
     else:
         assert_same(got, data)
     mine = decode_v2_response(body, header_len(headers))
@@ -98,8 +113,10 @@ def test_binary_per_output_choice_follows_the_request() -> None:
     body, h = encode_v2_request({"x": np.zeros((1, 2), np.float32)}, outputs=["a", "b"], binary_outputs=True)
     request = decode_v2_request(body, header_len(h))
     request.outputs[1].parameters = {"binary_data": False}
-    response = InferenceResponse(model_name="m", outputs=[
-        ResponseOutput(name=n, shape=[2], datatype="FP32", data=np.ones(2, np.float32)) for n in ("a", "b")])
+    response = InferenceResponse(
+        model_name="m",
+        outputs=[ResponseOutput(name=n, shape=[2], datatype="FP32", data=np.ones(2, np.float32)) for n in ("a", "b")],
+    )
     out, headers = encode_v2_response(response, request)
     n = header_len(headers)
     head = orjson.loads(out[:n])
@@ -111,13 +128,13 @@ def test_binary_per_output_choice_follows_the_request() -> None:
 def test_fp16_binary_is_little_endian_half_precision() -> None:
     data = np.array([1.5, -2.0], dtype=np.float16)
     body, headers = encode_v2_request({"x": data}, binary=True)
-    assert body[header_len(headers):] == data.astype("<f2").tobytes()
+    assert body[header_len(headers) :] == data.astype("<f2").tobytes()
 
 
 def test_bytes_binary_elements_carry_length_prefix() -> None:
     data = np.array([b"ab", b""], dtype=object)
     body, headers = encode_v2_request({"x": data}, binary=True)
-    assert body[header_len(headers):] == b"\x02\x00\x00\x00ab\x00\x00\x00\x00"
+    assert body[header_len(headers) :] == b"\x02\x00\x00\x00ab\x00\x00\x00\x00"
 
 
 def _json_request(**tensor) -> bytes:
@@ -125,24 +142,27 @@ def _json_request(**tensor) -> bytes:
     return orjson.dumps({"inputs": [{**base, **tensor}]})
 
 
-@pytest.mark.parametrize("body, header, message", [
-    (b"{not json", None, "not valid JSON"),
-    (b"[1, 2]", None, "must be a JSON object"),
-    (b'{"inputs": []}', None, "inputs"),
-    (_json_request(shape=[3]), None, "shape [3] needs 3 elements, data has 2"),
-    (_json_request(datatype="FP8"), None, "datatype"),
-    (_json_request(datatype="INT32", data=[1.5, 2]), None, "non-integer"),
-    (_json_request(datatype="INT8", data=[1, 300]), None, "outside the range of INT8"),
-    (_json_request(datatype="BOOL", data=[1, 0]), None, "true/false"),
-    (_json_request(datatype="FP32", data=["a", "b"]), None, "does not fit datatype FP32"),
-    (_json_request(datatype="BYTES", data=[1, 2]), None, "must be strings"),
-    (_json_request(data=[[1, 2], [3]]), None, "input 'x'"),
-    (_json_request(data=None), None, "neither data nor a binary_data_size"),
-    (_json_request(shape=[-2]), None, "shape"),
-    # numpy cannot make these; reshape's ValueError was a 500 (found by hand, issue 7)
-    (_json_request(shape=[1] * 40, data=[1]), None, "shape [1, 1,"),
-    (_json_request(shape=[0, 2**62, 4], data=[]), None, "is not possible here"),
-])
+@pytest.mark.parametrize(
+    "body, header, message",
+    [
+        (b"{not json", None, "not valid JSON"),
+        (b"[1, 2]", None, "must be a JSON object"),
+        (b'{"inputs": []}', None, "inputs"),
+        (_json_request(shape=[3]), None, "shape [3] needs 3 elements, data has 2"),
+        (_json_request(datatype="FP8"), None, "datatype"),
+        (_json_request(datatype="INT32", data=[1.5, 2]), None, "non-integer"),
+        (_json_request(datatype="INT8", data=[1, 300]), None, "outside the range of INT8"),
+        (_json_request(datatype="BOOL", data=[1, 0]), None, "true/false"),
+        (_json_request(datatype="FP32", data=["a", "b"]), None, "does not fit datatype FP32"),
+        (_json_request(datatype="BYTES", data=[1, 2]), None, "must be strings"),
+        (_json_request(data=[[1, 2], [3]]), None, "input 'x'"),
+        (_json_request(data=None), None, "neither data nor a binary_data_size"),
+        (_json_request(shape=[-2]), None, "shape"),
+        # numpy cannot make these; reshape's ValueError was a 500 (found by hand, issue 7)
+        (_json_request(shape=[1] * 40, data=[1]), None, "shape [1, 1,"),
+        (_json_request(shape=[0, 2**62, 4], data=[]), None, "is not possible here"),
+    ],
+)
 def test_bad_json_requests_name_the_problem(body: bytes, header: int | None, message: str) -> None:
     with pytest.raises(CodecError) as err:
         decode_v2_request(body, header)
@@ -150,8 +170,13 @@ def test_bad_json_requests_name_the_problem(body: bytes, header: int | None, mes
 
 
 def _binary_request(size: int, datatype: str = "FP32", shape=(2,)) -> bytes:
-    return orjson.dumps({"inputs": [{"name": "x", "shape": list(shape), "datatype": datatype,
-                                     "parameters": {"binary_data_size": size}}]})
+    return orjson.dumps(
+        {
+            "inputs": [
+                {"name": "x", "shape": list(shape), "datatype": datatype, "parameters": {"binary_data_size": size}}
+            ]
+        }
+    )
 
 
 def test_binary_byte_count_must_match_shape() -> None:
@@ -208,15 +233,18 @@ def test_v1_instances_and_inputs() -> None:
     assert decode_v1_request(b'{"inputs": [[0.5]]}').instances.shape == (1, 1)
 
 
-@pytest.mark.parametrize("body, message", [
-    (b"nope", "not valid JSON"),
-    (b'{"instances": [[1]], "inputs": [[1]]}', "exactly one"),
-    (b'{"rows": [[1]]}', "exactly one"),
-    (b'{"instances": []}', "empty"),
-    (b'{"instances": 3}', "must be a list"),
-    (b'{"instances": [[1, 2], [3]]}', "not a rectangular array"),
-    (b'{"instances": [{"a": 1}]}', "holds objects"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"nope", "not valid JSON"),
+        (b'{"instances": [[1]], "inputs": [[1]]}', "exactly one"),
+        (b'{"rows": [[1]]}', "exactly one"),
+        (b'{"instances": []}', "empty"),
+        (b'{"instances": 3}', "must be a list"),
+        (b'{"instances": [[1, 2], [3]]}', "not a rectangular array"),
+        (b'{"instances": [{"a": 1}]}', "holds objects"),
+    ],
+)
 def test_v1_bad_requests(body: bytes, message: str) -> None:
     with pytest.raises(CodecError, match=message):
         decode_v1_request(body)
@@ -232,6 +260,8 @@ def test_v1_response_round_trip() -> None:
 
 def test_codec_imports_no_web_framework() -> None:
     """Detectors import the codec to decode logged payloads; it must not drag FastAPI in."""
-    code = ("import sys, infertap.serving.codec; bad = [m for m in ('fastapi', 'starlette', 'uvicorn', 'torch') "
-            "if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, infertap.serving.codec; bad = [m for m in ('fastapi', 'starlette', 'uvicorn', 'torch') "
+        "if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

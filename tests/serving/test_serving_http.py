@@ -1,5 +1,6 @@
 """Every runtime driven over real HTTP (V1 and V2, JSON and binary) and with NVIDIA's tritonclient,
 against a model server child process; answers checked against the models loaded directly."""
+
 from __future__ import annotations
 
 import asyncio
@@ -50,8 +51,17 @@ def test_v1_predict(server, reference, direct, model: str) -> None:
 @pytest.mark.parametrize("model", CASES)
 def test_v2_json_infer(server, reference, direct, model: str) -> None:
     X = rows(reference, model)
-    body = {"id": "req-1", "inputs": [{"name": input_name(server, model), "shape": list(X.shape),
-                                       "datatype": "FP32", "data": X.reshape(-1).tolist()}]}
+    body = {
+        "id": "req-1",
+        "inputs": [
+            {
+                "name": input_name(server, model),
+                "shape": list(X.shape),
+                "datatype": "FP32",
+                "data": X.reshape(-1).tolist(),
+            }
+        ],
+    }
     r = httpx.post(f"{server.url}/v2/models/{model}/infer", json=body, timeout=30)
     assert r.status_code == 200, r.text
     reply = r.json()
@@ -64,12 +74,25 @@ def test_v2_json_infer(server, reference, direct, model: str) -> None:
 def test_v2_binary_infer_plain_http(server, reference, direct, model: str) -> None:
     """The binary extension built by hand: JSON header, then little-endian FP32 rows; binary output back."""
     X = rows(reference, model)
-    header = orjson.dumps({"inputs": [{"name": input_name(server, model), "shape": list(X.shape), "datatype": "FP32",
-                                       "parameters": {"binary_data_size": X.nbytes}}],
-                           "parameters": {"binary_data_output": True}})
-    r = httpx.post(f"{server.url}/v2/models/{model}/infer", content=header + X.astype("<f4").tobytes(),
-                   headers={"Inference-Header-Content-Length": str(len(header)),
-                            "Content-Type": "application/octet-stream"}, timeout=30)
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": input_name(server, model),
+                    "shape": list(X.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": X.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    )
+    r = httpx.post(
+        f"{server.url}/v2/models/{model}/infer",
+        content=header + X.astype("<f4").tobytes(),
+        headers={"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
     n = int(r.headers["inference-header-content-length"])
     (out,) = orjson.loads(r.content[:n])["outputs"]
@@ -92,8 +115,9 @@ def test_tritonclient(server, reference, direct, model: str, binary: bool) -> No
         inp = triton.InferInput(meta["inputs"][0]["name"], list(X.shape), "FP32")
         inp.set_data_from_numpy(X, binary_data=binary)
         out_name = meta["outputs"][0]["name"]
-        result = client.infer(model, [inp], outputs=[triton.InferRequestedOutput(out_name, binary_data=binary)],
-                              request_id="t1")
+        result = client.infer(
+            model, [inp], outputs=[triton.InferRequestedOutput(out_name, binary_data=binary)], request_id="t1"
+        )
         assert result.get_response()["id"] == "t1"
         check(model, result.as_numpy(out_name), direct, X)
     finally:
@@ -116,11 +140,15 @@ def test_tritonclient_fp16_inputs(server, reference, direct, model: str) -> None
 
 def test_predict_proba_per_request(server, reference, direct) -> None:
     X = rows(reference, "sklearn-iris")
-    r = httpx.post(f"{server.url}/v1/models/sklearn-iris:predict",
-                   json={"instances": X.tolist(), "parameters": {"predict_proba": True}})
+    r = httpx.post(
+        f"{server.url}/v1/models/sklearn-iris:predict",
+        json={"instances": X.tolist(), "parameters": {"predict_proba": True}},
+    )
     np.testing.assert_allclose(r.json()["predictions"], direct.sklearn(X, proba=True), rtol=1e-6)
-    body = {"parameters": {"predict_proba": True},
-            "inputs": [{"name": "input-0", "shape": list(X.shape), "datatype": "FP32", "data": X.tolist()}]}
+    body = {
+        "parameters": {"predict_proba": True},
+        "inputs": [{"name": "input-0", "shape": list(X.shape), "datatype": "FP32", "data": X.tolist()}],
+    }
     out = httpx.post(f"{server.url}/v2/models/sklearn-iris/infer", json=body).json()["outputs"][0]
     assert out["shape"] == [len(X), 3] and out["datatype"] == "FP64"
 
@@ -144,21 +172,34 @@ def _v2(name: str, datatype: str, shape: list[int], data) -> dict:
     return {"inputs": [{"name": name, "datatype": datatype, "shape": shape, "data": data}]}
 
 
-@pytest.mark.parametrize("path, body, status, message", [
-    ("/v2/models/nope/infer", _v2("x", "FP32", [1], [1]), 404, "model 'nope' not found"),
-    ("/v1/models/nope:predict", {"instances": [[1]]}, 404, "model 'nope' not found"),
-    ("/v2/models/sklearn-iris/infer", _v2("x", "FP32", [2, 4], [1, 2, 3, 4]), 400, "shape [2, 4] needs 8 elements"),
-    ("/v2/models/sklearn-iris/infer", _v2("x", "BYTES", [1, 4], ["a", "b", "c", "d"]), 400, "needs numbers, got BYTES"),
-    ("/v2/models/sklearn-iris/infer", _v2("x", "FP32", [1, 3], [1, 2, 3]), 400, "expects 4 features per row, got 3"),
-    ("/v2/models/sklearn-iris/infer", _v2("x", "INT32", [1, 4], [1, 2, 3, 4.5]), 400, "non-integer"),
-    ("/v2/models/torch-digits/infer", _v2("x", "FP32", [1, 5], [0] * 5), 400, "rejected the input"),
-    ("/v2/models/onnx-digits/infer", _v2("input", "FP32", [1, 5], [0] * 5), 400, "Got: 5 Expected: 64"),
-    ("/v2/models/onnx-digits/infer", {"inputs": [], "id": "x"}, 400, "inputs"),
-    ("/v1/models/sklearn-iris:predict", {"instances": [[1, 2], [3]]}, 400, "not a rectangular array"),
-    ("/v1/models/xgboost-cancer:predict", {"instances": [[1, 2]]}, 400, "expects 30 features per row, got 2"),
-    # more dimensions than numpy allows: was 500 "maximum supported dimension" (issue 7)
-    ("/v2/models/sklearn-iris/infer", _v2("x", "FP32", [1] * 40, [1]), 400, "is not possible here"),
-])
+@pytest.mark.parametrize(
+    "path, body, status, message",
+    [
+        ("/v2/models/nope/infer", _v2("x", "FP32", [1], [1]), 404, "model 'nope' not found"),
+        ("/v1/models/nope:predict", {"instances": [[1]]}, 404, "model 'nope' not found"),
+        ("/v2/models/sklearn-iris/infer", _v2("x", "FP32", [2, 4], [1, 2, 3, 4]), 400, "shape [2, 4] needs 8 elements"),
+        (
+            "/v2/models/sklearn-iris/infer",
+            _v2("x", "BYTES", [1, 4], ["a", "b", "c", "d"]),
+            400,
+            "needs numbers, got BYTES",
+        ),
+        (
+            "/v2/models/sklearn-iris/infer",
+            _v2("x", "FP32", [1, 3], [1, 2, 3]),
+            400,
+            "expects 4 features per row, got 3",
+        ),
+        ("/v2/models/sklearn-iris/infer", _v2("x", "INT32", [1, 4], [1, 2, 3, 4.5]), 400, "non-integer"),
+        ("/v2/models/torch-digits/infer", _v2("x", "FP32", [1, 5], [0] * 5), 400, "rejected the input"),
+        ("/v2/models/onnx-digits/infer", _v2("input", "FP32", [1, 5], [0] * 5), 400, "Got: 5 Expected: 64"),
+        ("/v2/models/onnx-digits/infer", {"inputs": [], "id": "x"}, 400, "inputs"),
+        ("/v1/models/sklearn-iris:predict", {"instances": [[1, 2], [3]]}, 400, "not a rectangular array"),
+        ("/v1/models/xgboost-cancer:predict", {"instances": [[1, 2]]}, 400, "expects 30 features per row, got 2"),
+        # more dimensions than numpy allows: was 500 "maximum supported dimension" (issue 7)
+        ("/v2/models/sklearn-iris/infer", _v2("x", "FP32", [1] * 40, [1]), 400, "is not possible here"),
+    ],
+)
 def test_errors(server, path: str, body: dict, status: int, message: str) -> None:
     r = httpx.post(server.url + path, json=body, timeout=30)
     assert r.status_code == status, r.text
@@ -168,13 +209,19 @@ def test_errors(server, path: str, body: dict, status: int, message: str) -> Non
 def test_garbage_and_binary_mismatch(server) -> None:
     r = httpx.post(f"{server.url}/v2/models/sklearn-iris/infer", content=b"\x00garbage{")
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
-    header = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
-                                       "parameters": {"binary_data_size": 12}}]})
-    r = httpx.post(f"{server.url}/v2/models/sklearn-iris/infer", content=header + b"\0" * 12,
-                   headers={"Inference-Header-Content-Length": str(len(header))})
+    header = orjson.dumps(
+        {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 12}}]}
+    )
+    r = httpx.post(
+        f"{server.url}/v2/models/sklearn-iris/infer",
+        content=header + b"\0" * 12,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
     assert r.status_code == 400 and "needs 16 bytes, binary_data_size is 12" in r.json()["error"]
-    r = httpx.post(f"{server.url}/v2/models/sklearn-iris/infer",
-                   json={**_v2("x", "FP32", [1, 4], [1, 2, 3, 4]), "outputs": [{"name": "nope"}]})
+    r = httpx.post(
+        f"{server.url}/v2/models/sklearn-iris/infer",
+        json={**_v2("x", "FP32", [1, 4], [1, 2, 3, 4]), "outputs": [{"name": "nope"}]},
+    )
     assert r.status_code == 400 and "no output 'nope'" in r.json()["error"]
 
 
@@ -198,9 +245,11 @@ def test_dynamic_batching_merges_concurrent_requests(server, reference, direct) 
 
     async def fire():
         async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=32)) as client:
+
             async def one(i: int):
                 body = _v2("input-0", "FP32", [1, 64], X[i].tolist())
                 return await client.post(f"{server.url}/v2/models/torch-digits/infer", json=body)
+
             return await asyncio.gather(*(one(i) for i in range(32)))
 
     replies = asyncio.run(fire())
@@ -215,17 +264,31 @@ def test_metrics_count_requests_by_model_endpoint_and_code(server, reference) ->
     X = rows(reference, "lightgbm-wine", 2)
     httpx.post(f"{server.url}/v1/models/lightgbm-wine:predict", json={"instances": X.tolist()})
     httpx.post(f"{server.url}/v1/models/lightgbm-wine:predict", json={"instances": [[1]]})
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for f in text_string_to_metric_families(httpx.get(f"{server.url}/metrics").text) for s in f.samples}
-    base = (("component", "predictor"), ("endpoint", "v1_predict"), ("inference_service", "tests"),
-            ("model", "lightgbm-wine"))
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(httpx.get(f"{server.url}/metrics").text)
+        for s in f.samples
+    }
+    base = (
+        ("component", "predictor"),
+        ("endpoint", "v1_predict"),
+        ("inference_service", "tests"),
+        ("model", "lightgbm-wine"),
+    )
     ok = tuple(sorted((*base, ("code", "200"))))
     bad = tuple(sorted((*base, ("code", "400"))))
     assert samples[("infertap_requests_total", ok)] >= 1
     assert samples[("infertap_requests_total", bad)] >= 1
     assert samples[("infertap_request_duration_seconds_count", ok)] >= 1
-    assert samples[("infertap_model_ready", (("component", "predictor"), ("inference_service", "tests"),
-                                             ("model", "onnx-digits")))] == 1
+    assert (
+        samples[
+            (
+                "infertap_model_ready",
+                (("component", "predictor"), ("inference_service", "tests"), ("model", "onnx-digits")),
+            )
+        ]
+        == 1
+    )
 
 
 def test_v1_and_v2_discovery(server) -> None:
@@ -245,8 +308,9 @@ def test_openapi_documents_the_raw_body_routes(server) -> None:
     assert doc["openapi"].startswith("3.1")
     predict = doc["paths"]["/v1/models/{name}:predict"]["post"]
     body = predict["requestBody"]["content"]["application/json"]
-    assert body["schema"] == {"oneOf": [{"$ref": "#/components/schemas/V1InstancesBody"},
-                                        {"$ref": "#/components/schemas/V1InputsBody"}]}
+    assert body["schema"] == {
+        "oneOf": [{"$ref": "#/components/schemas/V1InstancesBody"}, {"$ref": "#/components/schemas/V1InputsBody"}]
+    }
     assert set(predict["parameters"][0]["schema"]["enum"]) == set(CASES)
     assert {"200", "400", "404", "413", "503"} <= set(predict["responses"]) and "422" not in predict["responses"]
     infer = doc["paths"]["/v2/models/{name}/infer"]["post"]

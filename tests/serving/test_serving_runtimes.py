@@ -1,4 +1,5 @@
 """Runtimes loaded in-process: storage resolution, device selection on CPU, load errors naming the file."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,8 +14,13 @@ from infertap.serving.runtimes.devices import CPU_PROVIDER, CUDA_PROVIDER, selec
 from infertap.serving.settings import ModelSettings
 from infertap.serving.storage import resolve_model_file
 
-FILES = {"sklearn": "model.joblib", "xgboost": "model.json", "lightgbm": "model.txt", "pytorch": "model.pt",
-         "onnx": "model.onnx"}
+FILES = {
+    "sklearn": "model.joblib",
+    "xgboost": "model.json",
+    "lightgbm": "model.txt",
+    "pytorch": "model.pt",
+    "onnx": "model.onnx",
+}
 
 
 def settings(fmt: str, uri: str | Path, **extra) -> ModelSettings:
@@ -45,7 +51,12 @@ def test_storage_errors_name_the_path(tmp_path: Path) -> None:
 def test_registry_covers_every_format() -> None:
     assert set(RUNTIMES) == {"sklearn", "xgboost", "lightgbm", "pytorch", "onnx"}
     assert {runtime_class(f).platform for f in RUNTIMES} == {
-        "sklearn", "xgboost", "lightgbm", "pytorch_torchscript", "onnxruntime_onnx"}
+        "sklearn",
+        "xgboost",
+        "lightgbm",
+        "pytorch_torchscript",
+        "onnxruntime_onnx",
+    }
     with pytest.raises(ValueError, match="no runtime for model format 'tensorflow'"):
         runtime_class("tensorflow")
 

@@ -1,4 +1,5 @@
 """Startup of the real server process: a missing or corrupt model ends it with a sentence naming the file."""
+
 from __future__ import annotations
 
 import socket
@@ -15,8 +16,19 @@ def free_port() -> int:
 
 
 def serve_args(uri: str, fmt: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "infertap.serving", "--model-name", "m", "--model-format", fmt, "--storage-uri", uri,
-            "--http-port", str(port)]
+    return [
+        sys.executable,
+        "-m",
+        "infertap.serving",
+        "--model-name",
+        "m",
+        "--model-format",
+        fmt,
+        "--storage-uri",
+        uri,
+        "--http-port",
+        str(port),
+    ]
 
 
 def test_missing_model_exits_naming_the_file(spawn, tmp_path: Path) -> None:
@@ -27,9 +39,11 @@ def test_missing_model_exits_naming_the_file(spawn, tmp_path: Path) -> None:
 
 def test_corrupt_model_exits_naming_the_file(spawn, tmp_path: Path) -> None:
     (tmp_path / "model.onnx").write_bytes(b"not an onnx graph")
-    code = ("from infertap.serving.server import run; from infertap.serving.settings import ServerSettings, ModelSettings; "
-            f"run(ServerSettings(http_port={free_port()}, models=[ModelSettings(name='m', format='onnx', "
-            f"uri='{tmp_path}')]))")
+    code = (
+        "from infertap.serving.server import run; from infertap.serving.settings import ServerSettings, ModelSettings; "
+        f"run(ServerSettings(http_port={free_port()}, models=[ModelSettings(name='m', format='onnx', "
+        f"uri='{tmp_path}')]))"
+    )
     child = spawn([sys.executable, "-c", code], name="serve-corrupt")
     assert child.proc.wait(60) == 1
     assert f"infertap serve: cannot load onnx model 'm' from {tmp_path}/model.onnx" in child.tail()

@@ -16,6 +16,7 @@ on the same connection:
 
 Run: `python tests/sidecar/keepalive_upstream.py --port N [--idle S]`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,12 +39,13 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, idl
         while True:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), idle)
-            except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 return  # idle timeout or client gone: close, as uvicorn does
             lines = head.decode("latin-1").split("\r\n")
             path = lines[0].split(" ")[1]
-            length = next((int(line.split(":", 1)[1]) for line in lines[1:]
-                           if line.lower().startswith("content-length:")), 0)
+            length = next(
+                (int(line.split(":", 1)[1]) for line in lines[1:] if line.lower().startswith("content-length:")), 0
+            )
             if length:
                 await reader.readexactly(length)
             STATS[conn] += 1
@@ -58,9 +60,12 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, idl
                 await writer.drain()
                 return
             armed = {"/close-next": "close", "/partial-next": "partial"}.get(path)
-            body = json.dumps({"conns": STATS, "paths": PATHS} if path == "/stats" else {"conn": conn, "n": STATS[conn]}).encode()
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-                         % (len(body), body))
+            body = json.dumps(
+                {"conns": STATS, "paths": PATHS} if path == "/stats" else {"conn": conn, "n": STATS[conn]}
+            ).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+            )
             await writer.drain()
     finally:
         writer.close()

@@ -5,14 +5,16 @@
   app (a middleware-wrapped app) with uvicorn, on a real loopback port, in a thread of the
   test process, so a test can read what a `CollectingDelivery` received.
 """
+
 from __future__ import annotations
 
 import socket
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -61,12 +63,13 @@ class ThreadServer:
     def __init__(self, app: Any, port: int | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="on", log_level="warning",
-                                access_log=False)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, lifespan="on", log_level="warning", access_log=False
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "ThreadServer":
+    def __enter__(self) -> ThreadServer:
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
@@ -114,7 +117,7 @@ class ProxyThread:
 
         uvloop.run(main())
 
-    def __enter__(self) -> "ProxyThread":
+    def __enter__(self) -> ProxyThread:
         self.thread.start()
         assert self._ready.wait(30), "sidecar did not start"
         assert self.error is None, f"sidecar did not start: {self.error!r}"
@@ -166,8 +169,14 @@ def sidecar(serve_app, upstream_url: str, delivery: Any = None, **settings: Any)
     CollectingDelivery (or `delivery`; False: no delivery at all). Returns (url, delivery)."""
     from infertap.sidecar.proxy import ReverseProxy
     from infertap.sidecar.settings import LoggerSettings
-    base = dict(component_port=port_of(upstream_url), inference_service="iris", namespace="ns",
-                component="predictor", source_uri="http://pod-1/")
+
+    base = dict(
+        component_port=port_of(upstream_url),
+        inference_service="iris",
+        namespace="ns",
+        component="predictor",
+        source_uri="http://pod-1/",
+    )
     if delivery is None:
         delivery = CollectingDelivery()
     server = serve_app(ReverseProxy(LoggerSettings(**{**base, **settings}), delivery or None))

@@ -6,6 +6,7 @@ sending the rest; `GET /state/{token}` says "waiting" or "finished". A test that
 first chunk through a proxy while the state is still "waiting" has proven the proxy passes
 chunks on as they are produced, with no clock involved.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,16 +31,25 @@ def _release(token: str) -> asyncio.Event:
 async def echo(request: Request) -> Response:
     """The request body back, byte for byte, with the request's content type."""
     body = await request.body()
-    seen = {"method": request.method, "path": request.scope["raw_path"].decode(),
-            "query": request.scope["query_string"].decode(), "peer_port": request.scope["client"][1]}
+    seen = {
+        "method": request.method,
+        "path": request.scope["raw_path"].decode(),
+        "query": request.scope["query_string"].decode(),
+        "peer_port": request.scope["client"][1],
+    }
     headers = {"x-upstream": NAME, "x-seen": json.dumps(seen)}
-    return Response(body, status_code=200, headers=headers,
-                    media_type=request.headers.get("content-type", "application/octet-stream"))
+    return Response(
+        body,
+        status_code=200,
+        headers=headers,
+        media_type=request.headers.get("content-type", "application/octet-stream"),
+    )
 
 
 async def headers(request: Request) -> Response:
-    return JSONResponse({"headers": [[k.decode(), v.decode()] for k, v in request.scope["headers"]]},
-                        headers={"x-upstream": NAME})
+    return JSONResponse(
+        {"headers": [[k.decode(), v.decode()] for k, v in request.scope["headers"]]}, headers={"x-upstream": NAME}
+    )
 
 
 async def status(request: Request) -> Response:
@@ -61,13 +71,14 @@ async def stream(request: Request) -> Response:
             if i == 0:
                 try:
                     await asyncio.wait_for(event.wait(), 60)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     STATE[token] = "timed-out"
                     return
         STATE[token] = "finished"
 
-    return StreamingResponse(chunks(), media_type="text/event-stream" if sse else "text/plain",
-                             headers={"x-upstream": NAME})
+    return StreamingResponse(
+        chunks(), media_type="text/event-stream" if sse else "text/plain", headers={"x-upstream": NAME}
+    )
 
 
 async def release(request: Request) -> Response:
@@ -92,17 +103,19 @@ async def metrics(request: Request) -> Response:
     return Response("upstream_requests_total 1\n", media_type="text/plain", headers={"x-upstream": NAME})
 
 
-app = Starlette(routes=[
-    Route("/v2/health/ready", ready),
-    Route("/metrics", metrics),
-    Route("/headers", headers, methods=["GET", "POST"]),
-    Route("/status/{code:int}", status, methods=["GET", "POST"]),
-    Route("/stream/{token}", stream, methods=["GET", "POST"]),
-    Route("/release/{token}", release, methods=["POST"]),
-    Route("/state/{token}", state),
-    Route("/slow", slow, methods=["GET", "POST"]),
-    Route("/{path:path}", echo, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
-])
+app = Starlette(
+    routes=[
+        Route("/v2/health/ready", ready),
+        Route("/metrics", metrics),
+        Route("/headers", headers, methods=["GET", "POST"]),
+        Route("/status/{code:int}", status, methods=["GET", "POST"]),
+        Route("/stream/{token}", stream, methods=["GET", "POST"]),
+        Route("/release/{token}", release, methods=["POST"]),
+        Route("/state/{token}", state),
+        Route("/slow", slow, methods=["GET", "POST"]),
+        Route("/{path:path}", echo, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+    ]
+)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The sidecar's own HTTP/1.1 server (infertap.sidecar.front) and its byte-for-byte fast path, spoken to
 with raw sockets so the framing on the wire is what is asserted."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,8 @@ import threading
 import time
 
 import httptools
-import pytest
 import httpx
-
+import pytest
 from tap_fixtures import free_port, serve_app, sidecar, upstream  # noqa: F401
 
 
@@ -57,7 +57,7 @@ def read_responses(sock: socket.socket, n: int, timeout: float = 10.0) -> tuple[
         sock.settimeout(0.5)
         try:
             closed = sock.recv(1) == b""
-        except socket.timeout:
+        except TimeoutError:
             closed = False
     return parsed.done, closed
 
@@ -69,14 +69,19 @@ def connect(url: str) -> socket.socket:
 def test_plain_request_is_forwarded_as_sent_plus_forwarded_for(serve_app, upstream):
     url, d = sidecar(serve_app, upstream)
     with connect(url) as s:
-        s.sendall(b"POST /headers HTTP/1.1\r\nHost: model.local\r\nX-Custom: A b \xc3\xa9\r\n"
-                  b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        s.sendall(
+            b"POST /headers HTTP/1.1\r\nHost: model.local\r\nX-Custom: A b \xc3\xa9\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        )
         (r,), closed = read_responses(s, 1)
     assert r["status"] == 200 and not closed
     seen = json.loads(r["body"])["headers"]
     assert [h for h in seen if h[0] != "x-forwarded-for"] == [
-        ["host", "model.local"], ["x-custom", "A b \u00e9"], ["content-type", "application/json"],
-        ["content-length", "2"]]  # as sent, in order, values untouched
+        ["host", "model.local"],
+        ["x-custom", "A b \u00e9"],
+        ["content-type", "application/json"],
+        ["content-length", "2"],
+    ]  # as sent, in order, values untouched
     assert [h for h in seen if h[0] == "x-forwarded-for"] == [["x-forwarded-for", "127.0.0.1"]]
     request_event = d.wait(2)[0]
     assert request_event.get_data() == b"{}"
@@ -85,8 +90,10 @@ def test_plain_request_is_forwarded_as_sent_plus_forwarded_for(serve_app, upstre
 @pytest.mark.parametrize("sent_first", [False, True])  # a new upstream connection, then a pooled one
 def test_connection_keep_alive_from_the_client_is_not_forwarded(serve_app, upstream, sent_first):
     url, d = sidecar(serve_app, upstream)
-    request = (b"POST /headers HTTP/1.1\r\nHost: model.local\r\nConnection: keep-alive\r\n"
-               b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")  # as Python's requests sends it
+    request = (
+        b"POST /headers HTTP/1.1\r\nHost: model.local\r\nConnection: keep-alive\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    )  # as Python's requests sends it
     with connect(url) as s:
         for _ in range(1 + sent_first):
             s.sendall(request)
@@ -94,14 +101,18 @@ def test_connection_keep_alive_from_the_client_is_not_forwarded(serve_app, upstr
             assert r["status"] == 200 and not closed
     seen = json.loads(r["body"])["headers"]
     assert [h for h in seen if h[0] != "x-forwarded-for"] == [
-        ["host", "model.local"], ["content-type", "application/json"], ["content-length", "2"]]
+        ["host", "model.local"],
+        ["content-type", "application/json"],
+        ["content-length", "2"],
+    ]
     assert [e.get_data() for e in d.wait(2 + 2 * sent_first)][0] == b"{}"
 
 
 def test_pipelined_requests_are_answered_in_order_and_each_logged(serve_app, upstream):
     url, d = sidecar(serve_app, upstream)
-    requests = b"".join(b"POST /v1/models/m%d:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nr-%d" % (i, i)
-                        for i in range(3))
+    requests = b"".join(
+        b"POST /v1/models/m%d:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nr-%d" % (i, i) for i in range(3)
+    )
     with connect(url) as s:
         s.sendall(requests)
         responses, closed = read_responses(s, 3)
@@ -155,16 +166,31 @@ def test_expect_100_continue(serve_app, upstream):
         (r,), _ = read_responses(s, 1)
         assert r["status"] == 200 and r["body"] == b"body"
     with connect(url) as s:  # over it: 413 at once, without waiting for a body the client holds back
-        s.sendall(b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n")
+        s.sendall(
+            b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n"
+        )
         (r,), closed = read_responses(s, 1, timeout=5)
     assert r["status"] == 413 and closed
 
 
 def test_sigterm_lets_the_request_in_flight_finish(spawn, upstream, tmp_path):
     port = free_port()
-    child = spawn([sys.executable, "-m", "infertap.sidecar", "--port", str(port), "--component-port",
-                   str(httpx.URL(upstream).port), "--log-url", f"file://{tmp_path}/events.jsonl",
-                   "--spool-dir", str(tmp_path / "spool")], name="sidecar")
+    child = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap.sidecar",
+            "--port",
+            str(port),
+            "--component-port",
+            str(httpx.URL(upstream).port),
+            "--log-url",
+            f"file://{tmp_path}/events.jsonl",
+            "--spool-dir",
+            str(tmp_path / "spool"),
+        ],
+        name="sidecar",
+    )
     child.wait_http(f"http://127.0.0.1:{port}/infertap/metrics")
     result: dict = {}
 
@@ -183,9 +209,10 @@ def test_sigterm_lets_the_request_in_flight_finish(spawn, upstream, tmp_path):
 
 
 def test_the_common_request_goes_out_before_it_is_parsed_and_is_still_logged(serve_app, upstream):
+    from tap_fixtures import CollectingDelivery
+
     from infertap.sidecar.proxy import ReverseProxy
     from infertap.sidecar.settings import LoggerSettings
-    from tap_fixtures import CollectingDelivery
 
     delivery = CollectingDelivery()
     proxy = ReverseProxy(LoggerSettings(component_port=httpx.URL(upstream).port, inference_service="iris"), delivery)

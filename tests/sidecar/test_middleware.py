@@ -1,4 +1,5 @@
 """The tap as ASGI middleware around an in-process app, served on a real port."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,10 +11,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from tap_fixtures import CollectingDelivery, serve_app  # noqa: F401
 
 from infertap.logger.events import REQUEST_TYPE, RESPONSE_TYPE, decode_metadata
 from infertap.sidecar.middleware import InferenceLoggerMiddleware
-from tap_fixtures import CollectingDelivery, serve_app  # noqa: F401
 
 RELEASE: dict[str, asyncio.Event] = {}
 STATE: dict[str, str] = {}
@@ -52,27 +53,38 @@ async def state(request: Request) -> Response:
 
 
 def make_app():
-    return Starlette(routes=[
-        Route("/v2/models/m/infer", predict, methods=["POST"]),
-        Route("/v1/models/m:predict", fail, methods=["POST"]),
-        Route("/stream/{token}", stream), Route("/release/{token}", release, methods=["POST"]),
-        Route("/state/{token}", state),
-    ])
+    return Starlette(
+        routes=[
+            Route("/v2/models/m/infer", predict, methods=["POST"]),
+            Route("/v1/models/m:predict", fail, methods=["POST"]),
+            Route("/stream/{token}", stream),
+            Route("/release/{token}", release, methods=["POST"]),
+            Route("/state/{token}", state),
+        ]
+    )
 
 
 def wrapped(serve_app, **config):
     delivery = CollectingDelivery()
-    app = InferenceLoggerMiddleware(make_app(), delivery=delivery, inference_service="iris", component="predictor",
-                                    **config)
+    app = InferenceLoggerMiddleware(
+        make_app(), delivery=delivery, inference_service="iris", component="predictor", **config
+    )
     return serve_app(app).url, delivery
 
 
 def test_middleware_logs_request_and_response_byte_exact(serve_app):
     url, d = wrapped(serve_app, metadata_headers=["x-request-id"])
     body = os.urandom(10_000)
-    r = httpx.post(f"{url}/v2/models/m/infer", content=body,
-                   headers={"content-type": "application/octet-stream", "ce-id": "mw-1", "x-request-id": "r9",
-                            "authorization": "Bearer s3cret"})
+    r = httpx.post(
+        f"{url}/v2/models/m/infer",
+        content=body,
+        headers={
+            "content-type": "application/octet-stream",
+            "ce-id": "mw-1",
+            "x-request-id": "r9",
+            "authorization": "Bearer s3cret",
+        },
+    )
     assert r.content == body
     req, resp = d.wait(2)
     assert (req.get_type(), resp.get_type()) == (REQUEST_TYPE, RESPONSE_TYPE)

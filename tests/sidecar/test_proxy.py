@@ -1,4 +1,5 @@
 """The sidecar's reverse proxy against a real upstream process, events caught in-process."""
+
 from __future__ import annotations
 
 import json
@@ -8,16 +9,17 @@ import uuid
 
 import httpx
 import pytest
+from tap_fixtures import free_port, serve_app, sidecar, start_upstream, upstream  # noqa: F401
 
 from infertap.logger.events import REQUEST_TYPE, RESPONSE_TYPE, decode_metadata
-from tap_fixtures import free_port, serve_app, sidecar, start_upstream, upstream  # noqa: F401
 
 
 def test_events_carry_kserve_attributes_and_share_ce_id(serve_app, upstream):
     url, d = sidecar(serve_app, upstream, metadata_annotations={"team": "ml"})
     body = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
-    r = httpx.post(f"{url}/v1/models/iris:predict", content=body,
-                   headers={"content-type": "application/json", "ce-id": "req-42"})
+    r = httpx.post(
+        f"{url}/v1/models/iris:predict", content=body, headers={"content-type": "application/json", "ce-id": "req-42"}
+    )
     assert r.status_code == 200 and r.content == body
     req, resp = d.wait(2)
     assert (req.get_type(), resp.get_type()) == (REQUEST_TYPE, RESPONSE_TYPE)
@@ -44,8 +46,9 @@ def test_new_uuid_shared_by_request_and_response(serve_app, upstream):
     uuid.UUID(ids[0])
 
 
-@pytest.mark.parametrize("mode,types", [("request", [REQUEST_TYPE]), ("response", [RESPONSE_TYPE]),
-                                        ("all", [REQUEST_TYPE, RESPONSE_TYPE])])
+@pytest.mark.parametrize(
+    "mode,types", [("request", [REQUEST_TYPE]), ("response", [RESPONSE_TYPE]), ("all", [REQUEST_TYPE, RESPONSE_TYPE])]
+)
 def test_modes(serve_app, upstream, mode, types):
     url, d = sidecar(serve_app, upstream, log_mode=mode)
     for _ in range(2):
@@ -57,9 +60,16 @@ def test_modes(serve_app, upstream, mode, types):
 
 def test_header_allow_list_case_insensitive_and_authorization_never_logged(serve_app, upstream):
     url, d = sidecar(serve_app, upstream, metadata_headers=["X-REQUEST-ID", "x-b3-traceid"])
-    httpx.post(f"{url}/v1/models/iris:predict", json={"instances": [[1]]},
-               headers={"x-request-id": "r-1", "X-B3-TRACEID": "t-1", "authorization": "Bearer s3cret",
-                        "cookie": "session=abc"})
+    httpx.post(
+        f"{url}/v1/models/iris:predict",
+        json={"instances": [[1]]},
+        headers={
+            "x-request-id": "r-1",
+            "X-B3-TRACEID": "t-1",
+            "authorization": "Bearer s3cret",
+            "cookie": "session=abc",
+        },
+    )
     for event in d.wait(2):
         assert decode_metadata(event.get_extension("metadata")) == {"X-Request-Id": ["r-1"], "X-B3-Traceid": ["t-1"]}
         dumped = json.dumps({k: str(v) for k, v in event.get_attributes().items()})
@@ -139,7 +149,10 @@ def test_skip_logging_header_honoured_and_forwarded(serve_app, upstream):
 def test_probes_not_logged(serve_app, upstream):
     url, d = sidecar(serve_app, upstream)
     assert httpx.get(f"{url}/v2/health/ready").status_code == 200
-    assert httpx.post(f"{url}/v1/models/iris:predict", json={}, headers={"user-agent": "kube-probe/1.29"}).status_code == 200
+    assert (
+        httpx.post(f"{url}/v1/models/iris:predict", json={}, headers={"user-agent": "kube-probe/1.29"}).status_code
+        == 200
+    )
     httpx.post(f"{url}/v1/models/iris:predict", json={"marker": 1})
     events = d.wait(2)
     assert len(events) == 2 and events[0].get_data() == b'{"marker":1}'
@@ -158,8 +171,10 @@ def test_paths_query_and_upstream_metrics_forwarded_unchanged(serve_app, upstrea
 
 def test_hop_by_hop_headers_not_forwarded(serve_app, upstream):
     url, _ = sidecar(serve_app, upstream)
-    r = httpx.get(f"{url}/headers", headers={"connection": "keep-alive, x-private", "x-private": "1",
-                                             "proxy-authorization": "p", "x-kept": "yes"})
+    r = httpx.get(
+        f"{url}/headers",
+        headers={"connection": "keep-alive, x-private", "x-private": "1", "proxy-authorization": "p", "x-kept": "yes"},
+    )
     names = {k for k, _ in r.json()["headers"]}
     assert "x-kept" in names and "x-forwarded-for" in names
     assert not names & {"x-private", "proxy-authorization"}
@@ -197,8 +212,14 @@ def test_upstream_timeout_gives_504(serve_app, upstream):
 def _count_413(url: str) -> float:
     """infertap_proxy_requests_total for code 413 on iris's v1 predict (the registry is per process)."""
     metrics = httpx.get(f"{url}/infertap/metrics").text
-    return sum(float(l.rsplit(" ", 1)[1]) for l in metrics.splitlines() if l.startswith("infertap_proxy_requests_total{")
-               and 'code="413"' in l and 'endpoint="v1_predict"' in l and 'model="iris"' in l)
+    return sum(
+        float(l.rsplit(" ", 1)[1])
+        for l in metrics.splitlines()
+        if l.startswith("infertap_proxy_requests_total{")
+        and 'code="413"' in l
+        and 'endpoint="v1_predict"' in l
+        and 'model="iris"' in l
+    )
 
 
 def test_body_over_limit_gives_413(serve_app, upstream):
@@ -214,7 +235,9 @@ def test_body_over_limit_gives_413(serve_app, upstream):
 def test_upstream_connections_are_kept_alive_and_reused(serve_app, upstream):
     url, _ = sidecar(serve_app, upstream)
     with httpx.Client() as client:
-        ports = {json.loads(client.post(f"{url}/v1/models/iris:predict", json={}).headers["x-seen"])["peer_port"]
-                 for _ in range(10)}
+        ports = {
+            json.loads(client.post(f"{url}/v1/models/iris:predict", json={}).headers["x-seen"])["peer_port"]
+            for _ in range(10)
+        }
         assert len(ports) == 1
         assert client.head(f"{url}/v1/models/iris:predict").status_code in (200, 405)

@@ -1,4 +1,5 @@
 """infertap.sidecar.tap: event ids (random UUID4 strings from pooled os.urandom bytes)."""
+
 from __future__ import annotations
 
 import os

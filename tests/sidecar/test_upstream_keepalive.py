@@ -7,6 +7,7 @@ into a 502: it drops pooled connections before the server's timeout
 (`upstream_keepalive_s`), and retries once, on a fresh connection, a request whose reused
 connection broke before any byte of the answer came back.
 """
+
 from __future__ import annotations
 
 import sys
@@ -14,16 +15,18 @@ import time
 
 import httpx
 import pytest
-
 from tap_fixtures import HERE, free_port, serve_app  # noqa: F401
+
 from infertap.sidecar.proxy import ReverseProxy
 from infertap.sidecar.settings import LoggerSettings
 
 
 def start_keepalive_upstream(spawn, idle: float = 60.0) -> int:
     port = free_port()
-    child = spawn([sys.executable, str(HERE / "keepalive_upstream.py"), "--port", str(port), "--idle", str(idle)],
-                  name="keepalive-upstream")
+    child = spawn(
+        [sys.executable, str(HERE / "keepalive_upstream.py"), "--port", str(port), "--idle", str(idle)],
+        name="keepalive-upstream",
+    )
     child.wait_http(f"http://127.0.0.1:{port}/v2/health/ready")
     return port
 
@@ -34,8 +37,9 @@ def proxy_in_front(serve_app, port: int, **settings) -> tuple[str, ReverseProxy]
 
 
 def post(client: httpx.Client, url: str, path: str) -> httpx.Response:
-    return client.post(f"{url}{path}", content=b'{"instances": [[1, 2, 3, 4]]}',
-                       headers={"content-type": "application/json"})
+    return client.post(
+        f"{url}{path}", content=b'{"instances": [[1, 2, 3, 4]]}', headers={"content-type": "application/json"}
+    )
 
 
 def test_connection_idle_past_keepalive_expiry_is_not_reused(spawn, serve_app):
@@ -93,6 +97,7 @@ def test_concurrent_requests_across_upstream_idle_closes_never_fail(spawn, serve
     failed = []
     with httpx.Client(timeout=10, limits=httpx.Limits(max_connections=8)) as client:
         from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(8) as pool:
             for i in range(rounds):
                 for r in pool.map(lambda _: post(client, url, "/v1/models/iris:predict"), range(8)):

@@ -1,4 +1,5 @@
 """Helpers for the stack tests (a module, not conftest, so test modules can import it)."""
+
 from __future__ import annotations
 
 import socket

@@ -1,10 +1,10 @@
 """Fixtures of the sidecar tests: KServe sample files and a writer for spec files."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
-
 
 
 @pytest.fixture

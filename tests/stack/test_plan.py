@@ -1,4 +1,5 @@
 """The planner: specs to processes, ports, logger settings, the embedded broker decision."""
+
 from __future__ import annotations
 
 import json
@@ -7,13 +8,12 @@ import socket
 from pathlib import Path
 
 import pytest
+from cli_support import free_port
 
-from infertap.sidecar.settings import LoggerSettings
 from infertap.serving.settings import ServerSettings
+from infertap.sidecar.settings import LoggerSettings
 from infertap.stack.plan import PlanError, PlanOptions, make_plan, resolve_storage
 from infertap.stack.specs import SpecError, load_files
-
-from cli_support import free_port
 
 SERVICE = """\
 apiVersion: serving.kserve.io/v1beta1
@@ -60,7 +60,12 @@ def test_predictors_take_consecutive_ports_and_typed_settings(specdir):
     assert second.port > first.port >= port
     assert isinstance(first.settings, ServerSettings)
     model = first.settings.models[0]
-    assert (model.name, model.format, model.version, model.uri) == ("iris", "sklearn", "2", str(specdir / "m" / "model.joblib"))
+    assert (model.name, model.format, model.version, model.uri) == (
+        "iris",
+        "sklearn",
+        "2",
+        str(specdir / "m" / "model.joblib"),
+    )
     assert second.settings.models[0].uri == str(specdir / "m")
     assert first.ready_url == f"http://127.0.0.1:{first.port}/v2/health/ready"
     assert plan.by_role("logger") == [] and plan.by_role("broker") == []
@@ -131,13 +136,22 @@ def test_http_sink_is_passed_through(specdir):
     assert plan.by_role("broker") == []
 
 
-@pytest.mark.parametrize("text, message", [
-    (service(uri="gs://bucket/model"), "spec.predictor.model.storageUri: only local storage runs locally"),
-    (service(uri="s3://bucket/model"), "only local storage runs locally"),
-    (service(uri="nowhere/model.joblib"), "spec.predictor.model.storageUri: no model at"),
-    (service(fmt="tensorflow"), "spec.predictor.model.modelFormat.name: infertap serves sklearn, xgboost, lightgbm, pytorch, onnx locally (got 'tensorflow')"),
-    (service(logger="    logger:\n      url: s3://logs\n"), "spec.predictor.logger.url: s3:// is KServe's blob-storage sink"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (service(uri="gs://bucket/model"), "spec.predictor.model.storageUri: only local storage runs locally"),
+        (service(uri="s3://bucket/model"), "only local storage runs locally"),
+        (service(uri="nowhere/model.joblib"), "spec.predictor.model.storageUri: no model at"),
+        (
+            service(fmt="tensorflow"),
+            "spec.predictor.model.modelFormat.name: infertap serves sklearn, xgboost, lightgbm, pytorch, onnx locally (got 'tensorflow')",
+        ),
+        (
+            service(logger="    logger:\n      url: s3://logs\n"),
+            "spec.predictor.logger.url: s3:// is KServe's blob-storage sink",
+        ),
+    ],
+)
 def test_what_cannot_run_locally_is_named(specdir, text, message):
     with pytest.raises(PlanError) as err:
         plan_of(specdir, text)
@@ -199,7 +213,10 @@ def test_explain_sample_annotation_starts_the_stream_worker(models_dir, monkeypa
     assert stream.argv[1:] == ["-m", "infertap.stack.runner", "explain-stream"]
     settings, explainer_settings = explain_stream_settings(stream.env["INFERTAP_SETTINGS"])
     assert (settings.bootstrap, settings.source, settings.target) == (
-        "127.0.0.1:9092", "sklearn-iris-events", "sklearn-iris-explanations")
+        "127.0.0.1:9092",
+        "sklearn-iris-events",
+        "sklearn-iris-explanations",
+    )
     assert settings.sample_rate == 0.05 and settings.metrics_port == stream.port
     assert explainer_settings == explainer.settings  # the same explainer as the :explain endpoint
 
@@ -208,8 +225,11 @@ def test_explain_sample_annotation_starts_the_stream_worker(models_dir, monkeypa
 def test_bad_explain_sample_rate_names_the_annotation(models_dir, monkeypatch, value):
     root = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(root)
-    text = (root / "examples" / "sklearn-iris-monitoring.yaml").read_text().replace(
-        'explain-sample-rate: "0.05"', f'explain-sample-rate: "{value}"')
+    text = (
+        (root / "examples" / "sklearn-iris-monitoring.yaml")
+        .read_text()
+        .replace('explain-sample-rate: "0.05"', f'explain-sample-rate: "{value}"')
+    )
     with pytest.raises(PlanError, match=r'metadata.annotations\["infertap.io/explain-sample-rate"\]: a share'):
         make_plan(_monitoring_docs(text), PlanOptions(start_broker=False))
 
@@ -217,8 +237,11 @@ def test_bad_explain_sample_rate_names_the_annotation(models_dir, monkeypatch, v
 def test_no_stream_worker_without_the_annotation(models_dir, monkeypatch):
     root = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(root)
-    text = (root / "examples" / "sklearn-iris-monitoring.yaml").read_text().replace(
-        'infertap.io/explain-sample-rate: "0.05"', 'infertap.dev/team: demo')
+    text = (
+        (root / "examples" / "sklearn-iris-monitoring.yaml")
+        .read_text()
+        .replace('infertap.io/explain-sample-rate: "0.05"', "infertap.dev/team: demo")
+    )
     plan = make_plan(_monitoring_docs(text), PlanOptions(start_broker=False))
     assert plan.by_role("explain-stream") == [] and len(plan.by_role("explainer")) == 1
 
@@ -227,10 +250,15 @@ def _secure_monitoring_plan(monkeypatch, password: str):
     """The monitoring example with its logger writing over SASL_SSL with `password`."""
     root = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(root)
-    secure = ("kafka://localhost:9092/sklearn-iris-events?security_protocol=SASL_SSL&sasl_mechanism=PLAIN"
-              f"&sasl_username=u&sasl_password={password}&ssl_cafile=/etc/kafka/ca.pem")
-    text = (root / "examples" / "sklearn-iris-monitoring.yaml").read_text().replace(
-        "url: kafka://localhost:9092/sklearn-iris-events", f"url: {secure}")
+    secure = (
+        "kafka://localhost:9092/sklearn-iris-events?security_protocol=SASL_SSL&sasl_mechanism=PLAIN"
+        f"&sasl_username=u&sasl_password={password}&ssl_cafile=/etc/kafka/ca.pem"
+    )
+    text = (
+        (root / "examples" / "sklearn-iris-monitoring.yaml")
+        .read_text()
+        .replace("url: kafka://localhost:9092/sklearn-iris-events", f"url: {secure}")
+    )
     return make_plan(_monitoring_docs(text), PlanOptions(start_broker=False, explain_stream_port=0))
 
 
@@ -240,8 +268,13 @@ def test_stream_worker_reads_with_the_loggers_tls_and_sasl_options(models_dir, m
     plan = _secure_monitoring_plan(monkeypatch, "p")
     [stream] = plan.by_role("explain-stream")
     settings, _ = explain_stream_settings(stream.env["INFERTAP_SETTINGS"])
-    assert settings.kafka_config == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.username": "u",
-                                     "sasl.password": "p", "ssl.ca.location": "/etc/kafka/ca.pem"}
+    assert settings.kafka_config == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "PLAIN",
+        "sasl.username": "u",
+        "sasl.password": "p",
+        "ssl.ca.location": "/etc/kafka/ca.pem",
+    }
 
 
 def test_secrets_stay_off_every_command_line(models_dir, monkeypatch):
@@ -264,8 +297,11 @@ def test_secrets_stay_off_every_command_line(models_dir, monkeypatch):
 def test_detector_replicas_share_a_group_with_a_port_each(models_dir, monkeypatch):
     root = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(root)
-    text = (root / "examples" / "sklearn-iris-monitoring.yaml").read_text().replace(
-        "  window: {size: 150}\n", "  window: {size: 150}\n  replicas: 3\n", 1)
+    text = (
+        (root / "examples" / "sklearn-iris-monitoring.yaml")
+        .read_text()
+        .replace("  window: {size: 150}\n", "  window: {size: 150}\n  replicas: 3\n", 1)
+    )
     plan = make_plan(_monitoring_docs(text), PlanOptions(start_broker=False, detector_port=0))
     drift = [p for p in plan.by_role("detector") if p.name.startswith("iris-drift/")]
     assert [p.name for p in drift] == ["iris-drift/detector", "iris-drift/detector-1", "iris-drift/detector-2"]
@@ -278,8 +314,10 @@ def test_detector_replicas_need_kafka_and_no_shared_state(models_dir, monkeypatc
     root = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(root)
     base = (root / "examples" / "sklearn-iris-monitoring.yaml").read_text()
-    for extra, complaint in [("  replicas: 2\n  stateDir: state\n", "cannot share one stateDir"),
-                             ("  replicas: 0\n", "greater than or equal to 1")]:
+    for extra, complaint in [
+        ("  replicas: 2\n  stateDir: state\n", "cannot share one stateDir"),
+        ("  replicas: 0\n", "greater than or equal to 1"),
+    ]:
         text = base.replace("  window: {size: 150}\n", "  window: {size: 150}\n" + extra, 1)
         with pytest.raises(SpecError, match=complaint):
             make_plan(_monitoring_docs(text), PlanOptions(start_broker=False))
@@ -289,13 +327,21 @@ def test_detectors_read_with_the_loggers_tls_and_sasl_options(models_dir, monkey
     root = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(root)
     secure = "kafka://localhost:9092/sklearn-iris-events?security_protocol=SSL&ssl_cafile=/etc/kafka/ca.pem"
-    text = (root / "examples" / "sklearn-iris-monitoring.yaml").read_text().replace(
-        "url: kafka://localhost:9092/sklearn-iris-events", f"url: {secure}")
+    text = (
+        (root / "examples" / "sklearn-iris-monitoring.yaml")
+        .read_text()
+        .replace("url: kafka://localhost:9092/sklearn-iris-events", f"url: {secure}")
+    )
     # one detector names its own properties: they win
-    text = text.replace("source: {inferenceService: sklearn-iris, events: request}",
-                        "source: {inferenceService: sklearn-iris, events: request, kafkaConfig: {security.protocol: SSL, "
-                        "ssl.ca.location: /mine.pem}}", 1)
+    text = text.replace(
+        "source: {inferenceService: sklearn-iris, events: request}",
+        "source: {inferenceService: sklearn-iris, events: request, kafkaConfig: {security.protocol: SSL, "
+        "ssl.ca.location: /mine.pem}}",
+        1,
+    )
     plan = make_plan(_monitoring_docs(text), PlanOptions(start_broker=False, detector_port=0))
     by_name = {p.name: p.settings.kafka_config for p in plan.by_role("detector")}
-    assert by_name == {"iris-drift/detector": {"security.protocol": "SSL", "ssl.ca.location": "/mine.pem"},
-                       "iris-outliers/detector": {"security.protocol": "SSL", "ssl.ca.location": "/etc/kafka/ca.pem"}}
+    assert by_name == {
+        "iris-drift/detector": {"security.protocol": "SSL", "ssl.ca.location": "/mine.pem"},
+        "iris-outliers/detector": {"security.protocol": "SSL", "ssl.ca.location": "/etc/kafka/ca.pem"},
+    }

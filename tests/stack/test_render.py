@@ -2,6 +2,7 @@
 offline, bundled schemas); the KEDA ScaledObject and KServe InferenceService (CRDs, whose schemas
 are not bundled) are checked structurally: KEDA's required fields and types as its CRD states them,
 and the InferenceService by loading it back through infertap's own KServe spec model."""
+
 from __future__ import annotations
 
 import base64
@@ -66,17 +67,34 @@ SCALED_OBJECT_SCHEMA = {
         "kind": {"const": "ScaledObject"},
         "metadata": {"type": "object", "required": ["name"]},
         "spec": {
-            "type": "object", "required": ["scaleTargetRef", "triggers"],
+            "type": "object",
+            "required": ["scaleTargetRef", "triggers"],
             "properties": {
-                "scaleTargetRef": {"type": "object", "required": ["name"], "properties": {
-                    "name": {"type": "string"}, "kind": {"type": "string"}, "apiVersion": {"type": "string"}}},
+                "scaleTargetRef": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "apiVersion": {"type": "string"},
+                    },
+                },
                 "minReplicaCount": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
                 "maxReplicaCount": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
-                "pollingInterval": {"type": "integer"}, "cooldownPeriod": {"type": "integer"},
-                "triggers": {"type": "array", "minItems": 1, "items": {
-                    "type": "object", "required": ["type", "metadata"], "properties": {
-                        "type": {"type": "string"},
-                        "metadata": {"type": "object", "additionalProperties": {"type": "string"}}}}},
+                "pollingInterval": {"type": "integer"},
+                "cooldownPeriod": {"type": "integer"},
+                "triggers": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["type", "metadata"],
+                        "properties": {
+                            "type": {"type": "string"},
+                            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+                        },
+                    },
+                },
             },
             "additionalProperties": False,
         },
@@ -113,17 +131,30 @@ def test_standalone_manifests_validate(spec_file):
     assert kinds == ["ConfigMap", "Deployment", "ScaledObject", "Service"]
     assert validate_all(out.manifests) == ["ScaledObject"]
     names = {(m["kind"], m["metadata"]["name"]) for m in out.manifests}
-    assert {("Deployment", "iris-predictor"), ("Deployment", "iris-explainer"), ("Deployment", "iris-drift"),
-            ("Service", "iris-predictor"), ("Service", "iris-explainer"), ("ConfigMap", "infertap-dashboards"),
-            ("ScaledObject", "iris-drift")} <= names
+    assert {
+        ("Deployment", "iris-predictor"),
+        ("Deployment", "iris-explainer"),
+        ("Deployment", "iris-drift"),
+        ("Service", "iris-predictor"),
+        ("Service", "iris-explainer"),
+        ("ConfigMap", "infertap-dashboards"),
+        ("ScaledObject", "iris-drift"),
+    } <= names
     assert all(m["metadata"]["namespace"] == "models" for m in out.manifests)
 
 
 def test_validation_is_real():
     """A Deployment with a wrong field type fails kubernetes-validate (the check can fail)."""
-    bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
-           "spec": {"replicas": "two", "selector": {"matchLabels": {"a": "b"}},
-                    "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    bad = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {
+            "replicas": "two",
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}},
+        },
+    }
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
 
@@ -160,6 +191,7 @@ def test_explainer_and_detector(spec_file):
     assert settings["bootstrap"] == "kafka:9092" and settings["detector"] == "TabularDrift"
     assert settings["reference"] == "/etc/infertap/reference/reference.npy"
     from infertap.detectors.settings import WorkerSettings
+
     WorkerSettings.model_validate(settings)  # what `python -m infertap.detectors` will parse
     ref = next(m for m in by_kind(out.manifests, "ConfigMap") if m["metadata"]["name"] == "iris-drift-reference")
     data = base64.b64decode(ref["binaryData"]["reference.npy"])
@@ -174,8 +206,13 @@ def test_scaled_object_matches_keda_crd(spec_file):
     jsonschema.validate(so, SCALED_OBJECT_SCHEMA)
     trigger = so["spec"]["triggers"][0]
     assert trigger["type"] == "kafka"
-    assert trigger["metadata"] == {"bootstrapServers": "kafka:9092", "consumerGroup": "infertap-detector-iris-drift",
-                                   "topic": "iris-events", "lagThreshold": "1000", "offsetResetPolicy": "earliest"}
+    assert trigger["metadata"] == {
+        "bootstrapServers": "kafka:9092",
+        "consumerGroup": "infertap-detector-iris-drift",
+        "topic": "iris-events",
+        "lagThreshold": "1000",
+        "offsetResetPolicy": "earliest",
+    }
     assert so["spec"]["scaleTargetRef"]["name"] == "iris-drift"
     broken = json.loads(json.dumps(so))
     del broken["spec"]["triggers"][0]["type"]
@@ -237,8 +274,13 @@ def test_local_storage_becomes_a_pvc_with_a_note(tmp_path):
 
 def test_cli_render_to_folder_and_stdout(spec_file, tmp_path):
     folder = tmp_path / "manifests"
-    done = subprocess.run([sys.executable, "-m", "infertap", "render", str(spec_file), "-o", str(folder), "--namespace", "ml"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "infertap", "render", str(spec_file), "-o", str(folder), "--namespace", "ml"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     files = sorted(folder.glob("*.yaml"))
     assert len(files) >= 8
@@ -246,8 +288,13 @@ def test_cli_render_to_folder_and_stdout(spec_file, tmp_path):
         m = yaml.safe_load(f.read_text())
         assert m["metadata"]["namespace"] == "ml"
     validate_all([yaml.safe_load(f.read_text()) for f in files])
-    done = subprocess.run([sys.executable, "-m", "infertap", "render", str(spec_file), "--target", "kserve", "--no-dashboards"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "infertap", "render", str(spec_file), "--target", "kserve", "--no-dashboards"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     kinds = [d["kind"] for d in yaml.safe_load_all(done.stdout)]
     assert "InferenceService" in kinds and "ConfigMap" in kinds  # the detector's reference ConfigMap
@@ -256,12 +303,20 @@ def test_cli_render_to_folder_and_stdout(spec_file, tmp_path):
 
 def test_cli_render_bad_input_exits_2(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata: {name: Bad_Name}\nspec: {}\n")
-    done = subprocess.run([sys.executable, "-m", "infertap", "render", str(bad)], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
+    bad.write_text(
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata: {name: Bad_Name}\nspec: {}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "infertap", "render", str(bad)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr and "bad.yaml" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "infertap", "render", str(bad), "--target", "helm"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "infertap", "render", str(bad), "--target", "helm"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 2 and "--target" in done.stderr
 
 
@@ -287,10 +342,15 @@ def test_detector_replicas_set_the_deployment_and_the_keda_floor(spec_file):
 
 @pytest.mark.parametrize("target", ["standalone", "kserve"])
 def test_credentials_go_into_a_secret_not_into_deployments(spec_file, target):
-    secure = ("url: kafka://localhost:9092/iris-events?security_protocol=SASL_SSL&sasl_mechanism=PLAIN"
-              "&sasl_username=u&sasl_password=s3cret")
-    text = spec_file.read_text().replace("url: kafka://localhost:9092/iris-events", secure).replace(
-        "bootstrap: localhost:9092}", "bootstrap: localhost:9092, kafkaConfig: {sasl.password: d3tect}}")
+    secure = (
+        "url: kafka://localhost:9092/iris-events?security_protocol=SASL_SSL&sasl_mechanism=PLAIN"
+        "&sasl_username=u&sasl_password=s3cret"
+    )
+    text = (
+        spec_file.read_text()
+        .replace("url: kafka://localhost:9092/iris-events", secure)
+        .replace("bootstrap: localhost:9092}", "bootstrap: localhost:9092, kafkaConfig: {sasl.password: d3tect}}")
+    )
     assert "s3cret" in text and "d3tect" in text
     spec_file.write_text(text)
     out = render_files([spec_file], RenderOptions(target=target))
@@ -308,8 +368,13 @@ def test_credentials_go_into_a_secret_not_into_deployments(spec_file, target):
                 value = secrets[key["name"]]["stringData"][key["key"]]
                 assert f"$({ref['name']})" in container["args"]  # Kubernetes expands it from the env
                 assert "s3cret" in value or "d3tect" in value
-    [logger] = [c for d in by_kind(out.manifests, "Deployment") if d["metadata"]["name"] == logger_deployment
-                for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == "infertap-logger"]
+    [logger] = [
+        c
+        for d in by_kind(out.manifests, "Deployment")
+        if d["metadata"]["name"] == logger_deployment
+        for c in d["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "infertap-logger"
+    ]
     url = secrets[f"{logger_deployment}-secrets"]["stringData"]["arg-0"]
     assert logger["args"][logger["args"].index("--log-url") + 1] == "$(INFERTAP_SECRET_ARG_0)"
     assert url.startswith("kafka://kafka:9092/iris-events?") and "sasl_password=s3cret" in url

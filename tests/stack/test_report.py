@@ -1,5 +1,6 @@
 """`infertap report`: the HTML page from detection/explanation CloudEvents (built in memory and read
 back from the real broker), its structure and embedded plots, and a render in headless Chromium."""
+
 from __future__ import annotations
 
 import base64
@@ -8,17 +9,17 @@ import shutil
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from infertap.stack.report import ReportData, Series, from_events, render_html
+from infertap.stack.report import ReportData, from_events, render_html
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 class Page(HTMLParser):
@@ -57,21 +58,41 @@ class Page(HTMLParser):
 
 def drift_event(i: int, drifted: bool) -> tuple[dict, dict]:
     p = [0.4, 0.6, 1e-12 if drifted else 0.3, 1e-5 if drifted else 0.5]
-    body = {"kind": "drift", "detector": "TabularDrift", "n": 100, "is_drift": drifted, "p_val": min(p), "threshold": 0.05,
-            "features": [{"name": n, "p_val": v, "distance": 0.1, "is_drift": v < 0.05} for n, v in zip(FEATURES, p)],
-            "window_end": (T0 + timedelta(minutes=i)).isoformat()}
+    body = {
+        "kind": "drift",
+        "detector": "TabularDrift",
+        "n": 100,
+        "is_drift": drifted,
+        "p_val": min(p),
+        "threshold": 0.05,
+        "features": [{"name": n, "p_val": v, "distance": 0.1, "is_drift": v < 0.05} for n, v in zip(FEATURES, p)],
+        "window_end": (T0 + timedelta(minutes=i)).isoformat(),
+    }
     return {"type": "io.infertap.detection.drift", "detector": "iris-drift", "time": T0 + timedelta(minutes=i)}, body
 
 
 def outlier_event(i: int, flagged: int) -> tuple[dict, dict]:
-    body = {"kind": "outlier", "detector": "IForest", "n": 50, "is_outlier": [True] * flagged + [False] * (50 - flagged),
-            "instance_scores": [0.1] * 50, "window_end": (T0 + timedelta(minutes=i)).isoformat()}
-    return {"type": "io.infertap.detection.outlier", "detector": "iris-outliers", "time": T0 + timedelta(minutes=i)}, body
+    body = {
+        "kind": "outlier",
+        "detector": "IForest",
+        "n": 50,
+        "is_outlier": [True] * flagged + [False] * (50 - flagged),
+        "instance_scores": [0.1] * 50,
+        "window_end": (T0 + timedelta(minutes=i)).isoformat(),
+    }
+    return {
+        "type": "io.infertap.detection.outlier",
+        "detector": "iris-outliers",
+        "time": T0 + timedelta(minutes=i),
+    }, body
 
 
 def explanation_event(values: list[float]) -> tuple[dict, dict]:
-    return {"type": "io.infertap.explanation"}, {"model_name": "iris", "explainer": "KernelShap", "explanations": [
-        {"feature_names": FEATURES, "values": values}]}
+    return {"type": "io.infertap.explanation"}, {
+        "model_name": "iris",
+        "explainer": "KernelShap",
+        "explanations": [{"feature_names": FEATURES, "values": values}],
+    }
 
 
 @pytest.fixture
@@ -86,16 +107,21 @@ def test_events_become_series(data):
     assert data.drift_p["petal_length"].v == [0.3, 0.3, 0.3, 1e-12, 1e-12, 1e-12]
     assert data.drift_flags["iris-drift"].v == [0, 0, 0, 1, 1, 1]
     assert data.outlier_rate["iris-outliers"].v == pytest.approx([0.02] * 3 + [0.2] * 3)
-    assert data.attributions == pytest.approx({"sepal_length": 0.2, "sepal_width": 0.05, "petal_length": 0.7,
-                                               "petal_width": 0.3})
+    assert data.attributions == pytest.approx(
+        {"sepal_length": 0.2, "sepal_width": 0.05, "petal_length": 0.7, "petal_width": 0.3}
+    )
     assert data.summary["outliers flagged"] == 33 and data.summary["windows evaluated"] == 12
 
 
 def test_page_structure_and_plots(data):
     page = Page()
     page.feed(render_html(data))
-    assert page.captions == ["Per-feature drift p-value", "Drift flag per window", "Outlier rate",
-                             "Top features by mean |attribution|"]
+    assert page.captions == [
+        "Per-feature drift p-value",
+        "Drift flag per window",
+        "Outlier rate",
+        "Top features by mean |attribution|",
+    ]
     assert len(page.images) == 4
     for img in page.images:
         assert img["src"].startswith("data:image/png;base64,")
@@ -125,17 +151,30 @@ def test_report_from_the_topics(broker, tmp_path):
     events += [(f"{isvc}-detections", outlier_event(i, 5)) for i in range(3)]
     events += [(f"{isvc}-explanations", explanation_event([0.1, 0.2, 0.9, 0.3]))]
     for topic, (attrs, body) in events:
-        event = CloudEvent({"specversion": "1.0", "id": str(uuid.uuid4()), "source": "test", "type": attrs["type"],
-                            "time": attrs.get("time", T0), "datacontenttype": "application/json",
-                            **({"detector": attrs["detector"]} if "detector" in attrs else {})},
-                           json.dumps(body).encode())
+        event = CloudEvent(
+            {
+                "specversion": "1.0",
+                "id": str(uuid.uuid4()),
+                "source": "test",
+                "type": attrs["type"],
+                "time": attrs.get("time", T0),
+                "datacontenttype": "application/json",
+                **({"detector": attrs["detector"]} if "detector" in attrs else {}),
+            },
+            json.dumps(body).encode(),
+        )
         msg = ce_kafka.to_binary_event(event)
         producer.send(topic, value=msg.value, key=msg.key, headers=list(msg.headers.items()))
     producer.flush()
     producer.close()
     out = tmp_path / "report.html"
-    done = subprocess.run([sys.executable, "-m", "infertap", "report", isvc, "--bootstrap", broker.bootstrap, "-o", str(out)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-m", "infertap", "report", isvc, "--bootstrap", broker.bootstrap, "-o", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
     assert "windows evaluated 7" in done.stdout
     page = Page()
@@ -151,8 +190,13 @@ def test_report_unreachable_sources_exit_1(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     for args in (["--prometheus", f"http://127.0.0.1:{port}"], ["--bootstrap", f"127.0.0.1:{port}"]):
-        done = subprocess.run([sys.executable, "-m", "infertap", "report", "iris", *args, "-o", str(tmp_path / "r.html")],
-                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "infertap", "report", "iris", *args, "-o", str(tmp_path / "r.html")],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
         assert done.returncode == 1 and "cannot build the report" in done.stderr and "Traceback" not in done.stderr
         assert not (tmp_path / "r.html").exists()
 
@@ -164,9 +208,22 @@ def test_page_renders_in_headless_chromium(data, tmp_path):
     html_path = tmp_path / "report.html"
     html_path.write_text(render_html(data))
     shot = tmp_path / "report.png"
-    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                           "--hide-scrollbars", f"--screenshot={shot}", "--window-size=1100,2400",
-                           html_path.as_uri()], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--window-size=1100,2400",
+            html_path.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000  # text and four plots, not a blank page

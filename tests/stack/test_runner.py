@@ -1,4 +1,5 @@
 """infertap.stack.runner: settings JSON from $INFERTAP_SETTINGS (what `infertap up` uses) or a second argument."""
+
 from __future__ import annotations
 
 import os
@@ -58,8 +59,14 @@ def _run(args: list[str], settings: str | None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != SETTINGS_ENV}
     if settings is not None:
         env[SETTINGS_ENV] = settings
-    return subprocess.run([sys.executable, "-m", "infertap.stack.runner", *args], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "infertap.stack.runner", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+    )
 
 
 def test_a_child_reads_its_settings_from_the_environment():

@@ -1,4 +1,5 @@
 """Loading InferenceService YAML: KServe's samples unchanged, warnings and errors with paths."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from infertap.stack.specs import loader
-from infertap.stack.specs import SpecError, load_file, load_files, register_kind
+from infertap.stack.specs import SpecError, load_file, load_files, loader, register_kind
 from infertap.stack.specs.logger_url import KafkaURL
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -29,15 +29,18 @@ def isvc(name: str = "sklearn-iris", extra: str = "") -> str:
     return ISVC.format(name=name, extra=extra)
 
 
-@pytest.mark.parametrize("sample, name, fmt, path", [
-    ("kserve-basic-logger.yaml", "sklearn-iris", "sklearn", "spec.predictor.sklearn"),
-    ("kserve-basic-logger-modelformat.yaml", "sklearn-iris", "sklearn", "spec.predictor.model"),
-    ("kserve-request-header-logger.yaml", "sklearn-iris", "sklearn", "spec.predictor.model"),
-    ("kserve-sklearn-iris.yaml", "sklearn-iris", "sklearn", "spec.predictor.model"),
-    ("kserve-sklearn-v2.yaml", "sklearn-irisv2", "sklearn", "spec.predictor.sklearn"),
-    ("kserve-sklearn-v2-runtime.yaml", "sklearn-v2-iris", "sklearn", "spec.predictor.model"),
-    ("kserve-blob-storage-logger.yaml", "sklearn-iris", "sklearn", "spec.predictor.model"),
-])
+@pytest.mark.parametrize(
+    "sample, name, fmt, path",
+    [
+        ("kserve-basic-logger.yaml", "sklearn-iris", "sklearn", "spec.predictor.sklearn"),
+        ("kserve-basic-logger-modelformat.yaml", "sklearn-iris", "sklearn", "spec.predictor.model"),
+        ("kserve-request-header-logger.yaml", "sklearn-iris", "sklearn", "spec.predictor.model"),
+        ("kserve-sklearn-iris.yaml", "sklearn-iris", "sklearn", "spec.predictor.model"),
+        ("kserve-sklearn-v2.yaml", "sklearn-irisv2", "sklearn", "spec.predictor.sklearn"),
+        ("kserve-sklearn-v2-runtime.yaml", "sklearn-v2-iris", "sklearn", "spec.predictor.model"),
+        ("kserve-blob-storage-logger.yaml", "sklearn-iris", "sklearn", "spec.predictor.model"),
+    ],
+)
 def test_kserve_samples_load_unchanged_without_warnings(sample, name, fmt, path):
     result = load_file(FIXTURES / sample)
     assert result.warnings == []
@@ -76,7 +79,9 @@ def test_misplaced_logger_of_the_website_sample_is_warned_about_with_its_path():
 
 
 def test_unknown_fields_are_kept_and_warned_with_paths(write_yaml):
-    path = write_yaml(isvc(extra="""\
+    path = write_yaml(
+        isvc(
+            extra="""\
       futureField: 1
       resources: {limits: {cpu: "1"}}
     logger:
@@ -85,7 +90,9 @@ def test_unknown_fields_are_kept_and_warned_with_paths(write_yaml):
     containers: [{name: c, image: x}]
   canary: true
 status: {url: http://x}
-"""))
+"""
+        )
+    )
     result = load_file(path)
     paths = sorted(w.split(": ")[2] for w in result.warnings)
     assert paths == ["spec.canary", "spec.predictor.logger.colour", "spec.predictor.model.futureField"]
@@ -103,15 +110,29 @@ def test_bad_mode_names_file_document_and_path(write_yaml):
     path = write_yaml(isvc(extra="    logger:\n      mode: everything\n"), name="x.yaml")
     with pytest.raises(SpecError) as err:
         load_file(path)
-    assert str(err.value) == (f"{path}: document 1 (InferenceService sklearn-iris): spec.predictor.logger.mode: "
-                              "must be one of all, request, response (got 'everything')")
+    assert str(err.value) == (
+        f"{path}: document 1 (InferenceService sklearn-iris): spec.predictor.logger.mode: "
+        "must be one of all, request, response (got 'everything')"
+    )
 
 
-@pytest.mark.parametrize("extra, expected", [
-    ("    logger:\n      url: ftp://sink\n", "spec.predictor.logger.url: must be an http(s)://, kafka://host:port/topic or file:// URL (got 'ftp://sink')"),
-    ("    logger:\n      url: kafka://host:notaport/t\n", "spec.predictor.logger.url: kafka URL has a bad port 'notaport'"),
-    ("    logger:\n      metadataHeaders: x-request-id\n", "spec.predictor.logger.metadataHeaders: input should be a valid list"),
-])
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (
+            "    logger:\n      url: ftp://sink\n",
+            "spec.predictor.logger.url: must be an http(s)://, kafka://host:port/topic or file:// URL (got 'ftp://sink')",
+        ),
+        (
+            "    logger:\n      url: kafka://host:notaport/t\n",
+            "spec.predictor.logger.url: kafka URL has a bad port 'notaport'",
+        ),
+        (
+            "    logger:\n      metadataHeaders: x-request-id\n",
+            "spec.predictor.logger.metadataHeaders: input should be a valid list",
+        ),
+    ],
+)
 def test_invalid_logger_fields(write_yaml, extra, expected):
     with pytest.raises(SpecError, match="document 1") as err:
         load_file(write_yaml(isvc(extra=extra)))
@@ -119,7 +140,11 @@ def test_invalid_logger_fields(write_yaml, extra, expected):
 
 
 def test_errors_of_several_documents_are_all_reported(write_yaml):
-    text = isvc("Bad_Name") + "---\n" + "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata: {name: b}\nspec: {}\n"
+    text = (
+        isvc("Bad_Name")
+        + "---\n"
+        + "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata: {name: b}\nspec: {}\n"
+    )
     with pytest.raises(SpecError) as err:
         load_file(write_yaml(text))
     lines = str(err.value).splitlines()
@@ -129,12 +154,19 @@ def test_errors_of_several_documents_are_all_reported(write_yaml):
 
 
 def test_unknown_kind_and_wrong_api_version(write_yaml):
-    text = "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\n" + isvc().replace("serving.kserve.io/v1beta1", "serving.kserve.io/v1alpha1")
+    text = "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\n" + isvc().replace(
+        "serving.kserve.io/v1beta1", "serving.kserve.io/v1alpha1"
+    )
     with pytest.raises(SpecError) as err:
         load_file(write_yaml(text))
     message = str(err.value)
-    assert "document 1 (Service s): unknown kind 'Service' (apiVersion 'v1'); infertap reads InferenceService" in message
-    assert "document 2 (InferenceService sklearn-iris): apiVersion: InferenceService must be serving.kserve.io/v1beta1" in message
+    assert (
+        "document 1 (Service s): unknown kind 'Service' (apiVersion 'v1'); infertap reads InferenceService" in message
+    )
+    assert (
+        "document 2 (InferenceService sklearn-iris): apiVersion: InferenceService must be serving.kserve.io/v1beta1"
+        in message
+    )
 
 
 def test_new_kinds_register_without_touching_the_loader(write_yaml, monkeypatch):

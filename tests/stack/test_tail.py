@@ -1,4 +1,5 @@
 """`infertap tail`: records read from a real broker, decoded with the cloudevents Kafka binding."""
+
 from __future__ import annotations
 
 import json
@@ -6,26 +7,39 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
-import pytest
 from kafka import KafkaProducer
 
 from infertap.stack.tail import kafka_python_options
-
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _produce(bootstrap: str, topic: str, kafka_config: dict[str, str]) -> None:
-    request = CloudEvent(attributes={
-        "type": "org.kubeflow.serving.inference.request", "source": "http://localhost:9081/", "id": "req-1",
-        "datacontenttype": "application/json", "inferenceservicename": "sklearn-iris", "component": "predictor",
-    }, data=b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}')
-    response = CloudEvent(attributes={
-        "type": "org.kubeflow.serving.inference.response", "source": "http://localhost:9081/", "id": "req-1",
-        "datacontenttype": "application/json", "inferenceservicename": "sklearn-iris", "statuscode": "200",
-    }, data=b'{"predictions": [1]}')
+    request = CloudEvent(
+        attributes={
+            "type": "org.kubeflow.serving.inference.request",
+            "source": "http://localhost:9081/",
+            "id": "req-1",
+            "datacontenttype": "application/json",
+            "inferenceservicename": "sklearn-iris",
+            "component": "predictor",
+        },
+        data=b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}',
+    )
+    response = CloudEvent(
+        attributes={
+            "type": "org.kubeflow.serving.inference.response",
+            "source": "http://localhost:9081/",
+            "id": "req-1",
+            "datacontenttype": "application/json",
+            "inferenceservicename": "sklearn-iris",
+            "statuscode": "200",
+        },
+        data=b'{"predictions": [1]}',
+    )
     producer = KafkaProducer(bootstrap_servers=bootstrap, **kafka_python_options(kafka_config))
     for event in (request, response):
         message = ce_kafka.to_binary_event(event)
@@ -45,9 +59,25 @@ def test_tail_prints_decoded_events_and_survives_other_records(which, request):
     _produce(broker.bootstrap, topic, config)
     flags = [arg for key, value in config.items() for arg in ("-X", f"{key}={value}")]
     out = subprocess.run(
-        [sys.executable, "-m", "infertap", "tail", topic, "--bootstrap", broker.bootstrap, "--from-beginning",
-         "--max", "4", "--timeout", "60", *flags],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "infertap",
+            "tail",
+            topic,
+            "--bootstrap",
+            broker.bootstrap,
+            "--from-beginning",
+            "--max",
+            "4",
+            "--timeout",
+            "60",
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -65,10 +95,31 @@ def test_tail_prints_decoded_events_and_survives_other_records(which, request):
 
 
 def test_tail_names_the_properties_it_cannot_take(broker):
-    out = subprocess.run([sys.executable, "-m", "infertap", "tail", "t", "--bootstrap", broker.bootstrap,
-                          "-X", "socket.timeout.ms=100", "-X", "security.protocol=SSL"],
-                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infertap",
+            "tail",
+            "t",
+            "--bootstrap",
+            broker.bootstrap,
+            "-X",
+            "socket.timeout.ms=100",
+            "-X",
+            "security.protocol=SSL",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert out.returncode == 2 and "not socket.timeout.ms" in out.stderr, out.stderr
-    out = subprocess.run([sys.executable, "-m", "infertap", "tail", "t", "-X", "oops"],
-                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "infertap", "tail", "t", "-X", "oops"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert out.returncode == 2 and "-X wants KEY=VALUE, got 'oops'" in out.stderr, out.stderr

@@ -1,4 +1,5 @@
 """`infertap up` for real: child processes, the embedded broker, events read back, clean stops."""
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cli_support import free_port
 from cloudevents.core.bindings import kafka as ce_kafka
 from kafka import KafkaConsumer
-
-from cli_support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(300)
@@ -25,7 +25,7 @@ def spec_file(folder: Path, model: Path, logger_url: str | None) -> Path:
     text = (ROOT / "examples" / "sklearn-iris-logger.yaml").read_text()
     text = text.replace("file://./models/sklearn-iris", f"file://{model}")
     if logger_url is None:
-        text = text[: text.index("    logger:")] + text[text.index("    model:"):]
+        text = text[: text.index("    logger:")] + text[text.index("    model:") :]
     else:
         text = text.replace("kafka://localhost:9092/sklearn-iris-events", logger_url)
     path = folder / "isvc.yaml"
@@ -35,9 +35,23 @@ def spec_file(folder: Path, model: Path, logger_url: str | None) -> Path:
 
 def start_up(spawn, tmp_path: Path, spec: Path, *extra: str):
     ports = {"predictor": free_port(), "logger": free_port()}
-    child = spawn([sys.executable, "-m", "infertap", "up", str(spec), "--log-dir", str(tmp_path / "logs"),
-                   "--predictor-port", str(ports["predictor"]), "--logger-port", str(ports["logger"]), *extra],
-                  name="infertap-up")
+    child = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap",
+            "up",
+            str(spec),
+            "--log-dir",
+            str(tmp_path / "logs"),
+            "--predictor-port",
+            str(ports["predictor"]),
+            "--logger-port",
+            str(ports["logger"]),
+            *extra,
+        ],
+        name="infertap-up",
+    )
     return child, ports
 
 
@@ -69,8 +83,9 @@ def pid_gone(pid: int) -> bool:
 
 
 def read_events(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> list:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
-                             consumer_timeout_ms=1000)
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None, consumer_timeout_ms=1000
+    )
     events, deadline = [], time.monotonic() + timeout
     try:
         while len(events) < count and time.monotonic() < deadline:
@@ -89,15 +104,21 @@ def test_up_starts_broker_predictor_and_logger_and_stops_them_all(spawn, tmp_pat
     up, ports = start_up(spawn, tmp_path, spec)
     state = wait_for_state(up, tmp_path, 3)
     assert [(p["role"], p["port"]) for p in state] == [
-        ("broker", broker_port), ("predictor", ports["predictor"]), ("logger", ports["logger"])]
+        ("broker", broker_port),
+        ("predictor", ports["predictor"]),
+        ("logger", ports["logger"]),
+    ]
     output = up.log.read_text()
     assert f"http://127.0.0.1:{ports['logger']}" in output and "Ctrl-C stops everything" in output
 
     ids = [f"up-test-{i}" for i in range(3)]
     for ce_id in ids:
-        reply = httpx.post(f"http://127.0.0.1:{ports['logger']}/v1/models/sklearn-iris:predict",
-                           json={"instances": [[6.8, 2.8, 4.8, 1.4]]}, headers={"ce-id": ce_id, "x-request-id": ce_id},
-                           timeout=30)
+        reply = httpx.post(
+            f"http://127.0.0.1:{ports['logger']}/v1/models/sklearn-iris:predict",
+            json={"instances": [[6.8, 2.8, 4.8, 1.4]]},
+            headers={"ce-id": ce_id, "x-request-id": ce_id},
+            timeout=30,
+        )
         assert reply.status_code == 200 and reply.json()["predictions"] == [1]
 
     events = read_events(f"127.0.0.1:{broker_port}", topic, 6)
@@ -107,7 +128,11 @@ def test_up_starts_broker_predictor_and_logger_and_stops_them_all(spawn, tmp_pat
         assert (ce_id, "org.kubeflow.serving.inference.request") in seen
         assert (ce_id, "org.kubeflow.serving.inference.response") in seen
     attrs = events[0].get_attributes()
-    assert (attrs["inferenceservicename"], attrs["namespace"], attrs["component"]) == ("sklearn-iris", "default", "predictor")
+    assert (attrs["inferenceservicename"], attrs["namespace"], attrs["component"]) == (
+        "sklearn-iris",
+        "default",
+        "predictor",
+    )
     assert json.loads(attrs["annotations"]) == {"infertap.dev/team": "demo"}
 
     os.kill(up.proc.pid, signal.SIGINT)

@@ -1,4 +1,5 @@
 """`infertap serve`, `infertap logger` and `infertap broker` as real processes, and SIGTERM on `up`."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,9 @@ import time
 
 import httpx
 import pytest
+from cli_support import free_port
 
 from infertap.stack.broker import is_listening
-from cli_support import free_port
 
 pytestmark = pytest.mark.timeout(300)
 IRIS = {"instances": [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]]}
@@ -20,16 +21,56 @@ IRIS = {"instances": [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]]}
 def test_serve_and_logger_verbs_from_flags(spawn, tmp_path, models_dir):
     serve_port, logger_port = free_port(), free_port()
     events = tmp_path / "events.jsonl"
-    server = spawn([sys.executable, "-m", "infertap", "serve", "--model-name", "iris", "--model-format", "sklearn",
-                    "--storage-uri", f"file://{models_dir / 'sklearn-iris'}", "--http-port", str(serve_port)], name="serve")
+    server = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap",
+            "serve",
+            "--model-name",
+            "iris",
+            "--model-format",
+            "sklearn",
+            "--storage-uri",
+            f"file://{models_dir / 'sklearn-iris'}",
+            "--http-port",
+            str(serve_port),
+        ],
+        name="serve",
+    )
     server.wait_http(f"http://127.0.0.1:{serve_port}/v2/health/ready")
-    sidecar = spawn([sys.executable, "-m", "infertap", "logger", "--port", str(logger_port),
-                     "--component-port", str(serve_port), "--log-url", f"file://{events}", "--log-mode", "request",
-                     "--inference-service", "iris", "--namespace", "ns1", "--metadata-headers", "x-a,x-b",
-                     "--metadata-annotations", "team=risk"], name="logger")
+    sidecar = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap",
+            "logger",
+            "--port",
+            str(logger_port),
+            "--component-port",
+            str(serve_port),
+            "--log-url",
+            f"file://{events}",
+            "--log-mode",
+            "request",
+            "--inference-service",
+            "iris",
+            "--namespace",
+            "ns1",
+            "--metadata-headers",
+            "x-a,x-b",
+            "--metadata-annotations",
+            "team=risk",
+        ],
+        name="logger",
+    )
     sidecar.wait_http(f"http://127.0.0.1:{logger_port}/v2/health/ready")
-    reply = httpx.post(f"http://127.0.0.1:{logger_port}/v1/models/iris:predict", json=IRIS,
-                       headers={"ce-id": "verb-1", "x-a": "1"}, timeout=30)
+    reply = httpx.post(
+        f"http://127.0.0.1:{logger_port}/v1/models/iris:predict",
+        json=IRIS,
+        headers={"ce-id": "verb-1", "x-a": "1"},
+        timeout=30,
+    )
     assert reply.status_code == 200 and reply.json()["predictions"] == [1, 0]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (events.exists() and events.read_text().strip()):
@@ -65,10 +106,22 @@ spec:
   predictor:
     model:
       modelFormat: {{name: sklearn}}
-      storageUri: {models_dir / 'sklearn-iris'}
+      storageUri: {models_dir / "sklearn-iris"}
 """)
-    up = spawn([sys.executable, "-m", "infertap", "up", str(spec), "--log-dir", str(tmp_path / "logs"),
-                "--predictor-port", str(free_port())], name="up")
+    up = spawn(
+        [
+            sys.executable,
+            "-m",
+            "infertap",
+            "up",
+            str(spec),
+            "--log-dir",
+            str(tmp_path / "logs"),
+            "--predictor-port",
+            str(free_port()),
+        ],
+        name="up",
+    )
     state_file = tmp_path / "logs" / "processes.json"
     deadline = time.monotonic() + 120
     while "Ctrl-C stops everything" not in up.log.read_text():

@@ -12,11 +12,13 @@ TF_VENV ?= .venv-tf
 TF_STAMP := $(TF_VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv venv-tf models test demo bench soak sysdeps promdeps clean help
+.PHONY: venv venv-tf models test test-fast lint demo bench soak sysdeps promdeps clean help
 
 help:
 	@echo "make demo   - install, build the example models, run the stack end to end"
 	@echo "make test   - install and run the test suite"
+	@echo "make test-fast - the tests that start no process (under 2 minutes): the edit loop"
+	@echo "make lint   - ruff (format check, lint), mypy and the import-layering contracts"
 	@echo "make bench  - run the benchmarks (JSON in benchmarks/results/)"
 	@echo "make soak   - 30 minutes of traffic through the whole stack (benchmarks/results/soak.json)"
 
@@ -57,6 +59,17 @@ promdeps:
 
 test: venv models promdeps venv-tf
 	$(PY) -m pytest -q tests
+
+# Tests marked `fast` start no process; INFERTAP_FAST_LANE=1 makes one that tries fail (tests/conftest.py).
+test-fast: venv models
+	INFERTAP_FAST_LANE=1 $(PY) -m pytest -q -m fast tests
+
+# The gate CI runs before the tests (.ci/run). Levels and why: CONTRIBUTING.md.
+lint: venv
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 demo: venv models
 	$(PY) -m examples.demo

@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +125,7 @@ def run_worker(bootstrap: str, topic: str, reference: Path, windows: int, size: 
     cpu: list[tuple[float, float]] = []
     done = threading.Event()
     parts = {"decode": 0.0, "predict": 0.0}
-    deliver, decode = worker._deliver, worker.decoder.decode
+    deliver, decode = worker.publisher.detection, worker.decoder.decode
 
     def decoded(events):  # on the reader thread
         started = time.perf_counter()
@@ -148,7 +149,7 @@ def run_worker(bootstrap: str, topic: str, reference: Path, windows: int, size: 
         finally:
             done.set()  # also when the worker fails early
 
-    worker._deliver, worker.decoder.decode = delivered, decoded
+    worker.publisher.detection, worker.decoder.decode = delivered, decoded
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     done.wait(600)  # no polling loop: a third thread waking up would take the GIL from the worker's two
@@ -157,7 +158,7 @@ def run_worker(bootstrap: str, topic: str, reference: Path, windows: int, size: 
     if len(stamps) < windows:
         raise RuntimeError(f"worker published {len(stamps)} of {windows} windows")
     steady = (stamps[-1] - stamps[0]) / (windows - 1)
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in pairwise(stamps)]
     (parent_a, child_a), (parent_b, child_b) = cpu
     return {
         "seconds_per_window": steady,

@@ -65,8 +65,8 @@ class JoblibModel(kserve.Model):
             else:
                 result = self._model.predict(instances)
             return get_predict_response(payload, result, self.name)
-        except Exception as exc:  # KServe turns InferenceError into a 500 with the message
-            raise InferenceError(str(exc))
+        except Exception as exc:  # noqa: BLE001 - any model error: KServe turns InferenceError into a 500 with the message
+            raise InferenceError(str(exc)) from exc
 
 
 def main() -> None:

@@ -157,7 +157,7 @@ def ratio_ci(sidecar: list[float], nginx: list[float], draws: int = 2000, seed: 
     """95 % bootstrap interval of median(sidecar) / median(nginx) over the rounds (rounds
     resampled in pairs, as they were measured in the same minute): how far the ratio would
     move if the run were repeated with the same noise."""
-    pairs = [(a, b) for a, b in zip(sidecar, nginx) if a == a and b == b]  # NaN: a round without answers
+    pairs = [(a, b) for a, b in zip(sidecar, nginx, strict=True) if a == a and b == b]  # NaN: a round without answers
     if len(pairs) < 3:
         return None
     rng = random.Random(seed)
@@ -181,7 +181,7 @@ def pct(values: list[float], q: float) -> float:
 async def measure(
     targets: dict[str, str], concurrency: int, n: int, rounds: int, pids: dict[str, int], interleave: bool = False
 ) -> dict[str, dict]:
-    conn = dict(limit=concurrency * 2, keepalive_timeout=60)
+    conn = {"limit": concurrency * 2, "keepalive_timeout": 60}
     sessions = {name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(**conn)) for name in targets}
     try:
         for name, url in targets.items():  # warm-up: connections, JIT-free but caches and pools
@@ -230,7 +230,7 @@ async def measure(
             out[name][f"added_{q}_ms"] = out[name][f"{q}_ms"] - out["direct"][f"{q}_ms"]
         # paired by round (the same minute of machine noise), then the median over rounds:
         # steadier than one difference of pooled p50s when the noise drifts between rounds
-        per_round = [(a - b) * 1e3 for a, b in zip(round_p50[name], round_p50["direct"])]
+        per_round = [(a - b) * 1e3 for a, b in zip(round_p50[name], round_p50["direct"], strict=True)]
         out[name]["added_p50_ms_by_round"] = per_round
         out[name]["added_p50_ms_median_of_rounds"] = statistics.median(per_round)
     return out
@@ -399,10 +399,12 @@ def main() -> None:
             "results": results,
         }
         doc["proxy_upstream_log_lines"] = {
-            "sidecar": [l for l in (work / "sidecar.log").read_text(errors="replace").splitlines() if "upstream" in l][
-                :20
-            ],
-            "nginx": [l for l in (work / "error.log").read_text(errors="replace").splitlines() if "upstream" in l][:20]
+            "sidecar": [
+                line for line in (work / "sidecar.log").read_text(errors="replace").splitlines() if "upstream" in line
+            ][:20],
+            "nginx": [
+                line for line in (work / "error.log").read_text(errors="replace").splitlines() if "upstream" in line
+            ][:20]
             if (work / "error.log").exists()
             else [],
         }

@@ -105,7 +105,7 @@ def _machine() -> dict:
 
 
 def _versions(python: Path, packages: list[str]) -> dict:
-    code = "import json, importlib.metadata as m; print(json.dumps({p: m.version(p) for p in %r}))" % packages
+    code = f"import json, importlib.metadata as m; print(json.dumps({{p: m.version(p) for p in {packages!r}}}))"
     try:
         return json.loads(
             subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout

@@ -35,6 +35,7 @@ from grafana_foundation_sdk.builders.dashboard import (
 )
 from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import BarGaugeDisplayMode, HeatmapCellLayout, VizOrientation
 from grafana_foundation_sdk.models.dashboard import (
     DataSourceRef,
     Threshold,
@@ -43,6 +44,7 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableRefresh,
     VariableSort,
 )
+from grafana_foundation_sdk.models.heatmap import HeatmapColorMode, HeatmapColorScale
 
 OUT = Path(__file__).resolve().parent / "grafana"
 DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -484,10 +486,16 @@ def drift() -> Dashboard:
             )
             .calculate(False)
             .color(
-                heatmap.HeatmapColorOptions().mode("scheme").scheme("RdYlGn").scale("linear").min(0).max(1).steps(64)
+                heatmap.HeatmapColorOptions()
+                .mode(HeatmapColorMode.SCHEME)
+                .scheme("RdYlGn")
+                .scale(HeatmapColorScale.LINEAR)
+                .min(0)
+                .max(1)
+                .steps(64)
             )
             # one row per series (feature); no `le` de-accumulation, so not the "heatmap" query format
-            .rows_frame(heatmap.RowsHeatmapOptions().layout("unknown"))
+            .rows_frame(heatmap.RowsHeatmapOptions().layout(HeatmapCellLayout.UNKNOWN))
             .filter_values(heatmap.FilterValueRange().le(-1))  # the default hides values <= 1e-9: the strongest drift
             .with_target(query(f"min by (feature) (infertap_detector_drift_p_value{{{feat}}})", "{{feature}}"))
         )
@@ -698,8 +706,8 @@ def explanations() -> Dashboard:
             .span(12)
             .height(10)
             .description("Running mean of the absolute attribution per feature over every instance explained (top 10).")
-            .orientation("horizontal")
-            .display_mode("gradient")
+            .orientation(VizOrientation.HORIZONTAL)
+            .display_mode(BarGaugeDisplayMode.GRADIENT)
             .min(0)
             .with_target(
                 query(

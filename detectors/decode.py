@@ -7,9 +7,16 @@ in event order with one stable argsort. Events that cannot be decoded come back 
 `Reject`s with a reason code (for the dead-letter topic and its metric); the rest of the
 window is unaffected.
 
+Rows the model never judged, and rows with missing values, are left out of the frame and
+counted (`DecodedWindow.excluded`), so one bad row cannot blind a window (issue 19): an
+event whose response failed (status not 2xx: response and joined modes; request mode has
+no response to tell) is `failed_response`; a row holding a null (JSON `null` becomes NaN),
+NaN or infinity is dropped as `missing_value` (default), dead-lettered with that reason, or
+passed through to a backend that takes missing values (`missing` of the Decoder).
+
 Reason codes (a closed set, so metric labels stay bounded): `not_json`, `wrong_shape`,
 `wrong_feature_count`, `unknown_type`, `missing_attributes`, `bad_value`,
-`unknown_category`, `no_response`.
+`unknown_category`, `no_response`, `missing_value`.
 """
 
 from __future__ import annotations
@@ -17,14 +24,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
 
-from infertap.detectors.settings import EventMode, FeatureSettings
-from infertap.logger.events import REQUEST_TYPE, RESPONSE_TYPE
+from infertap.detectors.settings import EventMode, FeatureSettings, MissingValues
 from infertap.serving.codec import CodecError, binary_header_length, decode_v2_request, decode_v2_response
+from infertap.stream.events import REQUEST_TYPE, RESPONSE_TYPE
 
 REASONS = (
     "not_json",
@@ -35,6 +42,7 @@ REASONS = (
     "bad_value",
     "unknown_category",
     "no_response",
+    "missing_value",
 )
 REQUIRED_HEADERS = ("ce_specversion", "ce_id", "ce_type")
 _REQUEST, _RESPONSE = REQUEST_TYPE.encode(), RESPONSE_TYPE.encode()
@@ -64,6 +72,7 @@ class Event:
     id: str
     records: tuple[Record, ...]
     timestamp: float
+    failed: bool = False  # its response failed (status not 2xx): in the window, left out of the frame
 
     @property
     def request(self) -> Record | None:
@@ -92,6 +101,10 @@ class DecodedWindow:
     events: list[Event]
     feature_names: list[str]
     rejects: list[Reject] = field(default_factory=list)
+    #: left out before judging: failed_response (events), missing_value (rows dropped)
+    excluded: dict[str, int] = field(default_factory=lambda: {"failed_response": 0, "missing_value": 0})
+    #: events of the window that gave no row to the frame without being rejected (failed, or all rows dropped)
+    left_out: list[Event] = field(default_factory=list)
 
     @property
     def event_ids(self) -> list[str]:
@@ -132,8 +145,10 @@ class Decoder:
         events: EventMode = "request",
         input_name: str | None = None,
         output_name: str | None = None,
+        missing: MissingValues = "drop",
     ):
         self.events_mode = events
+        self.missing = missing
         self.input_name, self.output_name = input_name, output_name
         if events == "response":
             self.inputs = []
@@ -157,7 +172,44 @@ class Decoder:
     # --- public -------------------------------------------------------------------------
 
     def decode(self, events: Sequence[Event]) -> DecodedWindow:
-        """Decode every event of a window; undecodable ones become rejects."""
+        """Decode every event of a window; undecodable ones become rejects, failed ones and rows
+        with missing values are left out and counted."""
+        failed = [e for e in events if e.failed]
+        if failed:
+            events = [e for e in events if not e.failed]
+        window = self._decode(events)
+        window.excluded["failed_response"] = len(failed)
+        window.left_out += failed
+        if self.missing != "pass" and window.x.size and not np.isfinite(window.x).all():
+            self._missing(window)
+        return window
+
+    def _missing(self, window: DecodedWindow) -> None:
+        """Rows holding NaN or infinity: dropped (counted), or their events dead-lettered."""
+        ok = np.isfinite(window.x).all(axis=1)
+        n = len(window.events)
+        if self.missing == "deadletter":
+            bad = np.unique(window.row_event[~ok])
+            for i in bad.tolist():
+                row = window.x[window.row_event == i]
+                j = int(np.nonzero(~np.isfinite(row).all(axis=0))[0][0])
+                name = window.feature_names[j] if j < len(window.feature_names) else f"column {j}"
+                window.rejects.append(
+                    Reject(window.events[i].records[0], "missing_value", f"feature {name!r} is null, NaN or infinite")
+                )
+            ok = ~np.isin(window.row_event, bad)
+            gone = set(bad.tolist())
+        else:
+            window.excluded["missing_value"] = int((~ok).sum())
+            gone = set(range(n)) - set(np.unique(window.row_event[ok]).tolist())
+            window.left_out += [window.events[i] for i in sorted(gone)]
+        kept = [i for i in range(n) if i not in gone]
+        remap = np.full(n, -1, dtype=np.int64)
+        remap[kept] = np.arange(len(kept))
+        window.x, window.row_event = window.x[ok], remap[window.row_event[ok]]
+        window.events = [window.events[i] for i in kept]
+
+    def _decode(self, events: Sequence[Event]) -> DecodedWindow:
         quick = self._quick_rows(events) if self._quick_width else None
         if quick is not None and not self._categories:
             window = self._all_quick(events, quick)
@@ -192,11 +244,16 @@ class Decoder:
         The same rows the full path returns, without its per-event calls: at 1,000-event
         windows those calls cost as much as a third of a TabularDrift predict.
         """
-        loads, width, out = orjson.loads, self._quick_width, []
+        loads, width = orjson.loads, self._quick_width
+        out: list[list | None] = []
         append = out.append
         for event in events:
+            value = event.records[0].value
+            if value is None:
+                append(None)
+                continue
             try:
-                obj = loads(event.records[0].value)
+                obj = loads(value)
             except (orjson.JSONDecodeError, TypeError):
                 append(None)
                 continue
@@ -214,7 +271,8 @@ class Decoder:
         conversion, nothing rejected. None otherwise (the full path then finds who is at fault)."""
         if None in quick:
             return None
-        flat = [row for rows in quick for row in rows]
+        every = cast("list[list]", quick)  # no None in it (checked above; mypy cannot narrow `in`)
+        flat = [row for rows in every for row in rows]
         try:
             x = np.array(flat, dtype=np.float64)
         except (ValueError, TypeError):
@@ -222,7 +280,7 @@ class Decoder:
         if x.ndim != 2:
             return None
         n = len(events)
-        owner = np.arange(n) if len(flat) == n else np.repeat(np.arange(n), [len(rows) for rows in quick])
+        owner = np.arange(n) if len(flat) == n else np.repeat(np.arange(n), [len(rows) for rows in every])
         return DecodedWindow(x, owner, list(events), self.feature_names, [])
 
     def _event_rows(self, event: Event) -> Any:
@@ -274,7 +332,7 @@ class Decoder:
         rows = predictions if isinstance(predictions[0], list) else [[p] for p in predictions]
         return self._check_width(rows, width, "output")
 
-    def _v1_rows(self, obj: Any) -> list:
+    def _v1_rows(self, obj: Any) -> list | np.ndarray:
         if not isinstance(obj, dict):
             raise DecodeError("wrong_shape", f"body must be a JSON object, got {type(obj).__name__}")
         has_instances, has_inputs = "instances" in obj, "inputs" in obj
@@ -358,12 +416,14 @@ class Decoder:
         width = width or 0
         lists = [(i, rows) for i, rows in chunks if isinstance(rows, list)]
         arrays = [(i, rows) for i, rows in chunks if not isinstance(rows, list)]
-        parts, owners = [], []
+        parts: list[np.ndarray] = []
+        owners: list[np.ndarray] = []
         if lists:
             flat = [row for _, rows in lists for row in rows]
             owner = np.repeat([i for i, _ in lists], [len(rows) for _, rows in lists])
-            x = self._convert(flat, owner, lists, bad)
-            parts.append(x[0]), owners.append(x[1])
+            converted, converted_owner = self._convert(flat, owner, lists, bad)
+            parts.append(converted)
+            owners.append(converted_owner)
         if arrays:
             for i, rows in arrays:
                 parts.append(self._convert_array(rows, i, bad))
@@ -387,11 +447,13 @@ class Decoder:
                 return np.array(flat, dtype=np.float64), owner
             except (ValueError, TypeError):
                 pass  # someone sent a non-number: find whom, per event
-        parts, owners = [], []
+        parts: list[np.ndarray] = []
+        owners: list[np.ndarray] = []
         for i, rows in lists:
             x = self._convert_array(np.array(rows, dtype=object), i, bad)
             if i not in bad:
-                parts.append(x), owners.append(np.full(len(rows), i, dtype=np.int64))
+                parts.append(x)
+                owners.append(np.full(len(rows), i, dtype=np.int64))
         if not parts:
             return np.empty((0, len(self.features))), np.empty(0, dtype=np.int64)
         return np.concatenate(parts), np.concatenate(owners)
@@ -405,10 +467,10 @@ class Decoder:
             column = rows[:, j]
             mapping = self._categories.get(j)
             if mapping is not None:
-                column = [_category_value(v) for v in column]
-                codes = [mapping.get(v, -1) for v in column]
+                values = [_category_value(v) for v in column]
+                codes = [mapping.get(v, -1) for v in values]
                 if -1 in codes:
-                    unknown = column[codes.index(-1)]
+                    unknown = values[codes.index(-1)]
                     bad[i] = ("unknown_category", f"feature {self.features[j].name!r}: unknown category {unknown!r}")
                     return out
                 out[:, j] = codes
@@ -493,8 +555,9 @@ def _header_length(record: Record) -> int | None:
 def records_to_events(records: Iterable[Record], mode: EventMode) -> tuple[list[Event], list[Reject], int]:
     """Request/response modes: keep the records of the chosen type as events.
 
-    Returns (events, rejects, ignored): `ignored` counts well-formed events of the other type
-    and responses with an error status (their requests were not predictions).
+    Returns (events, rejects, ignored): `ignored` counts well-formed events of the other type.
+    Responses with a status other than 2xx (their requests were not predictions) are events
+    marked `failed`: their window counts them and leaves them out of its frame.
     """
     want = _REQUEST if mode == "request" else _RESPONSE
     events, rejects, ignored = [], [], 0
@@ -505,19 +568,18 @@ def records_to_events(records: Iterable[Record], mode: EventMode) -> tuple[list[
             eid = headers.get("ce_id")
             if eid:
                 status = headers.get("ce_statuscode")
-                if status is None or status.startswith(b"2"):
-                    events.append(Event(eid.decode("utf-8", "replace"), (record,), record.timestamp))
-                else:
-                    ignored += 1
+                failed = not (status is None or status.startswith(b"2"))
+                events.append(Event(eid.decode("utf-8", "replace"), (record,), record.timestamp, failed))
                 continue
         reject = check_attributes(record)
         if reject is not None:
             rejects.append(reject)
             continue
-        if record.headers["ce_type"] != want or not _ok_status(record):
+        if record.headers["ce_type"] != want:
             ignored += 1
             continue
-        events.append(Event(record.headers["ce_id"].decode("utf-8", "replace"), (record,), record.timestamp))
+        event_id = record.headers["ce_id"].decode("utf-8", "replace")
+        events.append(Event(event_id, (record,), record.timestamp, not _ok_status(record)))
     return events, rejects, ignored
 
 
@@ -553,10 +615,8 @@ class Joiner:
                 mine[eid] = record
                 continue
             request, response = (record, match) if is_request else (match, record)
-            if not _ok_status(response):
-                ignored += 2
-                continue
-            events.append(Event(eid, (request, response), max(request.timestamp, response.timestamp)))
+            stamp = max(request.timestamp, response.timestamp)
+            events.append(Event(eid, (request, response), stamp, not _ok_status(response)))
         return events, rejects, ignored
 
     def expire(self, now: float) -> tuple[list[Reject], int]:

@@ -43,13 +43,24 @@ def backend_params(settings: WorkerSettings) -> dict[str, Any]:
 
 
 def build_backend(settings: WorkerSettings) -> DetectorBackend:
-    """Restore saved online state, load a saved detector, or create and fit one from reference data."""
+    """Restore saved online state, load a saved detector, or create and fit one from reference data;
+    refused when missing values are to be passed to a backend that does not take them."""
+    backend = _build(settings)
+    if settings.missing_values == "pass" and not getattr(backend, "accepts_missing", False):
+        raise ValueError(
+            f"{type(backend).__name__} does not take missing values (NaN): set missingValues to drop or deadletter"
+        )
+    return backend
+
+
+def _build(settings: WorkerSettings) -> DetectorBackend:
     state = current_state(settings.state_dir)
     if state is not None:  # trusted: this worker wrote it (online state is dill), see docs/detector-backends.md
         log.info("restoring detector state from %s", state)
         return _load(settings, state, allow_pickle=True)
     if settings.saved_detector is not None:
         return _load(settings, settings.saved_detector, allow_pickle=settings.allow_pickle)
+    assert settings.reference is not None  # WorkerSettings requires reference or saved_detector
     backend = _create(settings.detector, settings.feature_names, backend_params(settings))
     backend.fit(load_reference(settings.reference, settings.features))
     return backend
@@ -116,6 +127,8 @@ class Evaluator:
     def collect(self) -> tuple[DetectionResult, float]:
         """(result, seconds) of the window submitted last."""
         x, self._pending = self._pending, None
+        if x is None:
+            raise RuntimeError("collect without a window submitted")
         return self.evaluate(x)
 
     def evaluate(self, x: np.ndarray) -> tuple[DetectionResult, float]:

@@ -25,9 +25,8 @@ from cloudevents.core.v1.event import CloudEvent
 
 from infertap.detectors.decode import Event, Reject
 from infertap.detectors.result import DetectionResult
+from infertap.stream.events import DEAD_LETTER_TYPE, detection_type
 
-DETECTION_TYPE = "io.infertap.detection.{kind}"
-DEAD_LETTER_TYPE = "io.infertap.detection.deadletter"
 #: Most bytes of the original body a dead letter carries. A record that reached the events
 #: topic near the broker's size limit would not fit again with the dead-letter attributes
 #: added (MSG_SIZE_TOO_LARGE killed the worker, and again after every restart); beyond this
@@ -76,7 +75,7 @@ def detection_event(origin: Origin, result: DetectionResult, events: list[Event]
     attrs = {
         "specversion": "1.0",
         "id": str(uuid.uuid4()),
-        "type": DETECTION_TYPE.format(kind=result.kind),
+        "type": detection_type(result.kind),
         "source": origin.source,
         "time": datetime.now(UTC),
         "datacontenttype": "application/json",

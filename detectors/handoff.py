@@ -1,9 +1,10 @@
 """A bounded hand-off between a worker's reader thread and its judge thread.
 
-The reader polls, decodes and queues work; the judge runs the detector, publishes and
-commits. `slots` bounds how far the reader may run ahead (memory stays bounded: one window
-being judged, `slots` waiting). `drain` lets the reader wait, inside a rebalance callback,
-until everything it handed over is settled, so its own commit passes nothing unpublished.
+The reader polls, decodes and queues work; the judge runs the detector and publishes; the
+ledger (`infertap.detectors.ledger`) says what may be committed. `slots` bounds how far the
+reader may run ahead (memory stays bounded: one window being judged, `slots` waiting).
+`drain` lets the reader wait, inside a rebalance callback, until everything it handed over
+is settled, so what it commits then includes all the judge published.
 """
 
 from __future__ import annotations
@@ -11,9 +12,25 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from infertap.detectors.decode import DecodedWindow, Reject
 
 T = TypeVar("T")
+
+
+@dataclass
+class Work:
+    """What the reader hands the judge: a decoded window to judge (None when nothing of it is
+    left to judge), the dead letters to write with it, and the ledger tickets its settling
+    settles. `checkpoint`: the last work of its poll (the judge saves online state there)."""
+
+    window: DecodedWindow | None = None
+    rejects: list[Reject] = field(default_factory=list)
+    tickets: list[int] = field(default_factory=list)
+    checkpoint: bool = True
 
 
 class Handoff(Generic[T]):

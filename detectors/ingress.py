@@ -51,7 +51,9 @@ def create_app(settings: WorkerSettings, evaluator: Evaluator, metrics: Detector
     if settings.events == "joined":
         raise ValueError("the HTTP ingress takes request or response events, not joined ones (use Kafka)")
     metrics = metrics or DetectorMetrics(settings.inference_service, settings.detector)
-    decoder = Decoder(settings.features, settings.events, settings.input_name, settings.output_name)
+    decoder = Decoder(
+        settings.features, settings.events, settings.input_name, settings.output_name, settings.missing_values
+    )
     window = make_window(settings.window.size, settings.window.duration, settings.window.slide)
     origin = Origin(settings.source_uri, settings.inference_service, settings.name)
     lock = asyncio.Lock()
@@ -64,6 +66,7 @@ def create_app(settings: WorkerSettings, evaluator: Evaluator, metrics: Detector
         if not decoded.events:
             return None, decoded
         result, seconds = evaluator.evaluate(decoded.x)
+        result = result.model_copy(update={"excluded": decoded.excluded})
         metrics.observe(result, seconds)
         evaluator.save_state()
         return detection_event(origin, result, decoded.events, len(decoded.rejects)), decoded

@@ -7,7 +7,9 @@ thread loop, never an event loop.
 
 Broker quirks handled here (Tansu, see docs): groups join in about 3 s with
 `session.timeout.ms=6000`; the high watermark can lag behind what was actually fetched, so
-lag is clamped at zero rather than trusted to be exact.
+lag is clamped at zero rather than trusted to be exact. The clients are built by the
+stream contract's factories (`infertap.stream.clients`): its group settings, and
+librdkafka's lines held to one per message per 30 s while a broker is down.
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 
 from infertap.detectors.decode import Record
+from infertap.stream import clients
 
 log = logging.getLogger(__name__)
+#: librdkafka's lines (and the clients' errors), a message at most once per 30 s: the stream contract's RepeatFilter
+LIBRDKAFKA_LOG = "infertap.detectors.librdkafka"
+_client_log = clients.librdkafka_logger(LIBRDKAFKA_LOG)
 
 TopicPartitionKey = tuple[str, int]
 
@@ -41,24 +47,17 @@ class Source:
         max_poll_interval_ms: int = 60000,
         kafka_config: dict[str, str] | None = None,
     ):
-        from confluent_kafka import Consumer
-
         self.topic = topic
         self._on_revoke, self._on_assign = on_revoke, on_assign
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": group,
-                "client.id": f"infertap-detector-{group}",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": session_timeout_ms,
-                "heartbeat.interval.ms": max(100, session_timeout_ms // 6),
-                "max.poll.interval.ms": max_poll_interval_ms,
-                "logger": logging.getLogger("detectors.librdkafka"),
-                **(kafka_config or {}),  # TLS, SASL
-            }
+        self._consumer = clients.consumer(
+            bootstrap,
+            group,
+            client_id=f"infertap-detector-{group}",
+            log_name=LIBRDKAFKA_LOG,
+            store_offsets=False,
+            session_timeout_ms=session_timeout_ms,
+            max_poll_interval_ms=max_poll_interval_ms,
+            kafka_config=kafka_config,  # TLS, SASL
         )
         self._consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
         self.assignment: list[TopicPartitionKey] = []
@@ -84,7 +83,7 @@ class Source:
             error = message.error()
             if error is not None:
                 if error.code() != -191:  # _PARTITION_EOF is not an error
-                    log.warning("consumer error: %s", error)
+                    _client_log.warning("consumer error: %s", error)  # held when it repeats
                 continue
             _, stamp = message.timestamp()
             headers = message.headers()
@@ -140,18 +139,8 @@ class Sink:
     """Publishes CloudEvent Kafka messages and waits until the broker has them."""
 
     def __init__(self, bootstrap: str, kafka_config: dict[str, str] | None = None):
-        from confluent_kafka import Producer
-
-        self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "client.id": "infertap-detector",
-                "acks": "all",
-                "linger.ms": 5,
-                "message.timeout.ms": 30000,
-                "logger": logging.getLogger("detectors.librdkafka"),
-                **(kafka_config or {}),
-            }
+        self._producer = clients.producer(
+            bootstrap, client_id="infertap-detector", log_name=LIBRDKAFKA_LOG, kafka_config=kafka_config
         )
         self._lock = threading.Lock()
 

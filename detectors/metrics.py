@@ -24,7 +24,8 @@ class DetectorMetrics:
         self._labels = {"inference_service": inference_service, "detector": detector}
         self.events = Counter(
             "infertap_detector_events_consumed_total",
-            "Records read, by outcome (used, ignored: other event type or error status, rejected).",
+            "Records read, by outcome (used; ignored: other event type; rejected: dead-lettered; excluded: in a "
+            "window but left out of its frame, as a response that failed or rows all missing).",
             base + ("outcome",),
             registry=r,
         )
@@ -35,6 +36,13 @@ class DetectorMetrics:
         self.dead = Counter(
             "infertap_detector_dead_lettered_total",
             "Records sent to the dead-letter topic, by reason.",
+            base + ("reason",),
+            registry=r,
+        )
+        self.excluded = Counter(
+            "infertap_detector_excluded_total",
+            "Left out of windows before judging, by reason: failed_response (events whose response status was "
+            "not 2xx), missing_value (rows holding a null, NaN or infinity, dropped).",
             base + ("reason",),
             registry=r,
         )
@@ -89,6 +97,10 @@ class DetectorMetrics:
     def count_events(self, outcome: str, n: int = 1) -> None:
         if n:
             self.events.labels(**self._labels, outcome=outcome).inc(n)
+
+    def count_excluded(self, reason: str, n: int) -> None:
+        if n:
+            self.excluded.labels(**self._labels, reason=reason).inc(n)
 
     def count_dead(self, reason: str) -> None:
         self.dead.labels(**self._labels, reason=reason).inc()

@@ -27,6 +27,7 @@ import subprocess
 import sys
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -142,6 +143,7 @@ def serve(conn: Connection) -> None:
             request = conn.recv()
         except (EOFError, OSError):
             return  # the parent closed the socket or died
+        reply: tuple[Any, ...]
         try:
             if request[0] == "evaluate":
                 result, seconds = evaluator.evaluate(request[1])

@@ -40,3 +40,10 @@ class DetectionResult(BaseModel):
     is_adversarial: list[bool] | None = None
     instance_scores: list[float] | None = None
     raw: dict[str, Any] = Field(default_factory=dict, description="Backend's own output, JSON-able.")
+    excluded: dict[str, int] = Field(
+        default_factory=dict,
+        description=(
+            "Left out of the window before judging (set by the worker): failed_response (events whose response "
+            "status was not 2xx), missing_value (rows holding a null, NaN or infinity, dropped)."
+        ),
+    )

@@ -9,28 +9,38 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infertap.stream.topics import topics
 
 EventMode = Literal["request", "response", "joined"]
+MissingValues = Literal["drop", "deadletter", "pass"]
 
 
 class FeatureSettings(BaseModel):
     """One column of the frame a window decodes to."""
 
-    name: str
-    type: Literal["numeric", "categorical"] = "numeric"
-    #: categorical values as sent (strings or numbers), in code order; None: values are codes
-    categories: list[Any] | None = None
-    #: where the column comes from: the request's inputs or the response's outputs (joined)
-    source: Literal["input", "output"] = "input"
+    name: str = Field(description="Column name.")
+    type: Literal["numeric", "categorical"] = Field(default="numeric", description="numeric or categorical.")
+    categories: list[Any] | None = Field(
+        default=None,
+        description="Categorical values as sent (strings or numbers), in code order; None: values are codes.",
+    )
+    source: Literal["input", "output"] = Field(
+        default="input",
+        description="Where the column comes from: the request's inputs or the response's outputs (joined).",
+    )
 
 
 class WindowSettings(BaseModel):
     """Count windows (`size` events) or time windows (`duration` seconds); `slide` makes them sliding."""
 
-    size: int | None = Field(default=None, ge=1)
-    duration: float | None = Field(default=None, gt=0)
-    slide: float | None = Field(default=None, gt=0)
+    size: int | None = Field(default=None, ge=1, description="Count window: events per window.")
+    duration: float | None = Field(default=None, gt=0, description="Time window: seconds per window.")
+    slide: float | None = Field(
+        default=None, gt=0, description="Sliding windows: events (count) or seconds (time) between windows."
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> WindowSettings:
@@ -38,6 +48,7 @@ class WindowSettings(BaseModel):
             raise ValueError("give exactly one of size (events) or duration (seconds)")
         if self.slide is not None:
             limit = self.size if self.size is not None else self.duration
+            assert limit is not None  # exactly one of them is set (checked above)
             if self.slide > limit:
                 raise ValueError(f"slide ({self.slide}) must not exceed the window ({limit})")
             if self.size is not None and self.slide != int(self.slide):
@@ -49,32 +60,64 @@ class WindowSettings(BaseModel):
         return self.slide is None
 
 
-class WorkerSettings(BaseModel):
-    """Everything one worker process needs."""
+class WorkerSettings(BaseSettings):
+    """Everything one worker process needs.
+
+    Environment variables INFERTAP_DETECTOR_<FIELD> set fields (flags and --help: infertap/flags.py).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="INFERTAP_DETECTOR_", extra="ignore")
 
     name: str = Field(description="Detector document name; also the default consumer group.")
-    inference_service: str = ""
+    inference_service: str = Field(
+        default="", description="The InferenceService watched: topic <isvc>-events, outputs <isvc>-detections."
+    )
     # source
-    bootstrap: str = "127.0.0.1:9092"
-    topic: str | None = None
-    events: EventMode = "request"
-    consumer_group: str | None = None
-    transport: Literal["kafka", "http"] = "kafka"
+    bootstrap: str = Field(
+        default="127.0.0.1:9092", description="Kafka bootstrap servers (host:port or kafka://host:port)."
+    )
+    topic: str | None = Field(default=None, description="Topic to read; default <inference_service>-events.")
+    events: EventMode = Field(
+        default="request", description="Which events make the frame: requests, responses, or both joined by id."
+    )
+    consumer_group: str | None = Field(
+        default=None,
+        description="Kafka consumer group; default infertap-detector-<name>.",
+        json_schema_extra={"aliases": ["--group"]},
+    )
+    transport: Literal["kafka", "http"] = Field(
+        default="kafka", description="Where events come from: a Kafka topic, or POSTs to the HTTP ingress."
+    )
     kafka_config: dict[str, str] = Field(
         default_factory=dict,
         description=(
             "librdkafka properties for the consumer and producers (TLS, SASL: security.protocol, sasl.*, ssl.*)."
         ),
+        json_schema_extra={"aliases": ["-X"]},
     )
     # frame
-    features: list[FeatureSettings] = Field(default_factory=list)
+    features: list[FeatureSettings] = Field(
+        default_factory=list, description='Columns of the frame, JSON: [{"name": "x", "type": "numeric"}, ...].'
+    )
     input_name: str | None = Field(default=None, description="V2 input tensor to take (default: the only/first one).")
     output_name: str | None = Field(default=None, description="V2 output tensor to take in joined/response mode.")
     # detector
-    detector: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    reference: Path | None = None
-    saved_detector: Path | None = None
+    detector: str = Field(description="Detector backend name (see docs/detector-backends.md).")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Backend parameters, KEY=VALUE with a JSON value (p_val=0.01).",
+        json_schema_extra={"aliases": ["--param"]},
+    )
+    missing_values: MissingValues = Field(
+        default="drop",
+        description=(
+            "Rows holding a null, NaN or infinity: drop them (counted in the detection's `excluded` and a metric), "
+            "deadletter their events (reason missing_value), or pass them to a backend that declares it takes "
+            "missing values (accepts_missing)."
+        ),
+    )
+    reference: Path | None = Field(default=None, description="Reference data to fit on (csv, parquet, npy).")
+    saved_detector: Path | None = Field(default=None, description="A saved detector folder to load instead.")
     allow_pickle: bool = Field(
         default=False,
         description=(
@@ -83,13 +126,18 @@ class WorkerSettings(BaseModel):
         ),
     )
     # window
-    window: WindowSettings = Field(default_factory=lambda: WindowSettings(size=1000))
+    window: WindowSettings = Field(
+        default_factory=lambda: WindowSettings(size=1000),
+        description='Window, JSON: {"size": N} (events) or {"duration": S} (seconds), "slide" for sliding.',
+    )
     # outputs
-    output_topic: str | None = None
-    reply_url: str | None = None
-    dead_letter_topic: str | None = None
-    host: str = "127.0.0.1"
-    metrics_port: int = 9102
+    output_topic: str | None = Field(default=None, description="Topic of detections; default <isvc>-detections.")
+    reply_url: str | None = Field(default=None, description="Also POST each detection here.")
+    dead_letter_topic: str | None = Field(
+        default=None, description="Topic of undecodable events; default <isvc>-deadletter."
+    )
+    host: str = Field(default="127.0.0.1", description="Interface of /metrics and the HTTP ingress.")
+    metrics_port: int = Field(default=9102, ge=0, le=65535, description="Port of /metrics (and the HTTP ingress).")
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1, description="HTTP ingress: larger bodies get 413.")
     auth_token: str | None = Field(
         default=None, description="HTTP ingress: bearer token every POST must carry; default $INFERTAP_AUTH_TOKEN."
@@ -97,8 +145,15 @@ class WorkerSettings(BaseModel):
     # delivery
     state_dir: Path | None = Field(default=None, description="Online detectors save their state here at each commit.")
     join_timeout: float = Field(default=60.0, gt=0, description="Seconds a request waits for its response (joined).")
-    poll_batch: int = Field(default=5000, ge=1)
+    poll_batch: int = Field(default=5000, ge=1, description="Most records read from Kafka per poll.")
     source_uri: str = Field(default="", description="`source` of detection events; default infertap://detector/NAME.")
+
+    @field_validator("bootstrap", mode="before")
+    @classmethod
+    def _bootstrap(cls, value):
+        if isinstance(value, str) and value.startswith("kafka://"):  # a logger URL's servers
+            return value.removeprefix("kafka://").split("/")[0]
+        return value
 
     @model_validator(mode="after")
     def _fill(self) -> WorkerSettings:
@@ -106,9 +161,9 @@ class WorkerSettings(BaseModel):
         if self.topic is None and self.transport == "kafka":
             if not self.inference_service:
                 raise ValueError("name an inference_service or a topic to read")
-            self.topic = f"{self.inference_service}-events"
-        self.output_topic = self.output_topic or f"{base}-detections"
-        self.dead_letter_topic = self.dead_letter_topic or f"{base}-deadletter"
+            self.topic = topics(self.inference_service).events
+        self.output_topic = self.output_topic or topics(base).detections
+        self.dead_letter_topic = self.dead_letter_topic or topics(base).deadletter
         self.consumer_group = self.consumer_group or f"infertap-detector-{self.name}"
         self.source_uri = self.source_uri or f"infertap://detector/{self.name}"
         if (self.reference is None) == (self.saved_detector is None):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from examples.hf_models import build_tiny_llm, copy_minilm
+
 SEED = 0
 
 
@@ -165,6 +167,8 @@ BUILDERS: dict[str, Callable[[Path], str]] = {
     "lightgbm-wine": build_lightgbm_wine,
     "torch-digits": build_torch_digits,
     "onnx-digits": build_onnx_digits,
+    "tiny-llm": build_tiny_llm,
+    "all-minilm-l6-v2": copy_minilm,
 }
 
 

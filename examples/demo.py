@@ -217,7 +217,7 @@ class Traffic:
 def send(client: httpx.Client, rows: np.ndarray, ids: list[str], traffic: Traffic) -> None:
     """One request per row through the logger sidecar, V1 and V2 alternately."""
     t0 = time.monotonic()
-    for i, (row, rid) in enumerate(zip(rows, ids)):
+    for i, (row, rid) in enumerate(zip(rows, ids, strict=True)):
         headers = {"x-request-id": rid}
         if i % 2:
             body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": row.tolist()}]}
@@ -259,9 +259,7 @@ def phases(reference: np.ndarray) -> tuple[tuple[np.ndarray, list[str]], tuple[n
 def decode(record) -> Any:
     from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 
-    return from_binary_event(
-        KafkaMessage(headers={k: v for k, v in record.headers}, key=record.key, value=record.value)
-    )
+    return from_binary_event(KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value))
 
 
 class TopicReader:
@@ -419,7 +417,8 @@ def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.
 
             drift = of_type(detections.events, "drift")
             print(f"\ndrift (ScipyKS per feature, windows of {DRIFT_WINDOW}, topic {DETECTIONS_TOPIC!r}):")
-            for label, d in zip(("reference window", "drifted window"), drift):
+            # fewer than two verdicts is reported below
+            for label, d in zip(("reference window", "drifted window"), drift, strict=False):
                 flagged = print_drift(label, d)
                 if label.startswith("reference") and d.get("is_drift"):
                     failures.append(f"drift was flagged on reference traffic ({', '.join(flagged)})")
@@ -435,7 +434,7 @@ def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.
             flagged = [
                 ids.get(eid, "?")
                 for d in outliers
-                for eid, hit in zip(d["event_ids"], d.get("is_outlier") or [])
+                for eid, hit in zip(d["event_ids"], d.get("is_outlier") or [], strict=False)  # no flags: no rows
                 if hit
             ]
             planted = [i for i in flagged if i.startswith("outlier-")]
@@ -449,7 +448,9 @@ def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.
             hits = sorted(
                 (ids[eid], score, d["threshold"])
                 for d in outliers
-                for eid, hit, score in zip(d["event_ids"], d.get("is_outlier") or [], d.get("instance_scores") or [])
+                for eid, hit, score in zip(
+                    d["event_ids"], d.get("is_outlier") or [], d.get("instance_scores") or [], strict=False
+                )
                 if hit and ids.get(eid, "").startswith("outlier-")
             )
             for rid, score, threshold in hits:
@@ -537,7 +538,7 @@ def main() -> None:
                 pass
     except DemoFailed as exc:
         failures = [str(exc)]
-    except Exception as exc:  # a sentence, not a traceback; `up`'s own error first when it stopped
+    except Exception as exc:  # noqa: BLE001 - a sentence, not a traceback; `up`'s own error first when it stopped
         try:
             check_up(children["up"], log_dir) if "up" in children else None
             failures = [f"{type(exc).__name__}: {exc} (logs in {log_dir})"]

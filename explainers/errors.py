@@ -27,6 +27,12 @@ class DeadlineExceeded(ExplainerError):
     status = 504
 
 
+class OutOfMemory(ExplainerError):
+    """The explanation ran out of memory: HTTP 503 (the server frees it and keeps serving)."""
+
+    status = 503
+
+
 class PredictorError(ExplainerError):
     """The predictor behind a black-box explainer failed or could not be reached: HTTP 502."""
 

@@ -56,6 +56,11 @@ class ExplainerMetrics:
         self.predictor_seconds = Histogram(
             "infertap_explainer_predictor_seconds", "Predictor request latency.", _BASE, buckets=BUCKETS, registry=r
         ).labels(*self._base)
+        # KServe's Python server's name for it (python/kserve/kserve/metrics.py), default buckets, so
+        # KServe's dashboards keep working
+        self.kserve_explain = Histogram(
+            "request_explain_seconds", "explain request latency", ("model_name",), registry=r
+        ).labels(model)
         self._sums: np.ndarray | None = None
         self._count = 0
         self._names: list[str] = []
@@ -72,8 +77,8 @@ class ExplainerMetrics:
     def observe_error(self, reason: str) -> None:
         self.errors.labels(*self._base, reason).inc()
 
-    def observe_attributions(self, names: list[str], values: list[list[float]]) -> None:
-        """Fold explained instances into the running mean |attribution| per feature."""
+    def observe_attributions(self, names: list[str], values: list[list[float] | None]) -> None:
+        """Fold explained instances into the running mean |attribution| per feature (None: not attributed)."""
         rows = [v for v in values if v is not None]
         if not rows:
             return
@@ -84,14 +89,14 @@ class ExplainerMetrics:
             self._sums += block.sum(0)
             self._count += len(block)
             means = self._sums / self._count
-            for name, mean in zip(self._names, means):
+            for name, mean in zip(self._names, means, strict=True):
                 self.attribution.labels(*self._base, name).set(float(mean))
 
     def mean_abs_attribution(self) -> dict[str, float]:
         with self._lock:
             if self._sums is None or not self._count:
                 return {}
-            return dict(zip(self._names, (self._sums / self._count).tolist()))
+            return dict(zip(self._names, (self._sums / self._count).tolist(), strict=True))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -15,7 +15,10 @@ Routes:
 - Health: `GET /`, `/v1/models/{name}`, `/v2/health/live`, `/v2/health/ready`,
   `/v2/models/{name}-explainer/ready`; metrics: `GET /metrics`.
 
-Limits: `max_instances` per request, `max_samples` for nsamples / steps, `deadline_s` per
+Limits: `max_instances` per request, `max_samples` for nsamples / steps and anchors' sample
+counts, `max_sample_rows` for the rows a backend holds at once; every backend parameter a
+request may set is declared with bounds (`Explainer.request_params`), a value out of them
+is a 400 naming it; a MemoryError is a 503 and the server keeps serving; `deadline_s` per
 request (504 with a sentence when hit; black-box explainers stop at their next predictor
 call, white-box work already started finishes in its thread but its answer is dropped).
 Wrong feature count or shape is a 400 naming what was expected. Bodies over
@@ -26,6 +29,7 @@ needs `Authorization: Bearer <token>` (401 otherwise; GETs stay open for probes 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +48,7 @@ from infertap.explainers.errors import (
     ExplainerError,
     ExplainerLoadError,
     ModelNotFound,
+    OutOfMemory,
 )
 from infertap.explainers.explanation import (
     ExplainInferRequest,
@@ -64,6 +69,7 @@ from infertap.serving.codec import (
     decode_v2_request,
     encode_v2_response,
 )
+from infertap.serving.rest.body import decode_body
 from infertap.serving.rest.openapi import (
     BINARY_BODY,
     example_bodies,
@@ -118,6 +124,9 @@ class ExplainService:
         target = params.pop("target", None)
         if target is not None:
             target = _number(target, "target", int)
+        # Only declared, bounded backend parameters go on; other keys (V2's content_type, ...) stay behind.
+        bounds = self.explainer.request_params()
+        params = {key: bounds[key].check(key, value) for key, value in params.items() if key in bounds}
         return ExplainOptions(
             deadline=time.monotonic() + min(deadline_s, s.deadline_s), nsamples=nsamples, target=target, params=params
         )
@@ -134,6 +143,8 @@ class ExplainService:
                 raise BadExplainRequest(
                     f"{len(X)} instances in one request; max_instances is {self.settings.max_instances}"
                 )
+            self.explainer.check_work(len(X), options)
+            assert options.deadline is not None  # `options` always sets one
             remaining = options.deadline - time.monotonic()
             future = asyncio.get_running_loop().run_in_executor(self._executor, self._run, X, options)
             try:
@@ -145,16 +156,31 @@ class ExplainService:
         except ExplainerError as err:
             self.metrics.observe_error(_reason(err))
             raise
+        except MemoryError:
+            raise self._out_of_memory(len(X)) from None
         except Exception as err:  # noqa: BLE001 - a library's own error: answered 500 with its sentence
             self.metrics.observe_error("internal")
             log.exception("explanation failed")
             raise ExplainerError(f"{self.settings.explainer_type} failed: {type(err).__name__}: {err}") from None
-        self.metrics.latency.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.metrics.latency.observe(elapsed)
+        self.metrics.kserve_explain.observe(elapsed)
         self.metrics.instances.inc(len(explanations))
         if explanations and explanations[0].values is not None:
             self.metrics.observe_attributions(explanations[0].feature_names, [e.values for e in explanations])
         return ExplainResponse(
             model_name=self.settings.name, explainer=self.settings.explainer_type, explanations=explanations
+        )
+
+    def _out_of_memory(self, n: int) -> OutOfMemory:
+        # What the failed call held is garbage now: collect it before the next request, so one
+        # oversized request does not leave the server failing the ones after it (issue 19).
+        gc.collect()
+        self.metrics.observe_error("out_of_memory")
+        log.error("%s ran out of memory explaining %d instance(s)", self.settings.explainer_type, n)
+        return OutOfMemory(
+            f"{self.settings.explainer_type} ran out of memory explaining {n} instance(s); "
+            "send fewer instances or ask for fewer samples (the server keeps serving)"
         )
 
     def _run(self, X: np.ndarray, options: ExplainOptions):
@@ -179,7 +205,9 @@ def _number(value: Any, name: str, kind: type) -> Any:
 
 
 def _reason(err: ExplainerError) -> str:
-    return {400: "bad_input", 404: "not_found", 502: "predictor", 504: "deadline"}.get(err.status, "internal")
+    return {400: "bad_input", 404: "not_found", 502: "predictor", 503: "out_of_memory", 504: "deadline"}.get(
+        err.status, "internal"
+    )
 
 
 # ---------------------------------------------------------------- HTTP
@@ -207,7 +235,7 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
         lambda schema: _examples(schema, service),
     )
     ready_reply = replies(json_object(name={"type": "string"}, ready={"type": "boolean"}), 404, 503)
-    explain_errors = (400, 404, 413, 502, 504)
+    explain_errors = (400, 404, 413, 502, 503, 504)
 
     def check_name(model: str) -> None:
         if model != name:
@@ -217,6 +245,13 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
     async def explainer_error(request: Request, err: ExplainerError) -> Response:
         service.metrics.observe_request(err.status)
         return Response(orjson.dumps({"error": str(err)}), status_code=err.status, media_type=JSON)
+
+    @app.exception_handler(MemoryError)
+    async def out_of_memory(request: Request, err: MemoryError) -> Response:
+        # e.g. decoding a body within max_request_bytes on a server near its memory limit
+        gc.collect()
+        service.metrics.observe_request(503)
+        return Response(b'{"error":"out of memory; the server keeps serving"}', status_code=503, media_type=JSON)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, err: Exception) -> Response:
@@ -253,7 +288,7 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
     async def explain_v1(request: Request, model: str = served_names([name])()) -> Response:
         check_name(model)
         try:
-            decoded = decode_v1_request(await request.body())
+            decoded = await decode_body(decode_v1_request, await request.body())
         except CodecError as err:
             raise BadExplainRequest(str(err)) from None
         if isinstance(decoded.instances, dict):
@@ -273,7 +308,9 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
         check_name(model.removesuffix("-explainer"))
         length = request.headers.get(HEADER_LENGTH)
         try:
-            decoded = decode_v2_request(await request.body(), int(length) if length is not None else None)
+            decoded = await decode_body(
+                decode_v2_request, await request.body(), int(length) if length is not None else None
+            )
         except (CodecError, ValueError) as err:
             raise BadExplainRequest(str(err)) from None
         if len(decoded.inputs) != 1:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Explainer types, named as alibi / KServe name them (MLServer's snake_case names are accepted too).
 ExplainerType = Literal[
@@ -41,23 +42,33 @@ def canonical_type(name: str) -> str:
     return ALIASES.get(name, name)
 
 
-class ExplainerSettings(BaseModel):
-    """One explainer: which backend, where the predictor or model is, its data, and its limits."""
+class ExplainerSettings(BaseSettings):
+    """One explainer: which backend, where the predictor or model is, its data, and its limits.
 
-    model_config = ConfigDict(extra="forbid")
+    Environment variables INFERTAP_EXPLAINER_<FIELD> set fields (flags and --help: infertap/flags.py).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="INFERTAP_EXPLAINER_", extra="forbid")
 
     name: str = Field(
-        min_length=1, description="Model name in URLs: /v1/models/{name}:explain, /v2/models/{name}-explainer/infer."
+        min_length=1,
+        description="Model name in URLs: /v1/models/{name}:explain, /v2/models/{name}-explainer/infer.",
+        json_schema_extra={"aliases": ["--model-name"]},  # KServe's controller appends --model_name
     )
-    explainer_type: ExplainerType
-    host: str = "127.0.0.1"
-    http_port: int = Field(default=8082, ge=0, le=65535)
+    explainer_type: ExplainerType = Field(
+        description="Backend, as alibi / KServe name it (MLServer's snake_case names too: kernel_shap).",
+        json_schema_extra={"aliases": ["--type"]},
+    )
+    host: str = Field(default="127.0.0.1", description="Interface to listen on (0.0.0.0: all).")
+    http_port: int = Field(default=8082, ge=0, le=65535, description="HTTP port (0: any free port).")
     # black box
     predictor_url: str | None = Field(
-        default=None, description="Base URL of the predictor (or the logger sidecar in front of it)."
+        default=None,
+        description="Base URL of the predictor (or the logger sidecar in front of it); host:port means http://host:port.",
+        json_schema_extra={"aliases": ["--predictor-host"]},  # KServe's controller appends --predictor_host
     )
     predictor_model: str | None = Field(default=None, description="Model name at the predictor; default: `name`.")
-    protocol: Literal["v1", "v2"] = "v2"
+    protocol: Literal["v1", "v2"] = Field(default="v2", description="Protocol spoken to the predictor.")
     predict_proba: bool | None = Field(
         default=None,
         description="Explain class probabilities; None: ask for them, fall back to plain predictions when the model has none.",
@@ -65,15 +76,21 @@ class ExplainerSettings(BaseModel):
     max_rows_per_request: int = Field(default=20_000, ge=1, description="Perturbation rows per predictor request.")
     # white box
     storage_uri: str | None = Field(default=None, description="Model file (or folder) for white-box backends.")
-    model_format: Literal["sklearn", "xgboost", "lightgbm", "pytorch"] | None = None
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    model_format: Literal["sklearn", "xgboost", "lightgbm", "pytorch"] | None = Field(
+        default=None, description="Format of storage_uri's model (white-box backends)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="captum: where the model runs; auto: CUDA when available."
+    )
     # data
     background: str | None = Field(
         default=None,
         description="Background / training data: .npz from `infertap fit`, or .npy rows (e.g. reference.npy).",
     )
     background_size: int = Field(default=100, ge=1, description="Rows kept from a raw .npy background (seeded sample).")
-    feature_names: list[str] | None = None
+    feature_names: list[str] | None = Field(
+        default=None, description="Names of the input columns, in order.", json_schema_extra={"comma_list": True}
+    )
     explainer_uri: str | None = Field(
         default=None, description="A saved (dill/pickle) explainer; loaded only with allow_pickle."
     )
@@ -85,6 +102,14 @@ class ExplainerSettings(BaseModel):
     max_instances: int = Field(default=64, ge=1, description="Most instances per explain request.")
     max_samples: int = Field(
         default=10_000, ge=1, description="Cap on nsamples / max_evals / n_steps a request may ask for."
+    )
+    max_sample_rows: int = Field(
+        default=2_000_000,
+        ge=1,
+        description=(
+            "Cap on the perturbed rows one request makes a backend hold at once (KernelShap and "
+            "PermutationShap nsamples x background rows, GradientShap samples x instances)."
+        ),
     )
     workers: int = Field(default=2, ge=1, description="Explanations computed at once (threads).")
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1, description="Larger request bodies get 413.")
@@ -103,10 +128,24 @@ class ExplainerSettings(BaseModel):
         default=256, ge=1, description="captum: rows per forward/backward pass (bounds memory)."
     )
     params: dict[str, Any] = Field(
-        default_factory=dict, description="Extra backend parameters (e.g. anchors' threshold, tree model_output)."
+        default_factory=dict,
+        description='Extra backend parameters, KEY=VALUE with a JSON value (e.g. threshold=0.9, model_output="probability").',
+        json_schema_extra={"aliases": ["--param"]},
     )
     inference_service: str = Field(default="", description="Metrics label `inference_service`.")
-    log_level: str = "info"
+    log_level: str = Field(default="info", description="Server log level.")
+
+    @field_validator("explainer_type", mode="before")
+    @classmethod
+    def _canonical_type(cls, value):
+        return canonical_type(value) if isinstance(value, str) else value
+
+    @field_validator("predictor_url", mode="before")
+    @classmethod
+    def _url(cls, value):
+        if isinstance(value, str) and value and "://" not in value:  # KServe's --predictor_host is host:port
+            return f"http://{value}"
+        return value
 
     @property
     def target_model(self) -> str:

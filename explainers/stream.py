@@ -22,20 +22,21 @@ Undecodable bodies (not V1 or V2, text for tabular models) are counted (`inferta
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import signal
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
 import orjson
+from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
 from prometheus_client import Counter
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infertap.explainers.backends import ExplainOptions, create_explainer
 from infertap.explainers.errors import ExplainerError
@@ -43,36 +44,55 @@ from infertap.explainers.explanation import ExplainResponse
 from infertap.explainers.metrics import ExplainerMetrics
 from infertap.explainers.settings import ExplainerSettings
 from infertap.serving.codec import CodecError, binary_header_length, decode_v1_request, decode_v2_request
+from infertap.stream import clients
+from infertap.stream.events import EXPLANATION_TYPE, REQUEST_TYPE
+from infertap.stream.topics import topics
 
 log = logging.getLogger("infertap.explainers.stream")
-
-REQUEST_TYPE = (
-    "org.kubeflow.serving.inference.request"  # as infertap.logger.events (not imported: explainers import serving only)
-)
-EXPLANATION_TYPE = "io.infertap.explanation"
+#: librdkafka's lines and the clients' errors, each message at most once per 30 s
+LIBRDKAFKA_LOG = "infertap.explainers.librdkafka"
 
 
-@dataclass
-class StreamSettings:
-    bootstrap: str
-    inference_service: str
-    source_topic: str | None = None  # default <isvc>-events
-    target_topic: str | None = None  # default <isvc>-explanations
-    group: str | None = None  # default infertap-explainer-<isvc>
-    sample_rate: float = 1.0
-    batch_records: int = 100
-    poll_timeout_s: float = 1.0
-    metrics_port: int | None = None
-    session_timeout_ms: int = 6000
-    kafka_config: dict[str, str] = field(default_factory=dict)  # librdkafka properties: TLS, SASL, ...
+class StreamSettings(BaseSettings):
+    """The stream worker's own settings (the explainer's are ExplainerSettings).
+
+    Environment variables INFERTAP_EXPLAIN_STREAM_<FIELD> set fields (flags and --help: infertap/flags.py).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="INFERTAP_EXPLAIN_STREAM_", extra="forbid")
+
+    bootstrap: str = Field(description="Kafka bootstrap servers, host:port[,host:port].")
+    inference_service: str = Field(
+        min_length=1, description="The InferenceService whose logged requests are explained (topic prefix)."
+    )
+    source_topic: str | None = Field(default=None, description="Topic of the request events; default <isvc>-events.")
+    target_topic: str | None = Field(
+        default=None, description="Topic the explanations go to; default <isvc>-explanations."
+    )
+    group: str | None = Field(default=None, description="Consumer group; default infertap-explainer-<isvc>.")
+    sample_rate: float = Field(
+        default=1.0, gt=0, le=1, description="Share of request events explained, by a stable hash of their id."
+    )
+    batch_records: int = Field(default=100, ge=1, description="Most records consumed (and explained) per batch.")
+    poll_timeout_s: float = Field(default=1.0, gt=0, description="Seconds one poll of the consumer waits.")
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Port of /metrics (on the explainer's host); none: no metrics."
+    )
+    session_timeout_ms: int = Field(default=6000, ge=1, description="Kafka consumer session timeout.")
+    kafka_config: dict[str, str] = Field(
+        default_factory=dict,
+        description="librdkafka property for the consumer and producer (TLS, SASL: security.protocol=SASL_SSL, "
+        "sasl.mechanism=PLAIN, ...).",
+        json_schema_extra={"aliases": ["-X"]},
+    )
 
     @property
     def source(self) -> str:
-        return self.source_topic or f"{self.inference_service}-events"
+        return self.source_topic or topics(self.inference_service).events
 
     @property
     def target(self) -> str:
-        return self.target_topic or f"{self.inference_service}-explanations"
+        return self.target_topic or topics(self.inference_service).explanations
 
 
 def sampled(event_id: str, rate: float) -> bool:
@@ -149,23 +169,21 @@ class StreamWorker:
         self._stop = True
 
     def run(self, max_seconds: float | None = None) -> None:
-        from confluent_kafka import Consumer, Producer
-
         self.explainer.load()
         s = self.stream
-        consumer = Consumer(
-            {
-                "bootstrap.servers": s.bootstrap,
-                "group.id": s.group or f"infertap-explainer-{s.inference_service}",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": s.session_timeout_ms,
-                "heartbeat.interval.ms": max(100, s.session_timeout_ms // 6),
-                "max.poll.interval.ms": 300_000,
-                **s.kafka_config,
-            }
+        group = s.group or f"infertap-explainer-{s.inference_service}"
+        consumer = clients.consumer(
+            s.bootstrap,
+            group,
+            client_id=group,
+            log_name=LIBRDKAFKA_LOG,
+            session_timeout_ms=s.session_timeout_ms,
+            max_poll_interval_ms=300_000,
+            kafka_config=s.kafka_config,
         )
-        producer = Producer({"bootstrap.servers": s.bootstrap, "acks": "all", "linger.ms": 5, **s.kafka_config})
+        producer = clients.producer(
+            s.bootstrap, client_id="infertap-explainer", log_name=LIBRDKAFKA_LOG, kafka_config=s.kafka_config
+        )
         consumer.subscribe([s.source])
         started = time.monotonic()
         log.info("explaining %.0f%% of %s into %s", s.sample_rate * 100, s.source, s.target)
@@ -201,16 +219,17 @@ class StreamWorker:
                 continue
             response = self._explain(event)
             if response is not None:
+                request_id = event.get_id()
                 out.append(
                     ce_kafka.to_binary_event(
-                        explanation_event(self.stream.inference_service, event.get_id(), response, self.source),
-                        key_mapper=lambda _e, key=event.get_id(): key,
+                        explanation_event(self.stream.inference_service, request_id, response, self.source),
+                        key_mapper=_fixed_key(request_id),
                     )
                 )
         self.published += len(out)
         return out
 
-    def _explain(self, event: CloudEvent) -> ExplainResponse | None:
+    def _explain(self, event: BaseCloudEvent) -> ExplainResponse | None:
         attrs = event.get_attributes()
         try:
             data = event.get_data() or b""
@@ -239,52 +258,42 @@ class StreamWorker:
         )
 
 
-def main(argv: list[str] | None = None) -> None:
-    from infertap.explainers.__main__ import ArgsError, settings_from_args
+def _fixed_key(key: str) -> ce_kafka.KeyMapper:
+    """A Kafka key mapper that gives every event `key`."""
+    return lambda _event: key
 
-    p = argparse.ArgumentParser(prog="python -m infertap.explainers.stream", add_help=False)
-    p.add_argument("--bootstrap", required=True)
-    p.add_argument("--inference-service", required=True)
-    p.add_argument("--source-topic")
-    p.add_argument("--target-topic")
-    p.add_argument("--group")
-    p.add_argument("--sample-rate", type=float, default=1.0)
-    p.add_argument("--metrics-port", type=int)
-    p.add_argument("--max-seconds", type=float, help="stop after this long (tests, benchmarks)")
-    p.add_argument(
-        "-X",
-        "--kafka-config",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="librdkafka property for the consumer and producer, repeatable: "
-        "-X security.protocol=SASL_SSL -X sasl.mechanism=PLAIN ...",
+
+def _stream_command():
+    from infertap.flags import CommandLine
+
+    return CommandLine(
+        prog="python -m infertap.explainers.stream",
+        description="infertap explainer stream worker: explains sampled request events of a topic. "
+        "Takes the stream flags and the explainer server's flags (python -m infertap.explainers --help).",
+        models={"stream": StreamSettings, "explainer": ExplainerSettings},
+        extra=lambda p: p.add_argument(
+            "--max-seconds", type=float, metavar="SECONDS", help="Stop after this long (tests, benchmarks)."
+        ),
     )
-    a, rest = p.parse_known_args(argv)
-    if not 0.0 < a.sample_rate <= 1.0:
-        raise SystemExit(f"--sample-rate must be in (0, 1], got {a.sample_rate}")
-    bad = [x for x in a.kafka_config if "=" not in x or not x.split("=", 1)[0]]
-    if bad:
-        raise SystemExit(f"-X wants KEY=VALUE (a librdkafka property), got {bad}")
-    try:
-        settings = settings_from_args(
-            rest + ["--inference-service", a.inference_service],
-            defaults={"name": a.inference_service},
-            raise_errors=True,
-        )
-    except ArgsError as err:
-        raise SystemExit(f"invalid explainer flags: {err}") from None
-    stream = StreamSettings(
-        a.bootstrap,
-        a.inference_service,
-        a.source_topic,
-        a.target_topic,
-        a.group,
-        a.sample_rate,
-        metrics_port=a.metrics_port,
-        kafka_config=dict(x.split("=", 1) for x in a.kafka_config),
-    )
-    serve(stream, settings, a.max_seconds)
+
+
+def _name_default(parsed) -> None:
+    """The explainer's `name` defaults to the InferenceService."""
+    explainer, stream = parsed.values["explainer"], parsed.values["stream"]
+    if "name" not in explainer and stream.get("inference_service"):
+        explainer["name"] = stream["inference_service"]
+
+
+def parse_args(argv: list[str] | None = None, prog: str | None = None):
+    """(StreamSettings, ExplainerSettings, max_seconds) from flags over $INFERTAP_EXPLAIN_STREAM_* and
+    $INFERTAP_EXPLAINER_*; bad input exits 2 with a sentence naming the flag."""
+    settings, ns = _stream_command().settings_and_args(argv, prog=prog, finish=_name_default)
+    return settings["stream"], settings["explainer"], ns.max_seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    stream, settings, max_seconds = parse_args(argv)
+    serve(stream, settings, max_seconds)
 
 
 def serve(stream: StreamSettings, settings: ExplainerSettings, max_seconds: float | None = None) -> None:

@@ -12,7 +12,7 @@ One request/response pair gives two CloudEvents 1.0 that share an `id` (the inco
   every status and say which).
 
 The body is the raw bytes, never parsed or re-encoded, so binary V2 payloads stay byte-exact.
-Detectors import the type names and `decode_metadata` from here.
+The type names are the stream contract's (`infertap.stream.events`), re-exported here.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 
 from cloudevents.core.v1.event import CloudEvent
 
-REQUEST_TYPE = "org.kubeflow.serving.inference.request"
-RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
+from infertap.stream.events import REQUEST_TYPE, RESPONSE_TYPE  # the stream contract's names
+
 SPECVERSION = "1.0"
 
 #: Extension set on response events when the body logged is a prefix of a longer stream.
@@ -126,10 +126,19 @@ class EventBuilder:
         return attrs
 
     def request(
-        self, event_id: str, body: bytes, content_type: str | None, metadata: str, when: datetime | None = None
+        self,
+        event_id: str,
+        body: bytes,
+        content_type: str | None,
+        metadata: str,
+        when: datetime | None = None,
+        extensions: Mapping[str, object] | None = None,
     ) -> CloudEvent:
-        """The `.request` event: the request body exactly as received."""
+        """The `.request` event: the request body exactly as received. `extensions` (names
+        already validated by the caller, e.g. the sidecar's GenAI ones) are added as they are."""
         attrs = self._attributes(REQUEST_TYPE, event_id, content_type, metadata, when or now())
+        if extensions:
+            attrs.update(extensions)
         return unchecked_event(attrs, body)
 
     def response(
@@ -141,12 +150,15 @@ class EventBuilder:
         status: int,
         when: datetime | None = None,
         truncated: bool = False,
+        extensions: Mapping[str, object] | None = None,
     ) -> CloudEvent:
         """The `.response` event, with `statuscode`; `content_type` is the request's (KServe)."""
         attrs = self._attributes(RESPONSE_TYPE, event_id, content_type, metadata, when or now())
         attrs["statuscode"] = status
         if truncated:
             attrs[TRUNCATED_EXT] = "true"
+        if extensions:
+            attrs.update(extensions)
         return unchecked_event(attrs, body)
 
 

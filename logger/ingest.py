@@ -9,7 +9,8 @@ so a model server that serves `/` keeps working behind the sidecar.
 Events pass through unchanged: attributes as received (extensions included), the body as
 the raw bytes of a binary-mode event. A structured event's `data_base64` becomes those bytes;
 a JSON `data` value is re-serialised compactly (its original spacing is not recoverable).
-Answers: 202 `{"id": ...}`; 400 `{"error": reason}` for a malformed event; 503 when the
+Answers: 202 `{"id": ...}`; 400 `{"error": reason}` for a malformed event (a document
+nested too deeply for the JSON parser included); 503 when the
 sidecar has no sink; 401 `{"error": ...}` when an ingest token is set (`--auth-token`,
 `$INFERTAP_AUTH_TOKEN`) and the request lacks `Authorization: Bearer <token>`. Only the
 ingest is guarded: proxied inference traffic is the model server's business.
@@ -89,6 +90,8 @@ def parse(headers: list[tuple[bytes, bytes]], body: bytes) -> CloudEvent:
         raise IngestError(f"invalid CloudEvent: {exc}") from exc
     except (ValueError, TypeError, OverflowError) as exc:  # bad JSON, bad time, bad encoding
         raise IngestError(f"invalid CloudEvent: {exc}") from exc
+    except RecursionError:  # json's C scanner stops a deeply nested document with this, not a ValueError
+        raise IngestError("structured CloudEvent nests too deeply for the JSON parser") from None
 
 
 def _structured(body: bytes) -> CloudEvent:

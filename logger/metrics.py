@@ -14,9 +14,21 @@ to `Delivery(...)`.
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["REGISTRY", "CONTENT_TYPE_LATEST", "DeliveryMetrics", "default_metrics", "render", "OUTCOMES"]
+__all__ = [
+    "REGISTRY",
+    "CONTENT_TYPE_LATEST",
+    "DeliveryMetrics",
+    "MetricsRenderer",
+    "default_metrics",
+    "render",
+    "OUTCOMES",
+]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 """The sidecar's registry; the tap half may register its own request metrics here too."""
@@ -66,9 +78,33 @@ class DeliveryMetrics:
             registry=self.registry,
         )
 
-    def for_sink(self, inference_service: str, component: str, sink: str) -> SinkMetrics:
-        """Children bound to one sink's labels (resolved once: labels() is not free per event)."""
-        return SinkMetrics(self, (inference_service, component, sink))
+        # read at scrape time from the sink (`unacked()`): what the Kafka client holds unacknowledged
+        self.unacked_events = Gauge(
+            "infertap_logger_unacked_events",
+            "Events handed to a sink's client (Kafka) and not yet acknowledged by the broker.",
+            _LABELS,
+            registry=self.registry,
+        )
+        self.unacked_age = Gauge(
+            "infertap_logger_oldest_unacked_age_seconds",
+            "Age (since its request or response) of the oldest event a sink's client holds unacknowledged; "
+            "0 when none. Grows by a second per second while the broker does not answer.",
+            _LABELS,
+            registry=self.registry,
+        )
+
+    def for_sink(self, inference_service: str, component: str, sink: str, source: object | None = None) -> SinkMetrics:
+        """Children bound to one sink's labels (resolved once: labels() is not free per event).
+
+        `source`: the sink object; one with `unacked() -> (events, oldest_age_s)` (the Kafka
+        sink) feeds the unacknowledged gauges, read at scrape time."""
+        children = SinkMetrics(self, (inference_service, component, sink))
+        unacked = getattr(source, "unacked", None)
+        if callable(unacked):
+            labels = (inference_service, component, sink)
+            self.unacked_events.labels(*labels).set_function(lambda: unacked()[0])
+            self.unacked_age.labels(*labels).set_function(lambda: unacked()[1])
+        return children
 
 
 class SinkMetrics:
@@ -102,3 +138,47 @@ def default_metrics() -> DeliveryMetrics:
 def render(registry: CollectorRegistry = REGISTRY) -> bytes:
     """Prometheus text exposition of `registry` (serve with CONTENT_TYPE_LATEST)."""
     return generate_latest(registry)
+
+
+_render_pool: ThreadPoolExecutor | None = None
+_render_pool_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One rendering thread per process, made on first use (renderers of several proxies share it)."""
+    global _render_pool
+    with _render_pool_lock:
+        if _render_pool is None:
+            _render_pool = ThreadPoolExecutor(1, thread_name_prefix="infertap-metrics")
+        return _render_pool
+
+
+class MetricsRenderer:
+    """Renders registries for a scrape in a worker thread, never on the event loop.
+
+    Why: `generate_latest` is pure Python and takes time in proportion to the series it
+    writes; run on the proxy's event loop, a scrape stalls every request in flight meanwhile
+    (issue 19: 8.2 s for a 64 MiB rendering, a predict waited as long). Scrapes that arrive
+    while a rendering runs share it, so a burst of scrapes costs one rendering, not a queue
+    of them.
+    """
+
+    def __init__(self, *registries: CollectorRegistry):
+        self._registries = registries
+        self._pending: asyncio.Future[bytes] | None = None
+
+    def render_now(self) -> bytes:
+        """The exposition text of every registry, rendered in the calling thread."""
+        return b"".join(generate_latest(r) for r in self._registries)
+
+    async def render(self) -> bytes:
+        """The exposition text, rendered in the metrics thread (shared with concurrent callers)."""
+        pending = self._pending
+        if pending is None or pending.get_loop() is not asyncio.get_running_loop():
+            pending = self._pending = asyncio.get_running_loop().run_in_executor(_pool(), self.render_now)
+            pending.add_done_callback(self._done)
+        return await asyncio.shield(pending)  # a scraper that leaves must not cancel the others' rendering
+
+    def _done(self, future: asyncio.Future[bytes]) -> None:
+        if self._pending is future:
+            self._pending = None

@@ -61,18 +61,20 @@ class DynamicBatcher:
         rows = arrays[0].shape[0] if arrays[0].ndim else 1
         if any(a.ndim == 0 or a.shape[0] != rows for a in arrays):
             raise ValueError("all inputs of a batched request need the same first (batch) dimension")
-        self._ensure_worker()
+        arrived = self._ensure_worker()
         future = asyncio.get_running_loop().create_future()
         signature = tuple((a.shape[1:], a.dtype.str) for a in arrays)
         self._queue.append(_Pending(arrays, rows, signature, future))
-        self._arrived.set()
+        arrived.set()
         return await future
 
-    def _ensure_worker(self) -> None:
+    def _ensure_worker(self) -> asyncio.Event:
+        """The running loop's worker, started when missing; returns the event that wakes it."""
         loop = asyncio.get_running_loop()
-        if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
+        if self._arrived is None or self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
             self._arrived = asyncio.Event()
-            self._worker = loop.create_task(self._work(), name="dynamic-batcher")
+            self._worker = loop.create_task(self._work(self._arrived), name="dynamic-batcher")
+        return self._arrived
 
     async def close(self) -> None:
         """Stop the worker; requests still queued fail with CancelledError."""
@@ -85,16 +87,16 @@ class DynamicBatcher:
         while self._queue:
             self._queue.popleft().future.cancel()
 
-    async def _work(self) -> None:
+    async def _work(self, arrived: asyncio.Event) -> None:
         while True:
             if not self._queue:
-                self._arrived.clear()
-                await self._arrived.wait()
-            batch = await self._collect()
+                arrived.clear()
+                await arrived.wait()
+            batch = await self._collect(arrived)
             if batch:
                 await self._execute(batch)
 
-    async def _collect(self) -> list[_Pending]:
+    async def _collect(self, arrived: asyncio.Event) -> list[_Pending]:
         first = self._queue.popleft()
         batch, rows = [first], first.rows
         deadline = asyncio.get_running_loop().time() + self.max_wait
@@ -103,9 +105,9 @@ class DynamicBatcher:
             remaining = deadline - asyncio.get_running_loop().time()
             if full or rows >= self.max_batch_size or remaining <= 0:
                 break
-            self._arrived.clear()
+            arrived.clear()
             try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
+                await asyncio.wait_for(arrived.wait(), remaining)
             except TimeoutError:
                 self._take(batch, rows)
                 break
@@ -146,7 +148,7 @@ class DynamicBatcher:
                     f"model returned outputs without a batch axis of {total} rows; "
                     "turn dynamic batching off for this model"
                 )
-        except Exception as err:  # every waiting request gets the model's error
+        except Exception as err:  # noqa: BLE001 - whatever the model raised, every waiting request gets it
             for p in batch:
                 if not p.future.done():
                     p.future.set_exception(err)

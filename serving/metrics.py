@@ -54,6 +54,7 @@ class ServerMetrics:
             "infertap_model_ready", "1 when the model is loaded and serving.", _BASE, registry=self.registry
         )
         self._children: dict[tuple, tuple] = {}
+        self.kserve = KServeHistograms(self.registry)
 
     def observe_request(self, model: str, endpoint: str, code: int, seconds: float) -> None:
         key = (model, endpoint, code)
@@ -73,3 +74,38 @@ class ServerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+KSERVE_LABELS = ("model_name",)  # python/kserve/kserve/metrics.py: PROM_LABELS
+
+
+class KServeHistograms:
+    """KServe's Python server's latency histograms, under its names, labels and (default)
+    buckets, beside infertap's own, so dashboards built for KServe (grafana.com 17969,
+    "KServe ModelServer Latency") keep working: `request_preprocess_seconds` (reading and
+    decoding the request into tensors), `request_predict_seconds` (the model call),
+    `request_postprocess_seconds` (encoding the reply), `request_explain_seconds`, each
+    labelled `model_name` only. `stages(model)` gives the three observers of a model,
+    cached (one dict lookup per request)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.preprocess = Histogram(
+            "request_preprocess_seconds", "pre-process request latency", KSERVE_LABELS, registry=registry
+        )
+        self.postprocess = Histogram(
+            "request_postprocess_seconds", "post-process request latency", KSERVE_LABELS, registry=registry
+        )
+        self.predict = Histogram("request_predict_seconds", "predict request latency", KSERVE_LABELS, registry=registry)
+        self.explain = Histogram("request_explain_seconds", "explain request latency", KSERVE_LABELS, registry=registry)
+        self._stages: dict[str, tuple] = {}
+
+    def stages(self, model: str) -> tuple:
+        """(preprocess, predict, postprocess) `observe` callables of `model`."""
+        stages = self._stages.get(model)
+        if stages is None:
+            stages = self._stages[model] = (
+                self.preprocess.labels(model).observe,
+                self.predict.labels(model).observe,
+                self.postprocess.labels(model).observe,
+            )
+        return stages

@@ -18,6 +18,8 @@ from starlette.responses import Response
 
 from infertap.serving.errors import ModelLoadError
 from infertap.serving.metrics import ServerMetrics
+from infertap.serving.openai import SCHEMA_MODELS as OPENAI_SCHEMA_MODELS
+from infertap.serving.openai import openai_router, serves_openai
 from infertap.serving.repository import ModelRepository
 from infertap.serving.rest import v1, v2
 from infertap.serving.rest.errors import install_error_handlers
@@ -63,9 +65,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.state.settings, app.state.repository, app.state.metrics = settings, repository, metrics
     install_error_handlers(app)
+    openai = serves_openai(repository)
+    if openai:  # huggingface models: OpenAI-compatible routes (before V1's, which share GET /v1/models)
+        app.include_router(openai_router(settings, repository, metrics))
     app.include_router(v1_router(settings, repository, metrics))
     app.include_router(v2_router(settings, repository, metrics, _version()))
-    install_openapi(app, [*v1.SCHEMA_MODELS, *v2.SCHEMA_MODELS], lambda schema: _examples(schema, repository))
+    install_openapi(
+        app,
+        [*v1.SCHEMA_MODELS, *v2.SCHEMA_MODELS, *(OPENAI_SCHEMA_MODELS if openai else [])],
+        lambda schema: _examples(schema, repository),
+    )
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus(request: Request) -> Response:

@@ -146,7 +146,7 @@ class Forward:
     def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.status = status
         if self.exchange is not None:
-            self.exchange.response_start(status)
+            self.exchange.response_start(status, headers)
         self.client.start_response(status, [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP])
 
     def upstream_raw(self, data: bytes) -> None:
@@ -177,6 +177,8 @@ class Forward:
         conn, self.conn = self.conn, None
         if self.status:  # the head is out: all that is left is to cut the connection
             self.proxy.tap.metrics.upstream_error(error.reason)
+            if self.exchange is not None:
+                self.exchange.interrupted("upstream_error")
             self.client.abort()
             self._finish()
             return
@@ -222,6 +224,8 @@ class Forward:
             self._connecting.cancel()
         if not self.status:
             self.status = 499  # nginx's "client closed request", for the metrics
+        elif self.exchange is not None:  # mid-response: a stream's partial completion says so
+            self.exchange.interrupted("client_disconnected")
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.detach()

@@ -39,14 +39,15 @@ import time
 from typing import Any
 
 import httpx
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client import REGISTRY as PROCESS_REGISTRY
 
 from infertap.logger import ingest
-from infertap.logger.metrics import REGISTRY
+from infertap.logger.metrics import REGISTRY, MetricsRenderer
 from infertap.sidecar import sniff
 from infertap.sidecar.forward import HOP_BY_HOP, Forward
 from infertap.sidecar.front import ClientConnection, ClientGone, Request
+from infertap.sidecar.kserve_agent import QueueProbe
 from infertap.sidecar.settings import LoggerSettings
 from infertap.sidecar.tap import Tap
 from infertap.sidecar.upstream import UpstreamPool
@@ -79,16 +80,23 @@ class ReverseProxy:
         self._explainer_prefix = self._explainer_url.raw_path.rstrip(b"/") if self._explainer_url else b""
         self.ingest_authorization = ingest.expected_authorization(settings.ingest_auth_token)
         self.metrics_path = settings.metrics_path
+        # rendered in a thread: a scrape never stalls the traffic on this event loop
+        self._metrics = MetricsRenderer(REGISTRY, PROCESS_REGISTRY)
         # compared with the request target as sent: a percent-encoded spelling of it is proxied
         self._metrics_path = settings.metrics_path.encode()
         # targets the sidecar answers itself (metrics, ingest) or routes elsewhere (explain):
-        # never sent before they are parsed
-        self._not_presend = dict(
-            excluded=(self._metrics_path, b"/?"),
-            exact=(b"/",),
-            inside=(b":explain",) if self._explainer_url is not None else (),
-        )
+        # never passed as they came
+        self._not_presend = {
+            "excluded": (self._metrics_path, b"/?"),
+            "exact": (b"/",),
+            "inside": (b":explain",) if self._explainer_url is not None else (),
+        }
         self._presend_ok = not self._upstream_prefix
+        try:  # `K-Network-Probe` requests, as KServe's agent answers them (`infertap.sidecar.kserve_agent`)
+            self.queue_probe = QueueProbe.from_env(settings.component_port)
+        except ValueError as exc:
+            log.warning("%s; the readiness probe checks nothing", exc)
+            self.queue_probe = QueueProbe([])
         self.client: httpx.AsyncClient | None = None
         self.pool: UpstreamPool | None = None
         self._explainer_pool: UpstreamPool | None = None
@@ -157,12 +165,13 @@ class ReverseProxy:
             client.respond_json(413, {"error": f"request body exceeds {self.settings.max_request_bytes} bytes"})
             self.tap.metrics.observe(request.path, 413, time.perf_counter() - started)
             return
+        if method == "GET":
+            probe = QueueProbe.header(headers)
+            if probe is not None:  # Knative's probes are the sidecar's to answer, as KServe's agent does
+                self._answer_probe(probe, headers, client)
+                return
         if method == "GET" and request.path_is(self._metrics_path):
-            client.respond(
-                200,
-                generate_latest(REGISTRY) + generate_latest(PROCESS_REGISTRY),
-                [(b"content-type", CONTENT_TYPE_LATEST.encode())],
-            )
+            client.handler = _TaskHandler(asyncio.get_running_loop().create_task(self._serve_metrics(client)))
             return
         if method == "POST" and request.path_is(b"/") and ingest.is_cloudevent(headers):
             if not ingest.authorized(headers, self.ingest_authorization):
@@ -204,6 +213,26 @@ class ReverseProxy:
             )
         )
         client.handler = _TaskHandler(task)
+
+    def _answer_probe(self, value: bytes, headers: list[tuple[bytes, bytes]], client: ClientConnection) -> None:
+        now = self.queue_probe.answer_now(value, headers)
+        if now is not None:
+            status, body, extra = now
+            client.respond(status, body, [(b"content-type", b"text/plain; charset=utf-8"), *extra])
+            return
+        task = asyncio.get_running_loop().create_task(self.queue_probe.respond(client, self._probe_get))
+        client.handler = _TaskHandler(task)
+
+    async def _probe_get(self, url: str, headers: list[tuple[str, str]], timeout: float) -> int:
+        """One GET of `$SERVING_READINESS_PROBE` (httpGet), on the proxy's httpx client."""
+        assert self.client is not None  # startup() made it
+        response = await self.client.get(url, headers=headers, timeout=timeout)
+        return response.status_code
+
+    async def _serve_metrics(self, client: ClientConnection) -> None:
+        """The sidecar's own metrics, rendered off the event loop (`MetricsRenderer`)."""
+        body = await self._metrics.render()
+        client.respond(200, body, [(b"content-type", CONTENT_TYPE_LATEST.encode())])
 
     async def _forward_httpx(
         self,

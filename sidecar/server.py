@@ -14,6 +14,7 @@ import signal
 import sys
 
 from infertap.logger.sinks import SinkConfigError
+from infertap.logger.sinks.base import redact_text, shown_url
 from infertap.sidecar.front import ProxyServer
 from infertap.sidecar.proxy import create_app
 from infertap.sidecar.settings import LoggerSettings
@@ -41,19 +42,21 @@ async def serve(settings: LoggerSettings) -> None:
     try:
         server = proxy_server(settings)
     except SinkConfigError as exc:  # a bad --log-url: say which and why, no traceback
-        print(f"logger sidecar: {exc}", file=sys.stderr)
+        print(f"logger sidecar: {redact_text(str(exc))}", file=sys.stderr)
         raise SystemExit(2) from None
     try:
         await server.start()
     except OSError as exc:  # the port is taken, the spool folder cannot be written...
-        raise SystemExit(f"logger sidecar could not start on {settings.host}:{settings.port}: {exc}") from None
+        raise SystemExit(
+            f"logger sidecar could not start on {settings.host}:{settings.port}: {redact_text(str(exc))}"
+        ) from None
     log.info(
         "logger sidecar on %s:%d -> %s:%d, sinks %s, mode %s",
         settings.host,
         server.port,
         settings.component_host,
         settings.component_port,
-        settings.log_url or "none",
+        ", ".join(map(shown_url, settings.log_url)) or "none",
         settings.log_mode,
     )
     stop = asyncio.Event()
@@ -66,8 +69,27 @@ async def serve(settings: LoggerSettings) -> None:
     await server.stop()
 
 
+class RedactingFormatter(logging.Formatter):
+    """Formats a record, then stars out the secrets of every URL in the text (`redact_text`):
+    sink URLs carry passwords (`sasl_password=`, `user:pass@`), and a library's message or a
+    traceback may quote one (issue 19)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+
+def setup_logging() -> None:
+    """INFO lines on stderr, URLs redacted; httpx's line per request (the HTTP sink's every
+    event, its URL included) only at WARNING."""
+    logging.basicConfig(level=logging.INFO)
+    formatter = RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def run(settings: LoggerSettings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvicorn[standard] brings it

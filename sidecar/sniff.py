@@ -1,11 +1,14 @@
-"""Deciding from raw bytes, before any parsing, that a request or a response can be passed on
-as it is: the sidecar's fast path (`infertap.sidecar.front`, `infertap.sidecar.upstream`).
+"""Deciding from raw bytes that a request or a response can be passed on as it is: the
+sidecar's fast path (`infertap.sidecar.front`, `infertap.sidecar.upstream`).
 
 Why: on this hop every Python step on the way from one socket to the other is added
-latency, and a parser calls back into Python once per header. These checks are a handful
-of C-level searches on the head. They only ever say "not sure" (None / False) for anything
-unusual, and the message then takes the parsed path, which handles everything; the parser
-still runs on every message, after the bytes went out, for the tap and the framing.
+latency, and rebuilding a request from its parsed headers is several per header. These
+checks are a handful of C-level searches on the head. They only ever say "not sure" (None /
+False) for anything unusual, and the message then takes the parsed path, which handles
+everything. A request is sniffed only after the parser has accepted it, whole (what the
+parser refuses must never reach a model server with a more lenient parser: issue 19); a
+response is passed before it is parsed (the model server is trusted), and the parser
+still runs on it for the tap and the framing.
 
 A request passes when the read holds exactly one whole request: `METHOD /target HTTP/1.1`
 (not HEAD), a Host, at most one Content-Length that accounts for every byte after the head,
@@ -41,7 +44,8 @@ HOP_BY_HOP = frozenset(
 _HOP_BY_HOP = b"|".join(sorted(HOP_BY_HOP))
 # one C-level search per head instead of a Python step per header
 # (on the lower-cased head)
-_REQUEST_BLOCKER = re.compile(rb"\r\n(?:" + _HOP_BY_HOP + rb"|expect|x-forwarded-for)[ \t]*:")
+# (k-network-probe: Knative's probes, answered by the sidecar itself: `infertap.sidecar.kserve_agent`)
+_REQUEST_BLOCKER = re.compile(rb"\r\n(?:" + _HOP_BY_HOP + rb"|expect|x-forwarded-for|k-network-probe)[ \t]*:")
 _RESPONSE_BLOCKER = re.compile(rb"\r\n(?:" + _HOP_BY_HOP + rb")[ \t]*:")
 # the whole header line, without its CRLF (on the lower-cased head)
 _KEEP_ALIVE = re.compile(rb"\r\nconnection[ \t]*:[ \t]*keep-alive[ \t]*(?=\r\n)")

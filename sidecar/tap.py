@@ -17,7 +17,9 @@ Policy (KServe's agent semantics, with the differences DESIGN asks for):
   the prefix and the extension `bodytruncated: "true"`.
 
 Proxy metrics (`infertap_proxy_*`, `infertap_tap_*`) live here too, so both taps count the same
-way; they are registered on `infertap.logger.metrics.REGISTRY` beside the delivery's.
+way; they are registered on `infertap.logger.metrics.REGISTRY` beside the delivery's. Their labels
+are bounded whatever clients send: a model name gets its own label only once the model server
+answered for it (not 404), at most `ModelNames.CAP` names; the rest count as `_unknown`.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ import logging
 import os
 import re
 import threading
+import zlib
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
 
 from infertap.logger.events import EventBuilder, now
 from infertap.logger.metrics import REGISTRY
+from infertap.sidecar.openai_capture import OPERATIONS
 
 log = logging.getLogger("infertap.logger.tap")
 
@@ -123,28 +127,73 @@ EVENTS_SKIPPED = Counter(
 )
 
 
+UNKNOWN_MODEL = "_unknown"
+"""The `model` label of requests for names the model server does not serve (as the model server's own metrics)."""
+
+# Endpoint label values: the verb of a model route is client-chosen text, so only these get a label of their own
+_VERBS = {
+    "1": frozenset({"predict", "explain", "metadata"}),
+    "2": frozenset({"infer", "ready", "generate", "generate_stream", "metadata"}),
+}
+
+
 def route_of(path: str) -> tuple[str, str]:
     """(model, endpoint) labels for a path: `/v2/models/iris/infer` -> ("iris", "v2_infer").
 
-    Bounded label values: anything else is ("", "openai") or ("", "other").
+    The endpoint is bounded: an unknown verb is `v1_other`/`v2_other`, anything but a model
+    route ("", "openai") or ("", "other"). The model name is the client's: `ProxyMetrics`
+    bounds it (`ModelNames`) before it becomes a label.
     """
     m = _MODEL_ROUTE.match(path)
     if m:
-        verb = m.group(3) or m.group(4) or "metadata"
-        return m.group(2), f"v{m.group(1)}_{verb}"
+        version, verb = m.group(1), m.group(3) or m.group(4) or "metadata"
+        return m.group(2), f"v{version}_{verb if verb in _VERBS[version] else 'other'}"
     if path.startswith("/openai/"):
         return "", "openai"
     return "", "other"
 
 
+class ModelNames:
+    """Which model names get a `model` label of their own: those the model server answered for.
+
+    A name is learned when the upstream answered a request for it with a status below 500
+    other than 404 (404 is how a model server says "no such model"; 413 and 499 are the
+    sidecar's own; 5xx may be the sidecar's 502/504), up to `cap` names. Every other name is
+    `UNKNOWN_MODEL`, so clients choosing names cannot grow the metrics without bound
+    (issue 19: 20,000 names grew a scrape to 64 MiB).
+    """
+
+    CAP = 32
+    _NOT_SERVED = frozenset({404, 413, 499})
+
+    def __init__(self, cap: int = CAP):
+        self.cap = cap
+        self._known: set[str] = set()
+
+    def label(self, model: str, status: int) -> tuple[str, bool]:
+        """(label, learned): the label for `model` after an answer of `status`, and whether
+        this answer taught the name."""
+        if not model or model in self._known:
+            return model, False
+        if 100 <= status < 500 and status not in self._NOT_SERVED and len(self._known) < self.cap:
+            self._known.add(model)
+            return model, True
+        return UNKNOWN_MODEL, False
+
+
 class ProxyMetrics:
     """Label children cached per (path, code): one dict lookup per request instead of the
-    route regex and two `.labels()` calls (each costs more than the increment itself)."""
+    route regex and two `.labels()` calls (each costs more than the increment itself).
+
+    Every label is bounded although paths come from clients: model names by `ModelNames`,
+    endpoints by `route_of`, the cache by `_MAX_CACHED`.
+    """
 
     _MAX_CACHED = 4096  # distinct (path, code) pairs kept; past that, resolved per request
 
-    def __init__(self, inference_service: str, component: str):
+    def __init__(self, inference_service: str, component: str, model_cap: int = ModelNames.CAP):
         self.isvc, self.component = inference_service, component
+        self.models = ModelNames(model_cap)
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._errors: dict[str, Any] = {}
 
@@ -156,7 +205,10 @@ class ProxyMetrics:
         children[1].inc()
 
     def _resolve(self, path: str, status: int) -> tuple[Any, Any]:
-        model, endpoint = route_of(path)
+        name, endpoint = route_of(path)
+        model, learned = self.models.label(name, status)
+        if learned:  # cached pairs of this name (other codes) were counted as unknown: resolve them again
+            self._children.clear()
         children = (
             LATENCY.labels(self.isvc, self.component, model, endpoint),
             REQUESTS.labels(self.isvc, self.component, model, endpoint, str(status)),
@@ -191,6 +243,8 @@ class Exchange:
         "log_response",
         "done",
         "request_body",
+        "capture",
+        "sampled",
     )
 
     def __init__(
@@ -201,12 +255,16 @@ class Exchange:
         metadata: str,
         log_response: bool,
         request_body: bytes | None,
+        capture: Any = None,
+        sampled: bool = True,
     ):
         self.tap, self.id, self.content_type, self.metadata = tap, event_id, content_type, metadata
+        self.capture = capture  # an `openai_capture.Capture` on the OpenAI paths, else None
+        self.sampled = sampled  # False: sampled out, logged only if it fails (status >= 400)
         self.log_response = log_response
         self.request_body = request_body  # None: the request is not logged (mode), or already was
         self.status = 0
-        self.started = None
+        self.started: Any = None  # datetime of the response (its end), for the event's time
         self.chunks: list[bytes] = []
         self.size = 0
         self.truncated = False
@@ -215,16 +273,37 @@ class Exchange:
     def submit_request(self) -> None:
         """Submit the request event (once). The proxy calls it after forwarding the request,
         so that building the event overlaps the model server's work instead of adding to it."""
+        if not self.sampled:  # sampled out: `finish` logs it only if the exchange failed
+            return
         body, self.request_body = self.request_body, None
         if body is not None:
-            self.tap.submit(self.tap.builder.request(self.id, body, self.content_type, self.metadata), "request")
+            tap = self.tap
+            if self.capture is None and not tap.redact_all:
+                event = tap.builder.request(self.id, body, self.content_type, self.metadata)
+            else:  # an OpenAI call, or redaction on for all traffic (infertap.sidecar.llm_tap)
+                event = tap.llm.request_event(self, body)
+            tap.submit(event, "request")
 
-    def response_start(self, status: int) -> None:
+    def response_start(self, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.status = status
-        self.started = now()
+        if self.capture is not None and headers is not None:
+            self.capture.response_head(next((v for k, v in headers if k.lower() == b"content-type"), None))
+
+    def interrupted(self, reason: str) -> None:
+        """The response stopped early (`client_disconnected`, `upstream_error`): an OpenAI
+        stream's partial completion is logged with that finish reason."""
+        if self.capture is not None:
+            self.capture.interrupt(reason)
+
+    def response_end(self) -> None:
+        """The response's `time`: when its body ended, as KServe's agent stamps it (`handler.go`)."""
+        if self.started is None:
+            self.started = now()
 
     def response_chunk(self, chunk: bytes) -> None:
         """Keep a copy of a body chunk for the event, up to the cap."""
+        if self.capture is not None and chunk:
+            self.capture.feed(chunk)  # an OpenAI answer: parsed as it streams (bounded, never raises)
         if not self.log_response or not chunk:
             return
         room = self.tap.max_body - self.size
@@ -241,7 +320,23 @@ class Exchange:
         if self.done:
             return
         self.done = True
+        if self.started is None:
+            self.started = now()
+        if not self.sampled:
+            if self.status < 400:  # sampled out and not failed: neither event is logged
+                self.tap._skipped("sampled_out")
+                if self.capture is not None:  # the GenAI metrics count every call
+                    self.log_response = False
+                    self.tap.llm.response_event(self, b"")
+                return
+            self.sampled = True  # failures are always logged, request and response
         self.submit_request()  # a no-op when already submitted
+        if self.capture is not None or self.tap.redact_all:
+            body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+            event = self.tap.llm.response_event(self, body)
+            if event is not None:
+                self.tap.submit(event, "response")
+            return
         if not self.log_response or not self.status:
             return
         body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
@@ -264,6 +359,12 @@ class Tap:
         max_body: int = 16 * 1024 * 1024,
         inference_service: str = "",
         component: str = "",
+        request_id_header: str = "",
+        sample_rate: float = 1.0,
+        redact: str = "openai",
+        redact_patterns: Any = (),
+        keep_raw_sse: bool = False,
+        llm_prices: Any = None,
     ):
         self.builder, self.delivery = builder, delivery
         self.log_requests = mode in ("all", "request")
@@ -271,6 +372,15 @@ class Tap:
         self.max_body = max_body
         self.isvc, self.component = inference_service, component
         self.metrics = ProxyMetrics(inference_service, component)
+        self.request_id_header = request_id_header.strip().lower().encode("latin-1") or None
+        # sampling (`log_sample_rate`): kept when crc32(id) < threshold, so both events of an id go together
+        self.sample_threshold = None if sample_rate >= 1.0 else int(max(sample_rate, 0.0) * 2**32)
+        self.redact_all = redact == "all"
+        from infertap.sidecar.llm_tap import LLMTap  # imports this module's ModelNames
+
+        self.llm = LLMTap(
+            builder, max_body, inference_service, component, redact, redact_patterns, keep_raw_sse, llm_prices
+        )
         self._submitted = {t: EVENTS_SUBMITTED.labels(inference_service, component, t) for t in ("request", "response")}
         self._finished: list[tuple[Exchange | None, str, int, float]] = []
         self._flush_timer: asyncio.TimerHandle | None = None
@@ -289,6 +399,8 @@ class Tap:
         event. The proxy calls `flush()` right after forwarding a request, while the model
         server works on it; a timer catches the last exchanges when traffic stops.
         """
+        if exchange is not None:
+            exchange.response_end()  # its time is now, not when the deferred event is built
         self._finished.append((exchange, path, status, seconds))
         if self._flush_timer is None:  # left armed by `flush`: one timer per 5 ms, not one per request
             loop = self._loop
@@ -322,6 +434,12 @@ class Tap:
             settings.max_event_body_bytes,
             settings.inference_service,
             settings.component,
+            getattr(settings, "request_id_header", ""),
+            getattr(settings, "log_sample_rate", 1.0),
+            getattr(settings, "redact", "openai"),
+            getattr(settings, "redact_patterns", ()),
+            getattr(settings, "keep_raw_sse", False),
+            getattr(settings, "llm_prices", None),
         )
 
     @property
@@ -333,10 +451,13 @@ class Tap:
         submitted by `Exchange.submit_request()`."""
         if self.delivery is None:
             return None
-        event_id = content_type = user_agent = None
+        event_id = content_type = user_agent = request_id = None
+        rid = self.request_id_header
         for name, value in headers:
             if name == b"ce-id":
                 event_id = value.decode("latin-1")
+            elif name == rid:
+                request_id = value
             elif name == b"content-type":
                 content_type = value.decode("latin-1")
             elif name == SKIP_HEADER:
@@ -352,9 +473,21 @@ class Tap:
             self._skipped("probe")
             return None
         if not event_id:
-            event_id = new_event_id()
+            event_id = request_id.decode("latin-1") if request_id else new_event_id()
         metadata = self.builder.metadata(headers)
-        return Exchange(self, event_id, content_type, metadata, self.log_responses, body if self.log_requests else None)
+        operation = OPERATIONS.get(path)  # one dict lookup: the OpenAI endpoints get a Capture
+        capture = None if operation is None else self.llm.capture(operation, body)
+        sampled = self.sample_threshold is None or zlib.crc32(event_id.encode()) < self.sample_threshold
+        return Exchange(
+            self,
+            event_id,
+            content_type,
+            metadata,
+            self.log_responses,
+            body if self.log_requests else None,
+            capture,
+            sampled,
+        )
 
     def submit(self, event: Any, kind: str) -> None:
         """Hand an event to the delivery; a broken delivery is logged, never raised."""

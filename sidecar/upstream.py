@@ -75,7 +75,8 @@ class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection; carries one request/response at a time."""
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+        # set by `connection_made`, which runs before `UpstreamPool.connect` returns the connection
+        self.transport: asyncio.Transport
         self.closed = False
         self.idle_since = 0.0
         self.reused = False  # carried an earlier response: a failure may be a keep-alive race

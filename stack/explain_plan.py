@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from infertap.stack.plan import PlanError, ProcessSpec, resolve_storage, runner_command
+from infertap.stack.processes import PlanError, ProcessSpec, resolve_storage, runner_command
 
 PATH_FIELDS = ("background", "storage_uri", "explainer_uri")
 

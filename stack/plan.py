@@ -21,54 +21,26 @@ Local choices (documented in the README):
 
 from __future__ import annotations
 
-import json
 import socket
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
 from infertap.serving.settings import ServerSettings
 from infertap.sidecar.settings import LoggerSettings
-from infertap.stack.broker import broker_command, broker_env, is_listening
-from infertap.stack.runner import SETTINGS_ENV
-from infertap.stack.specs import Detector, Document, InferenceService, KafkaURL, LoggerSpec
+from infertap.stack.broker import broker_command, broker_env, is_listening, kafka_probe_error
+from infertap.stack.llm_plan import logger_overrides
+from infertap.stack.processes import PlanError, ProcessSpec, Role, resolve_storage, runner_command
+from infertap.stack.specs import Detector, Document, InferenceService, KafkaURL, LLMInferenceService, LoggerSpec
 from infertap.stack.specs.loader import format_errors
+from infertap.stream.topics import topics
 
-SERVED_FORMATS = ("sklearn", "xgboost", "lightgbm", "pytorch", "onnx")
-Role = Literal["broker", "predictor", "logger", "explainer", "explain-stream", "detector"]
+__all__ = ["Plan", "PlanError", "PlanOptions", "ProcessSpec", "Role", "make_plan", "resolve_storage", "runner_command"]
+
+SERVED_FORMATS = ("sklearn", "xgboost", "lightgbm", "pytorch", "onnx", "huggingface")
 EXPLAIN_SAMPLE_ANNOTATION = "infertap.io/explain-sample-rate"
-
-
-class PlanError(ValueError):
-    """The specs load but cannot run locally; the message names file, document and path."""
-
-
-@dataclass
-class ProcessSpec:
-    """One child process of `infertap up`."""
-
-    name: str
-    role: Role
-    argv: list[str]
-    host: str
-    port: int
-    ready_path: str | None = None  # HTTP GET that answers 200 when ready; None: TCP connect
-    settings: BaseModel | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    inference_service: str | None = None
-    note: str = ""
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def ready_url(self) -> str | None:
-        return f"http://{self.address}{self.ready_path}" if self.ready_path else None
 
 
 @dataclass
@@ -91,25 +63,43 @@ class PlanOptions:
     spool_root: Path | None = None  # loggers spool under spool_root/<isvc>-<component>; None: their default
     detector_port: int = 9102  # metrics port of the first detector worker; more take the next free ports
     explain_stream_port: int = 9112  # metrics port of the first explainer stream worker
+    auto_ports: bool = False  # a port in use moves to the next free one (said in the notes) instead of failing
 
 
 class PortAllocator:
-    """Hands out ports from a base upward, skipping ones taken here or listened on."""
+    """Hands out ports from a base upward, past the ones this plan took already (the second
+    predictor gets 8081).
 
-    def __init__(self, host: str):
-        self.host, self.taken = host, set[int]()
+    A port something else listens on is an error with a sentence naming it, never a silent
+    move; with `auto` (`--auto-ports`) it moves to the next free one and says so in `moves`
+    (printed under the table)."""
 
-    def take(self, base: int) -> int:
+    def __init__(self, host: str, auto: bool = False):
+        self.host, self.taken, self.auto = host, set[int](), auto
+        self.moves: list[str] = []
+
+    def take(self, base: int, what: str = "", flag: str = "") -> int:
         if base == 0:  # any free port
             with socket.socket() as s:
                 s.bind((self.host, 0))
                 port = s.getsockname()[1]
         else:
             port = base
-            while port in self.taken or is_listening(self.host, port):
+            while port in self.taken:
+                port += 1
+            first = port
+            while is_listening(self.host, port):
+                if not self.auto:
+                    how = f"pass {flag} PORT, " if flag else ""
+                    raise PlanError(
+                        f"port {port} on {self.host}{f' (for {what})' if what else ''} is already in use: "
+                        f"stop what listens there, {how}or give --auto-ports to move to a free port"
+                    )
                 port += 1
                 if port > 65535:
                     raise PlanError(f"no free port at or above {base}")
+            if port != first:
+                self.moves.append(f"{what or 'a process'}: port {first} is in use, moved to {port} (--auto-ports)")
         self.taken.add(port)
         return port
 
@@ -117,12 +107,18 @@ class PortAllocator:
 def make_plan(documents: list[Document], options: PlanOptions | None = None) -> Plan:
     """Processes for every InferenceService and Detector in `documents`, brokers first, detectors last."""
     opts = options or PlanOptions()
-    ports, plan, errors = PortAllocator(opts.host), Plan(), []
+    ports, plan, errors = PortAllocator(opts.host, auto=opts.auto_ports), Plan(), []
     brokers: dict[int, ProcessSpec] = {}
     detectors = []
     for doc in documents:
         if isinstance(doc.spec, Detector):
             detectors.append(doc)
+            continue
+        if isinstance(doc.spec, LLMInferenceService):
+            try:
+                plan.processes.append(_llm_predictor(doc, opts, ports))
+            except PlanError as exc:
+                errors.append(str(exc))
             continue
         if not isinstance(doc.spec, InferenceService):
             plan.notes.append(f"{doc.where}: {doc.spec.kind} documents are not run by `up` yet")
@@ -139,7 +135,14 @@ def make_plan(documents: list[Document], options: PlanOptions | None = None) -> 
     if errors:
         raise PlanError("\n".join(errors))
     plan.processes = list(brokers.values()) + plan.processes
+    plan.notes += ports.moves
     return plan
+
+
+def _name_of(doc: Document) -> str:
+    """The document's metadata.name, for sentences."""
+    meta = getattr(doc.spec, "metadata", None)
+    return str(getattr(meta, "name", None) or doc.where)
 
 
 def _plan_service(
@@ -181,7 +184,8 @@ def _predictor(doc: Document, opts: PlanOptions, ports: PortAllocator) -> Proces
         raise PlanError(f"{doc.where}: {path}.storageUri: required to serve the model locally")
     uri = resolve_storage(model.storage_uri, doc.source.parent, f"{doc.where}: {path}.storageUri")
     proba = (model.env_value("PREDICT_PROBA") or "").lower() in ("1", "true", "yes")
-    port = ports.take(opts.predictor_port)
+    hf_fields = _huggingface_fields(doc, path, model.args) if fmt == "huggingface" else {}
+    port = ports.take(opts.predictor_port, f"the predictor of {_name_of(doc)}", "--predictor-port")
     labels = {"inference_service": isvc.name} if "inference_service" in ServerSettings.model_fields else {}
     settings = _settings(
         doc,
@@ -190,13 +194,14 @@ def _predictor(doc: Document, opts: PlanOptions, ports: PortAllocator) -> Proces
         http_port=port,
         **labels,
         models=[
-            dict(
-                name=isvc.name,
-                format=fmt,
-                uri=str(uri),
-                version=model.model_format.version if model.model_format else None,
-                predict_proba=proba,
-            )
+            {
+                "name": isvc.name,
+                "format": fmt,
+                "uri": str(uri),
+                "version": model.model_format.version if model.model_format else None,
+                "predict_proba": proba,
+                **hf_fields,
+            }
         ],
     )
     argv, env = runner_command("serving", settings)
@@ -212,6 +217,53 @@ def _predictor(doc: Document, opts: PlanOptions, ports: PortAllocator) -> Proces
         inference_service=isvc.name,
         note=f"{fmt} model {uri}",
     )
+
+
+def _llm_predictor(doc: Document, opts: PlanOptions, ports: PortAllocator) -> ProcessSpec:
+    """An LLMInferenceService: its `spec.model.uri` served by the huggingface runtime (OpenAI endpoints)."""
+    llm: LLMInferenceService = doc.spec
+    uri = resolve_storage(llm.spec.model.uri, doc.source.parent, f"{doc.where}: spec.model.uri")
+    port = ports.take(opts.predictor_port, f"the predictor of {_name_of(doc)}", "--predictor-port")
+    settings = _settings(
+        doc,
+        ServerSettings,
+        host=opts.host,
+        http_port=port,
+        inference_service=llm.name,
+        models=[{"name": llm.model_name, "format": "huggingface", "uri": str(uri)}],
+    )
+    argv, env = runner_command("serving", settings)
+    return ProcessSpec(
+        name=f"{llm.name}/predictor",
+        role="predictor",
+        host=opts.host,
+        port=port,
+        argv=argv,
+        env=env,
+        ready_path="/v2/health/ready",
+        settings=settings,
+        inference_service=llm.name,
+        note=f"LLM {llm.model_name!r} (huggingface) {uri}",
+    )
+
+
+def _huggingface_fields(doc: Document, path: str, args: list[str]) -> dict:
+    """KServe's huggingface `args` (--model_name, --task, --backend, --dtype, --max_model_len) as model
+    settings; vLLM engine arguments mean nothing to the transformers backend: ignored with a warning."""
+    import logging
+
+    from infertap.flags import FlagError
+    from infertap.serving.kserve_args import model_fields_from_args
+
+    try:
+        fields, ignored = model_fields_from_args(args)
+    except FlagError as err:
+        raise PlanError(f"{doc.where}: {path}.args: {err}") from None
+    if ignored:
+        logging.getLogger("infertap.stack").warning(
+            "%s: %s.args: ignoring arguments the huggingface runtime does not use: %s", doc.where, path, " ".join(ignored)
+        )
+    return {k: v for k, v in fields.items() if k not in ("format", "uri")}
 
 
 def _logger(
@@ -232,7 +284,7 @@ def _logger(
             annotations[key] = isvc.metadata.annotations[key]
         else:
             notes.append(f"{where}.metadataAnnotations: {key!r} is not among metadata.annotations; left out")
-    port = ports.take(opts.logger_port)
+    port = ports.take(opts.logger_port, f"the logger of {_name_of(doc)}", "--logger-port")
     settings = _settings(
         doc,
         LoggerSettings,
@@ -249,6 +301,7 @@ def _logger(
         metadata_headers=block.metadata_headers,
         metadata_annotations=annotations,
         spool_dir=opts.spool_root / f"{isvc.name}-predictor" if opts.spool_root else None,
+        **logger_overrides(isvc.metadata.annotations, doc.where),  # infertap.io/redact, log-sample-rate
     )
     from infertap.logger.sinks.base import shown_url
 
@@ -274,7 +327,8 @@ def _explainer(
     from infertap.stack.explain_plan import plan_explainer
 
     logger = next((p for p in planned if p.role == "logger"), None)
-    explainer = plan_explainer(doc, predictor, logger or predictor, opts.host, ports.take(opts.explainer_port))
+    port = ports.take(opts.explainer_port, f"the explainer of {_name_of(doc)}", "--explainer-port")
+    explainer = plan_explainer(doc, predictor, logger or predictor, opts.host, port)
     if logger is not None:
         logger.settings = logger.settings.model_copy(update={"explainer_url": f"http://{explainer.address}"})
         argv, env = runner_command("logger", logger.settings)
@@ -308,7 +362,7 @@ def _explain_stream(
         )
         return None
     url = KafkaURL.parse(kafka[0])
-    port = ports.take(opts.explain_stream_port)
+    port = ports.take(opts.explain_stream_port, f"the explainer stream of {_name_of(doc)}")
     stream = {
         "bootstrap": url.bootstrap,
         "inference_service": isvc.name,
@@ -328,20 +382,16 @@ def _explain_stream(
         env=env,
         ready_path="/metrics",
         inference_service=isvc.name,
-        note=f"explains {rate:g} of {url.topic} -> {isvc.name}-explanations",
+        note=f"explains {rate:g} of {url.topic} -> {topics(isvc.name).explanations}",
     )
 
 
 def kafka_security(url: str, where: str) -> dict[str, str]:
     """TLS/SASL options of a logger's kafka:// URL as librdkafka properties, for the workers
     that read its topic with the same credentials."""
-    from infertap.logger.sinks.base import SinkConfigError
-    from infertap.logger.sinks.kafka import KafkaSinkConfig
-    from infertap.logger.sinks.kafka_confluent import security_config
-
     try:
-        return security_config(KafkaSinkConfig.from_url(url))
-    except SinkConfigError as exc:
+        return KafkaURL.parse(url).security.librdkafka()  # the stream contract's TLS/SASL options
+    except ValueError as exc:  # a KafkaURLError, or options that do not fit together: never a secret in it
         raise PlanError(f"{where}: {exc}") from None
 
 
@@ -358,11 +408,18 @@ def _log_url(
         return url
     kafka = KafkaURL.parse(url)
     if not kafka.topic:
-        kafka = kafka.with_topic(f"{isvc}-events")
+        kafka = kafka.with_topic(topics(isvc).events)
     if kafka.is_local:
         port = opts.broker_port or kafka.hosts[0][1]
         kafka = kafka.with_port(port)
-        if port not in brokers and not is_listening("127.0.0.1", port):
+        if port not in brokers and is_listening("127.0.0.1", port):
+            problem = kafka_probe_error("127.0.0.1", port)
+            if problem is not None:
+                raise PlanError(
+                    f"{where}.url: 127.0.0.1:{port} is in use by something that is not a Kafka broker ({problem}); "
+                    "stop it, or point the URL (or --broker-port) at a free port or a real broker"
+                )
+        elif port not in brokers:
             if opts.start_broker:
                 brokers[port] = broker_process(port)
             else:
@@ -382,7 +439,7 @@ def plan_detector(
     first = _detector_worker(doc, opts, ports, brokers, plan)
     workers = [first]
     for i in range(1, det.spec.replicas):
-        port = ports.take(first.port + 1)
+        port = ports.take(first.port + 1, f"a replica of the detector {_name_of(doc)}", "--detector-port")
         settings = first.settings.model_copy(update={"metrics_port": port})
         argv, env = runner_command("detector", settings)
         workers.append(
@@ -431,13 +488,15 @@ def _detector_worker(
         )
         overrides["bootstrap"] = url.bootstrap
     wanted = det.spec.outputs.metrics_port
-    port = ports.take(opts.detector_port if wanted == 9102 else wanted)
+    port = ports.take(
+        opts.detector_port if wanted == 9102 else wanted, f"the detector {_name_of(doc)}", "--detector-port"
+    )
     try:
         settings = det.to_settings(doc.source.parent, host=opts.host, metrics_port=port, **overrides)
     except ValidationError as exc:
         raise PlanError("\n".join(f"{doc.where}: {line}" for line in format_errors(exc))) from None
-    for field, path in (("reference", "spec.detector.reference"), ("saved_detector", "spec.detector.savedDetector")):
-        value = getattr(settings, field)
+    for name, path in (("reference", "spec.detector.reference"), ("saved_detector", "spec.detector.savedDetector")):
+        value = getattr(settings, name)
         if value is not None and not value.exists():
             raise PlanError(f"{doc.where}: {path}: {value} does not exist")
     source = settings.topic if settings.transport == "kafka" else f"HTTP on :{port}"
@@ -469,36 +528,8 @@ def broker_process(port: int, host: str = "127.0.0.1") -> ProcessSpec:
     )
 
 
-def resolve_storage(uri: str, yaml_dir: Path, where: str) -> Path:
-    """`file://PATH` or PATH -> an existing absolute path; remote schemes -> PlanError."""
-    scheme = urlsplit(uri).scheme.lower()
-    if scheme == "file":
-        raw = uri[len("file://") :]
-    elif scheme and len(scheme) > 1:  # one letter would be a Windows drive
-        raise PlanError(
-            f"{where}: only local storage runs locally: use file://PATH or a path (got {uri!r}); copy the model here first"
-        )
-    else:
-        raw = uri
-    path = Path(raw).expanduser()
-    candidates = [path] if path.is_absolute() else [yaml_dir / path, Path.cwd() / path]
-    for candidate in candidates:
-        if candidate.exists():
-            return candidate.resolve()
-    tried = " or ".join(str(c) for c in candidates)
-    raise PlanError(f"{where}: no model at {tried} (got {uri!r})")
-
-
 def _settings(doc: Document, model: type[BaseModel], **values) -> BaseModel:
     try:
         return model(**values)
     except ValidationError as exc:
         raise PlanError("\n".join(f"{doc.where}: {model.__name__}.{line}" for line in format_errors(exc))) from None
-
-
-def runner_command(component: str, settings: BaseModel | dict) -> tuple[list[str], dict[str, str]]:
-    """(argv, env) of a child run by sidecar/runner.py: the settings travel as JSON (independent
-    of each package's flags) in the environment variable INFERTAP_SETTINGS, never on the command
-    line, which every user of the host can read (`ps`); they may carry secrets."""
-    payload = settings.model_dump_json() if isinstance(settings, BaseModel) else json.dumps(settings)
-    return [sys.executable, "-m", "infertap.stack.runner", component], {SETTINGS_ENV: payload}

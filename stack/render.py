@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from infertap.stack.specs import Document, InferenceService, KafkaURL, load_files
+from infertap.stream.topics import topics
 
 DASHBOARDS = Path(str(resources.files("infertap") / "dashboards"))  # package data, in a wheel too
 DASHBOARD_DIR = DASHBOARDS / "grafana"
@@ -196,7 +197,8 @@ def _deployment(
     }
 
 
-def _service(name: str, ns: str, labels: dict[str, str], ports: list[tuple[str, int, int]]) -> dict:
+def _service(name: str, ns: str, labels: dict[str, str], ports: list[tuple[str, int, str]]) -> dict:
+    """A ClusterIP Service; `ports` are (name, port, targetPort), the target a container port's name."""
     selector = {
         "app.kubernetes.io/name": labels["app.kubernetes.io/name"],
         "app.kubernetes.io/component": labels["app.kubernetes.io/component"],
@@ -264,12 +266,12 @@ def _with_secrets(deployment: dict, notes: list[str]) -> list[dict]:
 
 def _kafka_url(url: str | None, isvc: str, opts: RenderOptions) -> str:
     """The logger's sink URL in the cluster: localhost brokers become --kafka-bootstrap."""
-    url = url or f"kafka://{opts.kafka_bootstrap}/{isvc}-events"
+    url = url or f"kafka://{opts.kafka_bootstrap}/{topics(isvc).events}"
     if urlsplit(url).scheme.lower() != "kafka":
         return url
     kafka = KafkaURL.parse(url)
     if not kafka.topic:
-        kafka = kafka.with_topic(f"{isvc}-events")
+        kafka = kafka.with_topic(topics(isvc).events)
     if kafka.is_local:
         query = urlsplit(url).query
         return f"kafka://{opts.kafka_bootstrap}/{kafka.topic}" + (f"?{query}" if query else "")

@@ -22,9 +22,8 @@ from typing import Any
 
 import httpx
 
-DRIFT_TYPE = "io.infertap.detection.drift"
-OUTLIER_TYPE = "io.infertap.detection.outlier"
-ADVERSARIAL_TYPE = "io.infertap.detection.adversarial"
+from infertap.stream.events import ADVERSARIAL_TYPE, DRIFT_TYPE, OUTLIER_TYPE
+from infertap.stream.topics import topics
 
 
 @dataclass
@@ -133,16 +132,12 @@ def from_prometheus(
 
 def read_topic(bootstrap: str, topic: str, idle_timeout: float = 3.0, limit: int = 100_000) -> list[tuple[dict, Any]]:
     """Every CloudEvent on `topic` from the beginning, as (attributes, decoded JSON body)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    from infertap.stack.broker import is_listening
-    from infertap.stack.specs.logger_url import KafkaURL
     from infertap.stack.tail import decode
+    from infertap.stream.clients import kafka_python_consumer
 
-    hosts = KafkaURL.parse(f"kafka://{bootstrap}").hosts
-    if not any(is_listening(h, p, timeout=2.0) for h, p in hosts):
-        raise ConnectionError(f"no broker listens at {bootstrap}")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False)
+    consumer = kafka_python_consumer(bootstrap)  # ConnectionError at once when no broker listens
     out: list[tuple[dict, Any]] = []
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
@@ -195,7 +190,7 @@ def from_events(
     isvc: str, detections: Iterable[tuple[dict, Any]], explanations: Iterable[tuple[dict, Any]] = (), source: str = ""
 ) -> ReportData:
     """Build the page's data from detection and explanation CloudEvents (attributes, JSON body)."""
-    data = ReportData(isvc, source or f"topics {isvc}-detections, {isvc}-explanations")
+    data = ReportData(isvc, source or f"topics {topics(isvc).detections}, {topics(isvc).explanations}")
     windows = outliers = rows = 0
     for attrs, body in sorted(detections, key=lambda e: _ts(*e)):
         if not isinstance(body, dict):
@@ -228,7 +223,7 @@ def from_events(
     counts: dict[str, int] = {}
     for _, body in explanations:
         for item in _explained(body):
-            for name, value in zip(item.get("feature_names") or [], item.get("values") or []):
+            for name, value in zip(item.get("feature_names") or [], item.get("values") or [], strict=False):
                 if value is not None:
                     sums[name] = sums.get(name, 0.0) + abs(float(value))
                     counts[name] = counts.get(name, 0) + 1
@@ -252,14 +247,15 @@ def _explained(body: Any) -> list[dict]:
 
 
 def from_kafka(bootstrap: str, isvc: str, idle_timeout: float = 3.0) -> ReportData:
-    detections = read_topic(bootstrap, f"{isvc}-detections", idle_timeout)
-    explanations = read_topic(bootstrap, f"{isvc}-explanations", idle_timeout)
+    names = topics(isvc)
+    detections = read_topic(bootstrap, names.detections, idle_timeout)
+    explanations = read_topic(bootstrap, names.explanations, idle_timeout)
     data = from_events(
         isvc,
         detections,
         explanations,
-        f"Kafka {bootstrap}: {isvc}-detections ({len(detections)} events), "
-        f"{isvc}-explanations ({len(explanations)} events)",
+        f"Kafka {bootstrap}: {names.detections} ({len(detections)} events), "
+        f"{names.explanations} ({len(explanations)} events)",
     )
     return data
 

@@ -34,34 +34,49 @@ USAGE = (
 
 
 def run_component(component: str, payload: str) -> None:
-    if component == "serving":
-        from infertap.serving.server import run
-        from infertap.serving.settings import ServerSettings
+    """Run `component` from its settings JSON; each component's $INFERTAP_<COMPONENT>_<FIELD> variables
+    override the JSON's values (`infertap.flags.from_json`), as they override a --config file."""
+    from pydantic import ValidationError
 
-        run(ServerSettings.model_validate_json(payload))
-    elif component == "logger":
-        from infertap.sidecar.server import run
-        from infertap.sidecar.settings import LoggerSettings
+    from infertap.flags import exit_with, from_json, sentence_lines
 
-        run(LoggerSettings.model_validate_json(payload))
-    elif component == "explainer":
-        from infertap.explainers.server import run
-        from infertap.explainers.settings import ExplainerSettings
+    try:
+        if component == "serving":
+            from infertap.serving.server import run
+            from infertap.serving.settings import ServerSettings
 
-        run(ExplainerSettings.model_validate_json(payload))
-    elif component == "explain-stream":
-        from infertap.explainers.stream import serve
+            run(from_json(ServerSettings, payload))
+        elif component == "logger":
+            from infertap.sidecar.server import run
+            from infertap.sidecar.settings import LoggerSettings
 
-        serve(*explain_stream_settings(payload))
-    elif component == "detector":
-        from infertap.detectors.settings import WorkerSettings
-        from infertap.detectors.worker import main as run_detector
+            run(from_json(LoggerSettings, payload))
+        elif component == "explainer":
+            from infertap.explainers.server import run
+            from infertap.explainers.settings import ExplainerSettings
 
-        run_detector(WorkerSettings.model_validate_json(payload))
-    else:
-        raise SystemExit(
-            f"unknown component {component!r}; expected serving, logger, explainer, explain-stream or detector"
-        )
+            run(from_json(ExplainerSettings, payload))
+        elif component == "explain-stream":
+            from infertap.explainers.stream import serve
+
+            serve(*explain_stream_settings(payload))
+        elif component == "detector":
+            from infertap.detectors.settings import WorkerSettings
+            from infertap.detectors.worker import main as run_detector
+
+            run_detector(from_json(WorkerSettings, payload))
+        else:
+            raise SystemExit(
+                f"unknown component {component!r}; expected serving, logger, explainer, explain-stream or detector"
+            )
+    except ValidationError as exc:
+        if exc.title not in RUNNER_MODELS:
+            raise  # not the hand-off: the component's own error
+        exit_with(f"invalid {component} settings: " + "; ".join(sentence_lines(exc)))
+
+
+#: The settings models the hand-off validates (ValidationError.title is the model's name).
+RUNNER_MODELS = {"ServerSettings", "LoggerSettings", "ExplainerSettings", "StreamSettings", "WorkerSettings"}
 
 
 def explain_stream_settings(payload: str):
@@ -70,9 +85,10 @@ def explain_stream_settings(payload: str):
 
     from infertap.explainers.settings import ExplainerSettings
     from infertap.explainers.stream import StreamSettings
+    from infertap.flags import from_json
 
     values = json.loads(payload)
-    return StreamSettings(**values["stream"]), ExplainerSettings.model_validate(values["explainer"])
+    return from_json(StreamSettings, values["stream"]), from_json(ExplainerSettings, values["explainer"])
 
 
 def read_payload(args: list[str], environ: MutableMapping[str, str]) -> tuple[str, str]:

@@ -13,6 +13,11 @@ from typing import Any
 
 from cloudevents.core.bindings import kafka as ce_kafka
 
+from infertap.stream.clients import kafka_python_consumer
+from infertap.stream.security import KAFKA_PYTHON_NAMES, kafka_python_options
+
+__all__ = ["KAFKA_PYTHON_NAMES", "decode", "format_record", "kafka_python_options", "preview", "tail"]
+
 KEY_EXTENSIONS = ("inferenceservicename", "namespace", "component", "endpoint", "statuscode", "subject")
 STRUCTURED = "application/cloudevents"
 
@@ -71,27 +76,6 @@ def _data_bytes(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-# librdkafka property (what `-X` takes everywhere in infertap) -> kafka-python argument
-KAFKA_PYTHON_NAMES = {
-    "security.protocol": "security_protocol",
-    "sasl.mechanism": "sasl_mechanism",
-    "sasl.username": "sasl_plain_username",
-    "sasl.password": "sasl_plain_password",
-    "ssl.ca.location": "ssl_cafile",
-    "ssl.certificate.location": "ssl_certfile",
-    "ssl.key.location": "ssl_keyfile",
-}
-
-
-def kafka_python_options(kafka_config: dict[str, str]) -> dict[str, str]:
-    """librdkafka TLS/SASL properties as kafka-python consumer arguments; ValueError names the
-    ones tail cannot take."""
-    unknown = sorted(set(kafka_config) - set(KAFKA_PYTHON_NAMES))
-    if unknown:
-        raise ValueError(f"tail takes the -X properties {', '.join(KAFKA_PYTHON_NAMES)}; not {', '.join(unknown)}")
-    return {KAFKA_PYTHON_NAMES[k]: v for k, v in kafka_config.items()}
-
-
 def tail(
     topic: str,
     bootstrap: str,
@@ -107,26 +91,10 @@ def tail(
     """Print records of `topic` until `max_events` were printed or nothing came for
     `idle_timeout` seconds (None: forever). Returns how many records were printed.
     `kafka_config`: TLS/SASL as librdkafka properties (`security.protocol`, `sasl.*`, `ssl.*`)."""
-    from kafka import KafkaConsumer
-
-    from infertap.stack.broker import is_listening
-    from infertap.stack.specs.logger_url import KafkaURL
-
-    options = kafka_python_options(kafka_config or {})
-    hosts = KafkaURL.parse(f"kafka://{bootstrap}").hosts
-    if not any(is_listening(host, port, timeout=2.0) for host, port in hosts):
-        raise ConnectionError(f"no broker listens at {bootstrap}")  # fail fast: the client waits 30 s
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap.split(","),
-        group_id=group,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        enable_auto_commit=group is not None,
-        # Short group timeouts: joins take about half the session timeout on the embedded broker.
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=1000,
-        max_poll_interval_ms=30000,
-        **options,
+    # ValueError for -X properties kafka-python cannot take; ConnectionError at once when no
+    # broker listens (the client would wait 30 s); short group timeouts (the embedded broker)
+    consumer = kafka_python_consumer(
+        bootstrap, topic, group=group, kafka_config=kafka_config, from_beginning=from_beginning
     )
     printed, last = 0, time.monotonic()
     try:

@@ -22,6 +22,29 @@ from infertap.stack.broker import EmbeddedBroker
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 
+FAST_LANE_ENV = "INFERTAP_FAST_LANE"
+"""Set by `make test-fast`: any attempt to start a process fails the test that made it."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In the fast lane, refuse every way a test could start a process, so the `fast` mark stays true."""
+    if os.environ.get(FAST_LANE_ENV) != "1":
+        return
+    import multiprocessing.util
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError(
+            "this test started a process, but it is marked `fast` (make test-fast runs only tests that start "
+            "none): drop the mark"
+        )
+
+    subprocess.Popen._execute_child = refuse  # type: ignore[attr-defined,method-assign]
+    os.fork = refuse  # type: ignore[assignment]
+    os.posix_spawn = refuse  # type: ignore[assignment]
+    os.posix_spawnp = refuse  # type: ignore[assignment]
+    multiprocessing.util.spawnv_passfds = refuse  # type: ignore[assignment]
+
+
 
 def free_port() -> int:
     """A TCP port nothing listens on right now."""

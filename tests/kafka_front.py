@@ -297,7 +297,10 @@ class _Scram:
         client_key = self._hmac(salted, b"Client Key")
         stored_key = hashlib.new(self.hash, client_key).digest()
         signature = self._hmac(stored_key, auth_message)
-        sent_key = bytes(a ^ b for a, b in zip(base64.b64decode(proof), signature))
+        proof_bytes = base64.b64decode(proof)
+        if len(proof_bytes) != len(signature):
+            return None
+        sent_key = bytes(a ^ b for a, b in zip(proof_bytes, signature, strict=True))
         if not hmac.compare_digest(hashlib.new(self.hash, sent_key).digest(), stored_key):
             return None
         server_signature = self._hmac(self._hmac(salted, b"Server Key"), auth_message)

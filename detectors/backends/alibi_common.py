@@ -60,6 +60,16 @@ def floats(values: Any) -> list[float | None]:
     return [finite(v) for v in np.asarray(values, dtype=float).reshape(-1)]
 
 
+def scores(values: Any) -> list[float]:
+    """Per-row scores as floats; ValueError for a NaN one (`DetectionResult.instance_scores` holds no None)."""
+    out: list[float] = []
+    for value in floats(values):
+        if value is None:
+            raise ValueError("the detector gave a NaN instance score")
+        out.append(value)
+    return out
+
+
 def scalar_raw(data: dict[str, Any]) -> dict[str, Any]:
     """The JSON-able, small part of alibi-detect's `data` dict (no probabilities, models, arrays of rows)."""
     raw: dict[str, Any] = {}
@@ -99,7 +109,7 @@ class AlibiBackend(DetectorBackend):
         return cls.alibi_class or cls.__name__
 
     @classmethod
-    def alibi_cls(cls) -> type:
+    def alibi_cls(cls) -> type[Any]:
         return getattr(import_alibi(cls.alibi_module), cls.name())
 
     @classmethod

@@ -42,7 +42,7 @@ class UnivariateDrift(AlibiBackend):
             FeatureScore(
                 name=name, p_val=p, distance=dist, is_drift=p is not None and threshold is not None and p < threshold
             )
-            for name, p, dist in zip(self.names_for(len(p_vals)), p_vals, distances)
+            for name, p, dist in zip(self.names_for(len(p_vals)), p_vals, distances, strict=True)
         ]
         known_p = [p for p in p_vals if p is not None]
         known_d = [d for d in distances if d is not None]

@@ -11,7 +11,7 @@ with the same test-statistic sequence instead of re-simulating thresholds.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -26,7 +26,7 @@ class OnlineDrift(AlibiBackend):
     online = True
     alibi_module = "alibi_detect.cd"
     store = "dill"
-    required = ("ert",)
+    required: ClassVar[tuple[str, ...]] = ("ert",)
 
     def check_params(self) -> None:
         super().check_params()
@@ -118,7 +118,7 @@ class CVMDriftOnline(OnlineDrift):
         per_feature[np.isinf(per_feature)] = np.nan
         features = [
             FeatureScore(name=name, distance=d, is_drift=bool(o))
-            for name, d, o in zip(self.names_for(stats.shape[1]), floats(per_feature), over)
+            for name, d, o in zip(self.names_for(stats.shape[1]), floats(per_feature), over, strict=True)
         ]
         known = [f.distance for f in features if f.distance is not None]
         return DetectionResult(

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from infertap.detectors.backends.alibi_common import AlibiBackend, finite, floats, import_alibi
+from infertap.detectors.backends.alibi_common import AlibiBackend, finite, import_alibi, scores
 from infertap.detectors.result import DetectionResult
 
 THRESHOLD_PERC = {"threshold_perc": "percentile of the reference rows' scores used as the threshold (default 95)"}
@@ -56,7 +56,7 @@ class OutlierBackend(AlibiBackend):
             n=int(x.shape[0]),
             threshold=finite(detector.threshold),
             is_outlier=[bool(v) for v in np.asarray(data["is_outlier"]).reshape(-1)],
-            instance_scores=floats(data["instance_score"]),
+            instance_scores=scores(data["instance_score"]),
         )
 
 

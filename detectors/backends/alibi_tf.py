@@ -21,13 +21,15 @@ load with alibi-detect's `load_detector`, as Seldon's alibi-detect-server reads 
 
 from __future__ import annotations
 
-import os
 from typing import Any, ClassVar
 
 import numpy as np
 
-from infertap.detectors.backends.alibi_common import AlibiBackend, finite, floats
+from infertap.detectors.backends.alibi_common import AlibiBackend, finite, scores
+from infertap.detectors.backends.tf_networks import dense_stack, import_tf
 from infertap.detectors.result import DetectionResult
+
+__all__ = ["AdversarialAE", "ModelDistillation", "OutlierAE", "OutlierVAE", "dense_stack", "import_tf"]
 
 TRAINING = {
     "hidden": "widths of the dense hidden layers (default [32, 16])",
@@ -37,27 +39,6 @@ TRAINING = {
     "threshold_perc": "percentile of the reference rows' scores used as the threshold (default 95)",
     "seed": "random seed for TensorFlow (default 0)",
 }
-
-
-def import_tf() -> Any:
-    """TensorFlow with tf.keras as Keras 2 (tf-keras), as alibi-detect 0.13 expects."""
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import tensorflow as tf
-    except ImportError as exc:
-        raise ImportError(
-            "this detector needs TensorFlow: pip install 'infertap[detectors-tf]' "
-            "(or `make venv-tf` and run the worker with .venv-tf/bin/python)"
-        ) from exc
-    return tf
-
-
-def dense_stack(tf: Any, n_in: int, widths: list[int], n_out: int, last: str | None = None) -> Any:
-    layers = [tf.keras.layers.InputLayer(input_shape=(n_in,))]
-    layers += [tf.keras.layers.Dense(w, activation="relu") for w in widths]
-    layers.append(tf.keras.layers.Dense(n_out, activation=last))
-    return tf.keras.Sequential(layers)
 
 
 class TFBackend(AlibiBackend):
@@ -142,7 +123,7 @@ class OutlierBackendTF(TFBackend):
             n=int(x.shape[0]),
             threshold=finite(detector.threshold),
             is_outlier=[bool(v) for v in np.asarray(data["is_outlier"]).reshape(-1)],
-            instance_scores=floats(data["instance_score"]),
+            instance_scores=scores(data["instance_score"]),
         )
 
 
@@ -231,7 +212,7 @@ class AdversarialBackend(TFBackend):
             n=int(x.shape[0]),
             threshold=finite(detector.threshold),
             is_adversarial=[bool(v) for v in np.asarray(data["is_adversarial"]).reshape(-1)],
-            instance_scores=floats(data["instance_score"]),
+            instance_scores=scores(data["instance_score"]),
         )
 
 

@@ -21,6 +21,9 @@ class DetectorBackend(ABC):
     kind: ClassVar[DetectionKind]
     #: Online detectors are fed row by row (`update`) and keep state between windows.
     online: ClassVar[bool] = False
+    #: Takes rows holding NaN (the worker's `missing_values: pass`); otherwise the worker drops or
+    #: dead-letters them before `predict` sees them.
+    accepts_missing: ClassVar[bool] = False
 
     def __init__(self, feature_names: list[str], params: dict[str, Any]):
         self.feature_names = feature_names

@@ -111,7 +111,7 @@ def _prepare(backend: DetectorBackend) -> None:
 
 def _load_alibi(path: Path, feature_names: list[str] | None) -> DetectorBackend:
     """A folder from alibi-detect's `save_detector`, wrapped in the backend of the same class name."""
-    from infertap.detectors.backends.alibi_common import import_alibi
+    from infertap.detectors.backends.alibi_common import AlibiBackend, import_alibi
 
     legacy = (path / "meta.dill").is_file() and not (path / "config.toml").is_file()
     if legacy and _legacy_name(path) in ("IForest", "Mahalanobis"):
@@ -127,7 +127,10 @@ def _load_alibi(path: Path, feature_names: list[str] | None) -> DetectorBackend:
     name = type(detector).__name__
     if name not in BACKENDS:
         raise ValueError(f"{path}: alibi-detect {name} has no infertap backend; known: {', '.join(BACKENDS)}")
-    return backend_class(name).from_alibi(detector, feature_names)
+    cls = backend_class(name)
+    if not issubclass(cls, AlibiBackend):
+        raise ValueError(f"{path}: alibi-detect {name} has no infertap backend (infertap's {name} is another)")
+    return cls.from_alibi(detector, feature_names)
 
 
 def _legacy_name(path: Path) -> str | None:

@@ -68,7 +68,7 @@ class ScipyKS(DetectorBackend):
             FeatureScore(
                 name=n, p_val=float(t.pvalue), distance=float(t.statistic), is_drift=bool(t.pvalue < threshold)
             )
-            for n, t in zip(names, tests)
+            for n, t in zip(names, tests, strict=True)
         ]
         return DetectionResult(
             kind="drift",
@@ -76,7 +76,7 @@ class ScipyKS(DetectorBackend):
             n=int(x.shape[0]),
             is_drift=any(f.is_drift for f in features),
             p_val=float(p_vals.min()),
-            distance=max(f.distance for f in features),
+            distance=max(float(t.statistic) for t in tests),
             threshold=threshold,
             features=features,
         )

@@ -66,7 +66,7 @@ def jittered(x: np.ndarray, copies: int, scale: float, seed: int = 0) -> np.ndar
 
 def distil_surrogate(tf: Any, x: np.ndarray, outputs: np.ndarray, hidden: list[int], epochs: int) -> Any:
     """A Keras classifier trained to output `outputs` (soft labels) for `x`."""
-    from infertap.detectors.backends.alibi_tf import dense_stack
+    from infertap.detectors.backends.tf_networks import dense_stack
 
     model = dense_stack(tf, x.shape[1], hidden, outputs.shape[1], last="softmax")
     # standardise inside the network: served models often take raw, unscaled features

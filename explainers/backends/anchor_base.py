@@ -6,8 +6,15 @@ one instance per call, so a batch request loops (MLServer#1018). The anchor sear
 predictor for `batch_size` samples per round: raise it (`params.batch_size`, default 1000
 here, 100 in alibi) for fewer round trips. alibi's `explain` keyword arguments (threshold,
 delta, tau, beam_size, coverage_samples, ...) come from `params` in the settings and in
-each request. A saved explainer folder (`alibi.saving.save_explainer`, dill inside) loads
+each request; a request's are bounded (`request_params`: sample counts at most
+`max_samples`). A saved explainer folder (`alibi.saving.save_explainer`, dill inside) loads
 only with `allow_pickle`.
+
+Memory: alibi preallocates a sample cache of `batch_size x binary_cache_size` rows (int64,
+one column per discretised feature) per explained instance, and grows it when full. With
+alibi's default cache (10,000 batches) and our `batch_size` of 1000 that was 916 MiB for
+iris, so a server near its memory limit failed every request once one had failed (issue
+19). The cache now starts at about `CACHE_ROWS` rows unless `binary_cache_size` is given.
 """
 
 from __future__ import annotations
@@ -17,9 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from infertap.explainers.backends.base import Explainer, ExplainOptions
+from infertap.explainers.backends.base import Explainer, ExplainOptions, Param
 from infertap.explainers.backgrounds import require_pickle_opt_in
+from infertap.explainers.errors import BadExplainRequest
 from infertap.explainers.explanation import InstanceExplanation
+
+#: Rows alibi's sample cache starts with (it grows by as many when full): 9 MiB for iris.
+CACHE_ROWS = 100_000
+#: The most rows a request's own `binary_cache_size x batch_size` may preallocate.
+MAX_CACHE_ROWS = 1_000_000
+MAX_BEAM_SIZE = 20  # candidates kept per round; each costs predictor calls
+MAX_COVERED_EX = 100  # examples per anchor in the answer
 
 EXPLAIN_KEYS = (
     "threshold",
@@ -57,9 +72,44 @@ class AnchorExplainer(Explainer):
         """The alibi explainer, built (and fitted) from settings and background data."""
         raise NotImplementedError
 
+    def request_params(self) -> dict[str, Param]:
+        """alibi `explain` keywords a request may set; sample counts at most max_samples."""
+        top = self.settings.max_samples
+        return {
+            "threshold": Param(float, 0.0, 1.0),
+            "delta": Param(float, 0.0, 1.0, exclusive=True),
+            "tau": Param(float, 0.0, 1.0, exclusive=True),
+            "batch_size": Param(int, 1, top, "max_samples"),
+            "coverage_samples": Param(int, 1, top, "max_samples"),
+            "min_samples_start": Param(int, 1, top, "max_samples"),
+            "binary_cache_size": Param(int, 1, top, "max_samples"),
+            "cache_margin": Param(int, 1, top, "max_samples"),
+            "beam_size": Param(int, 1, MAX_BEAM_SIZE),
+            "n_covered_ex": Param(int, 1, MAX_COVERED_EX),
+            "max_anchor_size": Param(int, 1, self.max_anchor_size(), nullable=True),
+            "stop_on_first": Param(bool),
+        }
+
+    def max_anchor_size(self) -> int:
+        """Features an anchor can name at most (its instance's size when known)."""
+        return int(np.prod(self.feature_shape)) if self.feature_shape else 10_000
+
     def explain_kwargs(self, options: ExplainOptions) -> dict[str, Any]:
-        merged = {"batch_size": 1000} | dict(self.settings.params) | dict(options.params)
-        return {k: v for k, v in merged.items() if k in EXPLAIN_KEYS}
+        """alibi `explain` keywords: ours, then the settings' params, then the request's (already bounded)."""
+        own = {k: v for k, v in options.params.items() if k in self.request_params()}
+        merged = {"batch_size": 1000} | dict(self.settings.params) | own
+        kwargs = {k: v for k, v in merged.items() if k in EXPLAIN_KEYS}
+        batch = int(kwargs["batch_size"])
+        if "binary_cache_size" in own and batch * own["binary_cache_size"] > MAX_CACHE_ROWS:
+            raise BadExplainRequest(
+                f"parameters binary_cache_size x batch_size must be at most {MAX_CACHE_ROWS} rows "
+                f"(alibi preallocates them), got {own['binary_cache_size']} x {batch}"
+            )
+        kwargs.setdefault("binary_cache_size", max(2, CACHE_ROWS // batch))
+        return kwargs
+
+    def check_work(self, n: int, options: ExplainOptions) -> None:
+        self.explain_kwargs(options)  # refuses an oversized sample cache before any work starts
 
     def instance(self, x: np.ndarray) -> Any:
         return x

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from infertap.explainers.backends.anchor_base import AnchorExplainer
-from infertap.explainers.backends.base import finite_float32
+from infertap.explainers.backends.base import Param, finite_float32
 from infertap.explainers.errors import BadExplainRequest, ExplainerLoadError
 
 
@@ -56,6 +56,10 @@ class AnchorImageExplainer(AnchorExplainer):
             segmentation_kwargs=kwargs or None,
             seed=0,
         )
+
+    def request_params(self) -> dict[str, Param]:
+        """The anchor keywords plus `p_sample`, the share of superpixels kept per sample."""
+        return super().request_params() | {"p_sample": Param(float, 0.0, 1.0)}
 
     def check_input(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X)

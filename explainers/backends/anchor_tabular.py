@@ -22,7 +22,7 @@ class AnchorTabularExplainer(AnchorExplainer):
     def build(self) -> Any:
         from alibi.explainers import AnchorTabular
 
-        bg = self.background
+        bg = self.require_background()
         train = bg.train if bg.train is not None else bg.data
         if train.ndim != 2:
             raise ExplainerLoadError(

@@ -23,6 +23,52 @@ from infertap.explainers.predictor import HTTPPredictor
 from infertap.explainers.settings import ExplainerSettings
 
 
+@dataclass(frozen=True)
+class Param:
+    """A backend parameter a request may set (`parameters.threshold`, ...), with its inclusive bounds.
+
+    Every parameter a request can hand a backend is declared this way (`Explainer.request_params`),
+    so none reaches a library unbounded: anchors' `coverage_samples: 1e6`, unchecked, grew the
+    server by 600 MiB and `2e6` ended in a MemoryError (issue 19).
+    """
+
+    kind: type  # int, float or bool
+    low: float | None = None
+    high: float | None = None
+    limit: str = ""  # the setting the high bound comes from, named in the error (e.g. "max_samples")
+    exclusive: bool = False  # bounds are open: 0 < delta < 1
+    nullable: bool = False  # null means "the library's default"
+
+    def check(self, name: str, value: Any) -> Any:
+        """`value` as `kind`; BadExplainRequest naming the parameter and its bounds otherwise."""
+        if value is None and self.nullable:
+            return None
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise BadExplainRequest(f"parameter {name} must be true or false, got {value!r}")
+            return value
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (self.kind is int and float(value) != int(value)):
+            what = "an integer" if self.kind is int else "a number"
+            raise BadExplainRequest(f"parameter {name} must be {what} {self.bounds()}, got {value!r}")
+        if not self._within(float(value)):
+            raise BadExplainRequest(f"parameter {name} must be {self.bounds()}, got {value!r}")
+        return self.kind(value)
+
+    def _within(self, v: float) -> bool:
+        if self.exclusive:
+            return (self.low is None or v > self.low) and (self.high is None or v < self.high)
+        return (self.low is None or v >= self.low) and (self.high is None or v <= self.high)
+
+    def bounds(self) -> str:
+        high = f"{self.high:g}" + (f" ({self.limit})" if self.limit else "")
+        if self.exclusive:
+            return f"between {self.low:g} and {high}, exclusive"
+        if self.high is None:
+            return f"at least {self.low:g}"
+        return f"between {self.low:g} and {high}"
+
+
 @dataclass
 class ExplainOptions:
     """Per-request choices, already checked against the settings' limits."""
@@ -67,18 +113,48 @@ class Explainer(ABC):
         self._load()
         self.ready = True
 
-    def _load(self) -> None:
+    def _load(self) -> None:  # noqa: B027 - a hook: backends with nothing to load keep this no-op
         """Backend-specific loading (model file, library objects)."""
 
     def close(self) -> None:
         if self.predictor is not None:
             self.predictor.close()
 
+    def require_background(self) -> Background:
+        """The background `load` read (always there once loaded, for a backend that `needs_background`)."""
+        if self.background is None:
+            raise RuntimeError(f"{self.type_name} has no background data (load it first)")
+        return self.background
+
+    def require_predictor(self) -> HTTPPredictor:
+        """The predictor of a black-box backend (`load` refuses one without)."""
+        if self.predictor is None:
+            raise ExplainerLoadError(f"{self.type_name} is a black-box explainer: give predictor_url")
+        return self.predictor
+
     # ---------------------------------------------------------------- explaining
 
     @abstractmethod
     def explain(self, X: np.ndarray, options: ExplainOptions) -> list[InstanceExplanation]:
         """One explanation per row of X (runs in a worker thread; may block)."""
+
+    def request_params(self) -> dict[str, Param]:
+        """The backend parameters (besides nsamples, target, deadline_s) a request may set, with bounds.
+
+        Other keys in a request's parameters are not handed to the backend (V2 `parameters` also
+        carry the protocol's own keys, such as `content_type`).
+        """
+        return {}
+
+    def check_work(self, n: int, options: ExplainOptions) -> None:  # noqa: B027 - an optional hook
+        """Refuse (BadExplainRequest) what would make this backend hold too much at once for `n` instances."""
+
+    def check_rows(self, rows: int, what: str) -> None:
+        """BadExplainRequest when `rows` (described by `what`) exceed the settings' max_sample_rows."""
+        if rows > self.settings.max_sample_rows:
+            raise BadExplainRequest(
+                f"{what} = {rows} rows held at once; max_sample_rows is {self.settings.max_sample_rows}"
+            )
 
     def check_input(self, X: np.ndarray) -> np.ndarray:
         """X as a float batch of the expected shape; BadExplainRequest naming what was expected."""
@@ -115,6 +191,8 @@ class Explainer(ABC):
         predictor = self.predictor
 
         def f(X):
+            if predictor is None:
+                raise ExplainerLoadError(f"{self.type_name} is a black-box explainer: give predictor_url")
             return predictor.predict(np.asarray(X), getattr(self._deadline, "value", None))
 
         return f

@@ -10,6 +10,7 @@ GradientShap samples its baselines from the background.
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class CaptumExplainer(Explainer):
     def explain(self, X: np.ndarray, options: ExplainOptions) -> list[InstanceExplanation]:
         inputs = self.tensor(X)
         outputs = self.forward(inputs)
-        targets, predictions = zip(*(pick_target(row, options.target) for row in outputs))
+        targets, predictions = zip(*(pick_target(row, options.target) for row in outputs), strict=True)
         target_arg = None if targets[0] is None else self._torch.tensor(targets, device=self.device)
         attributions, base_values, raw = self.attribute(inputs, target_arg, options)
         attributions = attributions.detach().float().cpu().numpy()
@@ -77,8 +78,9 @@ class CaptumExplainer(Explainer):
         ]
 
     @abstractmethod
-    def attribute(self, inputs, target, options: ExplainOptions) -> tuple[object, np.ndarray, dict[str, list]]:
-        """(attributions like inputs, base value per row, raw extras per row)."""
+    def attribute(self, inputs, target, options: ExplainOptions) -> tuple[Any, np.ndarray, dict[str, list]]:
+        """(attributions like inputs: a torch tensor, Any as torch is imported lazily; base value per row,
+        raw extras per row)."""
 
     def target_values(self, outputs: np.ndarray, target) -> np.ndarray:
         """The target column of model outputs, per row."""

@@ -21,6 +21,11 @@ class GradientShapExplainer(CaptumExplainer):
 
         self._method = GradientShap(self.model)
 
+    def check_work(self, n: int, options: ExplainOptions) -> None:
+        """captum repeats every instance n_samples times in one pass (it takes no internal batch size)."""
+        n_samples = options.nsamples or self.settings.nsamples or 50
+        self.check_rows(n_samples * n, f"GradientShap nsamples {n_samples} x {n} instances")
+
     def attribute(self, inputs, target, options: ExplainOptions):
         torch = self._torch
         if self.background is not None:

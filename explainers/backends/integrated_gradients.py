@@ -15,6 +15,12 @@ class IntegratedGradientsExplainer(CaptumExplainer):
 
         self._method = IntegratedGradients(self.model)
 
+    def check_work(self, n: int, options: ExplainOptions) -> None:
+        """Without internal_batch_size captum scales every instance n_steps times in one pass."""
+        if self.settings.internal_batch_size is None:
+            n_steps = options.nsamples or self.settings.n_steps
+            self.check_rows(n_steps * n, f"IntegratedGradients nsamples (n_steps) {n_steps} x {n} instances")
+
     def attribute(self, inputs, target, options: ExplainOptions):
         baselines = self.baseline(inputs)
         n_steps = options.nsamples or self.settings.n_steps

@@ -26,12 +26,19 @@ class KernelShapExplainer(Explainer):
             import shap
             from shap.utils._legacy import DenseData
 
-            bg = self.background
+            bg = self.require_background()
             flat = bg.data.reshape(len(bg.data), -1)
             names = self.feature_names(flat.shape[1])
             data = DenseData(flat, names, None, bg.weights) if bg.weights is not None else flat
             self._explainer = shap.KernelExplainer(self.model_fn(), data, link="identity")
         return self._explainer
+
+    def check_work(self, n: int, options: ExplainOptions) -> None:
+        """shap tiles the background nsamples times for each instance (`synth_data`)."""
+        rows = len(self.require_background().data)
+        m = int(np.prod(self.feature_shape)) if self.feature_shape else 1
+        nsamples = options.nsamples or self.settings.nsamples or 2 * m + 2048  # shap's "auto"
+        self.check_rows(nsamples * rows, f"KernelShap nsamples {nsamples} x {rows} background rows")
 
     def explain(self, X: np.ndarray, options: ExplainOptions) -> list[InstanceExplanation]:
         flat = X.reshape(len(X), -1)
@@ -54,7 +61,7 @@ class KernelShapExplainer(Explainer):
                     base_value=base,
                     prediction=prediction,
                     target=target,
-                    output_space="probability" if self.predictor.predict_proba else "raw",
+                    output_space="probability" if self.require_predictor().predict_proba else "raw",
                     raw={
                         "shap_values": np.asarray(values[i]).T.tolist() if values[i].ndim > 1 else floats(values[i]),
                         "expected_value": floats(expected),

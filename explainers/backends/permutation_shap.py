@@ -52,14 +52,30 @@ def permutation_shap(
     return (values[:, 0], base[0], fx[0]) if k == 1 else (values, base, fx)
 
 
+def masked_rows(m: int, n: int, max_evals: int) -> int:
+    """Rows `permutation_shap` evaluates at once for M features, N background rows and max_evals."""
+    pairs = max(1, (max_evals - 2) // max(1, 2 * (m - 1)))
+    return n + 2 * pairs * (m - 1) * n + 1
+
+
 class PermutationShapExplainer(Explainer):
     type_name = "PermutationShap"
     kind = "blackbox"
     needs_background = True
 
+    def check_work(self, n: int, options: ExplainOptions) -> None:
+        """Every masked row of one instance is built at once (P x (M-1) x N rows)."""
+        rows = len(self.require_background().data)
+        m = int(np.prod(self.feature_shape)) if self.feature_shape else 1
+        max_evals = options.nsamples or self.settings.nsamples or max(DEFAULT_MAX_EVALS, 2 * m + 1)
+        self.check_rows(
+            masked_rows(m, rows, max_evals), f"PermutationShap nsamples {max_evals} x {rows} background rows"
+        )
+
     def explain(self, X: np.ndarray, options: ExplainOptions) -> list[InstanceExplanation]:
         flat = X.reshape(len(X), -1).astype(np.float64)
-        background = self.background.data.reshape(len(self.background.data), -1).astype(np.float64)
+        data = self.require_background().data
+        background = data.reshape(len(data), -1).astype(np.float64)
         m = flat.shape[1]
         max_evals = options.nsamples or self.settings.nsamples or max(DEFAULT_MAX_EVALS, 2 * m + 1)
         if max_evals < 2 * m:
@@ -80,7 +96,7 @@ class PermutationShapExplainer(Explainer):
                     base_value=base_value,
                     prediction=prediction,
                     target=target,
-                    output_space="probability" if self.predictor.predict_proba else "raw",
+                    output_space="probability" if self.require_predictor().predict_proba else "raw",
                     raw={
                         "shap_values": np.asarray(values).T.tolist() if np.ndim(values) > 1 else floats(values),
                         "base_values": floats(base),

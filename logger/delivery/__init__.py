@@ -11,6 +11,11 @@ brokers or host, topic or path), not after the URL's options: events spooled whi
 TLS/SASL options, timeouts or client were wrong are replayed once the URL is fixed. See
 `worker.py` for the queue/spool modes and
 `spool.py` for what survives a crash. Delivery is at least once.
+
+The spool folder (`spool_dir`) defaults to `$TMPDIR/infertap-spool-<uid>/<inference service>`:
+per user, so no other local user can have made it first. Every spool folder is this user's
+own, 0700 (`spool.private_dir`); one that belongs to another user is refused with a
+`SinkConfigError` (the sidecar exits 2 with the sentence), and segments are written 0600.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import re
 import tempfile
 from collections.abc import Sequence
@@ -30,6 +36,7 @@ from ..metrics import DeliveryMetrics, default_metrics
 from ..settings import DeliverySettings
 from ..sinks import Sink, SinkConfigError, build_sink, shown_url
 from .record import event_size
+from .spool import private_dir
 from .worker import Limits, SinkWorker
 
 __all__ = ["Delivery", "build_delivery", "Limits"]
@@ -55,6 +62,21 @@ def _folder_name(sink: Sink, key: str) -> str:
     return f"{prefix}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
+def default_spool_dir(inference_service: str) -> Path:
+    """`$TMPDIR/infertap-spool-<uid>/<service>`: a folder per user, never one shared with others."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", inference_service).strip(".") or "default"
+    return Path(tempfile.gettempdir()) / f"infertap-spool-{os.geteuid()}" / name
+
+
+def safe_spool_dir(path: Path, trusted: Path | None = None) -> Path:
+    """`spool.private_dir`, failing with a `SinkConfigError` that says what to do (exit 2)."""
+    try:
+        return private_dir(path, trusted)
+    except OSError as exc:  # SpoolDirError (another user's folder) or the folder cannot be made
+        message = str(exc) if exc.errno is None else f"spool folder {path} cannot be used ({exc}); set --spool-dir"
+        raise SinkConfigError(message) from None
+
+
 def _spool_folder(spool_dir: Path, sink: Sink, url: str) -> Path:
     """The sink's spool folder; one left under the legacy name by an older version is taken over."""
     folder, legacy = spool_dir / spool_folder_name(sink, url), spool_dir / _legacy_folder_name(sink, url)
@@ -71,14 +93,15 @@ class Delivery:
         self,
         sinks: Sequence[tuple[str, Sink]],
         spool_dir: Path,
-        limits: Limits = Limits(),
+        limits: Limits | None = None,
         metrics: DeliveryMetrics | None = None,
         inference_service: str = "",
         component: str = "",
     ):
         """`sinks`: (url, sink) pairs; the URL names the sink's spool folder."""
         metrics = metrics or default_metrics()
-        self.spool_dir = Path(spool_dir)
+        limits = limits or Limits()
+        self.spool_dir = safe_spool_dir(Path(spool_dir))
         seen: dict[str, str] = {}  # spool folder -> the first URL that named it
         for url, sink in sinks:
             first = seen.setdefault(spool_folder_name(sink, url), url)
@@ -90,9 +113,9 @@ class Delivery:
         self.workers = [
             SinkWorker(
                 sink,
-                _spool_folder(self.spool_dir, sink, url),
+                safe_spool_dir(_spool_folder(self.spool_dir, sink, url)),
                 limits,
-                metrics.for_sink(inference_service, component, sink.name),
+                metrics.for_sink(inference_service, component, sink.name, sink),
             )
             for url, sink in sinks
         ]
@@ -129,14 +152,21 @@ class Delivery:
 
 def build_delivery(settings: DeliverySettings, metrics: DeliveryMetrics | None = None) -> Delivery:
     """A Delivery with one sink per `settings.log_url` (raises SinkConfigError on a bad URL)."""
-    http_options = {"timeout_s": settings.http_timeout_s, "retries": settings.http_retries}
+    http_options = {
+        "timeout_s": settings.http_timeout_s,
+        "retries": settings.http_retries,
+        "concurrency": settings.http_concurrency,
+        "ca_cert_file": settings.logger_ca_cert_file,
+        "tls_skip_verify": settings.logger_tls_skip_verify,
+        "header_encoding": settings.ce_header_encoding,
+    }
     sinks = [
         (url, build_sink(url, kafka_client=settings.kafka_client, http_options=http_options))
         for url in settings.log_url
     ]
-    spool_dir = settings.spool_dir or Path(tempfile.gettempdir()) / "infertap-spool" / (
-        settings.inference_service or "default"
-    )
+    spool_dir = settings.spool_dir
+    if spool_dir is None:  # the per-user folder under the temp dir: check it from there down
+        spool_dir = safe_spool_dir(default_spool_dir(settings.inference_service), Path(tempfile.gettempdir()))
     limits = Limits(
         queue_max_events=settings.queue_max_events,
         queue_max_bytes=settings.queue_max_bytes,

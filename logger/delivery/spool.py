@@ -11,22 +11,94 @@ power loss from then on. Delivery is at least once: a crash between a sink's ack
 cursor update replays that batch. A torn frame at a segment's end (crash mid-write) is cut
 off on open. The spool never grows past `max_bytes`; a full spool drops by `policy`.
 
+A write the disk refuses (ENOSPC, EDQUOT, EIO...) is undone: the segment is cut back to
+its last whole frame, so `bytes` always equals the segment bytes on disk, and `append`
+reports the records it could not write (`AppendResult.unwritten`, `error`) instead of
+raising: the caller keeps them and tries again later.
+
+Privacy: the folder is made 0700 and must belong to this user (or root); files are 0600.
+Events carry request and response bodies, and a folder another user controls could feed
+forged events to the sink (issue 19). `private_dir` is the check.
+
 Every method does blocking file I/O: call them from one worker thread (the `Delivery` runs
 each spool on its own single-thread executor), never from the event loop.
 """
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 log = logging.getLogger(__name__)
+
+_FILE_MODE = 0o600
+_DIR_MODE = 0o700
+
+
+class SpoolDirError(PermissionError):
+    """A spool folder is not safe to use (owned by another user); the message says what to do."""
+
+
+def private_dir(path: Path, trusted: Path | None = None) -> Path:
+    """Make sure `path` and the folders between `trusted` and it are this user's own, 0700.
+
+    Missing folders are created 0700; existing ones must belong to this user (or root, who
+    could write anywhere anyway: a volume mounted for a non-root sidecar is root's), and are
+    narrowed to 0700 when they are ours. `trusted` (default: `path`'s parent) is where the
+    check starts; folders above it are not looked at. Raises `SpoolDirError`.
+    """
+    path = Path(path).absolute()
+    trusted = Path(trusted).absolute() if trusted is not None else path.parent
+    chain = [path, *path.parents]
+    below = chain[: chain.index(trusted)] if trusted in chain else [path]
+    for folder in reversed(below):
+        try:
+            folder.mkdir(mode=_DIR_MODE)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:  # a parent above `trusted` is missing: create it as mkdir -p would
+            folder.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        _check_owner(folder)
+    return path
+
+
+def _check_owner(folder: Path) -> None:
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode):
+        raise SpoolDirError(f"spool folder {folder} is not a folder (a link or a file); set --spool-dir elsewhere")
+    me = os.geteuid()
+    if info.st_uid not in (me, 0):
+        raise SpoolDirError(
+            f"spool folder {folder} belongs to uid {info.st_uid}, not to this user (uid {me}): another user could "
+            "read the events or plant forged ones; remove it or set --spool-dir to a folder of your own"
+        )
+    if info.st_uid == me and stat.S_IMODE(info.st_mode) != _DIR_MODE:
+        os.chmod(folder, _DIR_MODE)
+
+
+def _open_private(path: Path, flags: int) -> BinaryIO:
+    """An unbuffered binary file created 0600: writes reach the OS at once, so a failure is
+    seen where it happens and nothing is left in a buffer to be written later."""
+    return open(os.open(path, flags | os.O_CREAT, _FILE_MODE), "ab" if flags & os.O_APPEND else "wb", buffering=0)
+
+
+def _write_all(fh: BinaryIO, data: bytes) -> None:
+    """Write all of `data` (a raw file may take part of it: a disk filling up mid-write)."""
+    view = memoryview(data)
+    while view:
+        n = fh.write(view)
+        if not n:
+            raise OSError("the file took no bytes")
+        view = view[n:]
+
 
 MAGIC = b"ITSPOOL1"
 _FRAME = struct.Struct("<II")
@@ -57,8 +129,22 @@ class ReadToken:
 
 @dataclass(frozen=True)
 class AppendResult:
+    """What `append` did: records `written`, `dropped` (the full-spool policy), and
+    `unwritten` (the first ones of the batch, kept by the policy but refused by the disk:
+    `error` says why; none of them is in the spool)."""
+
     written: int
     dropped: int
+    unwritten: int = 0
+    error: OSError | None = None
+
+
+class _Refused(Exception):
+    """A write the disk refused after `written` whole frames had been kept."""
+
+    def __init__(self, written: int, error: OSError):
+        super().__init__(written, error)
+        self.written, self.error = written, error
 
 
 class Spool:
@@ -77,9 +163,9 @@ class Spool:
         self.policy = policy
         self.segment_bytes = max(4096, min(segment_bytes, max_bytes // 4 or 1))
         self.fsync = fsync
-        self.path.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path)
         self._segments: list[_Segment] = []
-        self._writer = None  # open file of the last segment, while it takes appends
+        self._writer: BinaryIO | None = None  # open file of the last segment, while it takes appends
         self._cursor = (0, 0)  # (segment id, offset) of the next unread frame
         self._unread = 0
         self._open()
@@ -125,6 +211,8 @@ class Spool:
         except ValueError:
             log.warning("spool %s: ignoring unexpected file %s", self.path, file.name)
             return None
+        if stat.S_IMODE(file.stat().st_mode) != _FILE_MODE:  # written by an older version: 0644
+            os.chmod(file, _FILE_MODE)
         data = file.read_bytes()
         if not data.startswith(MAGIC):
             log.warning("spool %s: %s is not a spool segment; moved aside", self.path, file.name)
@@ -188,13 +276,19 @@ class Spool:
             return None
 
     def _save_cursor(self) -> None:
-        # Not fsync'd: losing it (power loss) only replays an acknowledged batch again.
+        # Not fsync'd: losing it (power loss) only replays an acknowledged batch again. For
+        # the same reason a full disk must not fail an ack: the old cursor stays.
         tmp = self.path / "cursor.tmp"
-        tmp.write_text(json.dumps({"segment": self._cursor[0], "offset": self._cursor[1]}))
-        os.replace(tmp, self.path / "cursor")
+        try:
+            with _open_private(tmp, os.O_WRONLY | os.O_TRUNC) as fh:
+                _write_all(fh, json.dumps({"segment": self._cursor[0], "offset": self._cursor[1]}).encode())
+            os.replace(tmp, self.path / "cursor")
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            log.warning("spool %s: cursor not saved (%s); a restart may replay acknowledged events", self.path, exc)
 
     # --- append ---------------------------------------------------------------------
-    def append(self, records: list[bytes], front: bool = False) -> AppendResult:
+    def append(self, records: list[builtins.bytes], front: bool = False) -> AppendResult:
         """Write records (in order) and fsync. `front=True` puts them before everything
         unread: only allowed while nothing of the first segment has been read yet (the
         sender's failed in-memory batch, which is older than anything spilled meanwhile)."""
@@ -213,10 +307,17 @@ class Spool:
         dropped += len(frames) - keep
         frames = frames[:keep]
         if frames:
-            if front and self._segments:
-                self._write_front(frames)
-            else:
-                self._write_back(frames)
+            try:
+                if front and self._segments:
+                    self._write_front(frames)
+                else:
+                    self._write_back(frames)
+            except _Refused as refused:  # the disk took the first `written` frames only
+                self._unread += refused.written
+                unwritten = len(frames) - refused.written
+                return AppendResult(refused.written, dropped, unwritten=unwritten, error=refused.error)
+            except OSError as exc:  # the disk refused: nothing of the batch is in the spool
+                return AppendResult(written=0, dropped=dropped, unwritten=len(frames), error=exc)
             self._unread += len(frames)
         return AppendResult(written=len(frames), dropped=dropped)
 
@@ -240,26 +341,92 @@ class Spool:
             self._save_cursor()
         return dropped
 
-    def _write_back(self, frames: list[bytes]) -> None:
-        last = self._segments[-1] if self._segments else None
-        if last is None or self._writer is None or last.size >= self.segment_bytes:
-            if self._writer is not None:
-                self._writer.close()
-            seg_id = last.id + 1 if last else _FIRST_ID
-            last = _Segment(seg_id, len(MAGIC), 0)
-            self._writer = open(self.path / last.name, "ab")
-            self._writer.write(MAGIC)
-            self._segments.append(last)
-            if len(self._segments) == 1:
-                self._cursor = (seg_id, len(MAGIC))
-        self._writer.write(b"".join(frames))
-        self._writer.flush()
-        if self.fsync:
-            os.fsync(self._writer.fileno())
-        last.size += sum(map(len, frames))
+    def _write_back(self, frames: list[builtins.bytes]) -> None:
+        """Append frames to the last segment (a new one when it is full). When the disk takes
+        only part of them, the whole frames it took are kept (`_Refused` says how many)."""
+        last = self._writable_segment()
+        writer = self._writer
+        assert writer is not None  # _writable_segment opened it
+        data = b"".join(frames)
+        try:
+            _write_all(writer, data)
+            if self.fsync:
+                os.fsync(writer.fileno())
+        except OSError as exc:
+            raise _Refused(self._keep_whole_frames(last, frames), exc) from exc
+        last.size += len(data)
         last.count += len(frames)
 
-    def _write_front(self, frames: list[bytes]) -> None:
+    def _keep_whole_frames(self, seg: _Segment, frames: list[builtins.bytes]) -> int:
+        """After a failed write to `seg`: keep the frames that reached the file whole (cut
+        the torn rest off, fsync), or undo the write; how many frames were kept."""
+        writer = self._writer
+        assert writer is not None  # the write that failed went to it; still open
+        try:
+            reached = os.fstat(writer.fileno()).st_size - seg.size
+        except OSError:
+            reached = 0
+        kept = size = 0
+        for frame in frames:
+            if size + len(frame) > reached:
+                break
+            kept, size = kept + 1, size + len(frame)
+        if kept:
+            try:
+                os.ftruncate(writer.fileno(), seg.size + size)
+                if self.fsync:
+                    os.fsync(writer.fileno())
+            except OSError:
+                kept = size = 0
+        if not kept:
+            self._undo_write(seg)
+            return 0
+        seg.size += size
+        seg.count += kept
+        return kept
+
+    def _writable_segment(self) -> _Segment:
+        """The segment appends go to, its writer open; a new segment starts with MAGIC."""
+        last = self._segments[-1] if self._segments else None
+        if last is not None and self._writer is not None and last.size < self.segment_bytes:
+            return last
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        seg = _Segment(last.id + 1 if last else _FIRST_ID, 0, 0)
+        self._writer = _open_private(self.path / seg.name, os.O_WRONLY | os.O_APPEND | os.O_EXCL)
+        self._segments.append(seg)
+        try:
+            _write_all(self._writer, MAGIC)
+        except OSError:
+            self._undo_write(seg)
+            raise
+        seg.size = len(MAGIC)
+        if len(self._segments) == 1:
+            self._cursor = (seg.id, len(MAGIC))
+        return seg
+
+    def _undo_write(self, seg: _Segment) -> None:
+        """Cut `seg` back to its last whole frame after a failed write (truncating needs no
+        space); a segment without frames is removed. Keeps `bytes` == the bytes on disk."""
+        writer = self._writer
+        assert writer is not None  # called right after a failed write to it
+        if seg.count == 0:
+            writer.close()
+            self._writer = None
+            (self.path / seg.name).unlink(missing_ok=True)
+            self._segments.remove(seg)
+            if not self._segments:
+                self._cursor = (0, 0)
+            return
+        try:
+            os.ftruncate(writer.fileno(), seg.size)
+        except OSError as exc:  # the reader stops at seg.size anyway; never append after the torn bytes
+            log.warning("spool %s: could not cut %s back after a failed write: %s", self.path, seg.name, exc)
+            writer.close()
+            self._writer = None
+
+    def _write_front(self, frames: list[builtins.bytes]) -> None:
         first = self._segments[0]
         if self._cursor != (first.id, len(MAGIC)):  # should not happen; keep the events anyway
             log.warning("spool %s: front append after reading started; appending at the back", self.path)
@@ -267,18 +434,21 @@ class Spool:
             return
         seg = _Segment(first.id - 1, len(MAGIC) + sum(map(len, frames)), len(frames))
         tmp = self.path / (seg.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(MAGIC + b"".join(frames))
-            fh.flush()
-            if self.fsync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, self.path / seg.name)
+        try:
+            with _open_private(tmp, os.O_WRONLY | os.O_TRUNC) as fh:
+                _write_all(fh, MAGIC + b"".join(frames))
+                if self.fsync:
+                    os.fsync(fh.fileno())
+            os.replace(tmp, self.path / seg.name)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         self._segments.insert(0, seg)
         self._cursor = (seg.id, len(MAGIC))
         self._save_cursor()
 
     # --- read / ack -----------------------------------------------------------------
-    def read(self, max_events: int, max_bytes: int) -> tuple[list[bytes], ReadToken | None]:
+    def read(self, max_events: int, max_bytes: int) -> tuple[list[builtins.bytes], ReadToken | None]:
         """Up to max_events records (at least one) from the cursor, within one segment."""
         seg_id, offset = self._cursor
         seg = next((s for s in self._segments if s.id == seg_id), None)

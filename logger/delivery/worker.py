@@ -11,15 +11,24 @@ the spool: it is older than anything spilled meanwhile), when the queue passes h
 limits (slow sink), and at start when a previous run left events in the spool. A switch
 happens under `_mode_lock`, which the spiller also holds while it moves events, so
 everything in the spool is always older than everything in the queue.
+
+A spool the disk refuses (full disk, quota, I/O error) is not the end of delivery: the events
+it could not take go back to the front of the queue, the reason is logged (rate-limited),
+live events keep going to the sink straight from memory once the spool is replayed, and
+spooling is tried again every `spool_retry_s` (issue 19: one ENOSPC used to stop delivery
+until a restart). Only when the queue is full as well are events dropped, and the log line
+says why. Neither loop ends on an unexpected error: it is logged and the loop goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +38,7 @@ from cloudevents.core.v1.event import CloudEvent
 from ..metrics import SinkMetrics
 from ..sinks.base import Sink, SinkError
 from . import record
-from .spool import FullPolicy, Spool
+from .spool import AppendResult, FullPolicy, ReadToken, Spool
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +60,20 @@ class Limits:
     sink_timeout_s: float = 60.0
     retry_backoff_s: float = 0.5
     retry_backoff_max_s: float = 10.0
+    spool_retry_s: float = 0.25  # after the disk refused a spool write, wait this long before writing again
 
 
 class _RateLimitedLog:
     """Logs a recurring loss at most every `every` seconds, with the count since the last line."""
 
-    def __init__(self, every: float = 10.0):
-        self.every, self.last, self.pending = every, 0.0, 0
+    def __init__(self, every: float = 10.0, level: int = logging.WARNING):
+        self.every, self.last, self.pending, self.level = every, 0.0, 0, level
 
     def __call__(self, n: int, message: str, *args: object) -> None:
         self.pending += n
         now = time.monotonic()
         if now - self.last >= self.every:
-            log.warning(message + " (%d events since last report)", *args, self.pending)
+            log.log(self.level, message + " (%d events since last report)", *args, self.pending)
             self.last, self.pending = now, 0
 
 
@@ -89,6 +99,10 @@ class SinkWorker:
         self._loop_thread = 0
         self._tasks: list[asyncio.Task] = []
         self._drop_log = _RateLimitedLog()
+        self._spool_log = _RateLimitedLog()
+        self._crash_log = _RateLimitedLog(level=logging.ERROR)
+        self._spool_error: str | None = None  # why the disk refused the last spool write; None: it took it
+        self._spool_retry_at = 0.0  # monotonic time before which the spiller does not write
 
     # --- intake (any thread, never blocks) -----------------------------------------
     def offer(self, event: CloudEvent, size: int) -> None:
@@ -102,12 +116,7 @@ class SinkWorker:
                 full_batch = len(self._q) >= lim.batch_max_events or self._q_bytes >= lim.batch_max_bytes
         if full:
             self._count("dropped", 1)
-            self._drop_log(
-                1,
-                "%s: %s; event dropped",
-                self.sink.name,
-                "delivery stopped" if self._closed else "queue full (spool cannot keep up)",
-            )
+            self._drop_log(1, "%s: %s; event dropped", self.sink.name, self._full_reason())
             return
         if self._mode == "spool" or high:
             self._wake(self._wake_spiller)
@@ -116,12 +125,26 @@ class SinkWorker:
             if full_batch:
                 self._wake(self._batch_full)
 
+    def _full_reason(self) -> str:
+        if self._closed:
+            return "delivery stopped"
+        if self._spool_error is not None:
+            return f"queue full and the spool cannot be written ({self._spool_error})"
+        return "queue full (spool cannot keep up)"
+
+    def _requeue(self, items: list[_Item]) -> None:
+        """Put items taken from the queue back at its front (they are older than what is there)."""
+        with self._q_lock:
+            self._q.extendleft(reversed(items))
+            self._q_bytes += sum(size for _, size in items)
+
     def _wake(self, ev: asyncio.Event | None) -> None:
         if ev is None or ev.is_set():
             return
         if threading.get_ident() == self._loop_thread:
             ev.set()
         else:
+            assert self._loop is not None  # start() sets the loop before the events
             self._loop.call_soon_threadsafe(ev.set)
 
     _wake_sender: asyncio.Event | None = None
@@ -170,6 +193,9 @@ class SinkWorker:
         """Send what the sink takes within `flush_timeout`, spool the rest, release all."""
         if not self._tasks:
             return
+        # start() ran (it made the tasks): all of these are set
+        assert self._loop is not None and self._spool is not None
+        assert self._batch_full is not None and self._wake_sender is not None and self._wake_spiller is not None
         deadline = self._loop.time() + flush_timeout
         self._flushing = True  # no more lingering for full batches
         self._batch_full.set()
@@ -187,7 +213,8 @@ class SinkWorker:
         self._tasks = []
         async with self._mode_lock:
             while self._q:
-                await self._spill(self._take(self.limits.batch_max_events * 4, self.limits.batch_max_bytes * 4))
+                if not await self._spill(self._take(self.limits.batch_max_events * 4, self.limits.batch_max_bytes * 4)):
+                    self._drop_queue_at_stop()
         self._gauges()
         try:
             await asyncio.wait_for(self.sink.close(), timeout=5.0)
@@ -196,27 +223,51 @@ class SinkWorker:
         await self._run_io(self._spool.close)
         self._io.shutdown(wait=False)
 
+    def _drop_queue_at_stop(self) -> None:
+        """At stop, with a spool the disk refuses: what is still queued is lost; count and say so."""
+        lost = self._take(len(self._q), self._q_bytes + 1)
+        self._count("dropped", len(lost))
+        log.error(
+            "%s: %d events dropped at shutdown: the spool cannot be written (%s)",
+            self.sink.name,
+            len(lost),
+            self._spool_error,
+        )
+
+    async def _guarded(self, step: Callable[[], Awaitable[None]], what: str) -> None:
+        """Run `step()` until stopping; an unexpected error is logged and the loop goes on,
+        so one bug or I/O error never ends delivery for good."""
+        while not self._stopping:
+            try:
+                await step()
+            except Exception as exc:  # noqa: BLE001 - see the docstring
+                self._crash_log(1, "%s: %s failed, trying again: %r", self.sink.name, what, exc)
+                await self._sleep_unless_stopping(1.0)
+
     # --- sender --------------------------------------------------------------------
     async def _sender(self) -> None:
-        while not self._stopping:
-            if self._failures:
-                delay = min(self.limits.retry_backoff_s * 2 ** (self._failures - 1), self.limits.retry_backoff_max_s)
-                await self._sleep_unless_stopping(delay)
-                if self._stopping:
-                    return
-            if self._mode == "spool":
-                await self._send_from_spool()
-                continue
-            if self._q:
-                await self._linger()
-            batch = self._take(self.limits.batch_max_events, self.limits.batch_max_bytes)
-            if batch:
-                await self._send_from_memory(batch)
-                continue
-            self._gauges()
-            self._wake_sender.clear()
-            if not self._q and self._mode == "memory":
-                await self._wake_sender.wait()
+        await self._guarded(self._send_step, "sending")
+
+    async def _send_step(self) -> None:
+        if self._failures:
+            delay = min(self.limits.retry_backoff_s * 2 ** (self._failures - 1), self.limits.retry_backoff_max_s)
+            await self._sleep_unless_stopping(delay)
+            if self._stopping:
+                return
+        if self._mode == "spool":
+            await self._send_from_spool()
+            return
+        if self._q:
+            await self._linger()
+        batch = self._take(self.limits.batch_max_events, self.limits.batch_max_bytes)
+        if batch:
+            await self._send_from_memory(batch)
+            return
+        self._gauges()
+        assert self._wake_sender is not None  # the sender runs after start()
+        self._wake_sender.clear()
+        if not self._q and self._mode == "memory":
+            await self._wake_sender.wait()
 
     async def _linger(self) -> None:
         """Wait up to `batch_linger_s` for a full batch before sending a partial one.
@@ -231,6 +282,7 @@ class SinkWorker:
             return
         if len(self._q) >= lim.batch_max_events or self._q_bytes >= lim.batch_max_bytes:
             return
+        assert self._batch_full is not None  # the sender runs after start()
         self._batch_full.clear()
         try:
             await asyncio.wait_for(self._batch_full.wait(), timeout=lim.batch_linger_s)
@@ -252,7 +304,9 @@ class SinkWorker:
         except TimeoutError:
             raise SinkError(f"{self.sink.name}: no acknowledgement within {self.limits.sink_timeout_s}s") from None
         except asyncio.CancelledError:
-            if asyncio.current_task().cancelling():
+            task = asyncio.current_task()
+            assert task is not None  # a coroutine awaited here runs in a task
+            if task.cancelling():
                 raise
             raise SinkError(f"{self.sink.name}: cancelled at shutdown") from None
         except SinkError:
@@ -277,9 +331,11 @@ class SinkWorker:
                 return
             self._count("retried", len(failed))
             self._note_failure(exc)
+            assert self._spool is not None and self._wake_spiller is not None  # the sender runs after start()
             async with self._mode_lock:
                 self._mode = "spool"
-                await self._spill([batch[i] for i in failed], front=True)
+                if not await self._spill([batch[i] for i in failed], front=True) and self._spool.unread == 0:
+                    self._mode = "memory"  # the disk refused them: they wait in the queue for the next try
             self._wake_spiller.set()
         else:
             self._count("sent", len(batch))
@@ -288,6 +344,7 @@ class SinkWorker:
             self._inflight = None
 
     async def _send_from_spool(self) -> None:
+        assert self._spool is not None  # the sender runs after start()
         events, token = await self._run_io(self._read_spool)
         if token is None:  # drained: back to the fast path, unless the spiller added more meanwhile
             async with self._mode_lock:
@@ -311,7 +368,8 @@ class SinkWorker:
         await self._run_io(self._spool.ack, token)
         self._gauges()
 
-    def _read_spool(self) -> tuple[list[CloudEvent], object]:
+    def _read_spool(self) -> tuple[list[CloudEvent], ReadToken | None]:
+        assert self._spool is not None  # called by the sender, after start()
         records, token = self._spool.read(self.limits.batch_max_events, self.limits.batch_max_bytes)
         return [record.decode(r) for r in records], token
 
@@ -334,28 +392,45 @@ class SinkWorker:
 
     # --- spiller -------------------------------------------------------------------
     async def _spiller(self) -> None:
-        while not self._stopping:
-            self._wake_spiller.clear()
-            if self._q and (self._mode == "spool" or self._over_watermark()):
-                async with self._mode_lock:
-                    self._mode = "spool"
-                    await self._spill(self._take(self.limits.batch_max_events * 4, self.limits.batch_max_bytes * 4))
-                self._wake_sender.set()
-                if len(self._q) < self.limits.batch_max_events:
-                    await asyncio.sleep(0.005)  # gather a bigger batch: one fsync covers more events
-                continue
+        await self._guarded(self._spill_step, "spooling")
+
+    async def _spill_step(self) -> None:
+        # the spiller runs after start()
+        assert self._wake_spiller is not None and self._wake_sender is not None and self._spool is not None
+        self._wake_spiller.clear()
+        if not (self._q and (self._mode == "spool" or self._over_watermark())):
             await self._wake_spiller.wait()
+            return
+        wait = self._spool_retry_at - time.monotonic()
+        if wait > 0:  # the disk refused the last write: the events wait in memory until the retry
+            await self._sleep_unless_stopping(wait)
+            return
+        async with self._mode_lock:
+            self._mode = "spool"
+            spilled = await self._spill(self._take(self.limits.batch_max_events * 4, self.limits.batch_max_bytes * 4))
+            if not spilled and self._spool.unread == 0:
+                self._mode = "memory"  # nothing older on disk: the sender takes the queue directly
+        self._wake_sender.set()
+        if spilled and len(self._q) < self.limits.batch_max_events:
+            await asyncio.sleep(0.005)  # gather a bigger batch: one fsync covers more events
 
     def _over_watermark(self) -> bool:
         return len(self._q) * 2 > self.limits.queue_max_events or self._q_bytes * 2 > self.limits.queue_max_bytes
 
-    async def _spill(self, items: list[_Item], front: bool = False) -> None:
-        """Write items to the spool (caller holds _mode_lock); count spooled and dropped."""
+    async def _spill(self, items: list[_Item], front: bool = False) -> bool:
+        """Write items to the spool (caller holds _mode_lock); count spooled and dropped.
+
+        False when the disk refused the write: the items it did not take are back at the
+        front of the queue, and spooling waits `spool_retry_s` before the next write.
+        """
         if not items:
-            return
+            return True
         events = [e for e, _ in items]
-        result = await self._run_io(lambda: self._spool.append([record.encode(e) for e in events], front=front))
+        spool = self._spool
+        assert spool is not None  # the loops and stop() spill, all after start()
+        result = await self._run_io(lambda: spool.append([record.encode(e) for e in events], front=front))
         self._count("spooled", result.written)
+        self._note_spool_write(result, items)
         if result.dropped:
             self._count("dropped", result.dropped)
             self._drop_log(
@@ -366,6 +441,27 @@ class SinkWorker:
                 self.limits.spool_full_policy,
             )
         self._gauges()
+        return result.error is None
+
+    def _note_spool_write(self, result: AppendResult, items: list[_Item]) -> None:
+        """Requeue what the disk refused and say why (rate-limited); say when it takes writes again."""
+        if result.error is None:
+            if self._spool_error is not None:
+                log.warning("%s: the spool takes writes again (it failed with: %s)", self.sink.name, self._spool_error)
+                self._spool_error = None
+            return
+        self._spool_error = _describe(result.error)
+        self._spool_retry_at = time.monotonic() + self.limits.spool_retry_s
+        self._requeue(items[result.written : result.written + result.unwritten])
+        self._spool_log(
+            result.unwritten,
+            "%s: the spool in %s cannot be written (%s): events wait in memory and go to the sink from there; "
+            "spooling is tried again every %gs",
+            self.sink.name,
+            self.spool_dir,
+            self._spool_error,
+            self.limits.spool_retry_s,
+        )
 
     # --- bookkeeping ---------------------------------------------------------------
     async def _run_io(self, fn, *args):
@@ -382,3 +478,9 @@ class SinkWorker:
         if self._spool is not None:
             self.metrics.spool_bytes.set(self._spool.bytes)
             self.metrics.spool_events.set(self._spool.unread)
+
+
+def _describe(exc: OSError) -> str:
+    """`[Errno 28] No space left on device` as `ENOSPC: No space left on device`."""
+    name = errno.errorcode.get(exc.errno or 0)
+    return f"{name}: {exc.strerror}" if name and exc.strerror else repr(exc)

@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from cloudevents.core.formats.json import JSONFormat
@@ -38,7 +39,7 @@ class FileSinkConfig(BaseModel):
         if not path:
             raise SinkConfigError(f"file sink URL {url!r}: no path")
         try:
-            return cls(path=path, **dict(parse_qsl(parts.query)))
+            return cls.model_validate({"path": path, **dict(parse_qsl(parts.query))})
         except ValidationError as exc:
             raise SinkConfigError(f"file sink URL {url!r}: {_explain(exc)}") from None
 
@@ -55,7 +56,7 @@ class FileSink(Sink):
         self.name = f"file:{config.path.name}"
         self._format = JSONFormat()
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"sink-{self.name}")
-        self._fh = None
+        self._fh: BinaryIO | None = None
 
     async def send_batch(self, events: Sequence[CloudEvent]) -> None:
         lines = b"".join(self._format.write(e) + b"\n" for e in events)
@@ -69,16 +70,18 @@ class FileSink(Sink):
         if self._fh is None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(path, "ab")
-        if self._fh.tell() and self._fh.tell() + len(lines) > self.config.max_bytes:
-            self._rotate()
-        self._fh.write(lines)
-        self._fh.flush()
+        fh = self._fh
+        if fh.tell() and fh.tell() + len(lines) > self.config.max_bytes:
+            fh = self._rotate(fh)
+        fh.write(lines)
+        fh.flush()
         if self.config.fsync:
-            os.fsync(self._fh.fileno())
+            os.fsync(fh.fileno())
 
-    def _rotate(self) -> None:
+    def _rotate(self, fh: BinaryIO) -> BinaryIO:
+        """Close the full file, shift the backups, and open a new one (returned and kept)."""
         path, n = self.config.path, self.config.backups
-        self._fh.close()
+        fh.close()
         if n == 0:
             path.unlink(missing_ok=True)
         else:
@@ -88,6 +91,7 @@ class FileSink(Sink):
                     os.replace(f"{path}.{i}", f"{path}.{i + 1}")
             os.replace(path, f"{path}.1")
         self._fh = open(path, "ab")
+        return self._fh
 
     async def close(self) -> None:
         def _close() -> None:

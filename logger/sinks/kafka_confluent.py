@@ -23,82 +23,51 @@ from typing import TYPE_CHECKING
 
 from cloudevents.core.v1.event import CloudEvent
 
+from infertap.stream.clients import RepeatFilter, librdkafka_logger
+from infertap.stream.clients import producer_config as client_producer_config
+
 from .base import SinkError
-from .kafka import KafkaSinkConfig, to_record
+from .kafka_config import KafkaSinkConfig
+from .kafka_records import to_record
+
+__all__ = ["ConfluentBackend", "RepeatFilter", "producer_config", "security_config"]
 
 if TYPE_CHECKING:
-    from confluent_kafka import KafkaError
+    from confluent_kafka import KafkaError, Producer
 
 log = logging.getLogger(__name__)
 
 
-class RepeatFilter(logging.Filter):
-    """Lets a message through once per `every` seconds; the next one says how many were held.
-
-    librdkafka retries a broker it cannot reach or log in to many times a second and logs
-    each try (about 20 lines/s for a wrong SASL password): the cause stays visible, the flood
-    does not fill the sidecar's log.
-    """
-
-    def __init__(self, every: float = 30.0, clock=time.monotonic):
-        super().__init__()
-        self.every, self.clock = every, clock
-        self._seen: dict[str, list] = {}  # message -> [when last let through, how many held since]
-        self._lock = threading.Lock()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        key, now = record.getMessage(), self.clock()
-        with self._lock:
-            seen = self._seen.get(key)
-            if seen is not None and now - seen[0] < self.every:
-                seen[1] += 1
-                return False
-            held = seen[1] if seen else 0
-            if len(self._seen) >= 256:  # messages with changing text: keep the table small
-                self._seen.clear()
-            self._seen[key] = [now, 0]
-        if held:
-            record.msg, record.args = f"{key} ({held} more like this in the last {self.every:g} s)", None
-        return True
-
-
-_LIBRDKAFKA_LOG = logging.getLogger("infertap.logger.sinks.librdkafka")
-_LIBRDKAFKA_LOG.addFilter(RepeatFilter())
+# one rate-limited librdkafka logger per process for the sink: librdkafka retries a broker it
+# cannot reach or log in to many times a second and logs each try (about 20 lines/s for a
+# wrong SASL password); the stream contract's RepeatFilter lets each message through once per 30 s
+_LIBRDKAFKA_LOG = librdkafka_logger("infertap.logger.sinks.librdkafka")
 
 
 def producer_config(config: KafkaSinkConfig) -> dict[str, object]:
     """librdkafka settings for a sink URL."""
-    conf: dict[str, object] = {
-        "bootstrap.servers": config.bootstrap,
-        "client.id": "infertap-logger",
-        "acks": config.acks,
-        "linger.ms": config.linger_ms,
-        "message.timeout.ms": config.delivery_timeout_ms,
-        "compression.type": config.compression,
-        "security.protocol": config.security_protocol,
-        # one batch is in flight per sink, so the local queue never holds more than that
-        "queue.buffering.max.messages": 1_000_000,
-        # failures name their message; success is `flush()` coming back (see the module docstring)
-        "delivery.report.only.error": True,
-        "logger": _LIBRDKAFKA_LOG,
-    }
-    conf.update(security_config(config))
-    return conf
+    return client_producer_config(
+        config.bootstrap,
+        client_id="infertap-logger",
+        logger=_LIBRDKAFKA_LOG,
+        acks=config.acks,
+        linger_ms=config.linger_ms,
+        message_timeout_ms=config.delivery_timeout_ms,
+        properties={
+            "compression.type": config.compression,
+            "security.protocol": config.security_protocol,
+            # one batch is in flight per sink, so the local queue never holds more than that
+            "queue.buffering.max.messages": 1_000_000,
+            # failures name their message; success is `flush()` coming back (see the module docstring)
+            "delivery.report.only.error": True,
+        },
+        kafka_config=security_config(config),
+    )
 
 
 def security_config(config: KafkaSinkConfig) -> dict[str, str]:
-    """The URL's TLS/SASL options as librdkafka properties (what `infertap up` hands the
-    consumers of the same topic: detector workers, the explainer stream)."""
-    optional = {
-        "security.protocol": config.security_protocol if config.security_protocol != "PLAINTEXT" else None,
-        "sasl.mechanism": config.sasl_mechanism,
-        "sasl.username": config.sasl_username,
-        "sasl.password": config.sasl_password,
-        "ssl.ca.location": config.ssl_cafile,
-        "ssl.certificate.location": config.ssl_certfile,
-        "ssl.key.location": config.ssl_keyfile,
-    }
-    return {k: str(v) for k, v in optional.items() if v is not None}
+    """The URL's TLS/SASL options as librdkafka properties (the stream contract's `KafkaSecurity`)."""
+    return config.security.librdkafka()
 
 
 def _never_fits(err: object) -> bool:
@@ -143,7 +112,7 @@ class ConfluentBackend:
 
     def __init__(self, config: KafkaSinkConfig):
         self.config = config
-        self._producer = None
+        self._producer: Producer | None = None
         # the last broker-level error (TLS handshake, SASL, connection): a timed-out batch
         # names it, else all it says is "Local: Message timed out"
         self._broker_error: str | None = None
@@ -151,7 +120,7 @@ class ConfluentBackend:
         self._thread: threading.Thread | None = None
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"kafka-produce-{config.topic}")
 
-    def _ensure(self):
+    def _ensure(self) -> Producer:
         if self._producer is None:
             import confluent_kafka
 
@@ -167,8 +136,10 @@ class ConfluentBackend:
         self._broker_error = err.str()
 
     def _poll(self) -> None:
+        producer = self._producer
+        assert producer is not None  # _ensure starts this thread once the producer exists
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            producer.poll(0.05)
 
     async def send(self, events: Sequence[CloudEvent]) -> None:
         if not events:
@@ -192,8 +163,10 @@ class ConfluentBackend:
     def _deliver(self, events: Sequence[CloudEvent], batch: _Batch) -> None:
         """Produce the batch, then wait until each message is acknowledged or failed (on the produce thread)."""
         self._produce(events, batch)
+        producer = self._producer
+        assert producer is not None  # _produce made it
         # librdkafka fails a message after message.timeout.ms itself: flush returns by then
-        left = self._producer.flush(self.config.delivery_timeout_ms / 1000 + 5.0)
+        left = producer.flush(self.config.delivery_timeout_ms / 1000 + 5.0)
         if left:  # not expected; these may yet arrive, but unreported they count as failed (at least once)
             batch.fail_all(len(events), f"{left} messages still queued after the delivery timeout")
 
@@ -206,7 +179,9 @@ class ConfluentBackend:
             key, value, headers = to_record(event)
             while True:
                 try:
-                    producer.produce(topic, value, key, on_delivery=partial(report, i), headers=headers)
+                    # confluent-kafka's stub types headers as an invariant List of str | bytes | None
+                    # values: our list of bytes values is what it takes (its C code only reads it)
+                    producer.produce(topic, value, key, on_delivery=partial(report, i), headers=headers)  # type: ignore[arg-type]
                     break
                 except BufferError:  # local queue full: the poll thread drains it
                     time.sleep(0.005)

@@ -5,11 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from cloudevents.core.v1.event import CloudEvent
 
 from .base import SinkError
-from .kafka import KafkaSinkConfig, to_records
+from .kafka_config import KafkaSinkConfig
+from .kafka_records import to_records
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
+    from kafka.producer.future import FutureRecordMetadata
 
 
 def producer_config(config: KafkaSinkConfig) -> dict[str, object]:
@@ -30,15 +36,7 @@ def producer_config(config: KafkaSinkConfig) -> dict[str, object]:
         "compression_type": None if config.compression == "none" else config.compression,
         "batch_size": 256 * 1024,
     }
-    optional = {
-        "sasl_mechanism": config.sasl_mechanism,
-        "sasl_plain_username": config.sasl_username,
-        "sasl_plain_password": config.sasl_password,
-        "ssl_cafile": config.ssl_cafile,
-        "ssl_certfile": config.ssl_certfile,
-        "ssl_keyfile": config.ssl_keyfile,
-    }
-    conf.update({k: v for k, v in optional.items() if v is not None})
+    conf.update(config.security.kafka_python())  # TLS/SASL: the stream contract's translation
     return conf
 
 
@@ -47,7 +45,7 @@ class KafkaPythonBackend:
 
     def __init__(self, config: KafkaSinkConfig):
         self.config = config
-        self._producer = None
+        self._producer: KafkaProducer | None = None
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"kafka-python-{config.topic}")
 
     async def send(self, events: Sequence[CloudEvent]) -> None:
@@ -65,7 +63,10 @@ class KafkaPythonBackend:
                 self._producer = KafkaProducer(**producer_config(self.config))
         except KafkaError as exc:
             raise SinkError(f"kafka {self.config.topic}: cannot connect: {exc!r}") from exc
-        futures, failed, rejected, error = [], [], [], None
+        futures: list[tuple[int, FutureRecordMetadata]] = []
+        failed: list[int] = []
+        rejected: list[int] = []
+        error: BaseException | str | None = None
         for i, (key, value, headers) in enumerate(messages):
             try:
                 futures.append(

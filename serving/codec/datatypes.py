@@ -6,7 +6,7 @@ explicitly; BYTES tensors are numpy object arrays holding `bytes`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -42,15 +42,15 @@ def numpy_dtype(datatype: str) -> np.dtype:
         raise CodecError(f"unknown datatype {datatype!r}; expected one of {', '.join(DATATYPES)}") from None
 
 
-def datatype_of(array: np.ndarray) -> str:
+def datatype_of(array: np.ndarray) -> Datatype:
     """The V2 datatype name of a numpy array (object, bytes and str arrays are BYTES)."""
     kind, size = array.dtype.kind, array.dtype.itemsize
     if kind == "b":
         return "BOOL"
     if kind in "iu" and size in (1, 2, 4, 8):
-        return f"{'UINT' if kind == 'u' else 'INT'}{size * 8}"
+        return cast(Datatype, f"{'UINT' if kind == 'u' else 'INT'}{size * 8}")
     if kind == "f" and size in (2, 4, 8):
-        return f"FP{size * 8}"
+        return cast(Datatype, f"FP{size * 8}")
     if kind in "OSU":
         return "BYTES"
     raise CodecError(f"numpy dtype {array.dtype} has no Open Inference Protocol datatype")

@@ -212,9 +212,22 @@ def _reshape(array: np.ndarray, tensor: _Tensor, kind: str) -> np.ndarray:
 
 
 def _bytes_from_binary(tensor: _Tensor, chunk: memoryview, count: int, kind: str) -> np.ndarray:
+    # Every element takes at least its 4-byte prefix: a chunk that cannot hold `count` of them,
+    # or holds bytes past the `count`-th, is refused before (or as soon as) that is seen. Walking
+    # all of 15 M empty elements for a shape of [1] took 12.6 s (issue 19).
+    if count * 4 > len(chunk):
+        raise CodecError(
+            f"{kind} {tensor.name!r}: shape {tensor.shape} needs {count} BYTES elements "
+            f"(at least {count * 4} bytes with their length prefixes), binary_data_size is {len(chunk)}"
+        )
     items: list[bytes] = []
     pos, end = 0, len(chunk)
     while pos < end:
+        if len(items) == count:
+            raise CodecError(
+                f"{kind} {tensor.name!r}: shape {tensor.shape} needs {count} BYTES elements, "
+                f"but its binary data goes on past element {count} (at byte {pos} of {end})"
+            )
         if pos + 4 > end:
             raise CodecError(f"{kind} {tensor.name!r}: BYTES element at offset {pos} lacks its 4-byte length prefix")
         length = int.from_bytes(chunk[pos : pos + 4], "little")
@@ -234,7 +247,7 @@ def _from_json(tensor: _Tensor, kind: str) -> np.ndarray:
     count = element_count(tensor.shape)
     try:
         if tensor.datatype == "BYTES":
-            array = _bytes_from_json(tensor.data, tensor.name, kind)
+            array = _bytes_from_json(tensor, count, kind)
         else:
             array = _numbers_from_json(tensor, kind)
     except (ValueError, TypeError, OverflowError) as err:
@@ -272,19 +285,31 @@ def _numbers_from_json(tensor: _Tensor, kind: str) -> np.ndarray:
     return raw.astype(dtype)
 
 
-def _bytes_from_json(data: Any, name: str, kind: str) -> np.ndarray:
-    items: list[bytes] = []
+def _bytes_from_json(tensor: _Tensor, count: int, kind: str) -> np.ndarray:
+    """The strings of BYTES `data`, flat or nested no deeper than the shape (walked without recursion).
 
-    def walk(node: Any) -> None:
+    A recursive walk of 1,000 nested lists was a 500 RecursionError (issue 19); nesting
+    beyond the shape's dimensions, or more strings than it holds, is a CodecError as soon
+    as it is seen.
+    """
+    name, max_depth = tensor.name, max(1, len(tensor.shape))
+    items: list[bytes] = []
+    stack: list[tuple[Any, int]] = [(tensor.data, 0)]  # (node, lists around it)
+    while stack:
+        node, depth = stack.pop()
         if isinstance(node, list):
-            for child in node:
-                walk(child)
+            if depth == max_depth:
+                raise CodecError(
+                    f"{kind} {name!r}: BYTES data is nested deeper than its shape {tensor.shape} allows "
+                    f"({max_depth} level{'s' if max_depth > 1 else ''} of lists)"
+                )
+            stack.extend((child, depth + 1) for child in reversed(node))
         elif isinstance(node, str):
+            if len(items) == count:
+                raise CodecError(f"{kind} {name!r}: shape {tensor.shape} needs {count} elements, data has more")
             items.append(node.encode())
         else:
             raise CodecError(f"{kind} {name!r}: BYTES data in JSON must be strings, got {type(node).__name__}")
-
-    walk(data)
     array = np.empty(len(items), dtype=object)
     array[:] = items
     return array

@@ -15,7 +15,7 @@ from infertap.serving.errors import InferenceError, ModelNotFoundError, ModelNot
 
 log = logging.getLogger("infertap.serving")
 
-_STATUS: tuple[tuple[type[BaseException], int], ...] = (
+_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (CodecError, 400),
     (InferenceError, 400),
     (RequestTooLargeError, 413),
@@ -42,11 +42,14 @@ async def _known_error(request: Request, err: Exception) -> Response:
     return error_response(status_for(err), str(err))
 
 
-async def _http_error(request: Request, err: HTTPException) -> Response:
+# Starlette types every handler as taking `Exception`; each is registered for one class (below).
+async def _http_error(request: Request, err: Exception) -> Response:
+    assert isinstance(err, HTTPException)
     return error_response(err.status_code, str(err.detail))
 
 
-async def _validation_error(request: Request, err: RequestValidationError) -> Response:
+async def _validation_error(request: Request, err: Exception) -> Response:
+    assert isinstance(err, RequestValidationError)
     return error_response(400, f"invalid request: {err.errors()}")
 
 

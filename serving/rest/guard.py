@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 Scope = dict[str, Any]
@@ -62,9 +62,9 @@ class RequestGuard:
         if declared.isdigit() and int(declared) > self.limit:
             await _json(send, 413, f"request body of {int(declared)} bytes exceeds the limit of {self.limit} bytes")
             return
-        await self._counted(scope, receive, send)
+        await self._counted(scope, receive, send, self.limit)
 
-    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         seen, started = 0, False
 
         async def counting_receive() -> dict:
@@ -72,7 +72,7 @@ class RequestGuard:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     raise _TooLarge
             return message
 
@@ -85,10 +85,10 @@ class RequestGuard:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await _json(send, 413, f"request body exceeds the limit of {self.limit} bytes")
+                await _json(send, 413, f"request body exceeds the limit of {limit} bytes")
 
 
-async def _json(send: Send, status: int, error: str, extra: list[tuple[bytes, bytes]] = ()) -> None:
+async def _json(send: Send, status: int, error: str, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
     import json
 
     body = json.dumps({"error": error}).encode()

@@ -9,7 +9,7 @@ parsing stays as it was. Used by the model server and the explainer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Path
@@ -150,7 +150,7 @@ def example_bodies(metadata: ModelMetadata) -> tuple[dict[str, Any] | None, dict
     return v1, {"inputs": tensors}
 
 
-def _filled(value: Any, shape: list[int]) -> Any:
+def _filled(value: Any, shape: Sequence[int]) -> Any:
     return value if not shape else [_filled(value, shape[1:]) for _ in range(shape[0])]
 
 

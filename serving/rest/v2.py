@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from time import perf_counter
+
 import orjson
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from infertap.serving.codec import (
@@ -19,7 +22,7 @@ from infertap.serving.codec import (
 from infertap.serving.errors import InferenceError, ModelNotReadyError
 from infertap.serving.metrics import ServerMetrics
 from infertap.serving.repository import ModelRepository
-from infertap.serving.rest.body import header_length, read_body
+from infertap.serving.rest.body import decode_body, header_length, read_body
 from infertap.serving.rest.metering import metered
 from infertap.serving.rest.openapi import BINARY_BODY, json_body, json_object, ref, replies, served_names
 from infertap.serving.runtimes import Runtime
@@ -27,7 +30,7 @@ from infertap.serving.settings import ServerSettings
 
 JSON = "application/json"
 EXTENSIONS = ["binary_tensor_data"]
-SCHEMA_MODELS = [InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata]  # components install_openapi adds
+SCHEMA_MODELS: list[type[BaseModel]] = [InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata]  # components install_openapi adds
 INFER_REPLY = {JSON: {"schema": ref(InferenceResponse)}, "application/octet-stream": {"schema": BINARY_BODY}}
 
 
@@ -85,10 +88,12 @@ def v2_router(settings: ServerSettings, repository: ModelRepository, metrics: Se
 
     async def infer_any(request: Request, name: str, model_version: str | None) -> Response:
         async def handle() -> Response:
+            started = perf_counter()
             body = await read_body(request, settings.max_request_bytes)
             runtime = repository.get(name, model_version)
-            decoded = decode_v2_request(body, header_length(request))
-            return await _infer(runtime, decoded)
+            decoded = await decode_body(decode_v2_request, body, header_length(request))
+            stages = metrics.kserve.stages(name)  # KServe's request_*_seconds
+            return await _infer(runtime, decoded, stages, started)
 
         return await metered(metrics, repository, name, "v2_infer", handle)
 
@@ -103,14 +108,23 @@ def v2_router(settings: ServerSettings, repository: ModelRepository, metrics: Se
     return router
 
 
-async def _infer(runtime: Runtime, request: InferenceRequest) -> Response:
+async def _infer(
+    runtime: Runtime, request: InferenceRequest, stages: tuple | None = None, started: float = 0.0
+) -> Response:
+    """`stages`: KServe's (preprocess, predict, postprocess) observers, timed from `started`."""
     inputs = {}
     for tensor in request.inputs:
         if tensor.name in inputs:
             raise InferenceError(f"input {tensor.name!r} appears twice")
         inputs[tensor.name] = tensor.data
     proba = (request.parameters or {}).get("predict_proba")
+    decoded_at = perf_counter()
+    if stages is not None:
+        stages[0](decoded_at - started)
     outputs = await runtime.predict(inputs, proba=None if proba is None else bool(proba))
+    predicted_at = perf_counter()
+    if stages is not None:
+        stages[1](predicted_at - decoded_at)
     if request.outputs:
         missing = [o.name for o in request.outputs if o.name not in outputs]
         if missing:
@@ -130,4 +144,7 @@ async def _infer(runtime: Runtime, request: InferenceRequest) -> Response:
         ],
     )
     body, headers = encode_v2_response(response, request)
-    return Response(body, headers=headers)
+    reply = Response(body, headers=headers)
+    if stages is not None:
+        stages[2](perf_counter() - predicted_at)
+    return reply

@@ -17,6 +17,7 @@ RUNTIMES: dict[str, str] = {
     "lightgbm": "infertap.serving.runtimes.lightgbm:LightGBMRuntime",
     "pytorch": "infertap.serving.runtimes.pytorch:PyTorchRuntime",
     "onnx": "infertap.serving.runtimes.onnx:OnnxRuntime",
+    "huggingface": "infertap.serving.runtimes.huggingface:HuggingFaceRuntime",
 }
 
 

@@ -69,7 +69,7 @@ class Runtime(ABC):
             name=self.name, versions=versions, platform=self.platform, inputs=self.inputs, outputs=self.outputs
         )
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook: a no-op for runtimes that hold nothing
         """Release what `load()` took (threads, devices)."""
 
     @staticmethod

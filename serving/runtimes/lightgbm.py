@@ -28,7 +28,8 @@ class LightGBMRuntime(TabularRuntime):
 
     def _predict_sync(self, X: np.ndarray, proba: bool) -> np.ndarray:
         # One thread per call: rows per request are few, and concurrent requests already run in parallel.
-        raw = self._booster.predict(X, num_threads=1)
+        # Dense input without pred_contrib: always an ndarray (the sparse/list returns need sparse contributions).
+        raw = np.asarray(self._booster.predict(X, num_threads=1))
         if self._objective in _CLASSIFIERS:
             return labels_and_probabilities(raw, proba)
         return raw

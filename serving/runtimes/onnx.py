@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from infertap.serving.codec import MetadataTensor, datatype_of
+from infertap.serving.codec import Datatype, MetadataTensor, datatype_of
 from infertap.serving.errors import InferenceError
 from infertap.serving.runtimes.base import Runtime, Tensors
 from infertap.serving.runtimes.devices import select_onnx_providers
 
 # onnxruntime's type strings to V2 datatypes.
-_ONNX_DATATYPES = {
+_ONNX_DATATYPES: dict[str, Datatype] = {
     "tensor(bool)": "BOOL",
     "tensor(uint8)": "UINT8",
     "tensor(uint16)": "UINT16",
@@ -65,16 +65,16 @@ class OnnxRuntime(Runtime):
         feed = self._feed(inputs)
         try:
             results = await self._in_thread(self._session.run, self._output_names, feed)
-        except Exception as err:  # onnxruntime raises its own Fail/InvalidArgument types on bad shapes
+        except Exception as err:  # noqa: BLE001 - onnxruntime's Fail/InvalidArgument (bad shapes) are bare Exception subclasses
             raise InferenceError(f"model {self.name!r} rejected the input: {str(err).strip()}") from None
-        return dict(zip(self._output_names, results))
+        return dict(zip(self._output_names, results, strict=True))
 
     def _feed(self, inputs: Tensors) -> dict[str, np.ndarray]:
         expected = [t.name for t in self.inputs]
         if set(inputs) == set(expected):
             pairs = [(spec, inputs[spec.name]) for spec in self.inputs]
         elif len(inputs) == len(expected):
-            pairs = list(zip(self.inputs, inputs.values()))
+            pairs = list(zip(self.inputs, inputs.values(), strict=True))
         else:
             raise InferenceError(f"model {self.name!r} takes inputs {expected}, got {list(inputs)}")
         feed = {}

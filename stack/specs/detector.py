@@ -10,6 +10,7 @@ spec:
     - {name: sepal_length}
     - {name: colour, type: categorical, categories: [red, green]}
   detector: {name: TabularDrift, params: {p_val: 0.05}, reference: reference.npy}  # or savedDetector: (allowPickle:)
+                                                              # missingValues: drop | deadletter | pass
   window: {size: 1000}                                        # or duration: 60; slide: for sliding
   outputs: {topic: ..., replyUrl: ..., deadLetterTopic: ..., metricsPort: 9102}
   replicas: 2                                                 # workers in one consumer group
@@ -73,6 +74,13 @@ class DetectorBlock(SpecModel):
     params: dict[str, Any] = Field(default_factory=dict)
     reference: str | None = None
     saved_detector: str | None = None
+    missing_values: Literal["drop", "deadletter", "pass"] = Field(
+        default="drop",
+        description=(
+            "Rows holding a null, NaN or infinity: drop them (counted), deadletter their events, or pass them to a "
+            "backend that takes missing values"
+        ),
+    )
     allow_pickle: StrictBool = Field(
         default=False,
         description=(
@@ -190,30 +198,31 @@ class Detector(SpecModel):
 
         s = self.spec
         window = s.window if (s.window.size or s.window.duration) else WindowSpec(size=1000, slide=s.window.slide)
-        values: dict[str, Any] = dict(
-            name=self.name,
-            inference_service=self.inference_service,
-            bootstrap=s.source.bootstrap,
-            topic=s.source.topic,
-            events=s.source.events,
-            consumer_group=s.source.consumer_group,
-            transport=s.source.transport,
-            kafka_config=s.source.kafka_config,
-            features=[f.model_dump(include={"name", "type", "categories", "source"}) for f in s.features],
-            input_name=s.input,
-            output_name=s.output,
-            detector=s.detector.name,
-            params=s.detector.params,
-            reference=_path(s.detector.reference, base_dir),
-            saved_detector=_path(s.detector.saved_detector, base_dir),
-            allow_pickle=s.detector.allow_pickle,
-            window=window.model_dump(include={"size", "duration", "slide"}),
-            output_topic=s.outputs.topic,
-            reply_url=s.outputs.reply_url,
-            dead_letter_topic=s.outputs.dead_letter_topic,
-            metrics_port=s.outputs.metrics_port,
-            state_dir=_path(s.state_dir, base_dir),
-        )
+        values: dict[str, Any] = {
+            "name": self.name,
+            "inference_service": self.inference_service,
+            "bootstrap": s.source.bootstrap,
+            "topic": s.source.topic,
+            "events": s.source.events,
+            "consumer_group": s.source.consumer_group,
+            "transport": s.source.transport,
+            "kafka_config": s.source.kafka_config,
+            "features": [f.model_dump(include={"name", "type", "categories", "source"}) for f in s.features],
+            "input_name": s.input,
+            "output_name": s.output,
+            "detector": s.detector.name,
+            "params": s.detector.params,
+            "reference": _path(s.detector.reference, base_dir),
+            "saved_detector": _path(s.detector.saved_detector, base_dir),
+            "allow_pickle": s.detector.allow_pickle,
+            "missing_values": s.detector.missing_values,
+            "window": window.model_dump(include={"size", "duration", "slide"}),
+            "output_topic": s.outputs.topic,
+            "reply_url": s.outputs.reply_url,
+            "dead_letter_topic": s.outputs.dead_letter_topic,
+            "metrics_port": s.outputs.metrics_port,
+            "state_dir": _path(s.state_dir, base_dir),
+        }
         values.update(overrides)
         return WorkerSettings(**values)
 

@@ -77,14 +77,14 @@ def _available(names: tuple[str, ...]) -> str | None:
 def _detector_specs(broker: str, reference: Path, tmp: Path) -> list[dict]:
     """Worker settings of the detectors to run, from the backends that exist in this checkout."""
     features = [{"name": n} for n in FEATURES]
-    base = dict(
-        inference_service=ISVC,
-        bootstrap=broker,
-        features=features,
-        reference=str(reference),
-        window={"size": 40},
-        events="request",
-    )
+    base = {
+        "inference_service": ISVC,
+        "bootstrap": broker,
+        "features": features,
+        "reference": str(reference),
+        "window": {"size": 40},
+        "events": "request",
+    }
     specs = []
     drift = _available(("KSDrift", "TabularDrift", "ScipyKS", "ks", "ks_drift"))
     outlier = _available(("IForest", "SklearnIForest", "IsolationForest", "isolation_forest", "iforest"))
@@ -241,7 +241,7 @@ def stack(broker, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
         )
         # everything scraped at least once after the traffic: the last counters are in
         wait_for(prom_url, 'sum(infertap_logger_events_total{outcome="sent"}) > 0')
-        for name in stack.detectors:
+        for _name in stack.detectors:
             wait_for(prom_url, 'infertap_detector_windows_evaluated_total{detector=~".*"} > 0', timeout=120)
         time.sleep(3 * 1)
         yield stack

@@ -152,9 +152,10 @@ def test_dockerfile_structure(path):
     users = [i["value"] for i in instructions if i["instruction"] == "USER"]
     assert users and users[-1] not in ("root", "0")
     entry = json.loads(next(i["value"] for i in instructions if i["instruction"] == "ENTRYPOINT"))
-    assert entry[:2] == ["python", "-m"] and (ROOT / entry[2] / "__main__.py").is_file()
-    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
-    assert set(args["EXTRAS"].split(",")) <= extras
+    assert entry[:2] == ["python", "-m"] and (ROOT / entry[2].replace(".", "/") / "__main__.py").is_file()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert set(args["EXTRAS"].split(",")) <= set(project["optional-dependencies"])
+    assert f'"infertap[${{EXTRAS}}]=={project["version"]}"' in path.read_text(), "the image installs this version"
     for copy in (i["value"].split() for i in instructions if i["instruction"] == "COPY" and "--from" not in i["value"]):
         for src in copy[:-1]:
             assert src.endswith("*") or (ROOT / src).exists(), f"{path.name}: COPY {src}"

@@ -86,16 +86,14 @@ class KafkaTools:
         try:
             while time.monotonic() < deadline and len(events) < count:
                 for record in consumer:
-                    message = ce_kafka.KafkaMessage(
-                        headers={k: v for k, v in record.headers}, key=record.key, value=record.value
-                    )
+                    message = ce_kafka.KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value)
                     events.append(ce_kafka.from_binary_event(message))
             if exact:  # give late duplicates a moment to show up
                 end = time.monotonic() + 2
                 while time.monotonic() < end:
                     for record in consumer:
                         message = ce_kafka.KafkaMessage(
-                            headers={k: v for k, v in record.headers}, key=record.key, value=record.value
+                            headers=dict(record.headers), key=record.key, value=record.value
                         )
                         events.append(ce_kafka.from_binary_event(message))
         finally:

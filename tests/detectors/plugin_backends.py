@@ -35,7 +35,7 @@ class KSBackend(DetectorBackend):
             FeatureScore(
                 name=n, p_val=float(s.pvalue), distance=float(s.statistic), is_drift=bool(s.pvalue < threshold)
             )
-            for n, s in zip(names, scores)
+            for n, s in zip(names, scores, strict=True)
         ]
         return DetectionResult(
             kind="drift",

@@ -63,7 +63,7 @@ print("RESULT" + json.dumps(out))
 def score(python: Path, rows: np.ndarray, folders: list[Path], tmp_path: Path) -> dict:
     np.save(tmp_path / "rows.npy", rows.astype(np.float32))
     done = run_tf(python, "-c", SCORE, str(tmp_path / "rows.npy"), *map(str, folders))
-    line = next(l for l in done.stdout.splitlines() if l.startswith("RESULT"))
+    line = next(out for out in done.stdout.splitlines() if out.startswith("RESULT"))
     return json.loads(line[len("RESULT") :])
 
 
@@ -164,7 +164,7 @@ def pgd(model, x: np.ndarray, y: np.ndarray, eps: float, steps: int = 20) -> np.
 
     weights = [
         (torch.tensor(w, dtype=torch.float64), torch.tensor(b, dtype=torch.float64))
-        for w, b in zip(model.coefs_, model.intercepts_)
+        for w, b in zip(model.coefs_, model.intercepts_, strict=True)
     ]
 
     def logits(v):
@@ -219,11 +219,12 @@ def test_adversarial_detectors_score_attacks_above_clean_rows(tf_python: Path, t
     url = f"http://127.0.0.1:{port}/v1/models/clf"
     server.wait_http(url, timeout=120)
 
+    def served(rows: np.ndarray) -> np.ndarray:
+        reply = httpx.post(url + ":predict", json={"instances": rows.tolist()}, timeout=30)
+        return np.asarray(reply.json()["predictions"]).argmax(axis=1)
+
     # adversarial examples crafted against the served network, kept where they fool the server
     x_test, y_test = make_data(rng, 400)
-    served = lambda rows: np.asarray(
-        httpx.post(url + ":predict", json={"instances": rows.tolist()}, timeout=30).json()["predictions"]
-    ).argmax(axis=1)
     right = served(x_test) == y_test
     x_clean, y_clean = x_test[right], y_test[right]
     x_adv = pgd(model, x_clean, y_clean, eps=0.9)

@@ -133,7 +133,9 @@ def test_response_mode_reads_v1_predictions_and_v2_outputs():
     ]
     window, ignored = decode(records, out, mode="response")
     np.testing.assert_allclose(window.x, [[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
-    assert ignored == 1
+    # the failed response is in the window, left out of its frame and counted (issue 19)
+    assert ignored == 0 and window.excluded == {"failed_response": 1, "missing_value": 0}
+    assert [e.id for e in window.left_out] == ["e3"] and window.event_ids == ["e1", "e2"]
 
 
 def test_joined_mode_pairs_requests_with_responses_by_id():
@@ -169,3 +171,52 @@ def test_empty_feature_list_takes_the_first_events_width(n_events):
     assert window.x.shape == (n_events, 3)
     assert window.feature_names == ["f0", "f1", "f2"]
     assert [r.reason for r in window.rejects] == ["wrong_feature_count"]
+
+
+def test_rows_with_null_nan_or_infinity_are_dropped_and_counted():
+    """JSON null (V1), NaN and infinity (V2 binary FP32) rows leave the frame; the rest stays judged."""
+    nan_row = np.array([[1, np.nan, 3, 4], [5, 6, 7, 8]], dtype=np.float32)
+    inf_row, _ = encode_v2_request({"input-0": np.array([[np.inf, 1, 2, 3]], dtype=np.float32)}, binary=True)
+    nan_body, _ = encode_v2_request({"input-0": nan_row}, binary=True)
+    records = [
+        request({"instances": [[1, 2, 3, 4]]}, 0),
+        request({"instances": [[1, 3, None, 1]]}, 1),
+        request({"instances": [[None, None, None, None]]}, 2),
+        request(nan_body, 3, content_type="application/octet-stream"),
+        request(inf_row, 4, content_type="application/octet-stream"),
+    ]
+    window, _ = decode(records)
+    np.testing.assert_array_equal(window.x, [[1, 2, 3, 4], [5, 6, 7, 8]])
+    assert window.row_event.tolist() == [0, 1]
+    assert [e.records[0].offset for e in window.events] == [0, 3]
+    assert [e.records[0].offset for e in window.left_out] == [1, 2, 4]
+    assert window.excluded == {"failed_response": 0, "missing_value": 4} and not window.rejects
+
+
+def test_missing_values_can_be_dead_lettered_or_passed_through():
+    records = [request({"instances": [[1, 2, 3, 4], [1, None, 3, 4]]}, 0), request({"instances": [[5, 6, 7, 8]]}, 1)]
+    events, _, _ = records_to_events(records, "request")
+    dead = Decoder(F4, "request", missing="deadletter").decode(events)
+    assert [(r.record.offset, r.reason) for r in dead.rejects] == [(0, "missing_value")]
+    assert "'b'" in dead.rejects[0].message
+    np.testing.assert_array_equal(dead.x, [[5, 6, 7, 8]])
+    assert dead.row_event.tolist() == [0] and dead.event_ids == [records[1].header("ce_id")]
+    passed = Decoder(F4, "request", missing="pass").decode(events)
+    assert passed.x.shape == (3, 4) and np.isnan(passed.x[1, 1]) and passed.excluded["missing_value"] == 0
+
+
+def test_joined_mode_leaves_out_requests_whose_response_failed():
+    features = F4 + [FeatureSettings(name="pred", source="output")]
+    joiner = Joiner()
+    events, _, ignored = joiner.add(
+        [
+            request({"instances": [[1, 2, 3, 4]]}, 0, eid="ok"),
+            request({"instances": [[1, 3, None, 1]]}, 1, eid="bad"),
+            response({"predictions": [0]}, "ok", 2),
+            response({"error": "Input contains NaN"}, "bad", 3, status=400),
+        ]
+    )
+    assert ignored == 0 and [(e.id, e.failed) for e in events] == [("ok", False), ("bad", True)]
+    window = Decoder(features, "joined").decode(events)
+    np.testing.assert_array_equal(window.x, [[1, 2, 3, 4, 0]])
+    assert window.excluded == {"failed_response": 1, "missing_value": 0} and not window.rejects

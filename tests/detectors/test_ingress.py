@@ -28,7 +28,6 @@ def post_event(client: httpx.Client, url: str, row) -> httpx.Response:
 def test_ingress_buffers_a_window_then_replies_with_the_detection(tmp_path, detector_yaml, start_detector, spawn):
     reference = tmp_path / "ref.npy"
     np.save(reference, np.random.default_rng(0).normal(size=(300, 2)))
-    received: list = []
     sink_port = free_port()
     sink = spawn(
         [sys.executable, "-m", "tests.detectors.reply_sink", str(sink_port), str(tmp_path / "replies.jsonl")],

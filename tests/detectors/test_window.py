@@ -74,7 +74,7 @@ def test_drop_forgets_items_of_revoked_partitions():
     assert [i.n for i in w.retained()] == [2]
 
 
-@pytest.mark.parametrize("kwargs", [dict(size=0), dict(size=3, slide=4)])
+@pytest.mark.parametrize("kwargs", [{"size": 0}, {"size": 3, "slide": 4}])
 def test_bad_windows_are_refused(kwargs):
     with pytest.raises(ValueError):
         make_window(**kwargs)

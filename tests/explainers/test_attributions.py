@@ -86,7 +86,7 @@ def test_tree_shap_xgboost_and_lightgbm_add_up_to_the_margin(serve_explainer, re
     X = reference("xgboost-cancer")[:4]
     body = explain(url, "xgboost-cancer", X).json()
     margins = margins_xgboost(models_dir, X)
-    for e, m in zip(body["explanations"], margins):
+    for e, m in zip(body["explanations"], margins, strict=True):
         assert e["output_space"] == "margin" and len(e["values"]) == 30
         assert e["base_value"] + sum(e["values"]) == pytest.approx(float(m), abs=1e-4)
 
@@ -99,7 +99,7 @@ def test_tree_shap_xgboost_and_lightgbm_add_up_to_the_margin(serve_explainer, re
     X = reference("lightgbm-wine")[[0, 70, 170]]
     body = explain(url, "lightgbm-wine", X).json()
     raw = lgb.Booster(model_file=str(models_dir / "lightgbm-wine" / "model.txt")).predict(X, raw_score=True)
-    for e, row in zip(body["explanations"], raw):
+    for e, row in zip(body["explanations"], raw, strict=True):
         assert e["target"] == int(row.argmax())
         assert e["base_value"] + sum(e["values"]) == pytest.approx(float(row[e["target"]]), abs=1e-4)
         assert np.asarray(e["raw"]["shap_values"]).shape == (3, 13)
@@ -116,19 +116,19 @@ def test_tree_shap_sklearn_forest(serve_explainer, tmp_path):
     url = serve_explainer(name="rf", explainer_type="TreeShap", storage_uri=str(tmp_path), model_format="sklearn")
     body = explain(url, "rf", X[[0, 100]]).json()
     proba = model.predict_proba(X[[0, 100]])
-    for e, p in zip(body["explanations"], proba):
+    for e, p in zip(body["explanations"], proba, strict=True):
         assert e["output_space"] == "probability"
         assert e["base_value"] + sum(e["values"]) == pytest.approx(float(p.max()), abs=1e-6)
 
 
 def test_xgboost_pred_contribs_match_tree_shap(serve_explainer, reference, models_dir):
     X = reference("xgboost-cancer")[:5]
-    common = dict(storage_uri=str(models_dir / "xgboost-cancer"), model_format="xgboost")
+    common = {"storage_uri": str(models_dir / "xgboost-cancer"), "model_format": "xgboost"}
     own = explain(serve_explainer(name="xgboost-cancer", explainer_type="XGBoostShap", **common), "xgboost-cancer", X)
     tree = explain(serve_explainer(name="xgboost-cancer", explainer_type="TreeShap", **common), "xgboost-cancer", X)
     assert own.status_code == 200, own.text
     margins = margins_xgboost(models_dir, X)
-    for a, b, m in zip(own.json()["explanations"], tree.json()["explanations"], margins):
+    for a, b, m in zip(own.json()["explanations"], tree.json()["explanations"], margins, strict=True):
         assert a["raw"]["device"] == "cpu"  # no GPU on this machine
         assert a["base_value"] + sum(a["values"]) == pytest.approx(float(m), abs=1e-3)
         np.testing.assert_allclose(a["values"], b["values"], atol=1e-3)
@@ -152,7 +152,7 @@ def test_integrated_gradients_completeness_and_gradient_shap(serve_explainer, re
     with torch.no_grad():
         logits = model(torch.from_numpy(X)).numpy()
         zero = model(torch.zeros(1, 64)).numpy()[0]
-    for e, row in zip(r.json()["explanations"], logits):
+    for e, row in zip(r.json()["explanations"], logits, strict=True):
         t = e["target"]
         assert t == int(row.argmax()) and len(e["values"]) == 64
         assert e["prediction"] == pytest.approx(float(row[t]), abs=1e-4)
@@ -171,7 +171,7 @@ def test_integrated_gradients_completeness_and_gradient_shap(serve_explainer, re
         background_size=20,
     )
     body = explain(url, "torch-digits", X, nsamples=64).json()
-    for e, row in zip(body["explanations"], logits):
+    for e, row in zip(body["explanations"], logits, strict=True):
         assert len(e["values"]) == 64 and e["target"] == int(row.argmax())
         gap = e["prediction"] - e["base_value"]
         assert sum(e["values"]) == pytest.approx(gap, abs=0.25 * abs(gap) + 0.5)  # sampling method: loose

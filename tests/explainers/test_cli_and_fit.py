@@ -93,12 +93,12 @@ def test_deadlift_needs_a_pickled_module_and_the_opt_in(tmp_path, models_dir, re
 
     path = tmp_path / "digits-module.pt"
     torch.save(from_torchscript(str(models_dir / "torch-digits" / "model.pt")), path)
-    base = dict(
-        name="torch-digits",
-        explainer_type="DeepLift",
-        storage_uri=str(models_dir / "torch-digits"),
-        model_format="pytorch",
-    )
+    base = {
+        "name": "torch-digits",
+        "explainer_type": "DeepLift",
+        "storage_uri": str(models_dir / "torch-digits"),
+        "model_format": "pytorch",
+    }
     with pytest.raises(ExplainerLoadError, match="TorchScript cannot give"):
         ExplainService(ExplainerSettings(**base)).load()
     with pytest.raises(ExplainerLoadError, match="--allow-pickle"):
@@ -110,7 +110,7 @@ def test_deadlift_needs_a_pickled_module_and_the_opt_in(tmp_path, models_dir, re
     ig = ExplainService(ExplainerSettings(**{**base, "explainer_type": "IntegratedGradients"}))
     ig.load()
     ig_result = asyncio.run(ig.explain(X))
-    for e, g in zip(result.explanations, ig_result.explanations):
+    for e, g in zip(result.explanations, ig_result.explanations, strict=True):
         gap = e.prediction - e.base_value
         assert len(e.values) == 64 and e.target == g.target
         # captum's max-pool rule breaks exact summation-to-delta; the answer says by how much.

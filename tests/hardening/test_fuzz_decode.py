@@ -2,7 +2,7 @@
 
 4,000 malformed CloudEvents (10,000 with `INFERTAP_FUZZ_EVENTS=10000`, the recorded run of
 docs/hardening.md; `make test` takes the smaller number to stay inside CI's time) go through the real worker's decode path in-process
-(`Worker._step`: attribute checks, window, one-frame decode, rejects, the dead-letter
+(the worker's reader: attribute checks, window, one-frame decode, rejects, the dead-letter
 metric) with a real detector behind it; then a smaller set goes end to end through Kafka
 to a running `infertap detect` process. Every record must be dead-lettered with a reason
 from the closed set, the worker must stay alive, and the counts must be in the metrics.
@@ -50,8 +50,8 @@ def dead_count(worker: Worker, reason: str | None = None) -> float:
 
 
 def test_thousands_of_malformed_events_are_all_dead_lettered_in_process(reference) -> None:
-    """The worker's own step (attribute checks, window of 500 events, `_judge`'s one-frame
-    decode, `_reject`): every record becomes a reject with a known reason (none raises, none
+    """The worker's own reader (attribute checks, window of 500 events, its one-frame
+    decode, `reject`): every record becomes a reject with a known reason (none raises, none
     is judged as data), the dead-letter metric counts each, and each reject serialises as a
     dead-letter Kafka message."""
     s = WorkerSettings(
@@ -64,6 +64,7 @@ def test_thousands_of_malformed_events_are_all_dead_lettered_in_process(referenc
         window={"size": 500},
     )
     worker = Worker(s, evaluator=Evaluator(build_backend(s), None))
+    reader = worker.reader
     origin = Origin(s.source_uri, "", s.name)
     accepted: list = []
     decode = worker.decoder.decode
@@ -94,34 +95,33 @@ def test_thousands_of_malformed_events_are_all_dead_lettered_in_process(referenc
             record.offset = next(offset)
             seen[category] += 1
             records.append(record)
-        try:  # Worker._step without its commit (dead-letter publishing is the Kafka test's part)
-            events, rejects, ignored = worker._events(records, time.time())
+        try:  # the reader's step without its hand-off (dead-letter publishing is the Kafka test's part)
+            events, rejects, ignored = reader.events(records, time.time())
             assert ignored == 0
-            worker._reject(rejects)
-            for window in worker.window.add(events):
-                worker._judge(window)
-        except Exception as exc:  # keep the report short: the batch holds MiB-sized bodies
+            reader.reject(rejects)
+            for window in reader.window.add(events):
+                rejects = rejects + reader.decode(window).rejects
+        except Exception as exc:  # noqa: BLE001 - any error is the finding; the report stays short (MiB-sized bodies)
             bodies = [(e.records[0].value or b"")[:120] for e in accepted[:3]]
             raise AssertionError(f"worker step raised {exc!r}; accepted as data: {bodies}") from None
-        for reject in worker.rejects:  # what _commit would publish
+        for reject in rejects:  # what the judge would publish
             assert reject.reason in REASONS, reject
             message = to_kafka(dead_letter_event(origin, reject))
             assert message.value == (reject.record.value or b"")[:DEAD_LETTER_MAX_BODY]
             assert len(message.value) + sum(len(v) for v in message.headers.values()) < 1_000_000  # fits a Kafka record
-        worker.rejects.clear()
 
     feed()
     # the events still in the open window are decoded as the window's end would
-    leftover = worker.window.retained()
+    leftover = reader.window.retained()
     decoded = worker.decoder.decode(leftover)
     assert decoded.events == [], f"accepted as data: {[e.records[0].value[:80] for e in decoded.events]}"
-    worker._reject(decoded.rejects)
+    reader.reject(decoded.rejects)
     assert all(r.reason in REASONS for r in decoded.rejects)
 
     generated = sum(seen.values())
     assert generated >= TOTAL
     assert dead_count(worker) == generated  # every single one dead-lettered
-    assert worker.windows_published == 0  # nothing malformed was judged as data
+    assert accepted == [] and worker.windows_published == 0  # nothing malformed was judged as data
     by_reason = {r: dead_count(worker, r) for r in REASONS if dead_count(worker, r)}
     print(f"malformed events: {generated} by category {dict(seen)}; dead-lettered by reason {by_reason}")
     assert {"not_json", "wrong_shape", "wrong_feature_count", "unknown_type", "missing_attributes"} <= set(by_reason)

@@ -117,9 +117,7 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60.0,
 
 def decode(record: Any) -> CloudEvent:
     """A consumed record decoded by the cloudevents SDK's Kafka binding (binary mode)."""
-    return from_binary_event(
-        KafkaMessage(headers={k: v for k, v in record.headers}, key=record.key, value=record.value)
-    )
+    return from_binary_event(KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value))
 
 
 def assert_same_event(record: Any, sent: CloudEvent, ignore: tuple[str, ...] = ()) -> None:

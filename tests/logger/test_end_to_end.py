@@ -109,7 +109,7 @@ def kafka_records(bootstrap: str, topic: str, n: int, timeout: float = 60.0) -> 
 
 
 def decode(record) -> CloudEvent:
-    message = ce_kafka.KafkaMessage(headers={k: v for k, v in record.headers}, key=record.key, value=record.value)
+    message = ce_kafka.KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value)
     return ce_kafka.from_binary(message, JSONFormat(), CloudEvent)
 
 
@@ -128,7 +128,7 @@ def test_kafka_sink_end_to_end(spawn, upstream, broker, tmp_path):
     records = kafka_records(broker.bootstrap, topic, 2)
     events = [decode(rec) for rec in records]
     assert {e.get_type() for e in events} == {REQUEST_TYPE, RESPONSE_TYPE}
-    for rec, event in zip(records, events):
+    for rec, event in zip(records, events, strict=True):
         assert rec.key == b"kafka-e2e-1" and rec.value == body
         assert event.get_id() == "kafka-e2e-1"
         assert event.get_source() == "http://iris-pod/"

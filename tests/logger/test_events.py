@@ -20,9 +20,13 @@ from infertap.logger.events import (
 
 
 def builder(**kw) -> EventBuilder:
-    base = dict(
-        source="http://pod-1/", inference_service="iris", namespace="ns", component="predictor", endpoint="default"
-    )
+    base = {
+        "source": "http://pod-1/",
+        "inference_service": "iris",
+        "namespace": "ns",
+        "component": "predictor",
+        "endpoint": "default",
+    }
     return EventBuilder(**{**base, **kw})
 
 

@@ -342,7 +342,7 @@ def test_unreachable_http_sinks_never_delay_responses(spawn, model, tmp_path: Pa
         )
         latency: dict[str, list[float]] = {a: [], b: []}
         with httpx.Client(timeout=30.0) as http:
-            for i in range(120):
+            for _ in range(120):
                 for base in (a, b):
                     t0 = time.perf_counter()
                     r = http.post(

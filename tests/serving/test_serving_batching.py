@@ -39,7 +39,7 @@ def test_concurrent_requests_share_calls_and_get_their_own_rows() -> None:
         return xs, await asyncio.gather(*(batcher.submit([x]) for x in xs))
 
     xs, results = run(main())
-    for x, (doubled, summed) in zip(xs, results):
+    for x, (doubled, summed) in zip(xs, results, strict=True):
         assert doubled.tolist() == (x * 2).tolist()
         assert summed.tolist() == [x.sum()]
     assert sum(model.sizes) == 32

@@ -49,13 +49,14 @@ def test_storage_errors_name_the_path(tmp_path: Path) -> None:
 
 
 def test_registry_covers_every_format() -> None:
-    assert set(RUNTIMES) == {"sklearn", "xgboost", "lightgbm", "pytorch", "onnx"}
+    assert set(RUNTIMES) == {"sklearn", "xgboost", "lightgbm", "pytorch", "onnx", "huggingface"}
     assert {runtime_class(f).platform for f in RUNTIMES} == {
         "sklearn",
         "xgboost",
         "lightgbm",
         "pytorch_torchscript",
         "onnxruntime_onnx",
+        "huggingface",
     }
     with pytest.raises(ValueError, match="no runtime for model format 'tensorflow'"):
         runtime_class("tensorflow")

@@ -170,13 +170,13 @@ def sidecar(serve_app, upstream_url: str, delivery: Any = None, **settings: Any)
     from infertap.sidecar.proxy import ReverseProxy
     from infertap.sidecar.settings import LoggerSettings
 
-    base = dict(
-        component_port=port_of(upstream_url),
-        inference_service="iris",
-        namespace="ns",
-        component="predictor",
-        source_uri="http://pod-1/",
-    )
+    base = {
+        "component_port": port_of(upstream_url),
+        "inference_service": "iris",
+        "namespace": "ns",
+        "component": "predictor",
+        "source_uri": "http://pod-1/",
+    }
     if delivery is None:
         delivery = CollectingDelivery()
     server = serve_app(ReverseProxy(LoggerSettings(**{**base, **settings}), delivery or None))

@@ -208,7 +208,7 @@ def test_sigterm_lets_the_request_in_flight_finish(spawn, upstream, tmp_path):
     assert sorted(e["type"].rsplit(".", 1)[-1] for e in lines) == ["request", "response"]  # flushed on the way out
 
 
-def test_the_common_request_goes_out_before_it_is_parsed_and_is_still_logged(serve_app, upstream):
+def test_the_common_request_goes_out_byte_for_byte_once_parsed_and_is_still_logged(serve_app, upstream):
     from tap_fixtures import CollectingDelivery
 
     from infertap.sidecar.proxy import ReverseProxy

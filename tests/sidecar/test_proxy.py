@@ -213,21 +213,22 @@ def _count_413(url: str) -> float:
     """infertap_proxy_requests_total for code 413 on iris's v1 predict (the registry is per process)."""
     metrics = httpx.get(f"{url}/infertap/metrics").text
     return sum(
-        float(l.rsplit(" ", 1)[1])
-        for l in metrics.splitlines()
-        if l.startswith("infertap_proxy_requests_total{")
-        and 'code="413"' in l
-        and 'endpoint="v1_predict"' in l
-        and 'model="iris"' in l
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("infertap_proxy_requests_total{")
+        and 'code="413"' in line
+        and 'endpoint="v1_predict"' in line
+        and 'model="iris"' in line
     )
 
 
 def test_body_over_limit_gives_413(serve_app, upstream):
     url, d = sidecar(serve_app, upstream, max_request_bytes=1000)
     before = _count_413(url)
+    # served first: a model name gets its own label once the model server answered for it (else `_unknown`)
+    assert httpx.post(f"{url}/v1/models/iris:predict", content=b"x" * 1000).status_code == 200
     r = httpx.post(f"{url}/v1/models/iris:predict", content=b"x" * 2000)
     assert r.status_code == 413 and "error" in r.json()
-    assert httpx.post(f"{url}/v1/models/iris:predict", content=b"x" * 1000).status_code == 200
     assert len(d.wait(2)) == 2  # the 413 is not an inference: not logged, but counted
     assert _count_413(url) == before + 1
 

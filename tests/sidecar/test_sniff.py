@@ -14,7 +14,7 @@ PLAIN = (
     b"POST /v1/models/iris:predict HTTP/1.1\r\nHost: model\r\nUser-Agent: t\r\n"
     b"Content-Type: application/json\r\nContent-Length: 37\r\n\r\n" + BODY
 )
-KW = dict(excluded=(b"/infertap/metrics", b"/?"), exact=(b"/",), inside=(b":explain",))
+KW = {"excluded": (b"/infertap/metrics", b"/?"), "exact": (b"/",), "inside": (b":explain",)}
 
 
 class Messages:

@@ -71,13 +71,29 @@ def test_predictors_take_consecutive_ports_and_typed_settings(specdir):
     assert plan.by_role("logger") == [] and plan.by_role("broker") == []
 
 
-def test_ports_in_use_are_skipped(specdir):
+def test_a_port_in_use_is_an_error_with_a_sentence(specdir):
+    """Issue 14: never a silent move; the sentence names the port, who wanted it and the ways out."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        [predictor] = plan_of(specdir, service(), predictor_port=port).by_role("predictor")
+        with pytest.raises(PlanError) as caught:
+            plan_of(specdir, service(), predictor_port=port)
+    text = str(caught.value)
+    assert f"port {port} on 127.0.0.1 (for the predictor of iris) is already in use" in text
+    assert "--predictor-port" in text and "--auto-ports" in text
+
+
+def test_auto_ports_moves_a_port_in_use_and_says_so(specdir):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        plan = plan_of(specdir, service(), predictor_port=port, auto_ports=True)
+    [predictor] = plan.by_role("predictor")
     assert predictor.port != port
+    moved = f"the predictor of iris: port {port} is in use, moved to {predictor.port} (--auto-ports)"
+    assert moved in plan.notes
 
 
 def test_logger_settings_come_from_the_block(specdir):
@@ -144,7 +160,7 @@ def test_http_sink_is_passed_through(specdir):
         (service(uri="nowhere/model.joblib"), "spec.predictor.model.storageUri: no model at"),
         (
             service(fmt="tensorflow"),
-            "spec.predictor.model.modelFormat.name: infertap serves sklearn, xgboost, lightgbm, pytorch, onnx locally (got 'tensorflow')",
+            "spec.predictor.model.modelFormat.name: infertap serves sklearn, xgboost, lightgbm, pytorch, onnx, huggingface locally (got 'tensorflow')",
         ),
         (
             service(logger="    logger:\n      url: s3://logs\n"),

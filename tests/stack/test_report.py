@@ -65,7 +65,9 @@ def drift_event(i: int, drifted: bool) -> tuple[dict, dict]:
         "is_drift": drifted,
         "p_val": min(p),
         "threshold": 0.05,
-        "features": [{"name": n, "p_val": v, "distance": 0.1, "is_drift": v < 0.05} for n, v in zip(FEATURES, p)],
+        "features": [
+            {"name": n, "p_val": v, "distance": 0.1, "is_drift": v < 0.05} for n, v in zip(FEATURES, p, strict=True)
+        ],
         "window_end": (T0 + timedelta(minutes=i)).isoformat(),
     }
     return {"type": "io.infertap.detection.drift", "detector": "iris-drift", "time": T0 + timedelta(minutes=i)}, body

@@ -91,7 +91,7 @@ def read_events(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -
         while len(events) < count and time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=500).values():
                 for record in batch:
-                    headers = {k: v for k, v in record.headers}
+                    headers = dict(record.headers)
                     events.append(ce_kafka.from_binary_event(ce_kafka.KafkaMessage(headers, record.key, record.value)))
     finally:
         consumer.close()
@@ -141,25 +141,37 @@ def test_up_starts_broker_predictor_and_logger_and_stops_them_all(spawn, tmp_pat
     assert "stopped 3 child processes" in up.log.read_text()
 
 
-def test_a_child_that_dies_ends_up_with_its_log_tail(spawn, tmp_path, models_dir):
+def test_a_child_that_dies_is_restarted(spawn, tmp_path, models_dir):
+    """Issue 14: as restartPolicy: Always (tests/stack/test_up_supervisor.py kills more)."""
     spec = spec_file(tmp_path, models_dir / "sklearn-iris", None)
     up, ports = start_up(spawn, tmp_path, spec, "--no-broker")
     [predictor] = wait_for_state(up, tmp_path, 1)
     os.kill(predictor["pid"], signal.SIGKILL)
-    assert up.proc.wait(60) == 1
+    deadline = time.monotonic() + 60
+    while "restarted sklearn-iris/predictor" not in up.log.read_text() and time.monotonic() < deadline:
+        assert up.proc.poll() is None, up.tail(60)
+        time.sleep(0.2)
     output = up.log.read_text()
-    assert f"sklearn-iris/predictor (pid {predictor['pid']}) was killed by SIGKILL" in output
-    assert "last lines of" in output and "sklearn-iris-predictor.log" in output
+    assert f"sklearn-iris/predictor (pid {predictor['pid']}) was killed by SIGKILL; restarting it in" in output
+    [again] = json.loads((tmp_path / "logs" / "processes.json").read_text())
+    assert again["pid"] != predictor["pid"] and pid_gone(predictor["pid"])
+    reply = httpx.post(
+        f"http://127.0.0.1:{ports['predictor']}/v1/models/sklearn-iris:predict",
+        json={"instances": [[6.8, 2.8, 4.8, 1.4]]},
+    )
+    assert reply.status_code == 200
 
 
 def test_a_corrupt_model_fails_up_with_the_servers_sentence(spawn, tmp_path):
     model = tmp_path / "broken" / "model.joblib"
     model.parent.mkdir()
     model.write_bytes(b"this is not a joblib file")
-    up, _ = start_up(spawn, tmp_path, spec_file(tmp_path, model, None), "--no-broker")
+    up, _ = start_up(spawn, tmp_path, spec_file(tmp_path, model, None), "--no-broker", "--max-start-failures", "2")
     assert up.proc.wait(120) == 1, up.tail()
     output = up.log.read_text()
-    assert "sklearn-iris/predictor" in output and "exited with code" in output
+    assert "sklearn-iris/predictor failed to start (" in output and "try 2 of 2" in output
+    assert "sklearn-iris/predictor failed to start 2 times in a row; the last time it" in output
+    assert "exited with code" in output
     assert "model.joblib" in output  # the server's own error, from the log tail
     state = json.loads((tmp_path / "logs" / "processes.json").read_text())
     assert all(pid_gone(p["pid"]) for p in state)

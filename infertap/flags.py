@@ -424,9 +424,7 @@ class CommandLine:
         self.usage = usage or ("%(prog)s [-h] [SETTINGS_JSON] [FLAGS]" if json_arg else "%(prog)s [-h] [FLAGS]")
         self.prog, self.description, self.models, self.extra = prog, description, models, extra
         self.config_flag, self.epilog, self.json_arg = config_flag, epilog, json_arg
-        self.groups: dict[str, type[BaseModel]] = (
-            {SINGLE: models} if isinstance(models, type) else dict(models)
-        )
+        self.groups: dict[str, type[BaseModel]] = {SINGLE: models} if isinstance(models, type) else dict(models)
 
     @property
     def flags(self) -> list[Flag]:

@@ -261,7 +261,10 @@ def _huggingface_fields(doc: Document, path: str, args: list[str]) -> dict:
         raise PlanError(f"{doc.where}: {path}.args: {err}") from None
     if ignored:
         logging.getLogger("infertap.stack").warning(
-            "%s: %s.args: ignoring arguments the huggingface runtime does not use: %s", doc.where, path, " ".join(ignored)
+            "%s: %s.args: ignoring arguments the huggingface runtime does not use: %s",
+            doc.where,
+            path,
+            " ".join(ignored),
         )
     return {k: v for k, v in fields.items() if k not in ("format", "uri")}
 

@@ -45,7 +45,6 @@ def pytest_configure(config: pytest.Config) -> None:
     multiprocessing.util.spawnv_passfds = refuse  # type: ignore[assignment]
 
 
-
 def free_port() -> int:
     """A TCP port nothing listens on right now."""
     with socket.socket() as s:

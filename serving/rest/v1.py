@@ -25,7 +25,11 @@ from infertap.serving.rest.openapi import json_body, json_object, replies, serve
 from infertap.serving.settings import ServerSettings
 
 JSON = "application/json"
-SCHEMA_MODELS: list[type[BaseModel]] = [V1InstancesBody, V1InputsBody, V1PredictResponse]  # components install_openapi adds
+SCHEMA_MODELS: list[type[BaseModel]] = [
+    V1InstancesBody,
+    V1InputsBody,
+    V1PredictResponse,
+]  # components install_openapi adds
 
 
 def v1_router(settings: ServerSettings, repository: ModelRepository, metrics: ServerMetrics) -> APIRouter:

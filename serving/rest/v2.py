@@ -30,7 +30,12 @@ from infertap.serving.settings import ServerSettings
 
 JSON = "application/json"
 EXTENSIONS = ["binary_tensor_data"]
-SCHEMA_MODELS: list[type[BaseModel]] = [InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata]  # components install_openapi adds
+SCHEMA_MODELS: list[type[BaseModel]] = [
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    ServerMetadata,
+]  # components install_openapi adds
 INFER_REPLY = {JSON: {"schema": ref(InferenceResponse)}, "application/octet-stream": {"schema": BINARY_BODY}}
 
 

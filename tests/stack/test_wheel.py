@@ -84,7 +84,11 @@ def test_render_from_an_installed_wheel_outside_the_repo(wheel: Path, tmp_path: 
     out = tmp_path / "manifests"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     where = subprocess.run(
-        [python, "-c", "import infertap; print(infertap.__file__)"], capture_output=True, text=True, env=env, cwd=tmp_path
+        [python, "-c", "import infertap; print(infertap.__file__)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     assert where.stdout.startswith(str(site)), where.stdout + where.stderr
     done = subprocess.run(

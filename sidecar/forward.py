@@ -169,6 +169,7 @@ class Forward:
 
     def upstream_end(self) -> None:
         conn, self.conn = self.conn, None
+        assert conn is not None  # the connection calling back is this one's (`_send`, `adopt`)
         self.pool.release(conn)
         self.client.end_response()
         self._finish()

@@ -24,7 +24,6 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 
 from infertap.logger.metrics import REGISTRY
-from infertap.sidecar.tap import ModelNames
 
 _LABELS = ("inference_service", "component", "model", "gen_ai_operation_name")
 _TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
@@ -90,9 +89,10 @@ def parse_prices(table: Mapping[str, str]) -> dict[str, tuple[float, float]]:
 class GenAIMetrics:
     """Observes one finished OpenAI exchange (`observe`)."""
 
-    def __init__(self, inference_service: str, component: str, prices: Mapping[str, str] | None = None):
+    def __init__(self, inference_service: str, component: str, models: Any, prices: Mapping[str, str] | None = None):
+        """`models`: a `infertap.sidecar.tap.ModelNames` (passed in: the tap imports this module)."""
         self.isvc, self.component = inference_service, component
-        self.models = ModelNames()
+        self.models = models
         self.prices = parse_prices(prices or {})
 
     def observe(self, outcome: Any, status: int) -> None:

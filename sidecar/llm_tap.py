@@ -63,13 +63,14 @@ class LLMTap:
         redact_patterns: Iterable[str] = (),
         keep_raw_sse: bool = False,
         llm_prices: Mapping[str, str] | None = None,
+        models: Any = None,
     ):
         self.builder, self.max_body = builder, max_body
         self.redact_openai = redact in ("openai", "all")
         self.redact_all = redact == "all"
         self.redactor = Redactor(redact_patterns, inference_service, component)
         self.keep_raw_sse = keep_raw_sse
-        self.metrics = GenAIMetrics(inference_service, component, llm_prices)
+        self.metrics = GenAIMetrics(inference_service, component, models, llm_prices)
 
     def capture(self, operation: str, body: bytes) -> Capture:
         return Capture(operation, body, self.max_body)

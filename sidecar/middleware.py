@@ -133,7 +133,7 @@ class InferenceLoggerMiddleware:
 
 async def _read_all(receive: Receive) -> tuple[bytes, dict | None]:
     """The request body, and the disconnect message if the client left before finishing."""
-    parts = []
+    parts: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

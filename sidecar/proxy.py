@@ -50,7 +50,7 @@ from infertap.sidecar.front import ClientConnection, ClientGone, Request
 from infertap.sidecar.kserve_agent import QueueProbe
 from infertap.sidecar.settings import LoggerSettings
 from infertap.sidecar.tap import Tap
-from infertap.sidecar.upstream import UpstreamPool
+from infertap.sidecar.upstream import UpstreamConnection, UpstreamPool
 
 log = logging.getLogger("infertap.logger.proxy")
 
@@ -141,7 +141,7 @@ class ReverseProxy:
 
     # --- requests ------------------------------------------------------------------------
 
-    def presend(self, data: bytes, client: ClientConnection) -> tuple | None:
+    def presend(self, data: bytes, client: ClientConnection) -> tuple[UpstreamConnection | None, bytes] | None:
         """Whether the request in `data` is the common case that is forwarded as it came
         (`infertap.sidecar.sniff`): then (connection, payload), the payload already sent on the
         connection when a pooled one was idle (else None: `dispatch` connects). None when the
@@ -186,6 +186,7 @@ class ReverseProxy:
         prefix = self._explainer_prefix if explain else self._upstream_prefix
         pool = self._explainer_pool if explain else self.pool
         if request.sent is not None:  # already on its way (`presend`)
+            assert self.pool is not None and request.raw is not None  # `presend` used the pool and set `raw`
             Forward(self, self.pool, client, request, request.raw, self.tap.enabled, started).adopt(request.sent)
             return
         if pool is not None and method != "HEAD":
@@ -200,6 +201,7 @@ class ReverseProxy:
         path = request.path
         exchange = None if explain else self.tap.begin(method, path, headers, request.body)
         base = self._explainer_url if explain else self._upstream_url
+        assert base is not None  # `explain` implies an explainer URL
         task = asyncio.get_running_loop().create_task(
             self._forward_httpx(
                 client,
@@ -246,6 +248,7 @@ class ReverseProxy:
         started: float,
     ) -> None:
         """HEAD requests and https explainers."""
+        assert self.client is not None  # startup() made it
         if exchange is not None:
             exchange.submit_request()
         status = 0

@@ -36,6 +36,7 @@ from prometheus_client import Counter, Histogram
 
 from infertap.logger.events import EventBuilder, now
 from infertap.logger.metrics import REGISTRY
+from infertap.sidecar.llm_tap import LLMTap
 from infertap.sidecar.openai_capture import OPERATIONS
 
 log = logging.getLogger("infertap.logger.tap")
@@ -376,10 +377,16 @@ class Tap:
         # sampling (`log_sample_rate`): kept when crc32(id) < threshold, so both events of an id go together
         self.sample_threshold = None if sample_rate >= 1.0 else int(max(sample_rate, 0.0) * 2**32)
         self.redact_all = redact == "all"
-        from infertap.sidecar.llm_tap import LLMTap  # imports this module's ModelNames
-
         self.llm = LLMTap(
-            builder, max_body, inference_service, component, redact, redact_patterns, keep_raw_sse, llm_prices
+            builder,
+            max_body,
+            inference_service,
+            component,
+            redact,
+            redact_patterns,
+            keep_raw_sse,
+            llm_prices,
+            ModelNames(),  # the GenAI metrics' own bounded model labels
         )
         self._submitted = {t: EVENTS_SUBMITTED.labels(inference_service, component, t) for t in ("request", "response")}
         self._finished: list[tuple[Exchange | None, str, int, float]] = []
@@ -492,7 +499,9 @@ class Tap:
     def submit(self, event: Any, kind: str) -> None:
         """Hand an event to the delivery; a broken delivery is logged, never raised."""
         try:
-            self.delivery.submit(event)
+            delivery = self.delivery
+            assert delivery is not None  # an event is built only when there is a delivery (`begin`)
+            delivery.submit(event)
             self._submitted[kind].inc()
         except Exception:  # the delivery promises not to raise; be sure anyway
             log.exception("delivery.submit raised; event %s dropped", event.get_id())

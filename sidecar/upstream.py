@@ -95,9 +95,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._framed = False  # Content-Length or chunked: the end is known without a close
         self._raw = False  # this response goes to the client byte for byte, as read (`infertap.sidecar.sniff`)
 
-    def send(self, payload: bytes, listener: UpstreamListener) -> None:
+    def send(self, payload: bytes, listener: UpstreamListener | None) -> None:
         """Write one whole request; the response goes to `listener` (use `UpstreamPool.send`,
-        which also watches the connection for a timeout)."""
+        which also watches the connection for a timeout). None: a request sent before it was
+        parsed (`ReverseProxy.presend`); `Forward.adopt` sets the listener then."""
         self.listener = listener  # the state of the last response was reset by `UpstreamPool.release`
         self.last_activity = time.monotonic()
         try:
@@ -129,6 +130,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol --
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # typeshed types it BaseTransport; a stream connection's is a Transport
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
@@ -227,7 +229,7 @@ class UpstreamPool:
         self._host_header = f"{host}:{port}".encode()
         self._watch: asyncio.Task | None = None
 
-    def send(self, conn: UpstreamConnection, payload: bytes, listener: UpstreamListener) -> None:
+    def send(self, conn: UpstreamConnection, payload: bytes, listener: UpstreamListener | None) -> None:
         """Send a request on `conn` and watch it for `read_timeout` of silence."""
         self._busy.add(conn)
         if self._watch is None:

@@ -172,8 +172,9 @@ def test_every_rule_redacts_the_corpus():
 def test_metrics_cost_and_bounded_labels():
     from infertap.logger.metrics import REGISTRY
     from infertap.sidecar.llm_metrics import GenAIMetrics
+    from infertap.sidecar.tap import ModelNames
 
-    metrics = GenAIMetrics("cost-test", "predictor", {"priced": "1:3"})
+    metrics = GenAIMetrics("cost-test", "predictor", ModelNames(), {"priced": "1:3"})
     c = Capture("chat", b'{"model": "priced"}', 1 << 20)
     c.feed(
         json.dumps(

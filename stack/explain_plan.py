@@ -71,7 +71,7 @@ def plan_explainer(doc, predictor: ProcessSpec, front: ProcessSpec, host: str, p
         raise PlanError(f"{where}.containers[0].args: {exc}") from None
     except ValidationError as exc:
         raise PlanError(f"{where}.containers[0].args: {validation_sentence(exc)}") from None
-    model = predictor.settings.models[0]
+    model = predictor.settings_as(ServerSettings).models[0]
     updates: dict[str, Any] = {
         "host": host,
         "http_port": port,

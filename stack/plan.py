@@ -333,7 +333,7 @@ def _explainer(
     port = ports.take(opts.explainer_port, f"the explainer of {_name_of(doc)}", "--explainer-port")
     explainer = plan_explainer(doc, predictor, logger or predictor, opts.host, port)
     if logger is not None:
-        logger.settings = logger.settings.model_copy(update={"explainer_url": f"http://{explainer.address}"})
+        logger.settings = logger.settings_as(LoggerSettings).model_copy(update={"explainer_url": f"http://{explainer.address}"})
         argv, env = runner_command("logger", logger.settings)
         logger.argv, logger.env = argv, {**logger.env, **env}
     return explainer
@@ -374,7 +374,7 @@ def _explain_stream(
         "metrics_port": port,
         "kafka_config": kafka_security(kafka[0], f"{doc.where}: spec.predictor.logger.url"),
     }
-    payload = {"stream": stream, "explainer": explainer.settings.model_dump(mode="json")}
+    payload = {"stream": stream, "explainer": explainer.settings_as(BaseModel).model_dump(mode="json")}
     argv, env = runner_command("explain-stream", payload)
     return ProcessSpec(
         name=f"{isvc.name}/explain-stream",
@@ -443,7 +443,7 @@ def plan_detector(
     workers = [first]
     for i in range(1, det.spec.replicas):
         port = ports.take(first.port + 1, f"a replica of the detector {_name_of(doc)}", "--detector-port")
-        settings = first.settings.model_copy(update={"metrics_port": port})
+        settings = first.settings_as(BaseModel).model_copy(update={"metrics_port": port})
         argv, env = runner_command("detector", settings)
         workers.append(
             ProcessSpec(

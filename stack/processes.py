@@ -11,12 +11,14 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
 from infertap.stack.runner import SETTINGS_ENV
+
+M = TypeVar("M", bound=BaseModel)
 
 Role = Literal["broker", "predictor", "logger", "explainer", "explain-stream", "detector"]
 
@@ -47,6 +49,12 @@ class ProcessSpec:
     @property
     def ready_url(self) -> str | None:
         return f"http://{self.address}{self.ready_path}" if self.ready_path else None
+
+    def settings_as(self, model: type[M]) -> M:
+        """`settings`, which the planner made a `model` (TypeError otherwise: a planner bug)."""
+        if not isinstance(self.settings, model):
+            raise TypeError(f"{self.name}: settings are {type(self.settings).__name__}, not {model.__name__}")
+        return self.settings
 
 
 def resolve_storage(uri: str, yaml_dir: Path, where: str) -> Path:

@@ -31,6 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from infertap.serving.settings import ServerSettings
 from infertap.stack.processes import PlanError, ProcessSpec, resolve_storage, runner_command
 
 PATH_FIELDS = ("background", "storage_uri", "explainer_uri")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, cast
 
 import typer
 from pydantic import ValidationError
@@ -353,7 +353,7 @@ def render(
         rendered = render_files(
             files,
             RenderOptions(
-                target=target,
+                target=cast(Literal["standalone", "kserve"], target),
                 namespace=namespace,
                 image_prefix=image_prefix,
                 tag=tag,

@@ -333,7 +333,9 @@ def _explainer(
     port = ports.take(opts.explainer_port, f"the explainer of {_name_of(doc)}", "--explainer-port")
     explainer = plan_explainer(doc, predictor, logger or predictor, opts.host, port)
     if logger is not None:
-        logger.settings = logger.settings_as(LoggerSettings).model_copy(update={"explainer_url": f"http://{explainer.address}"})
+        logger.settings = logger.settings_as(LoggerSettings).model_copy(
+            update={"explainer_url": f"http://{explainer.address}"}
+        )
         argv, env = runner_command("logger", logger.settings)
         logger.argv, logger.env = argv, {**logger.env, **env}
     return explainer

@@ -183,7 +183,7 @@ def _ts(attrs: dict, body: dict) -> float:
         except ValueError:
             pass
     when = attrs.get("time")
-    return when.timestamp() if hasattr(when, "timestamp") else time.time()
+    return float(when.timestamp()) if when is not None and hasattr(when, "timestamp") else time.time()
 
 
 def from_events(
@@ -299,7 +299,8 @@ def plots(data: ReportData) -> dict[str, str]:
         for s in sorted(series.values(), key=lambda s: s.label):
             draw = ax.step if step else ax.plot
             kwargs = {"where": "post"} if step else {"marker": "o", "markersize": 3}
-            draw(_times(s.t), [v * 100 if percent else v for v in s.v], label=s.label, **kwargs)
+            x: Any = _times(s.t)  # datetimes: matplotlib's dates converter takes them, its stubs do not say so
+            draw(x, [v * 100 if percent else v for v in s.v], label=s.label, **kwargs)
         if line is not None:
             ax.axhline(line, color="red", linestyle="--", linewidth=1, label=f"threshold {line:g}")
         if log:

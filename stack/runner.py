@@ -42,20 +42,20 @@ def run_component(component: str, payload: str) -> None:
 
     try:
         if component == "serving":
-            from infertap.serving.server import run
+            from infertap.serving.server import run as run_server
             from infertap.serving.settings import ServerSettings
 
-            run(from_json(ServerSettings, payload))
+            run_server(from_json(ServerSettings, payload))
         elif component == "logger":
-            from infertap.sidecar.server import run
+            from infertap.sidecar.server import run as run_logger
             from infertap.sidecar.settings import LoggerSettings
 
-            run(from_json(LoggerSettings, payload))
+            run_logger(from_json(LoggerSettings, payload))
         elif component == "explainer":
-            from infertap.explainers.server import run
+            from infertap.explainers.server import run as run_explainer
             from infertap.explainers.settings import ExplainerSettings
 
-            run(from_json(ExplainerSettings, payload))
+            run_explainer(from_json(ExplainerSettings, payload))
         elif component == "explain-stream":
             from infertap.explainers.stream import serve
 

@@ -6,7 +6,7 @@ Kinds register themselves with `register_kind`; a later part adds
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -207,7 +207,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out or "(document)"
 
 
-def _sentence(err: dict[str, Any]) -> str:
+def _sentence(err: Mapping[str, Any]) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
     got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
     if kind == "missing":

@@ -115,6 +115,8 @@ def render(documents: list[Document], options: RenderOptions | None = None) -> R
                 out.manifests += _standalone(doc, ns, opts, out.notes)
         elif kind == "Detector":
             out.manifests += _detector(doc, ns, opts, out.notes)
+        elif kind == "LLMInferenceService":
+            out.manifests.append(_llm_inference_service(doc, ns, out.notes))
         else:
             out.notes.append(f"{doc.where}: {kind} documents are not rendered")
     if opts.dashboards and out.manifests:
@@ -276,6 +278,17 @@ def _kafka_url(url: str | None, isvc: str, opts: RenderOptions) -> str:
         query = urlsplit(url).query
         return f"kafka://{opts.kafka_bootstrap}/{kafka.topic}" + (f"?{query}" if query else "")
     return str(kafka)
+
+
+def _llm_inference_service(doc: Document, ns: str, notes: list[str]) -> dict[str, Any]:
+    """KServe's own form, kept for both targets: KServe's LLM controller runs it (it has no logger)."""
+    manifest: dict[str, Any] = doc.spec.model_dump(by_alias=True, exclude_none=True)
+    manifest.pop("status", None)
+    manifest.setdefault("metadata", {})["namespace"] = ns
+    notes.append(
+        f"{doc.where}: rendered as is for KServe's LLM controller (no payload logger is rendered beside it yet)"
+    )
+    return manifest
 
 
 def _logger_args(isvc: InferenceService, ns: str, block, opts: RenderOptions, component: str, source: str) -> list[str]:

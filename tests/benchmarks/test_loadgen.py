@@ -11,6 +11,8 @@ import pytest
 
 from benchmarks.loadgen import LoadSpec, percentile, run_load
 
+pytestmark = pytest.mark.fast  # starts no process (make test-fast)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the model servers

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from benchmarks.logger_latency import ratio_ci
+
+pytestmark = pytest.mark.fast  # starts no process (make test-fast)
 
 
 def test_the_interval_holds_the_ratio_and_narrows_with_steadier_rounds():

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.serving_throughput import _combine, _ratios, _summary, markdown_table
+
+pytestmark = pytest.mark.fast  # starts no process (make test-fast)
 
 
 def _round(rps: float, p50: float | None, p99: float | None, cpu: float, errors: int = 0) -> dict:

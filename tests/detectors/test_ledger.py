@@ -6,7 +6,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+import pytest
+
 from infertap.detectors.ledger import CommitLedger, lowest_offsets
+
+pytestmark = pytest.mark.fast  # starts no process (make test-fast)
 
 T = "events"
 

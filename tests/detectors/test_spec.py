@@ -11,6 +11,8 @@ import pytest
 from infertap.stack.plan import PlanError, PlanOptions, make_plan
 from infertap.stack.specs import Detector, SpecError, load_file, load_files
 
+pytestmark = pytest.mark.fast  # starts no process (make test-fast)
+
 BASE = """
 apiVersion: infertap.dev/v1alpha1
 kind: Detector

@@ -8,6 +8,8 @@ import pytest
 
 from infertap.detectors.window import CountWindow, TimeWindow, make_window
 
+pytestmark = pytest.mark.fast  # starts no process (make test-fast)
+
 
 @dataclass
 class Item:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
@@ -17,6 +18,8 @@ from infertap.logger.events import (
     decode_metadata,
     event_id,
 )
+
+pytestmark = pytest.mark.fast  # starts no process (make test-fast)
 
 
 def builder(**kw) -> EventBuilder:

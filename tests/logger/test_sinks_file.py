@@ -11,6 +11,8 @@ from delivery_fixtures import BINARY_BODY, make_event
 
 from infertap.logger.sinks import SinkConfigError, build_sink
 
+pytestmark = pytest.mark.fast  # starts no process (make test-fast)
+
 
 def test_file_sink_rotates_and_keeps_every_event(tmp_path: Path) -> None:
     path = tmp_path / "out" / "events.jsonl"

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from cloudevents.core.bindings import http as ce_http
 from delivery_fixtures import BINARY_BODY, HttpReceiver, delivery, free_port, make_event, outcome, wait_for
 
 from infertap.logger.sinks import SinkError, build_sink
+
+pytestmark = pytest.mark.fast  # starts no process (make test-fast)
 
 
 def test_http_sink_posts_binary_mode_events() -> None:

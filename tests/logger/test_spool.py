@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from delivery_fixtures import BINARY_BODY, make_event
 
 from infertap.logger.delivery import record
 from infertap.logger.delivery.spool import Spool
+
+pytestmark = pytest.mark.fast  # starts no process (make test-fast)
 
 
 def recs(a: int, b: int) -> list[bytes]:

@@ -9,6 +9,8 @@ import pytest
 
 from infertap.serving.batching import DynamicBatcher
 
+pytestmark = pytest.mark.fast  # starts no process (make test-fast)
+
 
 class Recorder:
     """A 'model' that doubles its input and remembers each batch size it saw."""

@@ -7,6 +7,7 @@ import os
 import uuid
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -15,6 +16,8 @@ from tap_fixtures import CollectingDelivery, serve_app  # noqa: F401
 
 from infertap.logger.events import REQUEST_TYPE, RESPONSE_TYPE, decode_metadata
 from infertap.sidecar.middleware import InferenceLoggerMiddleware
+
+pytestmark = pytest.mark.fast  # starts no process (make test-fast)
 
 RELEASE: dict[str, asyncio.Event] = {}
 STATE: dict[str, str] = {}

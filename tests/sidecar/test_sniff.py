@@ -9,6 +9,8 @@ import pytest
 
 from infertap.sidecar import sniff
 
+pytestmark = pytest.mark.fast  # starts no process (make test-fast)
+
 BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
 PLAIN = (
     b"POST /v1/models/iris:predict HTTP/1.1\r\nHost: model\r\nUser-Agent: t\r\n"

@@ -10,6 +10,8 @@ from pydantic import BaseModel
 from infertap.stack.specs import SpecError, load_file, load_files, loader, register_kind
 from infertap.stack.specs.logger_url import KafkaURL
 
+pytestmark = pytest.mark.fast  # starts no process (make test-fast)
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 ISVC = """\

@@ -204,5 +204,5 @@ def test_up_plans_the_explainer_behind_the_logger(tmp_path, models_dir):
     assert "explainer" in explainer.argv and explainer.ready_path == "/v2/health/ready"
 
     bad = write_yaml(tmp_path, models_dir, "x.npy", "NoSuchShap")
-    with pytest.raises(PlanError, match="spec.explainer.containers\\[0\\].args: explainer_type"):
+    with pytest.raises(PlanError, match="spec.explainer.containers\\[0\\].args: --explainer-type: must be one of"):
         make_plan(load_files([bad]).documents, options)

@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -80,6 +81,13 @@ def _flood(url: str, total: int) -> tuple[bytes, int]:
     return answer, sent
 
 
+def _wait_for(ready, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, "the other client got no answers"
+        time.sleep(0.01)
+
+
 def test_never_ending_headers_are_refused_cheaply_while_others_are_served(sidecar_process):
     url, pid = sidecar_process
     cpu, rss = _cpu_s(pid), _rss_mib(pid)
@@ -94,10 +102,13 @@ def test_never_ending_headers_are_refused_cheaply_while_others_are_served(sideca
     other = threading.Thread(target=predict, daemon=True)
     other.start()
     try:
+        _wait_for(lambda: len(served) >= 1)  # the other client is being served before the floods
+        before = len(served)
         for _ in range(10):  # 640 MiB offered in all
             answer, sent = _flood(url, 64 * MiB)
             assert answer.startswith(b"HTTP/1.1 431 ") and b'"error"' in answer, answer[:200]
             assert sent < 32 * MiB
+        _wait_for(lambda: len(served) >= before + 3)  # and still is after them (floods end in milliseconds)
     finally:
         stop.set()
         other.join(10)

@@ -9,7 +9,6 @@ the machine down.
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import threading
@@ -51,14 +50,20 @@ def bomb(tmp_path: Path) -> Path:
     return path
 
 
-def _limited() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (LIMIT_BYTES, LIMIT_BYTES))
+# The limit is set by a small launcher that then execs the command, not by preexec_fn: a forked
+# child's peak RSS starts at its parent's (pytest's, over a gigabyte late in a full run), while a
+# child spawned without preexec_fn (vfork) measures only itself.
+LAUNCH = (
+    "import os, resource, sys; "
+    f"resource.setrlimit(resource.RLIMIT_AS, ({LIMIT_BYTES}, {LIMIT_BYTES})); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 def run_limited(args: list[str], timeout: float = 120) -> tuple[int, str, int]:
     """(exit code, stderr, the child's own peak RSS in KiB) of `args` run under RLIMIT_AS = 1 GiB."""
     proc = subprocess.Popen(
-        args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_limited, text=True
+        [sys.executable, "-c", LAUNCH, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     timer = threading.Timer(timeout, proc.kill)  # a hang fails the test instead of stalling the suite
     timer.start()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -50,32 +49,37 @@ def bomb(tmp_path: Path) -> Path:
     return path
 
 
-# The limit is set by a small launcher that then execs the command, not by preexec_fn: a forked
-# child's peak RSS starts at its parent's (pytest's, over a gigabyte late in a full run), while a
-# child spawned without preexec_fn (vfork) measures only itself.
+# A small launcher sets the limit, runs the command as its own child and prints that child's
+# peak RSS. Measuring a direct child of pytest does not work: exec keeps the high-water mark of
+# the memory it replaces, and a child forked or vforked from pytest replaces pytest's (over a
+# gigabyte late in a full run). The launcher's own memory is a few megabytes.
 LAUNCH = (
-    "import os, resource, sys; "
+    "import os, resource, subprocess, sys; "
     f"resource.setrlimit(resource.RLIMIT_AS, ({LIMIT_BYTES}, {LIMIT_BYTES})); "
-    "os.execv(sys.argv[1], sys.argv[1:])"
+    "child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL); "
+    "_, status, usage = os.wait4(child.pid, 0); "
+    "print(usage.ru_maxrss, flush=True); "
+    "sys.exit(os.waitstatus_to_exitcode(status))"
 )
 
 
 def run_limited(args: list[str], timeout: float = 120) -> tuple[int, str, int]:
-    """(exit code, stderr, the child's own peak RSS in KiB) of `args` run under RLIMIT_AS = 1 GiB."""
+    """(exit code, stderr, the command's own peak RSS in KiB) of `args` run under RLIMIT_AS = 1 GiB."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", LAUNCH, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
-    timer = threading.Timer(timeout, proc.kill)  # a hang fails the test instead of stalling the suite
-    timer.start()
     try:
-        err = proc.stderr.read()
-        # wait4, not RUSAGE_CHILDREN: that maximum also covers every earlier child of this pytest process
-        _, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        timer.cancel()
-        proc.stderr.close()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err, usage.ru_maxrss
+        out, err = proc.communicate(timeout=timeout)  # a hang fails the test instead of stalling the suite
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)  # the launcher and the command under it
+        proc.communicate()
+        raise
+    return proc.returncode, err, int(out.strip().splitlines()[-1])
 
 
 def test_the_loader_refuses_aliases_naming_file_and_line(bomb: Path):

@@ -13,7 +13,8 @@ flow. The other variables (`inference_service`, `model`, `detector`, `explainer`
 multi-valued with "All" meaning `.*`, so each query filters with `=~"$var"`.
 
 Only metrics that our servers export are used (their definitions: serving/metrics.py,
-logger/metrics.py, logger/tap.py, detectors/metrics.py, explainers/metrics.py);
+logger/metrics.py, logger/tap.py, sidecar/llm_metrics.py, sidecar/redact.py,
+detectors/metrics.py, explainers/metrics.py);
 tests/dashboards runs every query against a real Prometheus scraping a real stack.
 """
 
@@ -756,7 +757,217 @@ def explanations() -> Dashboard:
     )
 
 
-BOARDS = {"serving": serving, "logger": logger, "drift": drift, "explanations": explanations}
+# --- LLM serving ---------------------------------------------------------------------------
+
+
+def llm() -> Dashboard:
+    """OpenAI-compatible traffic through the logger sidecars (sidecar/llm_metrics.py, sidecar/redact.py)."""
+    sel = 'inference_service=~"$inference_service", model=~"$model"'
+    req = f"infertap_gen_ai_server_requests_total{{{sel}}}"
+    failed = f'infertap_gen_ai_server_requests_total{{{sel}, code=~"[45].."}}'
+    tokens = f"infertap_gen_ai_client_token_usage_total{{{sel}}}"
+    per_s = "suffix: tok/s"
+    output = f'infertap_gen_ai_client_token_usage_total{{{sel}, gen_ai_token_type="output"}}'
+    cost = f"infertap_gen_ai_client_cost_usd_total{{{sel}}}"
+    ttft = f"infertap_gen_ai_server_time_to_first_token_seconds_bucket{{{sel}}}"
+    tpot = f"infertap_gen_ai_server_time_per_output_token_seconds_bucket{{{sel}}}"
+    duration = f"infertap_gen_ai_server_request_duration_seconds_bucket{{{sel}}}"
+    redactions = 'infertap_tap_redactions_total{inference_service=~"$inference_service"}'
+
+    def error_rate(by: str = "") -> str:
+        # the failed series `or` every series times 0: the rate is 0, not "no data", while nothing fails
+        grouping = f" by ({by})" if by else ""
+        return (
+            f"sum{grouping} (rate({failed}[{RATE}]) or 0 * rate({req}[{RATE}])) / sum{grouping} (rate({req}[{RATE}]))"
+        )
+
+    def quantiles(bucket: str) -> list[Dataquery]:
+        return [
+            query(f"histogram_quantile({q}, sum by (le, model) (rate({bucket}[{RATE}])))", f"{{{{model}}}} p{p}")
+            for q, p in ((0.5, 50), (0.99, 99))
+        ]
+
+    return (
+        dashboard(
+            "infertap-llm",
+            "infertap / LLM serving",
+            "OpenAI-compatible calls through the logger sidecars: time to first token, time per output token, "
+            "tokens, finish reasons, errors, cost and redactions (GenAI semantic-convention metrics).",
+        )
+        .with_variable(datasource_variable())
+        .with_variable(label_variable("inference_service", "InferenceService", "infertap_gen_ai_server_requests_total"))
+        .with_variable(
+            label_variable(
+                "model", "Model", "infertap_gen_ai_server_requests_total", 'inference_service=~"$inference_service"'
+            )
+        )
+        .with_row(Row("Overview"))
+        .with_panel(
+            single(
+                "Requests per second",
+                "OpenAI calls (chat, text completion, embeddings) per second, every model.",
+                "reqps",
+                query(f"sum(rate({req}[{RATE}]))"),
+                w=4,
+            )
+        )
+        .with_panel(
+            single(
+                "Error rate",
+                "Share of OpenAI calls answered with a status of 400 or more.",
+                "percentunit",
+                query(error_rate()),
+                w=4,
+                steps=[(None, "green"), (0.01, "orange"), (0.05, "red")],
+            )
+        )
+        .with_panel(
+            single(
+                "TTFT p99",
+                "99th percentile of the time to first token of streamed answers, measured at the sidecar.",
+                "s",
+                query(f"histogram_quantile(0.99, sum by (le) (rate({ttft}[{RATE}])))"),
+                w=4,
+                steps=[(None, "green"), (1, "orange"), (2, "red")],
+            )
+        )
+        .with_panel(
+            single(
+                "Output tokens / s",
+                "Tokens generated per second, every model (runtime-reported or estimated).",
+                per_s,
+                query(f"sum(rate({output}[{RATE}]))"),
+                w=4,
+            )
+        )
+        .with_panel(
+            single(
+                "Cost (USD/h)",
+                "Spend per hour at the current rate, from the price table (--llm-prices).",
+                "currencyUSD",
+                query(f"sum(rate({cost}[{RATE}])) * 3600"),
+                w=4,
+            )
+        )
+        .with_panel(
+            single(
+                "Redactions (range)",
+                "Values redacted from logged bodies in the selected time range, every rule.",
+                "none",
+                query(f"sum(increase({redactions}[$__range]))", instant=True),
+                w=4,
+            )
+        )
+        .with_panel(
+            series(
+                "Request rate by operation",
+                "OpenAI calls per second by GenAI operation (chat, text_completion, embeddings).",
+                "reqps",
+                query(
+                    f"sum by (gen_ai_operation_name) (rate({req}[{RATE}]))",
+                    "{{gen_ai_operation_name}}",
+                ),
+                w=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Requests by finish reason",
+                "Calls per second by the first choice's finish reason (stop, length, tool_calls, "
+                "client_disconnected, upstream_error, none...).",
+                "reqps",
+                query(
+                    f"sum by (gen_ai_response_finish_reason) (rate({req}[{RATE}]))",
+                    "{{gen_ai_response_finish_reason}}",
+                ),
+                w=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Error rate by model",
+                "Share of calls answered with a status of 400 or more, per model.",
+                "percentunit",
+                query(error_rate("model"), "{{model}}"),
+                w=8,
+            )
+        )
+        .with_row(Row("Latency"))
+        .with_panel(
+            series(
+                "Time to first token",
+                "p50 and p99 per model of the time from the request's arrival at the sidecar to the first "
+                "content chunk of a streamed answer (vLLM: vllm:time_to_first_token_seconds).",
+                "s",
+                *quantiles(ttft),
+                w=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Time per output token",
+                "p50 and p99 per model of the time per output token after the first, streamed answers "
+                "(vLLM: vllm:inter_token_latency_seconds).",
+                "s",
+                *quantiles(tpot),
+                w=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Request duration",
+                "p50 and p99 per model from the request's arrival to the end of the answer, every OpenAI call.",
+                "s",
+                *quantiles(duration),
+                w=8,
+            )
+        )
+        .with_row(Row("Tokens and cost"))
+        .with_panel(
+            series(
+                "Output tokens per second by model",
+                "Tokens generated per second, per model.",
+                per_s,
+                query(f"sum by (model) (rate({output}[{RATE}]))", "{{model}}"),
+                w=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Tokens by model and type",
+                "Input (prompt) and output (completion) tokens per second, per model.",
+                per_s,
+                query(
+                    f"sum by (model, gen_ai_token_type) (rate({tokens}[{RATE}]))",
+                    "{{model}} {{gen_ai_token_type}}",
+                ),
+                w=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Cost by model (USD/h)",
+                "Spend per hour per model at the current rate, input and output tokens together, "
+                "for the models in the price table (--llm-prices MODEL=IN:OUT, USD per 1M tokens).",
+                "currencyUSD",
+                query(f"sum by (model) (rate({cost}[{RATE}])) * 3600", "{{model}}"),
+                w=8,
+            )
+        )
+        .with_row(Row("Redaction"))
+        .with_panel(
+            series(
+                "Redactions by rule",
+                "Values replaced by [REDACTED:<rule>] per second in logged bodies, before they are queued.",
+                "ops",
+                query(f"sum by (rule) (rate({redactions}[{RATE}]))", "{{rule}}"),
+                w=24,
+            )
+        )
+    )
+
+
+BOARDS = {"serving": serving, "logger": logger, "drift": drift, "explanations": explanations, "llm": llm}
 
 
 def build_all() -> dict[str, str]:

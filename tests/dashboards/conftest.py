@@ -1,5 +1,7 @@
 """The stack the dashboard tests scrape: real model server, logger sidecar, broker, explainer,
-detector workers, and the real Prometheus (Debian's `prometheus`), all on free ports."""
+detector workers, a second logger sidecar in front of the scripted OpenAI upstream
+(tests/sidecar/llm_upstream.py) for the LLM board, and the real Prometheus (Debian's
+`prometheus`), all on free ports."""
 
 from __future__ import annotations
 
@@ -10,15 +12,20 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from stack_support import DASHBOARDS, PROMETHEUS, Proc, Target, free_port, start_prometheus, wait_for
+from stack_support import DASHBOARDS, PROMETHEUS, ROOT, Proc, Target, free_port, start_prometheus, wait_for
 
 from infertap.stack.plan import runner_command
 
 ISVC = "iris"
+LLM_ISVC = "llm"
+LLM_PRICES = {"echo": "0.15:0.60"}  # USD per 1M input:output tokens: the cost counter moves
+# a redacted e-mail in every streamed chat (rule `email`)
+LLM_MESSAGE = "please write to jane.doe@example.com about the order"
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
@@ -28,6 +35,7 @@ class Stack:
     sidecar: str
     predictor: str
     explainer: str | None = None
+    llm: str | None = None  # the sidecar in front of the scripted OpenAI upstream
     detectors: list[str] = field(default_factory=list)  # names of the detector workers running
     started: float = 0.0
     procs: list[Proc] = field(default_factory=list)
@@ -50,6 +58,8 @@ class Stack:
             found.add("infertap_detector")
         if "iris-adversarial" in self.detectors:
             found.add("infertap_detector_adversarial")
+        if self.llm:
+            found.add("infertap_gen")
         return found
 
 
@@ -98,11 +108,42 @@ def _detector_specs(broker: str, reference: Path, tmp: Path) -> list[dict]:
     return specs
 
 
-def _traffic(sidecar: str, explainer: str | None, rounds: int = 3) -> None:
-    """Reference-like rows, then shifted rows with outliers; bad requests and skipped ones too."""
+def _llm_round(llm: str) -> None:
+    """OpenAI calls with the official client: streamed chats (usage reported, a redacted e-mail;
+    tool calls), a non-streamed chat, a streamed text completion (tokens estimated) and a
+    request the upstream rejects (400)."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{llm}/openai/v1", api_key="unused", max_retries=0, timeout=30)
+    messages: list[Any] = [{"role": "user", "content": LLM_MESSAGE}]
+    stream = client.chat.completions.create(
+        model="echo", messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == LLM_MESSAGE  # the stream reached the client unchanged (redaction is for the logs)
+    for _ in client.chat.completions.create(model="tools", messages=messages, stream=True):
+        pass
+    hello: list[Any] = [{"role": "user", "content": "hello there"}]
+    answer = client.chat.completions.create(model="echo", messages=hello)
+    assert answer.choices[0].message.content == "hello there"
+    completion = client.completions.create(model="echo", prompt="one two three four", stream=True)
+    assert "".join(c.choices[0].text for c in completion if c.choices) == "one two three four"
+    try:
+        client.chat.completions.create(model="reject", messages=messages)
+    except openai.BadRequestError:
+        pass
+    else:
+        raise AssertionError("the scripted upstream accepted model 'reject'")
+
+
+def _traffic(sidecar: str, explainer: str | None, llm: str | None = None, rounds: int = 3) -> None:
+    """Reference-like rows, then shifted rows with outliers; bad requests and skipped ones too;
+    OpenAI calls through the LLM sidecar."""
     rng = np.random.default_rng(0)
     with httpx.Client(timeout=30) as client:
         for r in range(rounds):
+            if llm:
+                _llm_round(llm)
             shift = 0.0 if r == 0 else 3.0
             for _ in range(40):
                 row = (rng.normal([5.8, 3.0, 3.8, 1.2], [0.8, 0.4, 1.7, 0.7]) + [0, 0, shift, shift]).tolist()
@@ -169,6 +210,32 @@ def stack(broker, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
         ]
         notes = []
 
+        llm_url, llm_sidecar, upstream = None, None, None
+        uport, lport = free_port(), free_port()
+        if importlib.util.find_spec("openai") is not None:
+            upstream = Proc(
+                [sys.executable, str(ROOT / "tests" / "sidecar" / "llm_upstream.py"), "--port", str(uport)],
+                tmp / "llm-upstream.log",
+            )
+            procs.append(upstream)
+            llm_sidecar = _runner(
+                "logger",
+                {
+                    "port": lport,
+                    "component_port": uport,
+                    "inference_service": LLM_ISVC,
+                    "log_url": [f"kafka://{broker.bootstrap}/{LLM_ISVC}-events"],
+                    "spool_dir": str(tmp / "llm-spool"),
+                    "llm_prices": LLM_PRICES,
+                },
+                tmp / "llm-sidecar.log",
+            )
+            procs.append(llm_sidecar)
+            llm_url = f"http://127.0.0.1:{lport}"
+            targets.append(Target("llm-logger", f"127.0.0.1:{lport}", "/infertap/metrics"))
+        else:
+            notes.append("the openai client is not installed: LLM panels not checked")
+
         explainer_url = None
         if importlib.util.find_spec("infertap.explainers.server") is not None:
             eport = free_port()
@@ -220,6 +287,9 @@ def stack(broker, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
         predictor.wait_http(f"http://127.0.0.1:{pport}/v2/health/ready")
         sidecar.wait_http(f"http://127.0.0.1:{sport}/infertap/metrics")
+        if upstream and llm_sidecar:
+            upstream.wait_http(f"http://127.0.0.1:{uport}/v2/health/ready")
+            llm_sidecar.wait_http(f"{llm_url}/infertap/metrics")
         if explainer_url:
             explainer.wait_http(f"{explainer_url}/v2/health/ready", timeout=180)
         for _, proc, mport in detectors:
@@ -228,12 +298,13 @@ def stack(broker, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
         prom, prom_url = start_prometheus(tmp / "prometheus", targets, [DASHBOARDS / "prometheus" / "alerts.yml"])
         procs.append(prom)
         started = time.time()
-        _traffic(f"http://127.0.0.1:{sport}", explainer_url)
+        _traffic(f"http://127.0.0.1:{sport}", explainer_url, llm_url)
         stack = Stack(
             prom_url,
             f"http://127.0.0.1:{sport}",
             f"http://127.0.0.1:{pport}",
             explainer_url,
+            llm_url,
             [name for name, _, _ in detectors],
             started,
             procs,
@@ -241,6 +312,8 @@ def stack(broker, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
         )
         # everything scraped at least once after the traffic: the last counters are in
         wait_for(prom_url, 'sum(infertap_logger_events_total{outcome="sent"}) > 0')
+        if llm_url:  # the last round's rejected call scraped (one a round): every LLM counter is in
+            wait_for(prom_url, 'sum(infertap_gen_ai_server_requests_total{code="400"}) >= 3')
         for _name in stack.detectors:
             wait_for(prom_url, 'infertap_detector_windows_evaluated_total{detector=~".*"} > 0', timeout=120)
         time.sleep(3 * 1)

@@ -20,13 +20,14 @@ def test_committed_json_matches_the_builder():
     assert done.returncode == 0, done.stderr
 
 
-def test_the_four_dashboards_exist():
+def test_the_five_dashboards_exist():
     titles = {json.loads(p.read_text())["title"] for p in BOARDS}
     assert titles == {
         "infertap / Serving overview",
         "infertap / Logger delivery",
         "infertap / Drift and outliers",
         "infertap / Explanations",
+        "infertap / LLM serving",
     }
 
 
@@ -61,6 +62,29 @@ def test_drift_board_has_the_feature_heatmap():
     heat = [p for p in panels(board) if p["type"] == "heatmap"]
     assert heat and "feature" in heat[0]["targets"][0]["expr"]
     assert heat[0]["options"]["calculate"] is False
+
+
+def test_llm_board_reads_every_genai_metric():
+    """Each GenAI metric of the sidecar (sidecar/llm_metrics.py) and the redaction counter is on
+    the LLM board, filtered by the board's variables."""
+    from infertap.sidecar import llm_metrics
+    from infertap.sidecar.redact import REDACTIONS
+
+    board = json.loads((GRAFANA / "infertap-llm.json").read_text())
+    exprs = [t["expr"] for p in panels(board) for t in p.get("targets", [])]
+    histograms = (llm_metrics.TTFT, llm_metrics.TPOT, llm_metrics.DURATION)
+    counters = (llm_metrics.TOKENS, llm_metrics.REQUESTS, llm_metrics.COST, REDACTIONS)
+    names = [f"{next(iter(m.describe())).name}_bucket" for m in histograms]
+    names += [f"{next(iter(m.describe())).name}_total" for m in counters]
+    for name in names:
+        assert any(name in e for e in exprs), f"{name} is on no panel of the LLM board"
+    for expr in exprs:
+        assert 'inference_service=~"$inference_service"' in expr, expr
+        assert "infertap_tap_redactions" in expr or 'model=~"$model"' in expr, expr
+    variables = {v["name"] for v in board["templating"]["list"]}
+    assert variables == {"datasource", "inference_service", "model"}
+    titles = {p["title"] for p in panels(board)}
+    assert {"Time to first token", "Time per output token", "Error rate", "Cost by model (USD/h)"} <= titles
 
 
 def test_provisioning_points_at_the_mounted_folder():

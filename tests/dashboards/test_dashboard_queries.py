@@ -7,6 +7,7 @@ import time
 
 import pytest
 from stack_support import (
+    GRAFANA,
     dashboard_files,
     finite_values,
     panel_queries,
@@ -123,3 +124,42 @@ def test_report_from_prometheus(stack, tmp_path):
         assert "Top features by mean |attribution|" in page.found
     if stack.detectors:
         assert "Per-feature drift p-value" in page.found
+
+
+def _llm_panel(title: str) -> dict:
+    board = json.loads((GRAFANA / "infertap-llm.json").read_text())
+    found = [p for p in panels(board) if p.get("title") == title]
+    assert len(found) == 1, f"infertap-llm: no single panel {title!r}"
+    return found[0]
+
+
+def _by_label(stack, title: str, label: str) -> dict[str, float]:
+    """{label value: largest finite sample} of the LLM panel's first query over the test's traffic."""
+    expr = substitute(_llm_panel(title)["targets"][0]["expr"], VARIABLES)
+    out: dict[str, float] = {}
+    for series in query_range(stack.prometheus, expr, stack.started - 5, time.time()):
+        values = finite_values([series])
+        if values:
+            out[series["metric"].get(label, "")] = max(values)
+    return out
+
+
+def test_llm_board_follows_the_traffic(stack):
+    """The LLM panels show what the traffic did, not only some data: the rejected call in the
+    error rate (and none for the model that answered), the e-mail in the redactions, the price
+    table in the cost, each finish reason and operation sent."""
+    if not stack.llm:
+        pytest.fail(f"no LLM sidecar in the stack: {'; '.join(stack.notes)}")
+    errors = _by_label(stack, "Error rate by model", "model")
+    assert errors.get("reject") == 1.0 and errors.get("echo") == 0.0, errors
+    assert _by_label(stack, "Redactions by rule", "rule").get("email", 0) > 0
+    cost = _by_label(stack, "Cost by model (USD/h)", "model")
+    assert set(cost) == {"echo"} and cost["echo"] > 0, cost  # only the priced model costs
+    reasons = _by_label(stack, "Requests by finish reason", "gen_ai_response_finish_reason")
+    assert {"stop", "tool_calls", "none"} <= set(reasons), reasons
+    operations = _by_label(stack, "Request rate by operation", "gen_ai_operation_name")
+    assert {"chat", "text_completion"} <= set(operations), operations
+    tokens = _by_label(stack, "Tokens by model and type", "gen_ai_token_type")
+    assert tokens.get("input", 0) > 0 and tokens.get("output", 0) > 0, tokens
+    ttft = _by_label(stack, "Time to first token", "model")
+    assert "echo" in ttft and ttft["echo"] > 0, ttft  # streamed chats have a first token

@@ -5,7 +5,8 @@ Run: `python tests/sidecar/llm_upstream.py --port N`.
 The request's `model` picks the script: `echo` (the last user message back, word by word:
 so text the client sent comes back in the answer), `tools`, `broken-json`, `no-done`,
 `slow` (a chunk every `INTERVAL_S`, 10,000 of them: a client leaves first), `cadence`
-(`n` chunks every `interval` seconds, for the TTFT benchmark).
+(`n` chunks every `interval` seconds, for the TTFT benchmark), `reject` (a 400 with an
+OpenAI error object, as a runtime answers a request it cannot serve).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ async def chat(request: Request) -> Response:
     words = _words(body)
     created = int(time.time())
     head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": created, "model": model}
+    if model == "reject":
+        error = {"message": "this request cannot be served", "type": "invalid_request_error", "param": None}
+        return JSONResponse({"error": {**error, "code": None}}, status_code=400)
     if not body.get("stream"):
         return JSONResponse(
             {

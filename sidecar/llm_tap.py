@@ -1,6 +1,7 @@
 """The tap's LLM-aware and privacy steps, kept beside `infertap.sidecar.tap` so that the
 common (tensor) exchange never passes through them: building the events of OpenAI
-exchanges (`openai_capture`), redaction (`redact`), and the GenAI metrics (`llm_metrics`).
+exchanges (`openai_capture`), redaction (`redact`), the GenAI metrics (`llm_metrics`), and
+the OpenTelemetry spans (`llm_otel`, when `otel_endpoint` is set).
 
 The tap calls in here only for an exchange with a `Capture` (an OpenAI path) or when
 redaction is on for all traffic; every other event is built as before.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudevents.core.v1.event import CloudEvent
 
@@ -19,6 +20,9 @@ from infertap.logger.events import EventBuilder, now
 from infertap.sidecar.llm_metrics import GenAIMetrics
 from infertap.sidecar.openai_capture import Capture, request_extensions
 from infertap.sidecar.redact import Redactor
+
+if TYPE_CHECKING:
+    from infertap.sidecar.llm_otel import LLMSpans
 
 log = logging.getLogger("infertap.logger.tap")
 
@@ -64,6 +68,7 @@ class LLMTap:
         keep_raw_sse: bool = False,
         llm_prices: Mapping[str, str] | None = None,
         models: Any = None,
+        otel: LLMSpans | None = None,
     ):
         self.builder, self.max_body = builder, max_body
         self.redact_openai = redact in ("openai", "all")
@@ -71,9 +76,13 @@ class LLMTap:
         self.redactor = Redactor(redact_patterns, inference_service, component)
         self.keep_raw_sse = keep_raw_sse
         self.metrics = GenAIMetrics(inference_service, component, models, llm_prices)
+        self.otel = otel  # the span exporter (`llm_otel.LLMSpans`), None: no spans
 
-    def capture(self, operation: str, body: bytes) -> Capture:
-        return Capture(operation, body, self.max_body)
+    def capture(self, operation: str, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()) -> Capture:
+        capture = Capture(operation, body, self.max_body)
+        if self.otel is not None:  # the span becomes the child of the request's trace context
+            capture.trace = self.otel.carrier(headers)
+        return capture
 
     # --- events ---------------------------------------------------------------------------
 
@@ -108,6 +117,11 @@ class LLMTap:
                 self.metrics.observe(outcome, exchange.status)
             except Exception:  # noqa: BLE001 - metrics never fail the tap
                 log.exception("GenAI metrics of event %s not observed", exchange.id)
+        if self.otel is not None:  # before the object is redacted for the event: the spans redact their own copy
+            try:
+                self.otel.export(exchange, outcome)
+            except Exception:  # noqa: BLE001 - span export never fails the tap
+                log.exception("OpenTelemetry span of event %s not exported", exchange.id)
         if not exchange.log_response or not exchange.status:
             return None
         redact = self.redact_openai

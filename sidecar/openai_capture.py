@@ -317,6 +317,7 @@ class Capture:
         "ended",
         "json_parts",
         "json_size",
+        "trace",
     )
 
     def __init__(self, operation: str, request_body: bytes, max_body: int, started: float | None = None):
@@ -336,6 +337,9 @@ class Capture:
         self.ended: float | None = None
         self.json_parts: list[bytes] | None = None
         self.json_size = 0
+        # the request's W3C trace context ({"traceparent": ..., "tracestate": ...}), kept only
+        # when spans are exported (`infertap.sidecar.llm_otel`): the call's span is its child
+        self.trace: dict[str, str] | None = None
 
     # --- facts of the request ---------------------------------------------------------------
 

@@ -131,8 +131,13 @@ class ReverseProxy:
 
     async def shutdown(self) -> None:
         self.tap.flush()
+        stops = []
+        otel = self.tap.llm.otel
+        if otel is not None:  # flush the queued spans (blocking in the SDK: in a thread), beside the delivery's
+            stops.append(asyncio.to_thread(otel.shutdown))
         if self.delivery is not None:
-            await self.delivery.stop()
+            stops.append(self.delivery.stop())
+        await asyncio.gather(*stops)
         for pool in (self.pool, self._explainer_pool):
             if pool is not None:
                 pool.close()

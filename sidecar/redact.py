@@ -13,7 +13,9 @@ redacted as it is; bytes that are not UTF-8 are left alone (binary tensors).
 Which traffic (`redact`): `openai` (default) redacts the OpenAI endpoints' requests and
 responses (the reassembled stream included), `all` every body, `none` nothing. An
 InferenceService sets it with the annotation `infertap.io/redact: "true"|"false"`
-(`stack/plan.py`). Every replacement counts in `infertap_tap_redactions_total{rule}`.
+(`stack/plan.py`). Every replacement counts in `infertap_tap_redactions_total{rule}`, but those
+of a `Redactor(..., counted=False)`: the OTel span content (`infertap.sidecar.llm_otel`) repeats
+what the events' redaction already counted.
 """
 
 from __future__ import annotations
@@ -112,8 +114,11 @@ BUILTIN: list[_Rule] = [
 class Redactor:
     """The rules of one sidecar; `text()` and `json_body()` count what they replaced."""
 
-    def __init__(self, patterns: Iterable[str] = (), inference_service: str = "", component: str = ""):
+    def __init__(
+        self, patterns: Iterable[str] = (), inference_service: str = "", component: str = "", counted: bool = True
+    ):
         self.rules: list[_Rule] = list(BUILTIN)
+        self.counted = counted
         for pattern in patterns:
             self.rules.append(("custom", re.compile(pattern), None))
         self._counters = {
@@ -150,7 +155,7 @@ class Redactor:
             return f"[REDACTED:{name}]"
 
         out = pattern.sub(replace, value)
-        if count:
+        if count and self.counted:
             self._counters[name].inc(count)
         return out
 

@@ -115,3 +115,20 @@ class LoggerSettings(DeliverySettings):
         description="Price table MODEL=INPUT:OUTPUT in US dollars per 1M tokens, for infertap_gen_ai_client_cost_usd_total.",
         json_schema_extra={"comma_list": True},
     )
+    # OpenTelemetry export of the OpenAI calls (docs/llm-capture.md, "OTel export"; infertap.sidecar.llm_otel)
+    otel_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP traces URL (http://collector:4318/v1/traces) that gets one OpenTelemetry span per OpenAI call, gen_ai.* attributes; `env`: the URL of $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else $OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces; empty: no export. Auth headers only from $OTEL_EXPORTER_OTLP_HEADERS, never a flag. Needs the extra infertap[otel].",
+    )
+    otel_capture_content: bool = Field(
+        default=False,
+        description="Also put the messages on the spans (gen_ai.input.messages, gen_ai.output.messages), redacted as the events are (--redact).",
+    )
+    otel_service_name: str = Field(
+        default="",
+        description="service.name of the spans; empty: $OTEL_SERVICE_NAME, else the inference service's name, else infertap-logger.",
+    )
+    otel_provider_name: str = Field(
+        default="openai",
+        description="gen_ai.provider.name of the spans: the API flavour (openai), or the name of what serves it (vllm, ...).",
+    )

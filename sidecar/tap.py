@@ -36,6 +36,7 @@ from prometheus_client import Counter, Histogram
 
 from infertap.logger.events import EventBuilder, now
 from infertap.logger.metrics import REGISTRY
+from infertap.sidecar.llm_otel import LLMSpans
 from infertap.sidecar.llm_tap import LLMTap
 from infertap.sidecar.openai_capture import OPERATIONS
 
@@ -366,7 +367,10 @@ class Tap:
         redact_patterns: Any = (),
         keep_raw_sse: bool = False,
         llm_prices: Any = None,
+        otel: LLMSpans | None = None,
     ):
+        """`otel`: the span exporter of the OpenAI calls (`llm_otel.LLMSpans`); with it and no
+        `delivery`, the OpenAI calls are traced and nothing is logged."""
         self.builder, self.delivery = builder, delivery
         self.log_requests = mode in ("all", "request")
         self.log_responses = mode in ("all", "response")
@@ -387,6 +391,7 @@ class Tap:
             keep_raw_sse,
             llm_prices,
             ModelNames(),  # the GenAI metrics' own bounded model labels
+            otel,
         )
         self._submitted = {t: EVENTS_SUBMITTED.labels(inference_service, component, t) for t in ("request", "response")}
         self._finished: list[tuple[Exchange | None, str, int, float]] = []
@@ -447,17 +452,19 @@ class Tap:
             getattr(settings, "redact_patterns", ()),
             getattr(settings, "keep_raw_sse", False),
             getattr(settings, "llm_prices", None),
+            LLMSpans.from_settings(settings),  # None unless otel_endpoint is set
         )
 
     @property
     def enabled(self) -> bool:
-        return self.delivery is not None
+        return self.delivery is not None or self.llm.otel is not None
 
     def begin(self, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> Exchange | None:
         """Start logging one exchange, or None if it is not logged. The request event is
         submitted by `Exchange.submit_request()`."""
-        if self.delivery is None:
-            return None
+        logged = self.delivery is not None
+        if not logged and (self.llm.otel is None or path not in OPERATIONS):
+            return None  # nothing to log, and no span to export
         event_id = content_type = user_agent = request_id = None
         rid = self.request_id_header
         for name, value in headers:
@@ -483,15 +490,15 @@ class Tap:
             event_id = request_id.decode("latin-1") if request_id else new_event_id()
         metadata = self.builder.metadata(headers)
         operation = OPERATIONS.get(path)  # one dict lookup: the OpenAI endpoints get a Capture
-        capture = None if operation is None else self.llm.capture(operation, body)
-        sampled = self.sample_threshold is None or zlib.crc32(event_id.encode()) < self.sample_threshold
+        capture = None if operation is None else self.llm.capture(operation, body, headers)
+        sampled = not logged or self.sample_threshold is None or zlib.crc32(event_id.encode()) < self.sample_threshold
         return Exchange(
             self,
             event_id,
             content_type,
             metadata,
-            self.log_responses,
-            body if self.log_requests else None,
+            logged and self.log_responses,
+            body if logged and self.log_requests else None,
             capture,
             sampled,
         )

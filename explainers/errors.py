@@ -41,3 +41,7 @@ class PredictorError(ExplainerError):
 
 class ExplainerLoadError(RuntimeError):
     """The explainer cannot start (missing file, refused pickle, missing extra); the process exits with it."""
+
+
+class MissingExtra(ExplainerLoadError):
+    """A library the backend needs is not installed: one sentence naming the extra; the process exits 2."""

@@ -47,6 +47,7 @@ from infertap.explainers.errors import (
     DeadlineExceeded,
     ExplainerError,
     ExplainerLoadError,
+    MissingExtra,
     ModelNotFound,
     OutOfMemory,
 )
@@ -161,7 +162,9 @@ class ExplainService:
         except Exception as err:  # noqa: BLE001 - a library's own error: answered 500 with its sentence
             self.metrics.observe_error("internal")
             log.exception("explanation failed")
-            raise ExplainerError(f"{self.settings.explainer_type} failed: {type(err).__name__}: {err}") from None
+            raise ExplainerError(
+                f"{self.settings.explainer_type} failed: {type(err).__name__}: {_reason_of(err)}"
+            ) from None
         elapsed = time.perf_counter() - started
         self.metrics.latency.observe(elapsed)
         self.metrics.kserve_explain.observe(elapsed)
@@ -202,6 +205,16 @@ def _number(value: Any, name: str, kind: type) -> Any:
             f"parameter {name} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
         )
     return kind(value)
+
+
+def _reason_of(err: Exception) -> str:
+    """An error's message for an answer body: a TorchScript interpreter traceback (kept in the log)
+    is cut to its last line, the cause."""
+    text = str(err)
+    if "TorchScript" not in text:
+        return text
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
 
 
 def _reason(err: ExplainerError) -> str:
@@ -375,13 +388,18 @@ def _examples(schema: dict, service: ExplainService) -> None:
 
 
 def run(settings: ExplainerSettings) -> None:
-    """Load the explainer, then serve until SIGINT/SIGTERM (blocking); a load failure exits with its sentence."""
+    """Load the explainer, then serve until SIGINT/SIGTERM (blocking); a load failure exits with its sentence
+    (code 2 for a library that is not installed, as for bad settings; 1 otherwise)."""
     import uvicorn
+
+    from infertap.flags import exit_with
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         service = ExplainService(settings)
         service.load()
+    except MissingExtra as err:
+        exit_with(f"explainer {settings.name!r}: {err}")
     except ExplainerLoadError as err:
         raise SystemExit(f"explainer {settings.name!r} ({settings.explainer_type}): {err}") from None
     from infertap.serving.rest.guard import RequestGuard, token_from_env

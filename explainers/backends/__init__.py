@@ -1,6 +1,6 @@
 """Explainer backends behind one interface (`Explainer`), picked by `explainer_type`.
 
-Backend modules import their library (shap, xgboost, captum, alibi) lazily, so a KernelShap
+Backend modules import their library (shap, xgboost, captum, alibi, ART) lazily, so a KernelShap
 server never imports torch and nothing imports alibi unless an anchor explainer is asked for.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 from importlib import import_module
 
 from infertap.explainers.backends.base import Explainer, ExplainOptions
-from infertap.explainers.errors import ExplainerLoadError
+from infertap.explainers.errors import ExplainerLoadError, MissingExtra
+from infertap.explainers.extras import EXTRAS, extra_of, find_missing
 from infertap.explainers.predictor import HTTPPredictor
 from infertap.explainers.settings import ExplainerSettings
 
@@ -25,21 +26,27 @@ BACKENDS: dict[str, str] = {
     "AnchorTabular": "infertap.explainers.backends.anchor_tabular:AnchorTabularExplainer",  # alibi, BSL 1.1
     "AnchorText": "infertap.explainers.backends.anchor_text:AnchorTextExplainer",  # alibi, BSL 1.1
     "AnchorImages": "infertap.explainers.backends.anchor_image:AnchorImageExplainer",  # alibi, BSL 1.1
+    "SquareAttack": "infertap.explainers.backends.square_attack:SquareAttackExplainer",  # ART, MIT
 }
-EXTRAS = {"captum": "explainers", "shap": "explainers", "alibi": "alibi", "spacy": "alibi", "skimage": "alibi"}
 
 
 def backend_class(explainer_type: str) -> type[Explainer]:
-    """The backend class for `explainer_type`; ExplainerLoadError names the extra to install."""
+    """The backend class for `explainer_type`; MissingExtra names the extra to install when a library
+    it needs is not installed (looked up, not imported: the planner of `infertap up` calls this)."""
     try:
         module, cls = BACKENDS[explainer_type].split(":")
     except KeyError:
         raise ExplainerLoadError(f"unknown explainer type {explainer_type!r}; known: {', '.join(BACKENDS)}") from None
     try:
-        return getattr(import_module(module), cls)
+        found: type[Explainer] = getattr(import_module(module), cls)
     except ModuleNotFoundError as err:
-        extra = EXTRAS.get((err.name or "").split(".")[0], "explainers")
-        raise ExplainerLoadError(f"{explainer_type} needs {err.name}: pip install 'infertap[{extra}]'") from None
+        raise MissingExtra(
+            f"{explainer_type} needs {err.name}: pip install 'infertap[{extra_of(err.name or '')}]'"
+        ) from None
+    missing = find_missing(explainer_type, found.requires)
+    if missing is not None:
+        raise MissingExtra(missing)
+    return found
 
 
 def create_explainer(settings: ExplainerSettings, on_request=None) -> Explainer:
@@ -58,4 +65,4 @@ def create_explainer(settings: ExplainerSettings, on_request=None) -> Explainer:
     return cls(settings, predictor)
 
 
-__all__ = ["BACKENDS", "ExplainOptions", "Explainer", "backend_class", "create_explainer"]
+__all__ = ["BACKENDS", "EXTRAS", "ExplainOptions", "Explainer", "backend_class", "create_explainer"]

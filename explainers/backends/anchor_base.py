@@ -7,8 +7,9 @@ predictor for `batch_size` samples per round: raise it (`params.batch_size`, def
 here, 100 in alibi) for fewer round trips. alibi's `explain` keyword arguments (threshold,
 delta, tau, beam_size, coverage_samples, ...) come from `params` in the settings and in
 each request; a request's are bounded (`request_params`: sample counts at most
-`max_samples`). A saved explainer folder (`alibi.saving.save_explainer`, dill inside) loads
-only with `allow_pickle`.
+`max_samples`). A saved explainer (`alibi.saving.save_explainer`'s folder, or KServe's: a
+folder holding `explainer.dill`, or that file) loads only with `allow_pickle`; its predictor
+is reset to the served model, as KServe's alibi explainer does.
 
 Memory: alibi preallocates a sample cache of `batch_size x binary_cache_size` rows (int64,
 one column per discretised feature) per explained instance, and grows it when full. With
@@ -20,15 +21,17 @@ iris, so a server near its memory limit failed every request once one had failed
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from infertap.explainers.backends.base import Explainer, ExplainOptions, Param
-from infertap.explainers.backgrounds import require_pickle_opt_in
-from infertap.explainers.errors import BadExplainRequest
+from infertap.explainers.backgrounds import load_pickled, require_pickle_opt_in
+from infertap.explainers.errors import BadExplainRequest, ExplainerLoadError
 from infertap.explainers.explanation import InstanceExplanation
 
+#: The file KServe's alibi explainer unpickles from its storage_uri folder (its samples' train.py writes it).
+KSERVE_EXPLAINER_FILE = "explainer.dill"
 #: Rows alibi's sample cache starts with (it grows by as many when full): 9 MiB for iris.
 CACHE_ROWS = 100_000
 #: The most rows a request's own `binary_cache_size x batch_size` may preallocate.
@@ -58,13 +61,22 @@ EXPLAIN_KEYS = (
 
 class AnchorExplainer(Explainer):
     kind = "blackbox"
+    requires: ClassVar[tuple[str, ...]] = ("alibi",)
+    saved_holds_data = True  # a saved alibi explainer was fitted on its training rows
 
     def _load(self) -> None:
         if self.settings.explainer_uri:
-            from alibi.saving import load_explainer
-
             path = require_pickle_opt_in(self.settings.explainer_uri, self.settings.allow_pickle)
-            self._alibi = load_explainer(str(path), predictor=self.model_fn())
+            if (path / "meta.dill").exists():  # alibi.saving.save_explainer's folder
+                from alibi.saving import load_explainer
+
+                self._alibi = load_explainer(str(path), predictor=self.model_fn())
+            else:  # KServe's artefact: a folder holding explainer.dill (or the .dill file itself)
+                saved = path / KSERVE_EXPLAINER_FILE if path.is_dir() else path
+                self._alibi = load_pickled(str(saved), True)
+                if not hasattr(self._alibi, "reset_predictor"):
+                    raise ExplainerLoadError(f"{saved} holds a {type(self._alibi).__name__}, not an alibi explainer")
+                self._alibi.reset_predictor(self.model_fn())  # as KServe's alibi explainer sets it after loading
         else:
             self._alibi = self.build()
 
@@ -138,4 +150,8 @@ class AnchorExplainer(Explainer):
         return out
 
     def names_for(self, x: Any) -> list[str]:
-        return self.feature_names(int(np.size(x)))
+        n = int(np.size(x))
+        saved = None if self.settings.feature_names else getattr(self._alibi, "feature_names", None)
+        if isinstance(saved, list) and len(saved) == n:  # a saved explainer's own names (KServe's artefacts)
+            return [str(name) for name in saved]
+        return self.feature_names(n)

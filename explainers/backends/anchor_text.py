@@ -23,6 +23,7 @@ log = logging.getLogger("infertap.explainers")
 
 class AnchorTextExplainer(AnchorExplainer):
     type_name = "AnchorText"
+    requires = ("alibi", "spacy")
 
     def build(self) -> Any:
         import spacy

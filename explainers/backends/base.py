@@ -19,6 +19,7 @@ import numpy as np
 from infertap.explainers.backgrounds import Background, load_background
 from infertap.explainers.errors import BadExplainRequest, ExplainerLoadError
 from infertap.explainers.explanation import InstanceExplanation
+from infertap.explainers.extras import import_required
 from infertap.explainers.predictor import HTTPPredictor
 from infertap.explainers.settings import ExplainerSettings
 
@@ -85,6 +86,10 @@ class Explainer(ABC):
     type_name: ClassVar[str] = ""
     kind: ClassVar[Literal["blackbox", "whitebox"]] = "blackbox"
     needs_background: ClassVar[bool] = False
+    #: A saved explainer (`explainer_uri`) carries its own data: no background needed then (anchors).
+    saved_holds_data: ClassVar[bool] = False
+    #: Top-level modules the backend imports lazily (`explainers/extras.py` names their extras).
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: ExplainerSettings, predictor: HTTPPredictor | None = None):
         self.settings = settings
@@ -100,12 +105,13 @@ class Explainer(ABC):
 
     def load(self) -> None:
         """Read background data and the model; ExplainerLoadError names what is missing."""
+        import_required(self.type_name, self.requires)  # MissingExtra names the extra, before any work
         if self.kind == "blackbox" and self.predictor is None:
             raise ExplainerLoadError(f"{self.type_name} is a black-box explainer: give predictor_url")
         if self.settings.background:
             self.background = load_background(self.settings.background, self.settings.background_size)
             self.feature_shape = self.background.feature_shape
-        elif self.needs_background:
+        elif self.needs_background and not (self.saved_holds_data and self.settings.explainer_uri):
             raise ExplainerLoadError(
                 f"{self.type_name} needs background data: give background "
                 "(an .npz from `infertap fit`, or rows in .npy such as reference.npy)"
@@ -159,7 +165,9 @@ class Explainer(ABC):
     def check_input(self, X: np.ndarray) -> np.ndarray:
         """X as a float batch of the expected shape; BadExplainRequest naming what was expected."""
         if X.dtype.kind not in "biuf":
-            raise BadExplainRequest(f"{self.type_name} explains numbers, got {X.dtype} data")
+            raise BadExplainRequest(f"{self.type_name} explains numbers, got {describe_dtype(X)} data")
+        if X.ndim == 0:
+            raise BadExplainRequest(f"{self.type_name} explains a batch of instances, got a single value")
         if X.ndim == 1:
             X = X.reshape(1, -1)
         shape = self.feature_shape
@@ -199,6 +207,13 @@ class Explainer(ABC):
 
     def set_deadline(self, deadline: float | None) -> None:
         self._deadline.value = deadline
+
+
+def describe_dtype(X: np.ndarray) -> str:
+    """What a client sent, in its words: text (V1 strings, V2 BYTES) rather than numpy's `<U5` or `object`."""
+    if X.dtype.kind in "US":
+        return "text"
+    return "non-numeric (object)" if X.dtype.kind == "O" else str(X.dtype)
 
 
 def finite_float32(X: np.ndarray) -> np.ndarray:

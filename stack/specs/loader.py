@@ -173,12 +173,21 @@ def _load_document(raw: Any, source: Path, index: int) -> tuple[Document, list[s
         spec = info.model.model_validate(raw)
     except ValidationError as exc:
         raise SpecError("\n".join(f"{where}: {line}" for line in format_errors(exc))) from None
+    typos = [f"{where}: {path}: unknown field; did you mean `{known}`?" for path, known in _misspelled(spec)]
+    if typos:
+        raise SpecError("\n".join(typos))
     warnings = [f"{where}: {path}: unknown field, kept but not used" for path in _unknown(spec)]
     if api_version == LEGACY_API_VERSION:
         warnings.append(
             f"{where}: apiVersion: {LEGACY_API_VERSION} is KFServing's old group; KServe reads {API_VERSION}"
         )
     return Document(source, index, spec), warnings
+
+
+def _misspelled(spec: BaseModel) -> list[tuple[str, str]]:
+    """(YAML path, known field) of likely typos in blocks that check them (`SpecModel.typo_checked`)."""
+    finder = getattr(spec, "misspelled_fields", None)
+    return list(finder()) if finder else []
 
 
 def _unknown(spec: BaseModel) -> list[str]:

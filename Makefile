@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: venv venv-tf models test test-fast lint demo bench soak sysdeps promdeps clean help
 
 help:
-	@echo "make demo   - install, build the example models, run the stack end to end"
+	@echo "make demo   - install, build the example models, run the stack end to end (tabular, then LLM)"
 	@echo "make test   - install and run the test suite"
 	@echo "make test-fast - the tests that start no process (under 2 minutes): the edit loop"
 	@echo "make lint   - ruff (format check, lint), mypy and the import-layering contracts"
@@ -32,9 +32,13 @@ venv: $(STAMP)
 
 # tf-keras names the full `tensorflow` wheel as a dependency; tensorflow-cpu provides the same
 # package, so tf-keras goes in without its dependencies (saves a 600 MB download).
-$(TF_STAMP): pyproject.toml constraints.txt
+# `infertap up` runs the workers of TensorFlow Detectors with $(TF_VENV)/bin/python
+# (stack/interpreter.py): the worker's Kafka client and CloudEvents come with `logger`, its
+# codecs (orjson) and HTTP ingress with `serving`. The Makefile is a prerequisite so a change
+# of this line reaches an existing $(TF_VENV) (pip then installs only what is missing).
+$(TF_STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(TF_VENV)/bin/python || python3 -m venv $(TF_VENV)
-	$(TF_VENV)/bin/python -m pip install -q -c constraints.txt tensorflow-cpu==2.18.1 tensorflow-probability==0.25.0 alibi-detect==0.13.0 -e '.[detectors]'
+	$(TF_VENV)/bin/python -m pip install -q -c constraints.txt tensorflow-cpu==2.18.1 tensorflow-probability==0.25.0 alibi-detect==0.13.0 -e '.[detectors,logger,serving]'
 	$(TF_VENV)/bin/python -m pip install -q --no-deps tf-keras==2.18.0
 	touch $@
 
@@ -73,6 +77,7 @@ lint: venv
 
 demo: venv models
 	$(PY) -m examples.demo
+	$(PY) -m examples.llm_demo
 
 $(KSERVE_STAMP): $(STAMP) benchmarks/serving_throughput.py
 	$(PY) -m benchmarks.serving_throughput --install-reference-only

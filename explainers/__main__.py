@@ -4,7 +4,9 @@ The flags are generated from `ExplainerSettings` (`infertap.flags`); `$INFERTAP_
 sets a field from the environment. The same flags are what `spec.explainer.containers[0].args`
 carries in an InferenceService (see `stack/explain_plan.py`); KServe's own `--model_name` and
 `--predictor_host`, which its controller appends to explainer containers, are accepted as
-aliases. `infertap explain ARGS` is this same command line.
+aliases. `infertap explain ARGS` is this same command line. So is the command line of KServe's
+alibi explainer image (`AnchorTabular --storage_uri ...` as a positional sub-command with its own
+flags after it: `infertap.explainers.kserve_args`).
 """
 
 from __future__ import annotations
@@ -59,7 +61,18 @@ def validation_sentence(err: ValidationError) -> str:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
-    settings = settings_from_args(argv, prog=prog)
+    import os
+    import sys
+
+    from infertap.explainers.kserve_args import kserve_alibi_args
+
+    kserve = kserve_alibi_args(sys.argv[1:] if argv is None else argv, os.environ)  # KServe's alibi image's args
+    if kserve.ignored:
+        print(
+            f"ignoring KServe arguments infertap's explainer has no use for: {' '.join(kserve.ignored)}",
+            file=sys.stderr,
+        )
+    settings = settings_from_args(kserve.args, prog=prog)
     from infertap.explainers.server import run
 
     try:

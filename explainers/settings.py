@@ -7,7 +7,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: Explainer types, named as alibi / KServe name them (MLServer's snake_case names are accepted too).
+#: Explainer types, named as alibi / KServe name them (MLServer's snake_case names are accepted too;
+#: SquareAttack is KServe's ART explainer).
 ExplainerType = Literal[
     "KernelShap",
     "PermutationShap",
@@ -19,6 +20,7 @@ ExplainerType = Literal[
     "AnchorTabular",
     "AnchorText",
     "AnchorImages",
+    "SquareAttack",
 ]
 ALIASES = {
     "kernel_shap": "KernelShap",
@@ -34,6 +36,8 @@ ALIASES = {
     "anchor_image": "AnchorImages",
     "anchor_images": "AnchorImages",
     "AnchorImage": "AnchorImages",
+    "square_attack": "SquareAttack",
+    "squareattack": "SquareAttack",  # KServe's ART explainer compares the type lower-cased
 }
 
 

@@ -211,6 +211,10 @@ class StreamWorker:
             if headers.get("ce_type", b"").decode() != REQUEST_TYPE:
                 self._count("not_request")
                 continue
+            if headers.get("ce_component", b"predictor") not in (b"predictor", b""):
+                # a transformer's or explainer's logger writing to the same topic: not the model's inputs
+                self._count("not_predictor")
+                continue
             event = ce_kafka.from_binary_event(
                 ce_kafka.KafkaMessage(headers=headers, key=record.key(), value=record.value() or b"")
             )

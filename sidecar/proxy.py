@@ -16,11 +16,16 @@ Decisions:
   `infertap_logger_*`). `GET /metrics` is the model server's, forwarded like every other
   path: the sidecar stays transparent, and scraping the sidecar's port sees both.
 - **Explain routing.** `^/v1/models/[\\w-]+:explain$` goes to `explainer_url` when set (what
-  KServe's ingress does); otherwise to the model server. Routed explain calls are not
-  logged as inference events: in KServe the predictor's agent never sees them (the
-  explainer has a logger block of its own), and detectors would count them as traffic.
+  KServe's ingress does), and so does V2 explain, `^/v2/models/[\\w-]+-explainer/infer$`
+  (the explainer's V2 model name); otherwise to the model server. Routed explain calls are
+  not logged as inference events: in KServe the predictor's agent never sees them (the
+  explainer has a logger block of its own: `infertap up` puts that sidecar in front of the
+  explainer and routes to it), and detectors would count them as traffic.
 - **Ingest.** `POST /` carrying a CloudEvent (`ce-specversion` or structured content type)
   is taken by `infertap.logger.ingest`; any other `POST /` is proxied.
+- **Feedback.** `POST /v1/models/{name}/feedback` (ground truth for logged ids, JSON or an
+  `io.infertap.feedback` CloudEvent) is the sidecar's own, guarded like the ingest, and taken
+  by `infertap.logger.feedback` (to `<isvc>-feedback`); so are feedback CloudEvents at `POST /`.
 - **Errors.** Upstream unreachable: 502 `{"error": ...}`; upstream timeout
   (`upstream_timeout_s`): 504; request body over `max_request_bytes`: 413. An upstream that
   fails after the response started cannot change its status: the connection is closed.
@@ -54,7 +59,10 @@ from infertap.sidecar.upstream import UpstreamConnection, UpstreamPool
 
 log = logging.getLogger("infertap.logger.proxy")
 
-EXPLAIN_PATH = re.compile(r"^/v1/models/[\w-]+:explain$")
+# V1 `:explain` (KServe's ingress route) and V2 explain (`/v2/models/{name}-explainer/infer`, the
+# explainer's V2 model name, as MLServer names it)
+FEEDBACK_PATH = re.compile(r"^/v1/models/[^/]+/feedback$")
+EXPLAIN_PATH = re.compile(r"^/v1/models/[\w-]+:explain$|^/v2/models/[\w-]+-explainer/infer$")
 # content-length is recomputed; expect: the body is already read, no 100-continue dance upstream
 _REQUEST_DROP = HOP_BY_HOP | {b"content-length", b"expect"}
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -68,9 +76,12 @@ class ReverseProxy:
     start and stop the delivery and the upstream connection pools.
     """
 
-    def __init__(self, settings: LoggerSettings, delivery: Any = None):
+    def __init__(self, settings: LoggerSettings, delivery: Any = None, feedback: Any = None):
+        """`feedback`: the `infertap.logger.feedback.FeedbackIngest` behind the feedback endpoint
+        (None: it answers 503)."""
         self.settings = settings
         self.delivery = delivery
+        self.feedback = feedback
         self.tap = Tap.from_settings(settings, delivery)
         self.upstream = f"http://{settings.component_host}:{settings.component_port}"
         self._upstream_url = httpx.URL(self.upstream)
@@ -89,7 +100,10 @@ class ReverseProxy:
         self._not_presend = {
             "excluded": (self._metrics_path, b"/?"),
             "exact": (b"/",),
-            "inside": (b":explain",) if self._explainer_url is not None else (),
+            # the feedback endpoint is the sidecar's own (`/v1/models/{name}/feedback`)
+            "inside": (b"/feedback", b":explain", b"-explainer/infer")
+            if self._explainer_url is not None
+            else (b"/feedback",),
         }
         self._presend_ok = not self._upstream_prefix
         try:  # `K-Network-Probe` requests, as KServe's agent answers them (`infertap.sidecar.kserve_agent`)
@@ -128,6 +142,8 @@ class ReverseProxy:
             )
         if self.delivery is not None:
             await self.delivery.start()
+        if self.feedback is not None:
+            await self.feedback.start()
 
     async def shutdown(self) -> None:
         self.tap.flush()
@@ -137,6 +153,8 @@ class ReverseProxy:
             stops.append(asyncio.to_thread(otel.shutdown))
         if self.delivery is not None:
             stops.append(self.delivery.stop())
+        if self.feedback is not None:
+            stops.append(self.feedback.stop())
         await asyncio.gather(*stops)
         for pool in (self.pool, self._explainer_pool):
             if pool is not None:
@@ -184,8 +202,11 @@ class ReverseProxy:
                     401, {"error": ingest.UNAUTHORIZED}, [(b"www-authenticate", b'Bearer realm="infertap"')]
                 )
             else:
-                status, answer = ingest.accept(headers, request.body, self.delivery)
+                status, answer = ingest.accept(headers, request.body, self.delivery, self.feedback)
                 client.respond_json(status, answer)
+            return
+        if method == "POST" and b"/feedback" in request.url and FEEDBACK_PATH.match(request.path):
+            self._answer_feedback(request, client)
             return
         explain = self._explainer_url is not None and EXPLAIN_PATH.match(request.path)
         prefix = self._explainer_prefix if explain else self._upstream_prefix
@@ -220,6 +241,19 @@ class ReverseProxy:
             )
         )
         client.handler = _TaskHandler(task)
+
+    def _answer_feedback(self, request: Request, client: ClientConnection) -> None:
+        """Ground truth for logged ids (`infertap.logger.feedback`), guarded as the ingest is."""
+        if not ingest.authorized(request.headers, self.ingest_authorization):
+            client.respond_json(
+                401, {"error": ingest.UNAUTHORIZED}, [(b"www-authenticate", b'Bearer realm="infertap"')]
+            )
+            return
+        if self.feedback is None:
+            client.respond_json(503, {"error": "this logger takes no feedback (no feedback sink)"})
+            return
+        status, answer = self.feedback.accept(request.headers, request.body)
+        client.respond_json(status, answer)
 
     def _answer_probe(self, value: bytes, headers: list[tuple[bytes, bytes]], client: ClientConnection) -> None:
         now = self.queue_probe.answer_now(value, headers)
@@ -356,4 +390,6 @@ def create_app(settings: LoggerSettings, delivery: Any = None) -> ReverseProxy:
         from infertap.logger.delivery import build_delivery
 
         delivery = build_delivery(settings)
-    return ReverseProxy(settings, delivery)
+    from infertap.logger.feedback import FeedbackIngest
+
+    return ReverseProxy(settings, delivery, FeedbackIngest.from_settings(settings))

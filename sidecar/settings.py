@@ -23,12 +23,30 @@ class LoggerSettings(DeliverySettings):
     component_host: str = Field(default="127.0.0.1", description="Host of the model server behind the sidecar.")
     component_port: int = Field(default=8080, ge=1, le=65535, description="The model server behind the sidecar.")
     explainer_url: str | None = Field(
-        default=None, description="Where `:explain` paths are routed, as KServe's ingress does."
+        default=None,
+        description="Where explain calls are routed (V1 `:explain`, as KServe's ingress does, and V2 `/v2/models/{name}-explainer/infer`).",
     )
     log_mode: LogMode = Field(default="all", description="Which events are logged: all, request or response.")
     request_id_header: str = Field(
         default="",
         description="A request without `ce-id` takes its event id from this header when present (`x-request-id`: KServe #5591), else a new UUID; empty: always a new UUID, as KServe's agent.",
+    )
+    # ground truth (`POST /v1/models/{name}/feedback`; infertap.logger.feedback, docs/ground-truth.md)
+    feedback_url: list[str] = Field(
+        default_factory=list,
+        description="Sinks of the feedback POSTed to /v1/models/{name}/feedback; default: each kafka:// --log-url with the topic <inference-service>-feedback.",
+    )
+    feedback_task: Literal["any", "classification", "regression"] = Field(
+        default="any",
+        description="What a feedback target must be: any class or number, a class (of --feedback-classes when given), or a finite number; others are answered 400.",
+    )
+    feedback_classes: list[str] = Field(
+        default_factory=list,
+        description="The classes the model predicts: feedback naming another class is answered 400 (with --feedback-task classification).",
+        json_schema_extra={"comma_list": True},
+    )
+    feedback_max_items: int = Field(
+        default=10_000, ge=1, description="Most feedback items in one POST; more is answered 400."
     )
     source_uri: str = Field(default="http://localhost:9081/", description="CloudEvent `source` of the events.")
     namespace: str = Field(default="default", description="`namespace` extension of the events.")

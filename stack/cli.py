@@ -82,7 +82,12 @@ def up(
         help="A child that dies (or is not ready in time) this many starts in a row stops `up`; a child that dies after it was ready is restarted with backoff, as restartPolicy: Always.",
     ),
 ) -> None:
-    """Start everything the YAML documents describe: model servers, logger sidecars, broker."""
+    """Start everything the YAML documents describe: model servers, logger sidecars, broker, detectors.
+
+    TensorFlow detectors (OutlierAE/VAE, AdversarialAE, ModelDistillation) run with a Python that has
+    TensorFlow: the Detector's spec.runtime.python, else $INFERTAP_TF_PYTHON, else the nearest
+    .venv-tf/bin/python (`make venv-tf`) above the current or the YAML's folder.
+    """
     from infertap.stack.plan import PlanError, PlanOptions, make_plan
     from infertap.stack.specs import SpecError, load_files
     from infertap.stack.supervisor import Supervisor
@@ -260,6 +265,7 @@ def tail(
 
 
 def _detect_command():
+    from infertap.detectors.replay import ReplaySettings
     from infertap.detectors.settings import WorkerSettings
     from infertap.flags import CommandLine
 
@@ -267,8 +273,10 @@ def _detect_command():
         prog="infertap detect",
         description="Run one detector worker for a `kind: Detector` document: a consumer group on the "
         "InferenceService's events, detections to Kafka. The flags override the document's values "
-        "(--name picks the document when the file holds several; -X adds to spec.source.kafkaConfig).",
-        models=WorkerSettings,
+        "(--name picks the document when the file holds several; -X adds to spec.source.kafkaConfig). "
+        "--replay FILE runs the detector over a csv or parquet file instead, in the spec's windows, and "
+        "writes the detections as JSON lines (--output).",
+        models={"worker": WorkerSettings, "replay": ReplaySettings},
         config_flag=False,
         usage="%(prog)s [-h] SPEC [FLAGS]",
         extra=lambda p: p.add_argument("spec", metavar="SPEC", type=Path, help="YAML file with a Detector document."),
@@ -277,7 +285,9 @@ def _detect_command():
 
 @app.command(context_settings=PASS_THROUGH, add_help_option=False)
 def detect(ctx: typer.Context) -> None:
-    """Run one detector worker: a consumer group on the InferenceService's events, detections to Kafka."""
+    """Run one detector worker: a consumer group on the InferenceService's events, detections to Kafka
+    (or, with --replay FILE, the detector over a file's rows, detections as JSON lines)."""
+    from infertap.detectors.replay import ReplaySettings
     from infertap.flags import FlagError
     from infertap.stack.specs import SpecError, load_files
     from infertap.stack.specs.detector import Detector
@@ -288,7 +298,7 @@ def detect(ctx: typer.Context) -> None:
     except FlagError as exc:
         fail(f"invalid settings: {exc} (see infertap detect --help)")
     spec: Path = parsed.namespace.spec
-    overrides: dict[str, Any] = dict(parsed.values[""])
+    overrides: dict[str, Any] = dict(parsed.values["worker"])
     name = overrides.pop("name", None)
     try:
         documents = [d for d in load_files([spec]).documents if isinstance(d.spec, Detector)]
@@ -310,12 +320,105 @@ def detect(ctx: typer.Context) -> None:
     except ValidationError as exc:
         for err in exc.errors():
             field = (str(err["loc"][0]),) if err["loc"] else None
-            if field and ("", field) not in origins:
-                origins[("", field)] = f"{doc.where}: {field[0]}"
-        fail("invalid settings: " + "; ".join(command.describe(exc, origins=origins)))
+            if field and ("worker", field) not in origins:
+                origins[("worker", field)] = f"{doc.where}: {field[0]}"
+        fail("invalid settings: " + "; ".join(command.describe(exc, "worker", origins=origins)))
+    if doc.spec.spec.detector.performance:  # RealisedPerformance: labels joined to predictions (docs/ground-truth.md)
+        from infertap.detectors.performance.worker import main as run_performance
+
+        run_performance(settings)
+        return
+    replay = ReplaySettings(**parsed.values["replay"])
+    if replay.replay is not None:
+        from infertap.stack.detect_replay import ReplayFailed, run_replay
+
+        try:
+            lines = run_replay(settings, replay, doc.where)
+        except ReplayFailed as exc:
+            fail(str(exc))
+        for line in lines:
+            typer.echo(line, err=True)
+        return
     from infertap.detectors.worker import main as run_worker
 
     run_worker(settings)
+
+
+# --- feedback ------------------------------------------------------------------------------
+
+
+@app.command()
+def feedback(
+    file: Path = typer.Argument(
+        ..., metavar="FILE", help="Labels, a .csv or .parquet file: one row per logged prediction."
+    ),
+    id_column: str = typer.Option(
+        ..., help="Column of the ids the logged events carry (the CloudEvent id, or X-Request-Id)."
+    ),
+    target_column: str = typer.Option(..., help="Column of the ground truth: a class, or a number."),
+    time_column: str | None = typer.Option(
+        None, help="Column of when each label became known (ISO 8601 or epoch seconds); default: now."
+    ),
+    inference_service: str | None = typer.Option(
+        None, "--inference-service", "-s", help="The InferenceService: labels go to ISVC-feedback."
+    ),
+    topic: str | None = typer.Option(None, help="The topic to write instead of ISVC-feedback."),
+    bootstrap: str = typer.Option("localhost:9092", help="Kafka bootstrap servers, host:port[,host:port]."),
+    task: str | None = typer.Option(
+        None, help="classification or regression: rows whose target does not fit are refused (exit 2)."
+    ),
+    classes: list[str] = typer.Option(
+        [], "--class", help="A class the model predicts, repeatable: a target naming another is refused."
+    ),
+    kafka_config: list[str] = typer.Option(
+        [], "-X", "--kafka-config", metavar="KEY=VALUE", help="TLS/SASL as librdkafka properties, repeatable."
+    ),
+) -> None:
+    """Backfill ground truth from a csv or parquet file onto ISVC-feedback (checked first, with progress)."""
+    from infertap.stack.feedback_backfill import BackfillError, Columns, send
+    from infertap.stream.topics import check_topic, topics
+
+    if (topic is None) == (inference_service is None):
+        fail("invalid settings: give --inference-service (labels go to ISVC-feedback) or --topic")
+    if task not in (None, "classification", "regression"):
+        fail(f"invalid settings: --task: expected classification or regression (got {task!r})")
+    if classes and task != "classification":
+        fail("invalid settings: --class needs --task classification")
+    try:
+        name = check_topic(topic) if topic else topics(inference_service or "").feedback
+    except ValueError as exc:
+        fail(f"invalid settings: {exc}")
+    columns = Columns(id_column, target_column, time_column)
+    with _bar() as bar:
+        job = bar.add_task("checking", total=None)
+        try:
+            sent = send(
+                file,
+                columns,
+                name,
+                bootstrap,
+                inference_service=inference_service or "",
+                kafka_config=key_values(kafka_config, "-X"),
+                task=cast(Any, task),
+                classes=classes or None,
+                progress=lambda stage, done, total: bar.update(job, description=stage, completed=done, total=total),
+            )
+        except BackfillError as exc:
+            fail(str(exc))
+        except Exception as exc:  # noqa: BLE001 - the client's errors: a sentence, not a traceback
+            fail(f"cannot send feedback to {bootstrap}: {type(exc).__name__}: {exc}", code=1)
+    if sent.failed:
+        fail(
+            f"{sent.failed} of {sent.rows} feedback records were not acknowledged by {bootstrap}: {'; '.join(sent.errors)}",
+            code=1,
+        )
+    typer.echo(f"sent {sent.rows} feedback records to {name}")
+
+
+def _bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 
 
 # --- render --------------------------------------------------------------------------------
@@ -342,6 +445,26 @@ def render(
     no_dashboards: bool = typer.Option(
         False, "--no-dashboards", help="Leave out the dashboard and alert-rule ConfigMaps."
     ),
+    local_models: str = typer.Option(
+        "pvc",
+        help="Local files of the specs (storageUri file:// or a path, --background...): pvc (onto PersistentVolumeClaims "
+        "these manifests create, fields rewritten to pvc://CLAIM/FOLDER, with the commands that copy them in) or refuse (exit 2).",
+    ),
+    existing_pvc: list[str] = typer.Option(
+        [],
+        "--existing-pvc",
+        metavar="CLAIM",
+        help="A PersistentVolumeClaim that exists in the cluster: mounted or named by pvc://, not created (repeatable).",
+    ),
+    storage_class: str | None = typer.Option(
+        None, help="storageClassName of the PersistentVolumeClaims created (default: the cluster's default class)."
+    ),
+    spool: str = typer.Option(
+        "emptydir",
+        help="The logger's disk spool: emptydir (survives restarts of the logger container, not of its pod) or pvc "
+        "(a PersistentVolumeClaim per logger Deployment, which outlives the pod).",
+    ),
+    spool_size: str = typer.Option("1Gi", help="Size of the spool (the emptyDir's sizeLimit, or the claim's request)."),
 ) -> None:
     """Write Kubernetes manifests for the documents: predictor + logger sidecar, explainer, detectors with KEDA, dashboards."""
     from infertap.stack.render import RenderError, RenderOptions, render_files, write
@@ -349,6 +472,10 @@ def render(
 
     if target not in ("standalone", "kserve"):
         fail(f"invalid settings: --target: expected standalone or kserve (got {target!r})")
+    if local_models not in ("pvc", "refuse"):
+        fail(f"invalid settings: --local-models: expected pvc or refuse (got {local_models!r})")
+    if spool not in ("emptydir", "pvc"):
+        fail(f"invalid settings: --spool: expected emptydir or pvc (got {spool!r})")
     try:
         rendered = render_files(
             files,
@@ -359,6 +486,11 @@ def render(
                 tag=tag,
                 kafka_bootstrap=kafka_bootstrap,
                 dashboards=not no_dashboards,
+                local_models=cast(Literal["pvc", "refuse"], local_models),
+                existing_pvcs=frozenset(existing_pvc),
+                storage_class=storage_class,
+                spool=cast(Literal["emptydir", "pvc"], spool),
+                spool_size=spool_size,
             ),
         )
     except (SpecError, RenderError) as exc:
@@ -366,7 +498,7 @@ def render(
     if not rendered.manifests:
         fail("nothing to render: no InferenceService or Detector in " + ", ".join(map(str, files)))
     for note in rendered.notes:
-        typer.echo(f"note: {note}", err=True)
+        typer.echo(f"note: {note}", err=True)  # warnings read "note: warning: ..." (tests/stack/test_spec_typos.py)
     text = write(rendered, out)
     if out is None:
         typer.echo(text, nl=False)

@@ -2,7 +2,11 @@
 
 Per InferenceService: one model server for the predictor (port 8080, then the next free
 port), and a logger sidecar (port 9081, then the next free) in front of it when the
-predictor has a `logger:` block. One embedded broker per local `kafka://` address that
+predictor has a `logger:` block; the transformer when its container's command runs here
+(stack/transformer_plan.py, the next free port after the predictor's) and the explainer
+(stack/explain_plan.py, 8082), each with a logger sidecar of its own in front of it when
+it has a `logger:` block (the next free port after 9081; events with `component`
+transformer or explainer). One embedded broker per local `kafka://` address that
 nothing listens on. Settings are built here, typed, so a bad spec fails before anything
 starts.
 
@@ -17,6 +21,10 @@ Local choices (documented in the README):
   explainer and a `kafka://` logger also starts the explainer's stream worker: it explains
   that share of the logged requests and publishes to `<isvc>-explanations` (opt-in: each
   explanation costs predictor calls).
+- A Detector's worker runs with the Python `stack/interpreter.py` picks: its
+  `spec.runtime.python`, or for the TensorFlow detectors one with TensorFlow
+  ($INFERTAP_TF_PYTHON, infertap's own, or the nearest `.venv-tf/bin/python`); none is an
+  error naming `make venv-tf` and the field.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from pydantic import BaseModel, ValidationError
 from infertap.serving.settings import ServerSettings
 from infertap.sidecar.settings import LoggerSettings
 from infertap.stack.broker import broker_command, broker_env, is_listening, kafka_probe_error
+from infertap.stack.interpreter import detector_python
 from infertap.stack.llm_plan import logger_overrides
 from infertap.stack.processes import PlanError, ProcessSpec, Role, resolve_storage, runner_command
 from infertap.stack.specs import Detector, Document, InferenceService, KafkaURL, LLMInferenceService, LoggerSpec
@@ -148,25 +157,64 @@ def _name_of(doc: Document) -> str:
 def _plan_service(
     doc: Document, opts: PlanOptions, ports: PortAllocator, brokers: dict[int, ProcessSpec], notes: list[str]
 ) -> list[ProcessSpec]:
+    """The processes of one InferenceService, in start order: the predictor and its logger, the
+    transformer and its logger, the explainer and its logger, the explainer's stream worker.
+
+    Each component's `logger:` block gets a sidecar of its own in front of that component (as
+    KServe's agent sits in that component's pod), logging with `component` set to it. The
+    transformer calls the predictor through the predictor's sidecar, so the predictor's events
+    carry what the transformer sent, as on KServe. Explain calls on the predictor's and the
+    transformer's sidecars (V1 `:explain`, V2 `/v2/models/{name}-explainer/infer`) are routed to
+    the explainer's sidecar (else the explainer), as KServe's ingress routes `:explain`.
+    """
     isvc: InferenceService = doc.spec
     predictor = _predictor(doc, opts, ports)
     out = [predictor]
-    for component, block in isvc.loggers():
-        if component != "predictor":
+    blocks = dict(isvc.loggers())
+    if "predictor" in blocks:
+        out.append(_logger(doc, blocks["predictor"], predictor, opts, ports, brokers, notes))
+    if isvc.spec.transformer is not None:
+        transformer = _transformer(doc, out[-1], opts, ports, notes)
+        if transformer is not None:
+            out.append(transformer)
+            if "transformer" in blocks:
+                out.append(_logger(doc, blocks["transformer"], transformer, opts, ports, brokers, notes, "transformer"))
+        elif "transformer" in blocks:
             notes.append(
-                f"{doc.where}: spec.{component}.logger: the {component} is not run locally yet; no sidecar started for it"
+                f"{doc.where}: spec.transformer.logger: the transformer does not run locally; no sidecar for it"
             )
-            continue
-        out.append(_logger(doc, block, predictor, opts, ports, brokers, notes))
     if isvc.spec.explainer is not None:
-        out.append(_explainer(doc, predictor, out, opts, ports))
+        explainer = _explainer(doc, predictor, out, opts, ports, notes)
+        out.append(explainer)
+        front = explainer
+        if "explainer" in blocks:
+            front = _logger(doc, blocks["explainer"], explainer, opts, ports, brokers, notes, "explainer")
+            out.append(front)
+        _route_explain(out, front)
         stream = _explain_stream(doc, out, opts, ports, notes)
         if stream is not None:
             out.append(stream)
-    for component, _ in isvc.spec.components():
-        if component not in ("predictor", "explainer"):
-            notes.append(f"{doc.where}: spec.{component}: kept, not run locally yet")
     return out
+
+
+def component_logger(planned: list[ProcessSpec], component: str = "predictor") -> ProcessSpec | None:
+    """The logger sidecar in front of `component` among `planned`, if it has one."""
+    return next(
+        (p for p in planned if p.role == "logger" and getattr(p.settings, "component", None) == component), None
+    )
+
+
+def _route_explain(planned: list[ProcessSpec], front: ProcessSpec) -> None:
+    """The predictor's and transformer's sidecars send explain calls to `front` (the explainer's
+    sidecar, or the explainer), as KServe's ingress does."""
+    for logger in planned:
+        if logger.role != "logger" or getattr(logger.settings, "component", None) == "explainer":
+            continue
+        logger.settings = logger.settings_as(LoggerSettings).model_copy(
+            update={"explainer_url": f"http://{front.address}"}
+        )
+        argv, env = runner_command("logger", logger.settings)
+        logger.argv, logger.env = argv, {**logger.env, **env}
 
 
 def _predictor(doc: Document, opts: PlanOptions, ports: PortAllocator) -> ProcessSpec:
@@ -272,14 +320,16 @@ def _huggingface_fields(doc: Document, path: str, args: list[str]) -> dict:
 def _logger(
     doc: Document,
     block: LoggerSpec,
-    predictor: ProcessSpec,
+    target: ProcessSpec,
     opts: PlanOptions,
     ports: PortAllocator,
     brokers: dict[int, ProcessSpec],
     notes: list[str],
+    component: str = "predictor",
 ) -> ProcessSpec:
+    """The logger sidecar of `component` (its `logger:` block), in front of `target`."""
     isvc: InferenceService = doc.spec
-    where = f"{doc.where}: spec.predictor.logger"
+    where = f"{doc.where}: spec.{component}.logger"
     url = _log_url(block.url, isvc.name, opts, brokers, where, notes)
     annotations = {}
     for key in block.metadata_annotations:
@@ -287,30 +337,31 @@ def _logger(
             annotations[key] = isvc.metadata.annotations[key]
         else:
             notes.append(f"{where}.metadataAnnotations: {key!r} is not among metadata.annotations; left out")
-    port = ports.take(opts.logger_port, f"the logger of {_name_of(doc)}", "--logger-port")
+    what = "the logger" if component == "predictor" else f"the {component}'s logger"
+    port = ports.take(opts.logger_port, f"{what} of {_name_of(doc)}", "--logger-port")
     settings = _settings(
         doc,
         LoggerSettings,
         host=opts.host,
         port=port,
-        component_host=predictor.host,
-        component_port=predictor.port,
+        component_host=target.host,
+        component_port=target.port,
         log_url=[url],
         log_mode=block.mode,
         source_uri=f"http://{opts.host}:{port}/",
         inference_service=isvc.name,
         namespace=isvc.metadata.namespace,
-        component="predictor",
+        component=component,
         metadata_headers=block.metadata_headers,
         metadata_annotations=annotations,
-        spool_dir=opts.spool_root / f"{isvc.name}-predictor" if opts.spool_root else None,
+        spool_dir=opts.spool_root / f"{isvc.name}-{component}" if opts.spool_root else None,
         **logger_overrides(isvc.metadata.annotations, doc.where),  # infertap.io/redact, log-sample-rate
     )
     from infertap.logger.sinks.base import shown_url
 
     argv, env = runner_command("logger", settings)
     return ProcessSpec(
-        name=f"{isvc.name}/logger",
+        name=f"{isvc.name}/logger" if component == "predictor" else f"{isvc.name}/{component}-logger",
         role="logger",
         host=opts.host,
         port=port,
@@ -319,26 +370,35 @@ def _logger(
         ready_path=getattr(settings, "metrics_path", None),
         settings=settings,
         inference_service=isvc.name,
-        note=f"{block.mode} -> {shown_url(url)}",
+        note=f"{block.mode} -> {shown_url(url)}" + ("" if component == "predictor" else f" ({component})"),
     )
 
 
 def _explainer(
-    doc: Document, predictor: ProcessSpec, planned: list[ProcessSpec], opts: PlanOptions, ports: PortAllocator
+    doc: Document,
+    predictor: ProcessSpec,
+    planned: list[ProcessSpec],
+    opts: PlanOptions,
+    ports: PortAllocator,
+    notes: list[str],
 ) -> ProcessSpec:
-    """The explainer (sidecar/explain_plan.py); the predictor's logger routes `:explain` to it."""
+    """The explainer (stack/explain_plan.py), calling the predictor through its logger when it has one
+    (as KServe's explainer calls the predictor's service: never the transformer)."""
     from infertap.stack.explain_plan import plan_explainer
 
-    logger = next((p for p in planned if p.role == "logger"), None)
+    logger = component_logger(planned)
     port = ports.take(opts.explainer_port, f"the explainer of {_name_of(doc)}", "--explainer-port")
-    explainer = plan_explainer(doc, predictor, logger or predictor, opts.host, port)
-    if logger is not None:
-        logger.settings = logger.settings_as(LoggerSettings).model_copy(
-            update={"explainer_url": f"http://{explainer.address}"}
-        )
-        argv, env = runner_command("logger", logger.settings)
-        logger.argv, logger.env = argv, {**logger.env, **env}
-    return explainer
+    return plan_explainer(doc, predictor, logger or predictor, opts.host, port, notes)
+
+
+def _transformer(
+    doc: Document, predictor_front: ProcessSpec, opts: PlanOptions, ports: PortAllocator, notes: list[str]
+) -> ProcessSpec | None:
+    """`spec.transformer` when its container's command runs here (stack/transformer_plan.py), else
+    None with a note saying why; it calls the predictor through `predictor_front`."""
+    from infertap.stack.transformer_plan import plan_transformer
+
+    return plan_transformer(doc, predictor_front, opts.host, ports.take, opts.predictor_port, notes)
 
 
 def _explain_stream(
@@ -346,18 +406,12 @@ def _explain_stream(
 ) -> ProcessSpec | None:
     """The explainer's stream worker, when the InferenceService asks for it by annotation."""
     isvc: InferenceService = doc.spec
-    raw = isvc.metadata.annotations.get(EXPLAIN_SAMPLE_ANNOTATION)
-    if raw is None:
+    rate = explain_sample_rate(doc)
+    if rate is None:
         return None
     where = f'{doc.where}: metadata.annotations["{EXPLAIN_SAMPLE_ANNOTATION}"]'
-    try:
-        rate = float(raw)
-    except ValueError:
-        rate = float("nan")
-    if not 0.0 < rate <= 1.0:
-        raise PlanError(f'{where}: a share of requests to explain in (0, 1], e.g. "0.05" (got {raw!r})')
     explainer = next(p for p in planned if p.role == "explainer")
-    logger = next((p for p in planned if p.role == "logger"), None)
+    logger = component_logger(planned)
     kafka = [
         str(u) for u in (getattr(logger.settings, "log_url", []) if logger else []) if str(u).startswith("kafka://")
     ]
@@ -389,6 +443,24 @@ def _explain_stream(
         inference_service=isvc.name,
         note=f"explains {rate:g} of {url.topic} -> {topics(isvc.name).explanations}",
     )
+
+
+def explain_sample_rate(doc: Document) -> float | None:
+    """The share of logged requests the explainer's stream worker explains (the annotation
+    `infertap.io/explain-sample-rate`); None without it. Shared with `infertap render`."""
+    raw = doc.spec.metadata.annotations.get(EXPLAIN_SAMPLE_ANNOTATION)
+    if raw is None:
+        return None
+    try:
+        rate = float(raw)
+    except ValueError:
+        rate = float("nan")
+    if not 0.0 < rate <= 1.0:
+        raise PlanError(
+            f'{doc.where}: metadata.annotations["{EXPLAIN_SAMPLE_ANNOTATION}"]: a share of requests to explain '
+            f'in (0, 1], e.g. "0.05" (got {raw!r})'
+        )
+    return rate
 
 
 def kafka_security(url: str, where: str) -> dict[str, str]:
@@ -443,10 +515,11 @@ def plan_detector(
     det: Detector = doc.spec
     first = _detector_worker(doc, opts, ports, brokers, plan)
     workers = [first]
+    component = "performance" if det.spec.detector.performance else "detector"  # stack/performance_plan.py
     for i in range(1, det.spec.replicas):
         port = ports.take(first.port + 1, f"a replica of the detector {_name_of(doc)}", "--detector-port")
         settings = first.settings_as(BaseModel).model_copy(update={"metrics_port": port})
-        argv, env = runner_command("detector", settings)
+        argv, env = runner_command(component, settings, python=first.argv[0])
         workers.append(
             ProcessSpec(
                 name=f"{det.name}/detector-{i}",
@@ -459,6 +532,7 @@ def plan_detector(
                 settings=settings,
                 inference_service=first.inference_service,
                 note=f"{first.note} (replica {i + 1} of {det.spec.replicas})",
+                interpreter=first.interpreter,
             )
         )
     return workers
@@ -470,8 +544,12 @@ def _detector_worker(
     """The first (or only) worker of a Detector."""
     det: Detector = doc.spec
     where = f"{doc.where}: spec.source.bootstrap"
-    logged = [
-        p for p in plan.by_role("logger") if det.inference_service and p.inference_service == det.inference_service
+    logged = [  # the predictor's logger: a transformer's or explainer's logs other traffic
+        p
+        for p in plan.by_role("logger")
+        if det.inference_service
+        and p.inference_service == det.inference_service
+        and getattr(p.settings, "component", "predictor") == "predictor"
     ]
     kafka_urls = [str(u) for p in logged for u in getattr(p.settings, "log_url", []) if str(u).startswith("kafka://")]
     overrides: dict = {}
@@ -492,6 +570,11 @@ def _detector_worker(
             )
         )
         overrides["bootstrap"] = url.bootstrap
+    if det.spec.detector.performance:  # its state folder; the logger takes its feedback (stack/performance_plan.py)
+        from infertap.stack.performance_plan import performance_overrides, wire_loggers
+
+        overrides.update(performance_overrides(doc, opts.spool_root))
+        wire_loggers(doc, logged, plan.notes)
     wanted = det.spec.outputs.metrics_port
     port = ports.take(
         opts.detector_port if wanted == 9102 else wanted, f"the detector {_name_of(doc)}", "--detector-port"
@@ -501,11 +584,15 @@ def _detector_worker(
     except ValidationError as exc:
         raise PlanError("\n".join(f"{doc.where}: {line}" for line in format_errors(exc))) from None
     for name, path in (("reference", "spec.detector.reference"), ("saved_detector", "spec.detector.savedDetector")):
-        value = getattr(settings, name)
+        value = getattr(settings, name, None)  # a RealisedPerformance worker reads no reference
         if value is not None and not value.exists():
             raise PlanError(f"{doc.where}: {path}: {value} does not exist")
-    source = settings.topic if settings.transport == "kafka" else f"HTTP on :{port}"
-    argv, env = runner_command("detector", settings)
+    python = detector_python(doc)  # a TensorFlow detector's worker runs in a Python with TensorFlow
+    source = settings.topic if getattr(settings, "transport", "kafka") == "kafka" else f"HTTP on :{port}"
+    if det.spec.detector.performance:
+        source = f"{settings.topic} + {getattr(settings, 'feedback_topic', '')}"
+    component = "performance" if det.spec.detector.performance else "detector"
+    argv, env = runner_command(component, settings, python=python.path)
     return ProcessSpec(
         name=f"{det.name}/detector",
         role="detector",
@@ -517,6 +604,7 @@ def _detector_worker(
         settings=settings,
         inference_service=det.inference_service or None,
         note=f"{settings.detector} on {source} -> {settings.output_topic}",
+        interpreter=python.shown(),
     )
 
 

@@ -12,15 +12,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
 from infertap.stack.runner import SETTINGS_ENV
+from infertap.stack.specs.paths import is_local, local_candidates, spec_path
 
 M = TypeVar("M", bound=BaseModel)
 
-Role = Literal["broker", "predictor", "logger", "explainer", "explain-stream", "detector"]
+Role = Literal["broker", "predictor", "transformer", "logger", "explainer", "explain-stream", "detector"]
 
 
 class PlanError(ValueError):
@@ -41,6 +41,7 @@ class ProcessSpec:
     env: dict[str, str] = field(default_factory=dict)
     inference_service: str | None = None
     note: str = ""
+    interpreter: str = ""  # the Python it runs with and why (`up`'s table shows it); "" for up's own, unsaid
 
     @property
     def address(self) -> str:
@@ -58,28 +59,25 @@ class ProcessSpec:
 
 
 def resolve_storage(uri: str, yaml_dir: Path, where: str) -> Path:
-    """`file://PATH` or PATH -> an existing absolute path; remote schemes -> PlanError."""
-    scheme = urlsplit(uri).scheme.lower()
-    if scheme == "file":
-        raw = uri[len("file://") :]
-    elif scheme and len(scheme) > 1:  # one letter would be a Windows drive
+    """`file://PATH` or PATH -> an existing absolute path (looked up as `specs.paths.spec_path` says,
+    the rule `infertap render` follows too); remote schemes -> PlanError."""
+    if not is_local(uri):
         raise PlanError(
             f"{where}: only local storage runs locally: use file://PATH or a path (got {uri!r}); copy the model here first"
         )
-    else:
-        raw = uri
-    path = Path(raw).expanduser()
-    candidates = [path] if path.is_absolute() else [yaml_dir / path, Path.cwd() / path]
-    for candidate in candidates:
-        if candidate.exists():
-            return candidate.resolve()
-    tried = " or ".join(str(c) for c in candidates)
+    found = spec_path(uri, yaml_dir)
+    if found.exists():
+        return found.resolve()
+    tried = " or ".join(str(c) for c in local_candidates(uri, yaml_dir))
     raise PlanError(f"{where}: no model at {tried} (got {uri!r})")
 
 
-def runner_command(component: str, settings: BaseModel | dict) -> tuple[list[str], dict[str, str]]:
-    """(argv, env) of a child run by sidecar/runner.py: the settings travel as JSON (independent
-    of each package's flags) in the environment variable INFERTAP_SETTINGS, never on the command
-    line, which every user of the host can read (`ps`); they may carry secrets."""
+def runner_command(
+    component: str, settings: BaseModel | dict, python: str | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """(argv, env) of a child run by stack/runner.py with `python` (default: this interpreter; a
+    TensorFlow detector's worker gets another, `stack/interpreter.py`): the settings travel as
+    JSON (independent of each package's flags) in the environment variable INFERTAP_SETTINGS,
+    never on the command line, which every user of the host can read (`ps`); they may carry secrets."""
     payload = settings.model_dump_json() if isinstance(settings, BaseModel) else json.dumps(settings)
-    return [sys.executable, "-m", "infertap.stack.runner", component], {SETTINGS_ENV: payload}
+    return [python or sys.executable, "-m", "infertap.stack.runner", component], {SETTINGS_ENV: payload}

@@ -33,6 +33,7 @@ STOP_ORDER = (
     "detector",
     "explain-stream",
     "explainer",
+    "transformer",
     "logger",
     "predictor",
     "broker",
@@ -340,6 +341,7 @@ class Supervisor:
                 "host": c.spec.host,
                 "port": c.spec.port,
                 "log": str(c.log),
+                "executable": c.spec.argv[0],
             }
             for c in self.children
         ]
@@ -357,7 +359,7 @@ class Supervisor:
                 spec.name,
                 f"http://{spec.address}" if spec.role != "broker" else spec.address,
                 str(child.pid),
-                redact_text(spec.note),
+                redact_text(spec.note + (f"\npython {spec.interpreter}" if spec.interpreter else "")),
                 child.log.name,
             )
         self.console.print(table)
@@ -365,8 +367,9 @@ class Supervisor:
         for note in self.plan.notes:
             self.console.print(f"note: {redact_text(note)}", highlight=False)
         for logger in (c for c in self.children if c.spec.role == "logger"):
+            component = getattr(logger.spec.settings, "component", None) or "predictor"
             self.console.print(
-                f"send requests to http://{logger.spec.address} ({logger.spec.name} -> {logger.spec.inference_service} predictor)",
+                f"send requests to http://{logger.spec.address} ({logger.spec.name} -> {logger.spec.inference_service} {component})",
                 highlight=False,
             )
         self.console.print("Ctrl-C stops everything.")

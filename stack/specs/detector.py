@@ -14,6 +14,17 @@ spec:
   window: {size: 1000}                                        # or duration: 60; slide: for sliding
   outputs: {topic: ..., replyUrl: ..., deadLetterTopic: ..., metricsPort: 9102}
   replicas: 2                                                 # workers in one consumer group
+  runtime: {python: .venv-tf/bin/python}                      # the worker's interpreter (stack/interpreter.py)
+```
+
+Realised performance (docs/ground-truth.md) is a Detector too: labels from `<isvc>-feedback`
+joined by id to the logged responses; no reference data, `params` as
+`infertap.detectors.performance.settings.PerformanceParams` declares them, `window` counts
+labelled predictions, `stateDir` holds the join state (shared by its replicas):
+
+```yaml
+  detector: {name: RealisedPerformance, params: {task: classification, classes: [setosa, versicolor, virginica]}}
+  window: {size: 500}
 ```
 
 Relative paths are resolved beside the YAML file by the planner. `to_settings` builds the
@@ -25,11 +36,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, StrictBool, field_validator, model_validator
+from pydantic import Field, StrictBool, ValidationError, field_validator, model_validator
 
+from infertap.detectors.performance.settings import PERFORMANCE_DETECTORS, PerformanceParams
 from infertap.stack.specs.base import SpecModel
 from infertap.stack.specs.inference_service import ObjectMeta
 from infertap.stack.specs.logger_url import KafkaURL
+from infertap.stack.specs.paths import spec_path
 
 DETECTOR_API_VERSION = "infertap.dev/v1alpha1"
 
@@ -37,6 +50,9 @@ DETECTOR_API_VERSION = "infertap.dev/v1alpha1"
 class SourceSpec(SpecModel):
     inference_service: str | None = None
     topic: str | None = None
+    feedback_topic: str | None = Field(
+        default=None, description="RealisedPerformance: the topic of the labels; default <inferenceService>-feedback"
+    )
     bootstrap: str = "localhost:9092"
     events: Literal["request", "response", "joined"] = "request"
     consumer_group: str | None = None
@@ -64,9 +80,12 @@ class SourceSpec(SpecModel):
 
 class FeatureSpec(SpecModel):
     name: str = Field(min_length=1)
-    type: Literal["numeric", "categorical"] = "numeric"
+    type: Literal["numeric", "categorical", "text"] = "numeric"
     categories: list[Any] | None = None
     source: Literal["input", "output"] = "input"
+    messages: Literal["last_user", "user", "system", "conversation"] = Field(
+        default="last_user", description="Text features of OpenAI chat requests: which messages make the text."
+    )
 
 
 class DetectorBlock(SpecModel):
@@ -98,12 +117,27 @@ class DetectorBlock(SpecModel):
             ".parquet",
             ".pq",
             ".npy",
+            ".txt",  # text detectors: one text a line
+            ".jsonl",  # text detectors: one JSON value (a string, an object, an OpenAI body) a line
         ):
-            raise ValueError(f"reference data must be a .csv, .parquet or .npy file (got {value!r})")
+            raise ValueError(f"reference data must be a .csv, .parquet, .npy, .txt or .jsonl file (got {value!r})")
         return value
+
+    @property
+    def performance(self) -> bool:
+        """A realised-performance worker (`infertap.detectors.performance`), not a backend on frames."""
+        return self.name in PERFORMANCE_DETECTORS
 
     @model_validator(mode="after")
     def _one_source(self) -> DetectorBlock:
+        if self.performance:  # joins feedback: no reference data; params as `PerformanceParams` declares them
+            if self.reference is not None or self.saved_detector is not None:
+                raise ValueError(f"{self.name} joins labels to predictions: it takes no reference or savedDetector")
+            try:
+                PerformanceParams.model_validate(self.params)
+            except ValidationError as exc:
+                raise ValueError("params: " + "; ".join(_param_errors(exc))) from None
+            return self
         if (self.reference is None) == (self.saved_detector is None):
             raise ValueError("give exactly one of reference (data to fit on) or savedDetector (a folder)")
         if self.allow_pickle and self.saved_detector is None:
@@ -142,6 +176,18 @@ class OutputsSpec(SpecModel):
         return value
 
 
+class RuntimeSpec(SpecModel):
+    python: str | None = Field(
+        default=None,
+        description=(
+            "The Python that runs this Detector's worker under `infertap up` (and `infertap fit` of it): a path, "
+            "relative to the YAML's folder and then to the current one, or a command on PATH. Default: the Python "
+            "running infertap; for the TensorFlow detectors $INFERTAP_TF_PYTHON, else infertap's own when it has "
+            "TensorFlow, else the nearest .venv-tf/bin/python (`make venv-tf`) above the current or the YAML's folder."
+        ),
+    )
+
+
 class DetectorSpec(SpecModel):
     source: SourceSpec
     features: list[FeatureSpec] = Field(default_factory=list)
@@ -154,9 +200,16 @@ class DetectorSpec(SpecModel):
     replicas: int = Field(
         default=1, ge=1, le=32, description="Workers in one consumer group; they share the partitions."
     )
+    runtime: RuntimeSpec = Field(
+        default_factory=RuntimeSpec, description="How the worker runs locally: its Python interpreter."
+    )
 
     @model_validator(mode="after")
     def _replicas(self) -> DetectorSpec:
+        if self.detector.performance:  # replicas share the stateDir: one SQLite file per partition
+            if self.replicas > 1 and self.detector.params.get("join_on") == "header":
+                raise ValueError("join_on: header needs one worker (replicas: 1): a header is not the record key")
+            return self
         if self.replicas > 1 and self.source.transport != "kafka":
             raise ValueError(
                 "replicas > 1 needs source.transport kafka (HTTP workers would each be a separate endpoint)"
@@ -193,10 +246,13 @@ class Detector(SpecModel):
         return self.spec.source.inference_service or ""
 
     def to_settings(self, base_dir: Path | None = None, **overrides: Any):
-        """The worker's settings; relative paths resolved against `base_dir` (the YAML's folder)."""
+        """The worker's settings; relative paths resolved against `base_dir` (the YAML's folder):
+        `PerformanceSettings` for a RealisedPerformance document, `WorkerSettings` otherwise."""
         from infertap.detectors.settings import WorkerSettings
 
         s = self.spec
+        if s.detector.performance:
+            return self._performance_settings(base_dir, overrides)
         window = s.window if (s.window.size or s.window.duration) else WindowSpec(size=1000, slide=s.window.slide)
         values: dict[str, Any] = {
             "name": self.name,
@@ -207,7 +263,9 @@ class Detector(SpecModel):
             "consumer_group": s.source.consumer_group,
             "transport": s.source.transport,
             "kafka_config": s.source.kafka_config,
-            "features": [f.model_dump(include={"name", "type", "categories", "source"}) for f in s.features],
+            "features": [
+                f.model_dump(include={"name", "type", "categories", "source", "messages"}) for f in s.features
+            ],
             "input_name": s.input,
             "output_name": s.output,
             "detector": s.detector.name,
@@ -226,15 +284,47 @@ class Detector(SpecModel):
         values.update(overrides)
         return WorkerSettings(**values)
 
+    def _performance_settings(self, base_dir: Path | None, overrides: dict[str, Any]):
+        from infertap.detectors.performance.settings import PerformanceSettings
+
+        s = self.spec
+        values: dict[str, Any] = {
+            "name": self.name,
+            "inference_service": self.inference_service,
+            "detector": s.detector.name,
+            "bootstrap": s.source.bootstrap,
+            "topic": s.source.topic,
+            "feedback_topic": s.source.feedback_topic,
+            "consumer_group": s.source.consumer_group,
+            "kafka_config": s.source.kafka_config,
+            "output_name": s.output,
+            "params": s.detector.params,
+            "window": (s.window if (s.window.size or s.window.duration) else WindowSpec(size=1000)).model_dump(
+                include={"size", "duration", "slide"}
+            ),
+            "output_topic": s.outputs.topic,
+            "dead_letter_topic": s.outputs.dead_letter_topic,
+            "metrics_port": s.outputs.metrics_port,
+            "state_dir": _path(s.state_dir, base_dir),
+        }
+        values.update({k: v for k, v in overrides.items() if k in PerformanceSettings.model_fields})
+        return PerformanceSettings(**values)
+
+
+def _param_errors(exc: ValidationError) -> list[str]:
+    """pydantic's errors of `PerformanceParams` as `field: sentence`."""
+    out = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        out.append(f"{where}: {message}" if where else message)
+    return out
+
 
 def _path(value: str | None, base_dir: Path | None) -> Path | None:
     if value is None:
         return None
-    path = Path(value.removeprefix("file://")).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        beside = base_dir / path
-        path = beside if beside.exists() or not (Path.cwd() / path).exists() else Path.cwd() / path
-    return path
+    return spec_path(value, base_dir)  # beside the YAML, then the current folder: as `up` and `render` look
 
 
 def _register() -> None:

@@ -2,7 +2,10 @@
 
 Fields infertap acts on are typed; KServe fields it only carries (resources, replicas,
 pod settings) are listed in `passthrough` and kept silently; anything else is kept and
-reported by `unknown_fields()` so the loader can warn with its YAML path.
+reported by `unknown_fields()` so the loader can warn with its YAML path. Directly under a
+component (`predictor:`, `transformer:`, `explainer:`) and in a `logger:` block, an unknown
+key that is a likely typo of a known one is an error instead (`misspelled_fields()`):
+`predictor.loger:` would otherwise run the predictor with no logging at all.
 """
 
 from __future__ import annotations
@@ -47,7 +50,9 @@ CONTAINER_FIELDS = frozenset(
         "restartPolicy",
     }
 )
-# KServe's ComponentExtensionSpec (minus logger, typed below) and the Kubernetes PodSpec.
+# KServe's ComponentExtensionSpec (minus logger, typed below) and its copy of the Kubernetes
+# PodSpec (pkg/apis/serving/v1beta1/component.go and podspec.go), which every component inlines;
+# tests/stack/test_spec_typos.py checks them against KServe's CRD (tests/stack/fixtures/kserve-crd).
 COMPONENT_FIELDS = frozenset(
     {
         "minReplicas",
@@ -64,10 +69,13 @@ COMPONENT_FIELDS = frozenset(
         "annotations",
         "deploymentStrategy",
         "workerSpec",
+        "storageUris",  # KServe 0.20 has it on every component
         "containers",
         "initContainers",
+        "ephemeralContainers",
         "volumes",
         "serviceAccountName",
+        "serviceAccount",  # the PodSpec's deprecated alias of serviceAccountName
         "nodeSelector",
         "nodeName",
         "tolerations",
@@ -95,6 +103,9 @@ COMPONENT_FIELDS = frozenset(
         "preemptionPolicy",
         "os",
         "hostname",
+        "hostnameOverride",
+        "hostUsers",
+        "resources",  # pod-level resources (PodLevelResources)
         "subdomain",
         "setHostnameAsFQDN",
         "activeDeadlineSeconds",
@@ -115,6 +126,7 @@ FRAMEWORKS = (
     "pmml",
     "paddle",
     "huggingface",
+    "catboost",
 )
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -124,6 +136,10 @@ class Passthrough(SpecModel):
     """A model whose `passthrough` names are KServe fields kept without a warning."""
 
     passthrough: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def known_fields(cls) -> frozenset[str]:
+        return super().known_fields() | cls.passthrough
 
     def unknown_fields(self, prefix: str = ""):
         for path in super().unknown_fields(prefix):
@@ -141,9 +157,11 @@ class LoggerSpec(Passthrough):
     """`logger:` on a component. `mode` omitted means `all`.
 
     KServe's webhook rejects an omitted mode ("invalid logger type") although its API doc
-    calls `all` the default; infertap follows the documented default instead.
+    calls `all` the default; infertap follows the documented default instead. A likely typo
+    of a field (`mod:`) is an error.
     """
 
+    typo_checked = True
     passthrough = frozenset({"marshallerUrl", "batchSize", "batchInterval"})
 
     mode: Literal["all", "request", "response"] = "all"
@@ -179,16 +197,26 @@ class ModelSpec(Passthrough):
 
 
 class ComponentSpec(Passthrough):
-    """What predictor, transformer and explainer share: the logger and KServe's extras."""
+    """What predictor, transformer and explainer share: the logger and KServe's extras.
 
+    A likely typo of one of their fields (`loger:`, `minReplica:`) is an error.
+    """
+
+    typo_checked = True
     passthrough = COMPONENT_FIELDS
 
     logger: LoggerSpec | None = None
 
 
 class PredictorSpec(ComponentSpec):
-    # Frameworks without a typed field below are still KServe fields: kept, not warned.
-    passthrough = COMPONENT_FIELDS | {"tensorflow", "triton", "pmml", "paddle", "huggingface"}
+    # KServe's PredictorSpec (pkg/apis/serving/v1beta1/predictor.go): frameworks without a typed
+    # field below are still KServe fields, kept and not warned about; so are its own name and
+    # storageContainerName (KServe 0.20).
+    passthrough = (
+        COMPONENT_FIELDS
+        | (frozenset(FRAMEWORKS) - {"sklearn", "xgboost", "lightgbm", "pytorch", "onnx"})
+        | {"name", "storageContainerName"}
+    )
 
     model: ModelSpec | None = None
     sklearn: ModelSpec | None = None
@@ -216,7 +244,7 @@ class PredictorSpec(ComponentSpec):
 
 
 class ExplainerSpec(ComponentSpec):
-    """Kept as written; explainers are run by a later part (`art`, `alibi`, containers)."""
+    """Kept as written; `up` runs its `containers`, `alibi` and `art` forms (stack/explain_plan.py)."""
 
     passthrough = COMPONENT_FIELDS | {"art", "alibi"}
 

@@ -75,6 +75,10 @@ def test_stream_worker_publishes_explanation_events(which, request, spawn, predi
         builder.response("req-v1", b'{"predictions":[0,2]}', "application/json", "{}", 200),
         builder.request("req-v2", v2, "application/json", "{}"),
         builder.request("req-binary", b"\x00\x01garbage", "application/octet-stream", "{}"),
+        # an explainer's logger writing to the same topic (issue 14): its requests are not the model's inputs
+        EventBuilder(source="http://iris/", inference_service=isvc, component="explainer").request(
+            "req-explain", v1, "application/json", "{}"
+        ),
     ]
     produce(
         broker.bootstrap,
@@ -135,7 +139,8 @@ def test_stream_worker_publishes_explanation_events(which, request, spawn, predi
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-        if metric(text, "infertap_explainer_stream_events_total", outcome="undecodable"):
+        outcomes = ("undecodable", "not_predictor")
+        if all(metric(text, "infertap_explainer_stream_events_total", outcome=o) for o in outcomes):
             break
         time.sleep(0.5)
     assert metric(text, "infertap_explainer_mean_abs_attribution", feature="petal_length") > 0
@@ -143,6 +148,7 @@ def test_stream_worker_publishes_explanation_events(which, request, spawn, predi
     assert metric(text, "infertap_explainer_stream_events_total", outcome="explained") == 2
     assert metric(text, "infertap_explainer_stream_events_total", outcome="not_request") == 1
     assert metric(text, "infertap_explainer_stream_events_total", outcome="undecodable") == 1
+    assert metric(text, "infertap_explainer_stream_events_total", outcome="not_predictor") == 1
 
 
 def test_sampling_is_stable_per_event_id():

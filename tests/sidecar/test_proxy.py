@@ -184,6 +184,8 @@ def test_explain_routed_to_explainer_when_set(serve_app, spawn, upstream):
     explainer = start_upstream(spawn, "explainer")
     url, d = sidecar(serve_app, upstream, explainer_url=explainer)
     assert httpx.post(f"{url}/v1/models/iris:explain", json={}).headers["x-upstream"] == "explainer"
+    # V2 explain: the explainer's V2 model name, `{name}-explainer` (issue 14)
+    assert httpx.post(f"{url}/v2/models/iris-explainer/infer", json={}).headers["x-upstream"] == "explainer"
     assert httpx.post(f"{url}/v1/models/iris:predict", json={}).headers["x-upstream"] == "model"
     # only the predict is logged: routed explain calls are not inference traffic
     events = d.wait(2)
@@ -192,6 +194,7 @@ def test_explain_routed_to_explainer_when_set(serve_app, spawn, upstream):
     assert all(e.get_type().endswith(("request", "response")) for e in events)
     plain, _ = sidecar(serve_app, upstream)
     assert httpx.post(f"{plain}/v1/models/iris:explain", json={}).headers["x-upstream"] == "model"
+    assert httpx.post(f"{plain}/v2/models/iris-explainer/infer", json={}).headers["x-upstream"] == "model"
 
 
 def test_upstream_down_gives_502_and_sidecar_lives(serve_app):

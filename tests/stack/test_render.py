@@ -1,7 +1,8 @@
 """`infertap render`: every manifest validates against the Kubernetes schemas (kubernetes-validate,
-offline, bundled schemas); the KEDA ScaledObject and KServe InferenceService (CRDs, whose schemas
-are not bundled) are checked structurally: KEDA's required fields and types as its CRD states them,
-and the InferenceService by loading it back through infertap's own KServe spec model."""
+offline, bundled schemas); the KEDA ScaledObject (a CRD whose schema is not bundled) is checked
+structurally, KEDA's required fields and types as its CRD states them; the KServe InferenceService
+against KServe's own CRD schema (vendored: kserve_crd.py; more in test_render_kserve.py) and by
+loading it back through infertap's own KServe spec model."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import kserve_crd  # tests/stack/kserve_crd.py
 import kubernetes_validate
 import numpy as np
 import pytest
@@ -240,6 +242,7 @@ def test_kserve_target(spec_file):
     # everything else as written: the same InferenceService, loadable by infertap's KServe model
     assert isvc["spec"]["predictor"]["model"] == {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://bucket/iris"}
     assert isvc["spec"]["explainer"]["containers"][0]["args"][:2] == ["--explainer-type", "KernelShap"]
+    assert kserve_crd.errors(isvc) == []
     loaded = load_text(yaml.safe_dump(isvc), Path("rendered.yaml"))
     assert loaded.warnings == [] and loaded.documents[0].spec.spec.predictor.logger.url == url
     ingest = next(m for m in by_kind(out.manifests, "Deployment") if m["metadata"]["name"] == "iris-infertap-ingest")

@@ -105,6 +105,8 @@ class DecodedWindow:
     excluded: dict[str, int] = field(default_factory=lambda: {"failed_response": 0, "missing_value": 0})
     #: events of the window that gave no row to the frame without being rejected (failed, or all rows dropped)
     left_out: list[Event] = field(default_factory=list)
+    #: a time window's span [start, end) in epoch seconds (`window.bounds`); None for count windows
+    bounds: tuple[float, float] | None = None
 
     @property
     def event_ids(self) -> list[str]:

@@ -13,20 +13,24 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from infertap.detectors.backends.base import DetectorBackend
-from infertap.detectors.reference import load_reference
+from infertap.detectors.quality.schema import DATA_QUALITY, with_feature_types
+from infertap.detectors.reference import load_labelled, load_reference
 from infertap.detectors.result import DetectionResult
-from infertap.detectors.settings import WorkerSettings
+from infertap.detectors.settings import FeatureSettings, WorkerSettings
 
 log = logging.getLogger(__name__)
 
 #: detectors whose `categories_per_feature` the spec's categorical features fill in
 CATEGORICAL_AWARE = ("TabularDrift", "ChiSquareDrift")
+#: detectors whose alert thresholds come from reference chunks: of the spec's window size by default
+CHUNKED = ("CBPE", "DLE", "DataQuality")
 
 
 def backend_params(settings: WorkerSettings) -> dict[str, Any]:
@@ -39,6 +43,10 @@ def backend_params(settings: WorkerSettings) -> dict[str, Any]:
     }
     if categorical and settings.detector in CATEGORICAL_AWARE:
         params.setdefault("categories_per_feature", categorical)
+    if settings.detector in CHUNKED and settings.window.size:
+        params.setdefault("chunk_size", settings.window.size)
+    if settings.detector == DATA_QUALITY:  # the spec's categorical and text features are part of its schema
+        params = with_feature_types(params, settings.features)
     return params
 
 
@@ -60,10 +68,38 @@ def _build(settings: WorkerSettings) -> DetectorBackend:
         return _load(settings, state, allow_pickle=True)
     if settings.saved_detector is not None:
         return _load(settings, settings.saved_detector, allow_pickle=settings.allow_pickle)
-    assert settings.reference is not None  # WorkerSettings requires reference or saved_detector
     backend = _create(settings.detector, settings.feature_names, backend_params(settings))
-    backend.fit(load_reference(settings.reference, settings.features))
+    if settings.reference is None:  # WorkerSettings allows it for DataQuality only: a schema declared whole
+        from infertap.detectors.backends.data_quality import DataQuality
+
+        if not isinstance(backend, DataQuality):
+            raise ValueError(f"{settings.detector} needs reference data or a saved detector")
+        backend.fit_declared()
+        return backend
+    fit_backend(backend, *read_reference(backend, settings.reference, settings.features))
     return backend
+
+
+def read_reference(
+    backend: DetectorBackend, path: Path, features: Sequence[FeatureSettings]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(rows, labels) to fit `backend` on: labels (the `target` column) only for `labelled` backends;
+    a backend with a reader of its own (`reference_from`: the text detectors' corpora) reads it itself."""
+    if backend.labelled:
+        return load_labelled(path, features, getattr(backend, "target", "target"))
+    own = getattr(backend, "reference_from", None)
+    if own is not None:
+        return own(path, features), None
+    return load_reference(path, features), None
+
+
+def fit_backend(backend: DetectorBackend, x_ref: np.ndarray, y_ref: np.ndarray | None) -> None:
+    """`fit`, or `fit_labelled` for a backend fitted on labels."""
+    if backend.labelled:
+        assert y_ref is not None  # read_reference reads labels for labelled backends
+        backend.fit_labelled(x_ref, y_ref)
+    else:
+        backend.fit(x_ref)
 
 
 def _plugin(name: str) -> type[DetectorBackend]:

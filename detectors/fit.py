@@ -55,8 +55,8 @@ def fit_detector(
     load), else `<name>-detector/` beside the YAML. `predictor` sets the adversarial
     detectors' V1 URL. Raises FitError (bad spec or data) or ImportError (a missing extra).
     """
-    from infertap.detectors.evaluator import _create, backend_params
-    from infertap.detectors.reference import ReferenceError, load_reference
+    from infertap.detectors.evaluator import _create, backend_params, fit_backend, read_reference
+    from infertap.detectors.reference import ReferenceError
 
     report = progress or (lambda *_: None)
     started = time.perf_counter()
@@ -71,24 +71,28 @@ def fit_detector(
 
     report(STAGES[0], 0, len(STAGES))
     try:
-        x_ref = load_reference(reference, settings.features)
-    except ReferenceError as exc:
-        raise FitError(str(exc)) from None
-    try:
         backend = _create(settings.detector, settings.feature_names, params)
     except (ValueError, TypeError, AttributeError, ModuleNotFoundError) as exc:
         if isinstance(exc, ModuleNotFoundError) and ":" not in settings.detector:
             raise
         raise FitError(f"spec.detector: {exc}") from None
-
-    report(f"{STAGES[1]} {settings.detector} on {len(x_ref)} rows", 1, len(STAGES))
     try:
-        backend.fit(x_ref)
+        x_ref, y_ref = read_reference(backend, reference, settings.features)  # labels too, for labelled backends
+    except ReferenceError as exc:
+        raise FitError(str(exc)) from None
+
+    stage = f"{STAGES[1]} {settings.detector} on {len(x_ref)} rows"
+    report(stage, 1, len(STAGES))
+    if hasattr(backend, "on_progress"):  # long fits (embedding a text corpus) say how far they are
+        backend.on_progress = lambda text: report(f"{stage}: {text}", 1, len(STAGES))
+    try:
+        fit_backend(backend, x_ref, y_ref)
     except ValueError as exc:
         raise FitError(f"{settings.detector}: {exc}") from None
 
     report(STAGES[2], 2, len(STAGES))
-    summary = self_check(backend, x_ref)
+    # a backend that checked itself on held-out reference data while fitting says so (the text detectors)
+    summary = backend.fit_summary() if hasattr(backend, "fit_summary") else self_check(backend, x_ref)
 
     report(f"{STAGES[3]} to {target}", 3, len(STAGES))
     target.mkdir(parents=True, exist_ok=True)
@@ -122,4 +126,14 @@ def self_check(backend: DetectorBackend, x_ref: np.ndarray, rows: int = 500) -> 
         summary["flagged_share_of_reference"] = round(sum(flags) / max(1, len(flags)), 4)
     if result.is_drift is not None:
         summary["drift_on_reference"] = result.is_drift
+    if result.metrics:  # performance estimators: the estimate on the reference and the alert thresholds
+        judged = [m for m in result.metrics if m.headline]
+        summary = {
+            "estimated_on_reference": {m.name: _round(m.value) for m in judged},
+            "thresholds": {m.name: [_round(m.lower_threshold), _round(m.upper_threshold)] for m in judged},
+        }
     return summary
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)

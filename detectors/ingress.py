@@ -24,9 +24,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from infertap.detectors.decode import Decoder, Record, records_to_events
+from infertap.detectors.decode import Record, records_to_events
 from infertap.detectors.evaluator import Evaluator, build_backend
 from infertap.detectors.events import Origin, detection_event, to_http
+from infertap.detectors.framing import make_decoder
 from infertap.detectors.metrics import DetectorMetrics
 from infertap.detectors.settings import WorkerSettings
 from infertap.detectors.window import make_window
@@ -51,9 +52,7 @@ def create_app(settings: WorkerSettings, evaluator: Evaluator, metrics: Detector
     if settings.events == "joined":
         raise ValueError("the HTTP ingress takes request or response events, not joined ones (use Kafka)")
     metrics = metrics or DetectorMetrics(settings.inference_service, settings.detector)
-    decoder = Decoder(
-        settings.features, settings.events, settings.input_name, settings.output_name, settings.missing_values
-    )
+    decoder = make_decoder(settings)
     window = make_window(settings.window.size, settings.window.duration, settings.window.slide)
     origin = Origin(settings.source_uri, settings.inference_service, settings.name)
     lock = asyncio.Lock()
@@ -64,12 +63,16 @@ def create_app(settings: WorkerSettings, evaluator: Evaluator, metrics: Detector
     def judge(events):
         decoded = decoder.decode(events)
         if not decoded.events:
-            return None, decoded
+            return [], decoded
         result, seconds = evaluator.evaluate(decoded.x)
         result = result.model_copy(update={"excluded": decoded.excluded})
         metrics.observe(result, seconds)
+        companions, result = result.companions, result.model_copy(update={"companions": []})
+        for companion in companions:  # a TextSuite's outlier member: an event of its own
+            metrics.observe(companion, 0.0, window=False)
         evaluator.save_state()
-        return detection_event(origin, result, decoded.events, len(decoded.rejects)), decoded
+        parts = (result, *(c.model_copy(update={"excluded": decoded.excluded}) for c in companions))
+        return [detection_event(origin, r, decoded.events, len(decoded.rejects)) for r in parts], decoded
 
     @app.post("/")
     async def receive(request: Request) -> Response:
@@ -94,10 +97,9 @@ def create_app(settings: WorkerSettings, evaluator: Evaluator, metrics: Detector
             closed = window.add(events) + window.tick(time.time())
             replies = []
             for events_of_window in closed:
-                event, decoded = await run_in_threadpool(judge, events_of_window)
+                published, decoded = await run_in_threadpool(judge, events_of_window)
                 metrics.count_events("used", len(decoded.events))
-                if event is not None:
-                    replies.append(event)
+                replies += published
             buffered = len(window.retained())
         if not replies:
             return JSONResponse(

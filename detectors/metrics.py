@@ -7,9 +7,15 @@ serve or read it alone.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from infertap.detectors.result import DetectionResult
+
+if TYPE_CHECKING:
+    from infertap.detectors.estimate_metrics import EstimateMetrics
+    from infertap.detectors.quality.metrics import QualityMetrics
 
 SCORE_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 1000)
 SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -22,6 +28,8 @@ class DetectorMetrics:
         self.registry = registry or CollectorRegistry()
         r, base = self.registry, ("inference_service", "detector")
         self._labels = {"inference_service": inference_service, "detector": detector}
+        self._estimates: EstimateMetrics | None = None  # made at the first performance window
+        self._quality: QualityMetrics | None = None  # made at the first data-quality window
         self.events = Counter(
             "infertap_detector_events_consumed_total",
             "Records read, by outcome (used; ignored: other event type; rejected: dead-lettered; excluded: in a "
@@ -67,6 +75,13 @@ class DetectorMetrics:
         self.drift = Gauge(
             "infertap_detector_drift",
             "1 when the latest window drifted, per feature ('_all': the window).",
+            base + ("feature",),
+            registry=r,
+        )
+        self.feature_value = Gauge(
+            "infertap_detector_feature_value",
+            "The latest window's own value of a feature, where the detector gives one (text descriptors: the "
+            "window's mean; LLM response signals: the share or mean, e.g. refusal_share).",
             base + ("feature",),
             registry=r,
         )
@@ -118,14 +133,21 @@ class DetectorMetrics:
         except KeyError:
             pass
 
-    def observe(self, result: DetectionResult, seconds: float) -> None:
-        """Record one window's result."""
+    def observe(self, result: DetectionResult, seconds: float, window: bool = True) -> None:
+        """Record one window's result (`window=False`: a further result on a window already counted)."""
         labels = self._labels
-        self.windows.labels(**labels).inc()
-        self.rows.labels(**labels).inc(result.n)
-        self.predict_seconds.labels(**labels).observe(seconds)
+        if window:
+            self.windows.labels(**labels).inc()
+            self.rows.labels(**labels).inc(result.n)
+            self.predict_seconds.labels(**labels).observe(seconds)
         if result.kind == "drift":
             self._drift(result)
+            return
+        if result.kind == "performance":
+            self._performance(result)
+            return
+        if result.kind == "dataquality":
+            self._data_quality(result)
             return
         flags = result.is_outlier if result.kind == "outlier" else result.is_adversarial
         counter = self.outliers if result.kind == "outlier" else self.adversarial
@@ -135,6 +157,22 @@ class DetectorMetrics:
         child = histogram.labels(**labels)
         for score in result.instance_scores or ():
             child.observe(score)
+
+    def _performance(self, result: DetectionResult) -> None:
+        """CBPE / DLE windows: the performance gauge (kind estimated), bands, thresholds, alerts."""
+        if self._estimates is None:
+            from infertap.detectors.estimate_metrics import EstimateMetrics
+
+            self._estimates = EstimateMetrics(self.registry, **self._labels)
+        self._estimates.observe(result)
+
+    def _data_quality(self, result: DetectionResult) -> None:
+        """DataQuality windows: shares and violations per feature and check (infertap.detectors.quality.metrics)."""
+        if self._quality is None:
+            from infertap.detectors.quality.metrics import QualityMetrics
+
+            self._quality = QualityMetrics(self.registry, **self._labels)
+        self._quality.observe(result)
 
     def _drift(self, result: DetectionResult) -> None:
         labels = self._labels
@@ -149,5 +187,7 @@ class DetectorMetrics:
                 self.p_value.labels(**labels, feature=feature.name).set(feature.p_val)
             if feature.distance is not None:
                 self.distance.labels(**labels, feature=feature.name).set(feature.distance)
+            if feature.value is not None:
+                self.feature_value.labels(**labels, feature=feature.name).set(feature.value)
             if feature.is_drift is not None:
                 self.drift.labels(**labels, feature=feature.name).set(int(feature.is_drift))

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from infertap.detectors.decode import DecodedWindow, Reject
-from infertap.detectors.events import Origin, dead_letter_event, detection_event, to_http, to_kafka
+from infertap.detectors.events import Origin, dead_letter_event, to_http, to_kafka, window_event
 from infertap.detectors.kafka import PublishError, Sink
 from infertap.detectors.metrics import DetectorMetrics
 from infertap.detectors.result import DetectionResult
@@ -51,13 +51,19 @@ class Publisher:
         """Publish one judged window (retrying the publish until it succeeds or we stop)."""
         self.metrics.count_events("used", sum(len(e.records) for e in decoded.events))
         self.metrics.observe(result, seconds)
-        result = result.model_copy(update={"excluded": decoded.excluded})
-        event = detection_event(self.origin, result, decoded.events, rejected=len(decoded.rejects))
-        self._publish(_filled(self.settings.output_topic), [to_kafka(event, key=self.settings.name)], "kafka")
+        companions, result = result.companions, result.model_copy(update={"companions": []})
+        for companion in companions:  # a TextSuite's outlier member: its own event, its own metrics
+            self.metrics.observe(companion, 0.0, window=False)
+        events = [window_event(self.origin, decoded, r) for r in (result, *companions)]
+        self._publish(
+            _filled(self.settings.output_topic), [to_kafka(e, key=self.settings.name) for e in events], "kafka"
+        )
         if self.settings.reply_url:
-            self._reply(event, self.settings.reply_url)
+            for event in events:
+                self._reply(event, self.settings.reply_url)
         self.windows_published += 1
-        log.info("window of %d events (%d rows): %s", len(decoded.events), decoded.x.shape[0], summary(result))
+        for part in (result, *companions):
+            log.info("window of %d events (%d rows): %s", len(decoded.events), decoded.x.shape[0], summary(part))
 
     def dead_letters(self, rejects: list[Reject]) -> None:
         if rejects:
@@ -116,5 +122,13 @@ def summary(result: DetectionResult) -> str:
     if result.kind == "drift":
         drifted = [f.name for f in result.features if f.is_drift]
         return f"drift={result.is_drift} p={result.p_val} features={drifted}{tail}"
+    if result.kind == "performance":
+        figures = " ".join(
+            f"{m.name}={m.value:.4g}{'!' if m.alert else ''}" for m in result.metrics if m.value is not None
+        )
+        return f"{result.performance_kind} performance: {figures} alert={result.is_alert}{tail}"
+    if result.kind == "dataquality":
+        violated = [f"{v.feature}:{v.check}={v.count}" for v in result.violations]
+        return f"data quality of {result.n} rows: violations={violated}{tail}"
     flags = result.is_outlier if result.kind == "outlier" else result.is_adversarial
     return f"{result.kind}: {sum(bool(f) for f in flags or [])} of {result.n} flagged{tail}"

@@ -20,13 +20,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from infertap.detectors.decode import DecodedWindow, Decoder, Event, Joiner, Record, Reject, records_to_events
+from infertap.detectors.decode import DecodedWindow, Event, Joiner, Record, Reject, records_to_events
+from infertap.detectors.framing import make_decoder
 from infertap.detectors.handoff import Handoff, Work
 from infertap.detectors.kafka import Source, TopicPartitionKey
 from infertap.detectors.ledger import CommitLedger
 from infertap.detectors.metrics import DetectorMetrics
 from infertap.detectors.settings import WorkerSettings
-from infertap.detectors.window import make_window
+from infertap.detectors.window import bounds, make_window
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,7 @@ class Reader:
         self.handoff = handoff
         self._stop = stop
         self._judging = judging  # whether the judge still settles work (a drain waits only then)
-        self.decoder = Decoder(
-            settings.features, settings.events, settings.input_name, settings.output_name, settings.missing_values
-        )
+        self.decoder = make_decoder(settings)  # numbers, or text for the text detectors
         self.window = make_window(settings.window.size, settings.window.duration, settings.window.slide)
         self.joiner = Joiner(settings.join_timeout) if settings.events == "joined" else None
         self.source: Source | None = None
@@ -133,6 +132,7 @@ class Reader:
     def decode(self, events: list[Event]) -> DecodedWindow:
         """One closed window as a frame; its rejects and left-out rows and events counted."""
         decoded = self.decoder.decode(events)
+        decoded.bounds = bounds(events)  # a time window's span: the window's identity in its detection
         self.reject(decoded.rejects)
         m = self.metrics
         m.count_excluded("failed_response", decoded.excluded["failed_response"])

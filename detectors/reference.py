@@ -38,26 +38,56 @@ def load_reference(path: Path, features: Sequence[FeatureSettings] = ()) -> np.n
         names = [f.name for f in features]
         if names and all(n in frame.columns for n in names):
             frame = frame[names]
-        columns = []
-        for j, column in enumerate(frame.columns):
-            values = frame[column].to_numpy()
-            feature = features[j] if j < len(features) else None
-            if feature is not None and feature.categories is not None:
-                codes = {v: i for i, v in enumerate(feature.categories)}
-                mapped = [codes.get(v, codes.get(str(v), -1)) for v in values]
-                if -1 in mapped:
-                    raise ReferenceError(
-                        f"{path}: column {column!r} has a value outside the categories of {feature.name!r}"
-                    )
-                values = np.asarray(mapped)
-            try:
-                columns.append(np.asarray(values, dtype=np.float64))
-            except (ValueError, TypeError):
-                raise ReferenceError(
-                    f"{path}: column {column!r} is not numeric (give its categories in the spec)"
-                ) from None
-        return _check(np.stack(columns, axis=1), features, path)
+        return _check(_matrix(frame, features, path), features, path)
     raise ReferenceError(f"{path}: reference data must be .csv, .parquet or .npy")
+
+
+def load_labelled(path: Path, features: Sequence[FeatureSettings], target: str) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, targets) of a labelled csv or parquet file: the feature columns by name and the `target` column.
+
+    For the estimators fitted on labelled reference data (`labelled` backends: CBPE, DLE).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ReferenceError(f"reference data {path} does not exist")
+    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise ReferenceError(f"{path}: labelled reference data must be .csv or .parquet (with a {target!r} column)")
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise ReferenceError(f"{path}: cannot be read as {path.suffix.lower()[1:]}: {exc}") from None
+    names = [f.name for f in features]
+    missing = [n for n in [*names, target] if n not in frame.columns]
+    if missing:
+        raise ReferenceError(f"{path}: no column {', '.join(map(repr, missing))} (features and params.target)")
+    if frame[target].isna().any():
+        raise ReferenceError(f"{path}: column {target!r} has empty values: every reference row needs its label")
+    return _check(_matrix(frame[names], features, path), features, path), frame[target].to_numpy()
+
+
+def _matrix(frame, features: Sequence[FeatureSettings], path: Path) -> np.ndarray:
+    """A frame's columns as one float64 matrix; categorical values to their codes (the spec's categories)."""
+    columns = []
+    for j, column in enumerate(frame.columns):
+        values = frame[column].to_numpy()
+        feature = features[j] if j < len(features) else None
+        if feature is not None and feature.categories is not None:
+            codes = {v: i for i, v in enumerate(feature.categories)}
+            mapped = [codes.get(v, codes.get(str(v), -1)) for v in values]
+            if -1 in mapped:
+                raise ReferenceError(
+                    f"{path}: column {column!r} has a value outside the categories of {feature.name!r}"
+                )
+            values = np.asarray(mapped)
+        try:
+            columns.append(np.asarray(values, dtype=np.float64))
+        except (ValueError, TypeError):
+            raise ReferenceError(
+                f"{path}: column {column!r} is not numeric (give its categories in the spec)"
+            ) from None
+    return np.stack(columns, axis=1)
 
 
 def _check(x: np.ndarray, features: Sequence[FeatureSettings], path: Path) -> np.ndarray:

@@ -12,17 +12,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infertap.detectors.frames import frame_of
 from infertap.stream.topics import topics
 
 EventMode = Literal["request", "response", "joined"]
 MissingValues = Literal["drop", "deadletter", "pass"]
+TextMessages = Literal["last_user", "user", "system", "conversation"]
 
 
 class FeatureSettings(BaseModel):
     """One column of the frame a window decodes to."""
 
     name: str = Field(description="Column name.")
-    type: Literal["numeric", "categorical"] = Field(default="numeric", description="numeric or categorical.")
+    type: Literal["numeric", "categorical", "text"] = Field(
+        default="numeric", description="numeric, categorical, or text (the text detectors: docs/text-detectors.md)."
+    )
     categories: list[Any] | None = Field(
         default=None,
         description="Categorical values as sent (strings or numbers), in code order; None: values are codes.",
@@ -30,6 +34,13 @@ class FeatureSettings(BaseModel):
     source: Literal["input", "output"] = Field(
         default="input",
         description="Where the column comes from: the request's inputs or the response's outputs (joined).",
+    )
+    messages: TextMessages = Field(
+        default="last_user",
+        description=(
+            "Text columns of OpenAI chat requests: which messages make the text (last_user, user: every user "
+            "message, system: system and developer messages, conversation: every message in order)."
+        ),
     )
 
 
@@ -166,8 +177,11 @@ class WorkerSettings(BaseSettings):
         self.dead_letter_topic = self.dead_letter_topic or topics(base).deadletter
         self.consumer_group = self.consumer_group or f"infertap-detector-{self.name}"
         self.source_uri = self.source_uri or f"infertap://detector/{self.name}"
-        if (self.reference is None) == (self.saved_detector is None):
+        # DataQuality may run on a schema params.schema declares for every feature (checked when it is built)
+        declared = self.detector == "DataQuality" and self.reference is None and self.saved_detector is None
+        if not declared and (self.reference is None) == (self.saved_detector is None):
             raise ValueError("give exactly one of reference (data to fit on) or saved_detector (a folder)")
+        frame_of(self)  # text features need a text detector, and the reverse (a sentence, not a late traceback)
         return self
 
     @property

@@ -19,6 +19,26 @@ class Timed(Protocol):
 T = TypeVar("T", bound=Timed)
 
 
+class Closed(list[T]):
+    """A closed window's items; a time window's also carry its bounds [start, end) in epoch seconds.
+
+    The bounds are the window's identity across workers (window k of a time window is the same
+    span for every worker that counts in the same duration and slide): a detection names them
+    (`window` in its body), so an estimate and the realised figure of the same span line up.
+    """
+
+    def __init__(self, items: Sequence[T], start: float | None = None, end: float | None = None):
+        super().__init__(items)
+        self.start, self.end = start, end
+
+
+def bounds(items: Sequence[Timed]) -> tuple[float, float] | None:
+    """The span [start, end) of a closed time window (`Closed`); None for any other list of items."""
+    if isinstance(items, Closed) and items.start is not None and items.end is not None:
+        return items.start, items.end
+    return None
+
+
 class Window(Generic[T]):
     """What the worker needs from a window kind."""
 
@@ -102,7 +122,7 @@ class TimeWindow(Window[T]):
         return k * self.slide + self.duration
 
     def _close_until(self, watermark: float) -> list[list[T]]:
-        closed = []
+        closed: list[list[T]] = []
         while self._next_end is not None and watermark >= self._next_end:
             end = self._next_end
             if not self._buffer:  # nothing open: jump to the window holding the watermark
@@ -113,7 +133,7 @@ class TimeWindow(Window[T]):
             # late items (older than this window's start) belong to no open window any more: they go in this one
             window = [item for item in self._buffer if item.timestamp < end]
             if window:
-                closed.append(window)
+                closed.append(Closed(window, end - self.duration, end))
             self._next_end = end + self.slide
             keep_from = self._next_end - self.duration
             self._buffer = [item for item in self._buffer if item.timestamp >= keep_from]

@@ -29,6 +29,7 @@ import logging
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from infertap.detectors.decode import Decoder
 from infertap.detectors.evaluator import Evaluator
@@ -40,6 +41,9 @@ from infertap.detectors.predictor import PredictorError, RemoteEvaluator
 from infertap.detectors.publisher import Publisher
 from infertap.detectors.reader import Reader
 from infertap.detectors.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from infertap.detectors.text.frame import TextDecoder
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +70,7 @@ class Worker:
         )
 
     @property
-    def decoder(self) -> Decoder:
+    def decoder(self) -> Decoder | TextDecoder:
         return self.reader.decoder
 
     @property

@@ -6,7 +6,9 @@ Knative. `POST /` is an ingest only when it *is* a CloudEvent: a `ce-specversion
 (structured mode). Any other `POST /` is proxied to the model server like every other path,
 so a model server that serves `/` keeps working behind the sidecar.
 
-Events pass through unchanged: attributes as received (extensions included), the body as
+An `io.infertap.feedback` event is ground truth, not traffic: it goes to the feedback topic
+through `infertap.logger.feedback` (checked there, answered 202 `{"accepted": n}` or 400).
+Other events pass through unchanged: attributes as received (extensions included), the body as
 the raw bytes of a binary-mode event. A structured event's `data_base64` becomes those bytes;
 a JSON `data` value is re-serialised compactly (its original spacing is not recoverable).
 Answers: 202 `{"id": ...}`; 400 `{"error": reason}` for a malformed event (a document
@@ -27,6 +29,8 @@ from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+
+from infertap.stream.events import FEEDBACK_TYPE
 
 STRUCTURED_TYPE = b"application/cloudevents+json"
 REQUIRED = ("id", "source", "type", "specversion")
@@ -115,13 +119,26 @@ def _structured(body: bytes) -> CloudEvent:
     return event  # type: ignore[return-value]
 
 
-def accept(headers: list[tuple[bytes, bytes]], body: bytes, delivery: Any) -> tuple[int, dict]:
-    """Parse and submit; returns (status, JSON body) for the HTTP answer."""
+def accept(headers: list[tuple[bytes, bytes]], body: bytes, delivery: Any, feedback: Any = None) -> tuple[int, dict]:
+    """Parse and submit; returns (status, JSON body) for the HTTP answer. `feedback`: where
+    `io.infertap.feedback` events go (`infertap.logger.feedback.FeedbackIngest`: checked, on to
+    the feedback topic) rather than to the events' sinks."""
+    if feedback is not None and _header(headers, b"ce-type") == FEEDBACK_TYPE.encode():
+        try:
+            return feedback.accept_event(parse(headers, body))
+        except IngestError as exc:
+            return 400, {"error": str(exc)}
     if delivery is None:
         return 503, {"error": "this logger has no sink configured (--log-url)"}
     try:
         event = parse(headers, body)
     except IngestError as exc:
         return 400, {"error": str(exc)}
+    if feedback is not None and event.get_type() == FEEDBACK_TYPE:  # structured mode: the type is in the body
+        return feedback.accept_event(event)
     delivery.submit(event)
     return 202, {"id": event.get_id()}
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    return next((value for key, value in headers if key == name), None)

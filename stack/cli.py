@@ -323,12 +323,17 @@ def detect(ctx: typer.Context) -> None:
             if field and ("worker", field) not in origins:
                 origins[("worker", field)] = f"{doc.where}: {field[0]}"
         fail("invalid settings: " + "; ".join(command.describe(exc, "worker", origins=origins)))
+    replay = ReplaySettings(**parsed.values["replay"])
     if doc.spec.spec.detector.performance:  # RealisedPerformance: labels joined to predictions (docs/ground-truth.md)
+        if replay.replay is not None:
+            fail(
+                f"{doc.where}: RealisedPerformance joins labels arriving on Kafka and cannot be replayed; replay a "
+                "CBPE or DLE document over a file with the target column: its realised lines follow each estimate"
+            )
         from infertap.detectors.performance.worker import main as run_performance
 
         run_performance(settings)
         return
-    replay = ReplaySettings(**parsed.values["replay"])
     if replay.replay is not None:
         from infertap.stack.detect_replay import ReplayFailed, run_replay
 
@@ -523,15 +528,28 @@ def report(
     idle_timeout: float = typer.Option(
         3.0, min=0.1, help="Kafka: stop reading a topic after this many seconds without a record."
     ),
+    detector: Path | None = typer.Option(
+        None,
+        help="A Detector YAML with reference data: histograms of it beside the latest logged events of its "
+        "topic, per feature (events read from --bootstrap, else the document's source.bootstrap).",
+    ),
 ) -> None:
-    """Write an HTML page with plots: per-feature drift over time, outlier rate, top attributions."""
+    """Write an HTML page with plots: per-feature drift over time, outlier rate, top attributions,
+    realised and estimated performance, data-quality violations, reference-vs-current histograms."""
     from infertap.stack.report import PrometheusError, from_kafka, from_prometheus, write_report
+    from infertap.stack.report_quality import HistogramError, feature_histograms
 
     try:
         if bootstrap:
             data = from_kafka(bootstrap, inference_service, idle_timeout=idle_timeout)
         else:
             data = from_prometheus(prometheus, inference_service, minutes=minutes)
+        if detector is not None:
+            data.histograms, data.section_notes["histograms"] = feature_histograms(
+                detector, inference_service, bootstrap
+            )
+    except HistogramError as exc:
+        fail(str(exc))
     except (PrometheusError, ConnectionError) as exc:
         fail(f"cannot build the report: {exc}", code=1)
     path = write_report(data, out)

@@ -998,6 +998,8 @@ def _llm_inference_service(doc: Document, ns: str, run: _Run) -> dict[str, Any]:
 
 
 def _detector(doc: Document, ns: str, run: _Run) -> list[dict]:
+    if doc.spec.spec.detector.performance:  # RealisedPerformance (docs/ground-truth.md): no reference data
+        return _performance_detector(doc, ns, run)
     opts, notes = run.opts, run.notes
     det = doc.spec
     name = det.name
@@ -1064,6 +1066,57 @@ def _detector(doc: Document, ns: str, run: _Run) -> list[dict]:
                 name, ns, labels, bootstrap, settings.consumer_group, settings.topic, opts, min_replicas=replicas
             )
         )
+    return manifests
+
+
+PERFORMANCE_STATE = "/var/lib/infertap/state"
+
+
+def _performance_detector(doc: Document, ns: str, run: _Run) -> list[dict]:
+    """A RealisedPerformance worker: `python -m infertap.detectors.performance`, its join state on
+    an emptyDir (it survives container restarts; a partition that moves to another pod leaves its
+    waiting predictions behind, said in the notes), scaled by KEDA on the events topic's lag."""
+    opts, det = run.opts, doc.spec
+    name = det.name
+    labels = _labels(name, "detector", det.inference_service or None)
+    bootstrap = det.spec.source.bootstrap
+    if KafkaURL.parse(f"kafka://{bootstrap}").is_local:
+        bootstrap = opts.kafka_bootstrap
+    settings = det.to_settings(
+        doc.source.parent,
+        bootstrap=bootstrap,
+        host="0.0.0.0",
+        metrics_port=PORTS["metrics"],
+        state_dir=PERFORMANCE_STATE,
+    )
+    container = {
+        "name": "detector",
+        "image": _image(opts, "detector"),
+        "command": ["python", "-m", "infertap.detectors.performance"],
+        "args": [settings.model_dump_json(exclude_defaults=True)],
+        "ports": [{"name": "metrics", "containerPort": PORTS["metrics"], "protocol": "TCP"}],
+        "readinessProbe": _http_probe("/metrics", "metrics", 10),
+        "volumeMounts": [{"name": "state", "mountPath": PERFORMANCE_STATE}],
+        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+    }
+    volumes = [{"name": "state", "emptyDir": {"sizeLimit": "2Gi"}}]
+    run.notes.append(
+        f"{doc.where}: the join state of {name} is on an emptyDir: a partition that moves to another replica "
+        "starts from its committed offset without the predictions still waiting there; the InferenceService's "
+        f"logger takes the feedback at /v1/models/{{name}}/feedback (--request-id-header {settings.params.id_header} "
+        "lets labels name the client's id)"
+    )
+    replicas = det.spec.replicas
+    manifests = _with_secrets(
+        _deployment(name, ns, labels, _scrape(PORTS["metrics"]), [container], replicas=replicas, volumes=volumes),
+        run.notes,
+    )
+    manifests.append(_service(name, ns, labels, [("metrics", PORTS["metrics"], "metrics")]))
+    manifests.append(
+        _scaled_object(
+            name, ns, labels, bootstrap, settings.consumer_group or name, settings.topic or "", opts, replicas
+        )
+    )
     return manifests
 
 

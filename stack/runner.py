@@ -15,7 +15,8 @@ By hand, the JSON may also come as a second argument (then the variable is not r
     python -m infertap.stack.runner serving '{"http_port": 8080, "models": [...]}'
     python -m infertap.stack.runner explain-stream '{"stream": {"bootstrap": ..., "sample_rate": 0.05}, "explainer": {...}}'
 
-Components: serving, logger, explainer, explain-stream, detector. JSON keeps the hand-off
+Components: serving, logger, explainer, explain-stream, detector, performance (a RealisedPerformance
+Detector's worker, `infertap.detectors.performance`). JSON keeps the hand-off
 exact (lists, dicts, paths) whatever flags each package parses.
 """
 
@@ -29,7 +30,7 @@ SETTINGS_ENV = "INFERTAP_SETTINGS"
 USAGE = (
     f"usage: {SETTINGS_ENV}=SETTINGS_JSON python -m infertap.stack.runner COMPONENT "
     "(or python -m infertap.stack.runner COMPONENT SETTINGS_JSON), "
-    "COMPONENT one of serving, logger, explainer, explain-stream, detector"
+    "COMPONENT one of serving, logger, explainer, explain-stream, detector, performance"
 )
 
 
@@ -65,9 +66,15 @@ def run_component(component: str, payload: str) -> None:
             from infertap.detectors.worker import main as run_detector
 
             run_detector(from_json(WorkerSettings, payload))
+        elif component == "performance":
+            from infertap.detectors.performance.settings import PerformanceSettings
+            from infertap.detectors.performance.worker import main as run_performance
+
+            run_performance(from_json(PerformanceSettings, payload))
         else:
             raise SystemExit(
-                f"unknown component {component!r}; expected serving, logger, explainer, explain-stream or detector"
+                f"unknown component {component!r}; expected serving, logger, explainer, explain-stream, detector "
+                "or performance"
             )
     except ValidationError as exc:
         if exc.title not in RUNNER_MODELS:
@@ -76,7 +83,14 @@ def run_component(component: str, payload: str) -> None:
 
 
 #: The settings models the hand-off validates (ValidationError.title is the model's name).
-RUNNER_MODELS = {"ServerSettings", "LoggerSettings", "ExplainerSettings", "StreamSettings", "WorkerSettings"}
+RUNNER_MODELS = {
+    "ServerSettings",
+    "LoggerSettings",
+    "ExplainerSettings",
+    "StreamSettings",
+    "WorkerSettings",
+    "PerformanceSettings",
+}
 
 
 def explain_stream_settings(payload: str):

@@ -11,7 +11,11 @@
 - `security`: a URL's TLS/SASL options (`KafkaSecurity`) as librdkafka properties and as
   kafka-python arguments.
 - `clients`: the consumer and producer factories (librdkafka options, group settings, and
-  a rate-limited log and error callback, `RepeatFilter`).
+  a rate-limited log and error callback, `RepeatFilter`); keyed records are partitioned
+  with murmur2 (`PARTITIONER`, Java's default) whichever client writes them.
+- `feedback`: ground truth for a logged id (`{"id", "target", "time"}`), one item per record
+  of `<isvc>-feedback`, keyed by the prediction's id so it is co-partitioned with the events;
+  parsed and checked in one place (`parse_items`, `from_record`, `Targets`).
 
 Envelope (all types): CloudEvents 1.0 over the Kafka protocol binding, binary mode (`ce_`
 headers, the raw body as value); the key is the event id (a request and its response share
@@ -25,6 +29,7 @@ pyproject.toml); the logger, detectors, explainers and the stack import it.
 from __future__ import annotations
 
 from .clients import (
+    PARTITIONER,
     RepeatFilter,
     consumer,
     consumer_config,
@@ -53,6 +58,7 @@ from .security import KafkaSecurity, kafka_python_options
 from .topics import Topics, check_topic, topics
 
 __all__ = [
+    "PARTITIONER",
     "ADVERSARIAL_TYPE",
     "DATA_QUALITY_TYPE",
     "DEAD_LETTER_TYPE",

@@ -24,6 +24,11 @@ from .kafka_url import KafkaURL
 from .security import kafka_python_options
 
 DEFAULT_SESSION_TIMEOUT_MS = 6000  # groups join in about half of it on the embedded broker
+#: How keyed records are spread over partitions: murmur2 of the key, as Java's clients and
+#: kafka-python do (librdkafka's own default is CRC32). A feedback record keyed by a
+#: prediction's id then lands on the partition number of that prediction's events, whichever
+#: client wrote either (the co-partitioning `infertap.stream.feedback` relies on).
+PARTITIONER = "murmur2_random"
 
 # what changes between two tries of the same failure: "(after 12ms in state CONNECT, 3 identical error(s) suppressed)"
 _VOLATILE = re.compile(r"\d+(?=ms\b)|\d+(?= identical error)")
@@ -135,6 +140,7 @@ def producer_config(
         "acks": acks,
         "linger.ms": linger_ms,
         "message.timeout.ms": message_timeout_ms,
+        "partitioner": PARTITIONER,
         "logger": logger,
     }
     conf.update(properties or {})
@@ -176,6 +182,21 @@ def producer(
     conf = producer_config(bootstrap, client_id=client_id, logger=logger, **settings)
     conf.setdefault("error_cb", error_callback(logger, on_error))
     return Producer(conf)
+
+
+def admin(bootstrap: str, *, client_id: str, log_name: str, kafka_config: Mapping[str, str] | None = None):
+    """A confluent_kafka.admin.AdminClient (topics: create, describe), logging as `consumer` does."""
+    from confluent_kafka.admin import AdminClient
+
+    logger = librdkafka_logger(log_name)
+    conf: dict[str, Any] = {
+        "bootstrap.servers": KafkaURL.from_bootstrap(bootstrap).bootstrap,
+        "client.id": client_id,
+        "logger": logger,
+        "error_cb": error_callback(logger),
+    }
+    conf.update(kafka_config or {})
+    return AdminClient(conf)
 
 
 # kafka-python's loggers that repeat a line per reconnect while a broker is away

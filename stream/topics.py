@@ -44,7 +44,8 @@ class Topics:
 
     @property
     def feedback(self) -> str:
-        """`io.infertap.feedback`: ground truth for logged ids."""
+        """`io.infertap.feedback`: ground truth for logged ids, one item a record keyed by the
+        prediction's id (co-partitioned with `events`: `infertap.stream.feedback`)."""
         return f"{self.isvc}-feedback"
 
     @property

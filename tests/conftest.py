@@ -32,6 +32,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     import multiprocessing.util
 
+    # numpy 1.26's numpy.testing runs `lscpu` once when first imported (check_support_sve), and SciPy and
+    # scikit-learn import it: imported here, before the guard, so that start is nobody's test's
+    import numpy.testing  # noqa: F401
+
     def refuse(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError(
             "this test started a process, but it is marked `fast` (make test-fast runs only tests that start "

@@ -24,6 +24,9 @@ class DetectorBackend(ABC):
     #: Takes rows holding NaN (the worker's `missing_values: pass`); otherwise the worker drops or
     #: dead-letters them before `predict` sees them.
     accepts_missing: ClassVar[bool] = False
+    #: Fitted on labelled reference data (`fit_labelled`): the performance estimators, which read the
+    #: reference file's target column (`target`) beside the features.
+    labelled: ClassVar[bool] = False
 
     def __init__(self, feature_names: list[str], params: dict[str, Any]):
         self.feature_names = feature_names
@@ -32,6 +35,10 @@ class DetectorBackend(ABC):
     @abstractmethod
     def fit(self, x_ref: np.ndarray) -> None:
         """Fit from reference rows (2-D float array, or the backend's own shape)."""
+
+    def fit_labelled(self, x_ref: np.ndarray, y_ref: np.ndarray) -> None:
+        """Fit from reference rows and their labels (backends that are `labelled`)."""
+        raise NotImplementedError(f"{type(self).__name__} is not fitted on labels")
 
     @abstractmethod
     def predict(self, x: np.ndarray) -> DetectionResult:

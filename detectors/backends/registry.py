@@ -30,6 +30,18 @@ BACKENDS: dict[str, str] = {
     # permissive (scipy, scikit-learn): always available
     "ScipyKS": "scipy_drift",
     "SklearnIForest": "sklearn_outlier",
+    # data quality against a schema inferred from reference data or declared (docs/data-quality.md)
+    "DataQuality": "data_quality",
+    # performance estimation without labels, fitted on labelled reference data
+    "CBPE": "cbpe",  # classifiers (scikit-learn, scipy)
+    "DLE": "dle",  # regressors (LightGBM, extra lightgbm)
+    # text on the stream (docs/text-detectors.md): sentence embeddings (torch, transformers), scipy, scikit-learn
+    "TextMMDDrift": "text_drift",
+    "TextClassifierDrift": "text_drift",
+    "TextDescriptorDrift": "text_drift",
+    "TextOOD": "text_ood",
+    "TextSuite": "text_suite",
+    "LLMResponseSignals": "llm_signals",
     # alibi-detect, no TensorFlow
     "KSDrift": "alibi_drift",
     "CVMDrift": "alibi_drift",

@@ -39,6 +39,7 @@ from typing import Any, Literal
 from pydantic import Field, StrictBool, ValidationError, field_validator, model_validator
 
 from infertap.detectors.performance.settings import PERFORMANCE_DETECTORS, PerformanceParams
+from infertap.detectors.quality.schema import DATA_QUALITY, check_params, with_feature_types, without_reference
 from infertap.stack.specs.base import SpecModel
 from infertap.stack.specs.inference_service import ObjectMeta
 from infertap.stack.specs.logger_url import KafkaURL
@@ -138,6 +139,10 @@ class DetectorBlock(SpecModel):
             except ValidationError as exc:
                 raise ValueError("params: " + "; ".join(_param_errors(exc))) from None
             return self
+        if self.name == DATA_QUALITY:  # params as `DataQualityParams` declares them (a sentence naming the field)
+            check_params(self.params)
+            if self.reference is None and self.saved_detector is None:
+                return self  # a declared schema only: DetectorSpec checks that it covers every feature
         if (self.reference is None) == (self.saved_detector is None):
             raise ValueError("give exactly one of reference (data to fit on) or savedDetector (a folder)")
         if self.allow_pickle and self.saved_detector is None:
@@ -205,6 +210,22 @@ class DetectorSpec(SpecModel):
     )
 
     @model_validator(mode="after")
+    def _data_quality(self) -> DetectorSpec:
+        """DataQuality: params.schema names listed features; without reference data it declares every one."""
+        block = self.detector
+        if block.name == DATA_QUALITY:
+            if block.missing_values == "deadletter":
+                raise ValueError(
+                    "DataQuality counts missing values in every row: missingValues: deadletter does not apply"
+                )
+            check_params(with_feature_types(block.params, self.features), [f.name for f in self.features])
+            if block.reference is None and block.saved_detector is None:
+                why = without_reference(block.params, self.features)
+                if why is not None:
+                    raise ValueError(why)
+        return self
+
+    @model_validator(mode="after")
     def _replicas(self) -> DetectorSpec:
         if self.detector.performance:  # replicas share the stateDir: one SQLite file per partition
             if self.replicas > 1 and self.detector.params.get("join_on") == "header":
@@ -216,6 +237,14 @@ class DetectorSpec(SpecModel):
             )
         if self.replicas > 1 and self.state_dir is not None:
             raise ValueError("replicas > 1 cannot share one stateDir (each online detector saves its own state)")
+        return self
+
+    @model_validator(mode="after")
+    def _text(self) -> DetectorSpec:
+        """Text features need a text detector and the reverse (docs/text-detectors.md)."""
+        from infertap.detectors.frames import check_frame
+
+        check_frame(self.detector.name, self.features, self.source.events)
         return self
 
     @field_validator("features")

@@ -225,10 +225,11 @@ def test_every_registered_name_creates() -> None:
         "CVMDriftOnline": {"ert": 10, "window_sizes": [5]},
         "AdversarialAE": {"predictor": "http://x/v1/models/m"},
         "ModelDistillation": {"model": "m.keras"},
+        "DLE": {"prediction": NAMES[-1]},  # the feature that holds the model's prediction
     }
     for name in BACKENDS:
         backend = create_backend(name, NAMES, needs.get(name, {}))
-        assert backend.kind in ("drift", "outlier", "adversarial")
+        assert backend.kind in ("drift", "outlier", "adversarial", "performance", "dataquality")
     assert TENSORFLOW == {"OutlierAE", "OutlierVAE", "AdversarialAE", "ModelDistillation"}
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from examples.hf_models import build_tiny_llm, copy_minilm
+from examples.hf_models import build_tiny_classifier, build_tiny_llm, copy_minilm
 
 SEED = 0
 
@@ -168,6 +168,7 @@ BUILDERS: dict[str, Callable[[Path], str]] = {
     "torch-digits": build_torch_digits,
     "onnx-digits": build_onnx_digits,
     "tiny-llm": build_tiny_llm,
+    "tiny-classifier": build_tiny_classifier,
     "all-minilm-l6-v2": copy_minilm,
 }
 

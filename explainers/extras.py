@@ -26,6 +26,8 @@ EXTRAS = {
     "spacy": "alibi",
     "skimage": "alibi",
     "art": "art",  # adversarial-robustness-toolbox (MIT): SquareAttack
+    "transformers": "huggingface",  # the text and LLM explainers read Hugging Face folders
+    "tokenizers": "huggingface",
 }
 
 

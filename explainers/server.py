@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import FastAPI, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from infertap.explainers.backends import Explainer, ExplainOptions, create_explainer
@@ -56,6 +57,7 @@ from infertap.explainers.explanation import (
     ExplainInputsBody,
     ExplainInstancesBody,
     ExplainResponse,
+    LLMExplainBody,
 )
 from infertap.explainers.metrics import ExplainerMetrics
 from infertap.explainers.settings import ExplainerSettings
@@ -94,7 +96,9 @@ class ExplainService:
 
     def __init__(self, settings: ExplainerSettings, explainer: Explainer | None = None):
         self.settings = settings
-        self.metrics = ExplainerMetrics(settings.inference_service, settings.name, settings.explainer_type)
+        self.metrics = ExplainerMetrics(
+            settings.inference_service, settings.name, settings.explainer_type, settings.token_metric_top_k
+        )
         self.explainer = explainer or create_explainer(settings, on_request=self.metrics.on_predictor_request)
         self._executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="explain")
 
@@ -169,10 +173,9 @@ class ExplainService:
         self.metrics.latency.observe(elapsed)
         self.metrics.kserve_explain.observe(elapsed)
         self.metrics.instances.inc(len(explanations))
-        if explanations and explanations[0].values is not None:
-            self.metrics.observe_attributions(explanations[0].feature_names, [e.values for e in explanations])
+        self.metrics.observe_explanations(explanations)
         return ExplainResponse(
-            model_name=self.settings.name, explainer=self.settings.explainer_type, explanations=explanations
+            model_name=self.settings.name, explainer=self.settings.explainer_type, explanations=list(explanations)
         )
 
     def _out_of_memory(self, n: int) -> OutOfMemory:
@@ -242,9 +245,11 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
         title="infertap explainer", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url="/openapi.json"
     )
     app.state.service = service
+    llm = service.explainer.input_kind == "llm"
+    bodies: list[type[BaseModel]] = [LLMExplainBody] if llm else [ExplainInstancesBody, ExplainInputsBody]
     install_openapi(
         app,
-        [ExplainInstancesBody, ExplainInputsBody, ExplainResponse, ExplainInferRequest, InferenceResponse],
+        [*bodies, ExplainResponse, ExplainInferRequest, InferenceResponse],
         lambda schema: _examples(schema, service),
     )
     ready_reply = replies(json_object(name={"type": "string"}, ready={"type": "boolean"}), 404, 503)
@@ -295,11 +300,14 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
 
     @app.post(
         "/v1/models/{model}:explain",
-        openapi_extra=json_body(ExplainInstancesBody, ExplainInputsBody),
+        openapi_extra=json_body(*bodies),
         responses=replies(ExplainResponse, *explain_errors),
     )
     async def explain_v1(request: Request, model: str = served_names([name])()) -> Response:
         check_name(model)
+        if llm:
+            instances, params = llm_body(await request.body())
+            return answer(await service.explain(instances, params))
         try:
             decoded = await decode_body(decode_v1_request, await request.body())
         except CodecError as err:
@@ -357,11 +365,70 @@ def create_app(settings: ExplainerSettings, service: ExplainService | None = Non
         service.metrics.observe_request(200)
         return Response(body, headers=headers, media_type=headers.get("content-type", JSON))
 
+    def answer(result: ExplainResponse) -> Response:
+        service.metrics.observe_request(200)
+        return Response(orjson.dumps(result.model_dump(mode="json")), media_type=JSON)
+
+    if llm:
+
+        async def explain_openai(request: Request, shape: str) -> Response:
+            instances, params = llm_body(await request.body(), shape)
+            wanted = instances[0].get("model") if isinstance(instances[0], dict) else None
+            if wanted is not None and wanted not in (name, settings.target_model):
+                raise ModelNotFound(f"no explainer for model {wanted!r}; this server explains {name!r}")
+            return answer(await service.explain(instances, params))
+
+        for path, shape in (("chat/completions", "messages"), ("completions", "prompt")):
+            _openai_route(app, f"/openai/v1/{path}:explain", shape, explain_openai, explain_errors)
+
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
     return app
+
+
+def llm_body(raw: bytes, shape: str | None = None) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """(instances, parameters) of an LLM explainer's body: `{"messages" | "prompt", "completion", ...}`
+    (one completion; `shape` names the field an OpenAI-shaped route requires) or `{"instances": [...]}`."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise BadExplainRequest(f"the body is not JSON: {err}") from None
+    if not isinstance(body, dict):
+        raise BadExplainRequest(f"send a JSON object, got {type(body).__name__}")
+    params = body.pop("parameters", None)
+    if params is not None and not isinstance(params, dict):
+        raise BadExplainRequest(f"parameters must be a JSON object, got {type(params).__name__}")
+    if shape is None and "instances" in body:
+        items = body["instances"]
+        if not isinstance(items, list) or not items:
+            raise BadExplainRequest("instances must be a non-empty list of completions to explain")
+    else:
+        if shape is not None and shape not in body:
+            raise BadExplainRequest(
+                f'an OpenAI {"chat " if shape == "messages" else ""}completions body needs "{shape}"'
+            )
+        if shape == "prompt" and not isinstance(body.get("prompt"), str):
+            raise BadExplainRequest("prompt must be one string (one completion is explained at a time)")
+        items = [body]
+    instances = np.empty(len(items), dtype=object)
+    instances[:] = items
+    return instances, params
+
+
+def _openai_route(app: FastAPI, path: str, shape: str, handler, errors: tuple[int, ...]) -> None:
+    """An OpenAI-shaped explain route: the request body of the chat or completions endpoint, plus `completion`."""
+
+    async def route(request: Request) -> Response:
+        return await handler(request, shape)
+
+    app.post(
+        path,
+        openapi_extra=json_body(LLMExplainBody),
+        responses=replies(ExplainResponse, *errors),
+        summary=f"Explain an OpenAI {path.split('/')[-1].removesuffix(':explain')} request's completion",
+    )(route)
 
 
 def _text(value: Any) -> str:

@@ -21,6 +21,10 @@ ExplainerType = Literal[
     "AnchorText",
     "AnchorImages",
     "SquareAttack",
+    "TextShap",
+    "TextIntegratedGradients",
+    "LLMFeatureAblation",
+    "LLMIntegratedGradients",
 ]
 ALIASES = {
     "kernel_shap": "KernelShap",
@@ -38,6 +42,10 @@ ALIASES = {
     "AnchorImage": "AnchorImages",
     "square_attack": "SquareAttack",
     "squareattack": "SquareAttack",  # KServe's ART explainer compares the type lower-cased
+    "text_shap": "TextShap",
+    "text_integrated_gradients": "TextIntegratedGradients",
+    "llm_feature_ablation": "LLMFeatureAblation",
+    "llm_integrated_gradients": "LLMIntegratedGradients",
 }
 
 
@@ -80,8 +88,9 @@ class ExplainerSettings(BaseSettings):
     max_rows_per_request: int = Field(default=20_000, ge=1, description="Perturbation rows per predictor request.")
     # white box
     storage_uri: str | None = Field(default=None, description="Model file (or folder) for white-box backends.")
-    model_format: Literal["sklearn", "xgboost", "lightgbm", "pytorch"] | None = Field(
-        default=None, description="Format of storage_uri's model (white-box backends)."
+    model_format: Literal["sklearn", "xgboost", "lightgbm", "pytorch", "huggingface"] | None = Field(
+        default=None,
+        description="Format of storage_uri's model (white-box backends; the text and LLM ones read a huggingface folder).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="captum: where the model runs; auto: CUDA when available."
@@ -113,6 +122,27 @@ class ExplainerSettings(BaseSettings):
         description=(
             "Cap on the perturbed rows one request makes a backend hold at once (KernelShap and "
             "PermutationShap nsamples x background rows, GradientShap samples x instances)."
+        ),
+    )
+    max_prompt_tokens: int = Field(
+        default=512,
+        ge=1,
+        description="Text and LLM explainers: most tokens in one text or prompt (more: 400).",
+    )
+    max_target_tokens: int = Field(
+        default=64,
+        ge=1,
+        description="LLM explainers: most completion tokens explained, given or generated (more: 400).",
+    )
+    # off by default: those labels would carry request text (personal data) to Prometheus
+    token_metric_top_k: int = Field(
+        default=0,
+        ge=0,
+        le=200,
+        description=(
+            "Text explainers: tokens exported as infertap_explainer_token_mean_abs_attribution{token} "
+            "(the top k by mean |attribution|, e.g. 20; 0, the default: none, as those labels carry request text "
+            "past redaction)."
         ),
     )
     workers: int = Field(default=2, ge=1, description="Explanations computed at once (threads).")

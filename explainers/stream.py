@@ -127,6 +127,23 @@ def decode_instances(body: bytes, content_type: str | None) -> np.ndarray:
     return decoded.instances
 
 
+def decode_llm_request(body: bytes) -> np.ndarray:
+    """The completion requests of a logged OpenAI chat/completions body (or a V1 `instances` body of them);
+    the explainer generates the completion greedily (the logged answer is a separate response event)."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise CodecError(f"not JSON: {err}") from None
+    if not isinstance(obj, dict) or not ("messages" in obj or "prompt" in obj or "instances" in obj):
+        raise CodecError("not an OpenAI chat/completions request")
+    items = obj["instances"] if "instances" in obj else [obj]
+    if not isinstance(items, list) or not items:
+        raise CodecError("no completion requests in the body")
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
 def explanation_event(isvc: str, request_id: str, response: ExplainResponse, source: str) -> CloudEvent:
     attrs = {
         "specversion": "1.0",
@@ -148,7 +165,9 @@ class StreamWorker:
 
     def __init__(self, stream: StreamSettings, settings: ExplainerSettings):
         self.stream, self.settings = stream, settings
-        self.metrics = ExplainerMetrics(stream.inference_service, settings.name, settings.explainer_type)
+        self.metrics = ExplainerMetrics(
+            stream.inference_service, settings.name, settings.explainer_type, settings.token_metric_top_k
+        )
         self.events = Counter(
             "infertap_explainer_stream_events",
             "Events read by the stream worker, by outcome.",
@@ -237,7 +256,11 @@ class StreamWorker:
         attrs = event.get_attributes()
         try:
             data = event.get_data() or b""
-            X = decode_instances(data if isinstance(data, bytes) else orjson.dumps(data), attrs.get("datacontenttype"))
+            body = data if isinstance(data, bytes) else orjson.dumps(data)
+            if self.explainer.input_kind == "llm":  # an OpenAI chat/completions request (or a V1 body of them)
+                X = decode_llm_request(body)
+            else:
+                X = decode_instances(body, attrs.get("datacontenttype"))
             X = self.explainer.check_input(X)[: self.settings.max_instances]
             started = time.perf_counter()
             explanations = self.explainer.explain(
@@ -254,11 +277,10 @@ class StreamWorker:
             return None
         self.metrics.latency.observe(time.perf_counter() - started)
         self.metrics.instances.inc(len(explanations))
-        if explanations and explanations[0].values is not None:
-            self.metrics.observe_attributions(explanations[0].feature_names, [e.values for e in explanations])
+        self.metrics.observe_explanations(explanations)
         self._count("explained")
         return ExplainResponse(
-            model_name=self.settings.name, explainer=self.settings.explainer_type, explanations=explanations
+            model_name=self.settings.name, explainer=self.settings.explainer_type, explanations=list(explanations)
         )
 
 

@@ -27,6 +27,10 @@ BACKENDS: dict[str, str] = {
     "AnchorText": "infertap.explainers.backends.anchor_text:AnchorTextExplainer",  # alibi, BSL 1.1
     "AnchorImages": "infertap.explainers.backends.anchor_image:AnchorImageExplainer",  # alibi, BSL 1.1
     "SquareAttack": "infertap.explainers.backends.square_attack:SquareAttackExplainer",  # ART, MIT
+    "TextShap": "infertap.explainers.backends.text_shap:TextShapExplainer",  # shap, MIT
+    "TextIntegratedGradients": "infertap.explainers.backends.text_integrated_gradients:TextIntegratedGradientsExplainer",  # captum, BSD-3
+    "LLMFeatureAblation": "infertap.explainers.backends.llm_feature_ablation:LLMFeatureAblationExplainer",  # captum, BSD-3
+    "LLMIntegratedGradients": "infertap.explainers.backends.llm_integrated_gradients:LLMIntegratedGradientsExplainer",  # captum, BSD-3
 }
 
 

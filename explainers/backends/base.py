@@ -4,13 +4,14 @@ A backend is built from `ExplainerSettings`, `load()`s its data and model once (
 predictor calls there: the predictor may start later), then `explain(X, options)`s
 batches in a worker thread. Black-box backends get an `HTTPPredictor`; white-box backends
 load the model file themselves. Types of shap, captum and alibi stay inside the backend
-modules: what leaves them is `InstanceExplanation`.
+modules: what leaves them is `InstanceExplanation` (`TextExplanation`, `CompletionExplanation` for text).
 """
 
 from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from infertap.explainers.backgrounds import Background, load_background
 from infertap.explainers.errors import BadExplainRequest, ExplainerLoadError
-from infertap.explainers.explanation import InstanceExplanation
+from infertap.explainers.explanation import Explanation
 from infertap.explainers.extras import import_required
 from infertap.explainers.predictor import HTTPPredictor
 from infertap.explainers.settings import ExplainerSettings
@@ -33,17 +34,20 @@ class Param:
     server by 600 MiB and `2e6` ended in a MemoryError (issue 19).
     """
 
-    kind: type  # int, float or bool
+    kind: type  # int, float, bool, str (one of `choices`) or list (of `choices`)
     low: float | None = None
     high: float | None = None
     limit: str = ""  # the setting the high bound comes from, named in the error (e.g. "max_samples")
     exclusive: bool = False  # bounds are open: 0 < delta < 1
     nullable: bool = False  # null means "the library's default"
+    choices: tuple[str, ...] = ()  # the values a str parameter (or each item of a list one) may take
 
     def check(self, name: str, value: Any) -> Any:
         """`value` as `kind`; BadExplainRequest naming the parameter and its bounds otherwise."""
         if value is None and self.nullable:
             return None
+        if self.kind in (str, list):
+            return self._check_choice(name, value)
         if self.kind is bool:
             if not isinstance(value, bool):
                 raise BadExplainRequest(f"parameter {name} must be true or false, got {value!r}")
@@ -55,6 +59,17 @@ class Param:
         if not self._within(float(value)):
             raise BadExplainRequest(f"parameter {name} must be {self.bounds()}, got {value!r}")
         return self.kind(value)
+
+    def _check_choice(self, name: str, value: Any) -> Any:
+        listed = ", ".join(self.choices)
+        if self.kind is str:
+            if not isinstance(value, str) or value not in self.choices:
+                raise BadExplainRequest(f"parameter {name} must be one of {listed}, got {value!r}")
+            return value
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list) or not items or any(i not in self.choices for i in items):
+            raise BadExplainRequest(f"parameter {name} must be a list of {listed} (at least one), got {value!r}")
+        return list(dict.fromkeys(items))
 
     def _within(self, v: float) -> bool:
         if self.exclusive:
@@ -90,6 +105,9 @@ class Explainer(ABC):
     saved_holds_data: ClassVar[bool] = False
     #: Top-level modules the backend imports lazily (`explainers/extras.py` names their extras).
     requires: ClassVar[tuple[str, ...]] = ()
+    #: What an instance is: a row of numbers (or a string, anchors), or an LLM request (`messages` or
+    #: `prompt`, and `completion`), which the server reads from V1 bodies and OpenAI-shaped bodies.
+    input_kind: ClassVar[Literal["tensor", "llm"]] = "tensor"
 
     def __init__(self, settings: ExplainerSettings, predictor: HTTPPredictor | None = None):
         self.settings = settings
@@ -141,7 +159,7 @@ class Explainer(ABC):
     # ---------------------------------------------------------------- explaining
 
     @abstractmethod
-    def explain(self, X: np.ndarray, options: ExplainOptions) -> list[InstanceExplanation]:
+    def explain(self, X: np.ndarray, options: ExplainOptions) -> Sequence[Explanation]:
         """One explanation per row of X (runs in a worker thread; may block)."""
 
     def request_params(self) -> dict[str, Param]:

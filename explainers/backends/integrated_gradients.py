@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from infertap.explainers.backends.base import ExplainOptions
 from infertap.explainers.backends.captum_base import CaptumExplainer
+from infertap.explainers.backends.ig_steps import check_ig_steps
 
 
 class IntegratedGradientsExplainer(CaptumExplainer):
@@ -16,9 +17,11 @@ class IntegratedGradientsExplainer(CaptumExplainer):
         self._method = IntegratedGradients(self.model)
 
     def check_work(self, n: int, options: ExplainOptions) -> None:
-        """Without internal_batch_size captum scales every instance n_steps times in one pass."""
+        """Bounded Gauss-Legendre steps; without internal_batch_size captum scales every instance n_steps
+        times in one pass."""
+        n_steps = options.nsamples or self.settings.n_steps
+        check_ig_steps(self.type_name, n_steps, self.settings.params.get("method", "gausslegendre"))
         if self.settings.internal_batch_size is None:
-            n_steps = options.nsamples or self.settings.n_steps
             self.check_rows(n_steps * n, f"IntegratedGradients nsamples (n_steps) {n_steps} x {n} instances")
 
     def attribute(self, inputs, target, options: ExplainOptions):

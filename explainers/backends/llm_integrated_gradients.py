@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from infertap.explainers.backends.base import ExplainOptions
-from infertap.explainers.backends.hf_text import check_ig_steps
+from infertap.explainers.backends.ig_steps import check_ig_steps
 from infertap.explainers.backends.llm_base import LLMExplainer
 from infertap.explainers.backends.llm_prompt import Prompt
 from infertap.explainers.errors import BadExplainRequest

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from infertap.explainers.backends.base import ExplainOptions
-from infertap.explainers.backends.hf_text import check_ig_steps
+from infertap.explainers.backends.ig_steps import check_ig_steps
 from infertap.explainers.backends.text_classifier import TextClassifierExplainer
 from infertap.explainers.explanation import TextExplanation
 

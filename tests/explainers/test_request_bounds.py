@@ -129,6 +129,11 @@ def test_sample_rows_of_shap_and_captum_requests_are_bounded(predictor, serve_ex
     ig = serve_explainer(name="torch-digits", explainer_type="IntegratedGradients", internal_batch_size=None, **digits)
     r = explain(ig, "torch-digits", X, nsamples=100)
     assert r.status_code == 400 and "max_sample_rows is 500" in r.json()["error"]
+    # Gauss-Legendre nodes cost O(n^3) before any deadline can stop them (5,000 steps: 20 s)
+    ig_batched = serve_explainer(name="torch-digits", explainer_type="IntegratedGradients", **digits)
+    r = explain(ig_batched, "torch-digits", X[:1], nsamples=5000)
+    assert r.status_code == 400, r.text
+    assert "nsamples (n_steps) 5000 with method gausslegendre; at most 1000" in r.json()["error"]
 
 
 def _vm_size(pid: int) -> int:

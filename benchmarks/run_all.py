@@ -2,7 +2,8 @@
 
 A benchmark is a module `benchmarks/<name>.py` that defines `main()` and writes its JSON
 to benchmarks/results/. Modules that are tools of the benchmarks rather than benchmarks
-(the load generator, the reference server that runs in KServe's venv, this runner) are
+(the load generator, the reference server that runs in KServe's venv, the scripted SSE
+upstream of the LLM benchmarks, this runner) are
 listed in HELPERS and skipped. Each benchmark runs as `python -m benchmarks.<name>` so that
 one that fails or hangs cannot take the others down; the runner reports all and exits
 non-zero when any failed.
@@ -23,7 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-HELPERS = {"__init__", "run_all", "loadgen", "kserve_server"}
+HELPERS = {"__init__", "run_all", "loadgen", "kserve_server", "sse_upstream"}
 DEFINES_MAIN = re.compile(r"^def main\(", re.MULTILINE)
 
 

@@ -54,6 +54,25 @@ class MalformedStream(ValueError):
     """The stream cannot be reassembled; the message is the `capturereason`."""
 
 
+_DECODER = json.JSONDecoder()  # what `json.loads` decodes with when given no options
+
+
+def _chunk_json(data: bytes) -> Any:
+    """`json.loads(data)`, with what it does before decoding skipped for the common chunk.
+
+    A chunk starting `{` then a non-zero byte is UTF-8 to `json.detect_encoding`, so it is
+    decoded as `json.loads` would (`surrogatepass`) and handed to the decoder's `raw_decode`;
+    anything else (a BOM, UTF-16, whitespace around the value, no value) takes `json.loads`
+    itself, which accepts or raises exactly as before. Saves about a fifth of the cost of a
+    chunk's parse (`benchmarks/llm_capture_cpu.py`)."""
+    if data[:1] == b"{" and data[1:2] != b"\x00":
+        text = data.decode("utf-8", "surrogatepass")
+        obj, end = _DECODER.raw_decode(text)
+        if end == len(text):
+            return obj
+    return json.loads(data)
+
+
 class SSEParser:
     """Incremental `text/event-stream` parser (WHATWG rules for `data:` lines): `feed(bytes)`
     returns the data payloads of the events completed by those bytes. Only the unfinished
@@ -67,6 +86,15 @@ class SSEParser:
         self.max_line = max_line
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if (  # one whole `data: ...` event and nothing else, as runtimes send a token: no split, no loop
+            not self._tail
+            and not self._data
+            and chunk.startswith(b"data: ")
+            and chunk.find(b"\n") == len(chunk) - 2
+            and chunk.endswith(b"\n\n")
+            and chunk[-3:-2] != b"\r"
+        ):
+            return [chunk[6:-2]]
         buf = self._tail + chunk if self._tail else chunk
         lines = buf.split(b"\n")
         self._tail = lines.pop()
@@ -132,11 +160,11 @@ class StreamAssembler:
     def event(self, data: bytes) -> None:
         if self.done:
             return
-        if data.strip() == b"[DONE]":
+        if data[:1] != b"{" and data.strip() == b"[DONE]":
             self.done = True
             return
         try:
-            chunk = json.loads(data)
+            chunk = _chunk_json(data)
         except ValueError:
             raise MalformedStream("sse_chunk_not_json") from None
         if not isinstance(chunk, dict):
@@ -181,7 +209,11 @@ class StreamAssembler:
                 content = delta.get("content")
                 if content:
                     token = True
-                    self._append(choice.parts, content)
+                    if content.__class__ is str and len(content) <= self.max_chars - self.chars:
+                        choice.parts.append(content)  # `_append`'s common case, without the call
+                        self.chars += len(content)
+                    else:
+                        self._append(choice.parts, content)
                 refusal = delta.get("refusal")
                 if refusal:
                     token = True

@@ -14,7 +14,8 @@ multi-valued with "All" meaning `.*`, so each query filters with `=~"$var"`.
 
 Only metrics that our servers export are used (their definitions: serving/metrics.py,
 logger/metrics.py, logger/tap.py, sidecar/llm_metrics.py, sidecar/redact.py,
-detectors/metrics.py, explainers/metrics.py);
+detectors/metrics.py, detectors/performance/gauges.py and metrics.py, detectors/estimate_metrics.py,
+detectors/quality/metrics.py, explainers/metrics.py);
 tests/dashboards runs every query against a real Prometheus scraping a real stack.
 """
 
@@ -39,6 +40,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.common import BarGaugeDisplayMode, HeatmapCellLayout, VizOrientation
 from grafana_foundation_sdk.models.dashboard import (
     DataSourceRef,
+    DynamicConfigValue,
     Threshold,
     ThresholdsMode,
     VariableOption,
@@ -726,6 +728,38 @@ def explanations() -> Dashboard:
                 query(f"max by (feature) (infertap_explainer_mean_abs_attribution{{{sel}}})", "{{feature}}"),
             )
         )
+        .with_row(Row("Text and LLM explanations"))
+        .with_panel(
+            bargauge.Panel()
+            .title("Top tokens by mean |attribution|")
+            .datasource(DS)
+            .span(12)
+            .height(10)
+            .description(
+                "Text classifiers' explainers: running mean |attribution| of the tokens with the largest one "
+                "(each explainer exports its top --token-metric-top-k tokens, 20 by default, so the label set is bounded). "
+                "The texts themselves are in infertap report."
+            )
+            .orientation(VizOrientation.HORIZONTAL)
+            .display_mode(BarGaugeDisplayMode.GRADIENT)
+            .min(0)
+            .with_target(
+                query(
+                    f"topk(10, max by (token) (infertap_explainer_token_mean_abs_attribution{{{sel}}}))",
+                    "{{token}}",
+                    instant=True,
+                )
+            )
+        )
+        .with_panel(
+            series(
+                "Prompt attribution share by role",
+                "LLM explainers: running mean share of |attribution| that the prompt's system, user, assistant ... "
+                "segments got; a system prompt losing its share means completions stopped following it.",
+                "percentunit",
+                query(f"max by (role) (infertap_explainer_role_attribution_share{{{sel}}})", "{{role}}"),
+            )
+        )
         .with_row(Row("Predictor calls (black-box explainers)"))
         .with_panel(
             series(
@@ -967,7 +1001,326 @@ def llm() -> Dashboard:
     )
 
 
-BOARDS = {"serving": serving, "logger": logger, "drift": drift, "explanations": explanations, "llm": llm}
+# --- model quality -------------------------------------------------------------------------
+
+#: the series a model-quality board's InferenceService and Detector variables list: any of these
+#: workers (realised performance, CBPE/DLE, DataQuality) puts a service on the board
+QUALITY_METRICS = "infertap_performance_metric|infertap_data_quality_share"
+
+
+def union_variable(name: str, label: str, metrics: str, depends: str = "") -> QueryVariable:
+    """A multi-valued variable over label_values of the series of several metrics (`a|b`); All means `.*`."""
+    selector = f'{{__name__=~"{metrics}"{", " + depends if depends else ""}}}'
+    return label_variable(name, label, selector)
+
+
+def line_style(regexp: str, color: str | None = None, dash: bool = True) -> tuple[str, list[DynamicConfigValue]]:
+    """An override for the series whose names match `regexp`: dashed, no fill, a fixed colour when given."""
+    props = [DynamicConfigValue(id_val="custom.fillOpacity", value=0)]
+    if dash:
+        props.append(DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}))
+    if color:
+        props.append(DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": color}))
+    return regexp, props
+
+
+def model_quality() -> Dashboard:
+    """Is the model still right: realised (labels joined) beside estimated (CBPE, DLE) performance, the
+    labels' coverage and delay, the join's counters, data-quality violations
+    (detectors/performance/gauges.py, metrics.py; detectors/estimate_metrics.py; detectors/quality/metrics.py)."""
+    sel = 'inference_service=~"$inference_service", detector=~"$detector"'
+    figure = f'{sel}, metric=~"$metric", class=~"$class"'
+    performance = (
+        series(
+            "Performance: $metric",
+            "The same figure's two lines per InferenceService: realised (from the labels joined by the performance "
+            "worker) and estimated (CBPE or DLE, without labels), with the estimate's confidence band (lower, upper) "
+            "and its alert thresholds (from the reference's chunks). class: _all (the whole window), _macro (the "
+            "mean over classes) or a class; a binary CBPE judges its positive class. One panel per metric.",
+            "none",
+            query(
+                f"max by (inference_service, kind, class) (infertap_performance_metric{{{figure}}})",
+                "{{inference_service}} {{kind}} ({{class}})",
+            ),
+            query(
+                f"max by (inference_service, class, bound) (infertap_performance_band{{{figure}}})",
+                "{{inference_service}} band {{bound}} ({{class}})",
+            ),
+            query(
+                f"max by (inference_service, class, bound) (infertap_performance_threshold{{{figure}}})",
+                "{{inference_service}} threshold {{bound}} ({{class}})",
+            ),
+            min_val=None,
+        )
+        .repeat("metric")
+        .repeat_direction("h")
+        .max_per_row(2)
+    )
+    for regexp, props in (line_style(".* band .*", "#8ab8ff"), line_style(".* threshold .*", "red")):
+        performance = performance.override_by_regexp(regexp, props)
+    return (
+        dashboard(
+            "infertap-model-quality",
+            "infertap / Model quality",
+            "Is the model still right: realised performance from labels joined by request id beside the estimate "
+            "without labels (CBPE, DLE), label coverage and delay, the feedback join, data-quality violations.",
+        )
+        .with_variable(datasource_variable())
+        .with_variable(union_variable("inference_service", "InferenceService", QUALITY_METRICS))
+        .with_variable(
+            union_variable("detector", "Detector", QUALITY_METRICS, 'inference_service=~"$inference_service"')
+        )
+        .with_variable(
+            label_variable("metric", "Metric", "infertap_performance_metric", 'inference_service=~"$inference_service"')
+        )
+        .with_variable(
+            label_variable(
+                "class",
+                "Class",
+                "infertap_performance_metric",
+                'inference_service=~"$inference_service", metric=~"$metric"',
+            )
+        )
+        .with_row(Row("Performance"))
+        .with_panel(
+            single(
+                "Estimates outside thresholds",
+                "Headline figures whose latest estimate lies outside its alert thresholds (infertap_performance_alert).",
+                "none",
+                query(f"sum(infertap_performance_alert{{{sel}}})", instant=True),
+                steps=[(None, "green"), (1, "red")],
+                w=4,
+            )
+        )
+        .with_panel(
+            single(
+                "Lowest realised accuracy",
+                "The lowest accuracy of the latest windows of labelled predictions, every InferenceService.",
+                "percentunit",
+                query(
+                    f'min(infertap_performance_metric{{{sel}, kind="realised", metric="accuracy", class="_all"}})',
+                    instant=True,
+                ),
+                w=4,
+            )
+        )
+        .with_panel(
+            single(
+                "Labelled share",
+                "Lowest share of predictions with a label, latest windows (labels that came back so far).",
+                "percentunit",
+                query(f"min(infertap_performance_labelled_share{{{sel}}})", instant=True),
+                steps=[(None, "red"), (0.1, "orange"), (0.5, "green")],
+                w=4,
+            )
+        )
+        .with_panel(
+            single(
+                "Label delay p50",
+                "Median time from prediction to label of the latest windows (largest of the services).",
+                "s",
+                query(f'max(infertap_performance_label_delay_seconds{{{sel}, quantile="0.5"}})', instant=True),
+                w=4,
+            )
+        )
+        .with_panel(
+            single(
+                "Windows of labels (range)",
+                "Windows of labelled predictions the performance workers published in the selected time range.",
+                "none",
+                query(f"sum(increase(infertap_performance_windows_total{{{sel}}}[$__range]))", instant=True),
+                w=4,
+            )
+        )
+        .with_panel(
+            single(
+                "Unmatched labels (range)",
+                "Labels that fell out of the join's state without their prediction (an id never logged) in the "
+                "selected time range.",
+                "none",
+                query(
+                    f'sum(increase(infertap_performance_evicted_total{{{sel}, kind="label"}}[$__range]))', instant=True
+                ),
+                steps=[(None, "green"), (1, "orange")],
+                w=4,
+            )
+        )
+        .with_panel(performance)
+        .with_row(Row("Labels"))
+        .with_panel(
+            series(
+                "Label coverage",
+                "Share of the predictions in a window's span that have a label, per worker (latest window).",
+                "percentunit",
+                query(
+                    f"max by (inference_service, detector) (infertap_performance_labelled_share{{{sel}}})",
+                    "{{inference_service}} {{detector}}",
+                ),
+                w=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Label delay",
+                "Label time minus prediction time, quantiles 0.5, 0.9 and 0.99 of the latest window.",
+                "s",
+                query(
+                    f"max by (inference_service, quantile) (infertap_performance_label_delay_seconds{{{sel}}})",
+                    "{{inference_service}} q{{quantile}}",
+                ),
+                w=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Waiting to be joined",
+                "In the join's state: predictions awaiting a label, labels awaiting their prediction.",
+                "none",
+                query(
+                    f"sum by (inference_service, kind) (infertap_performance_pending{{{sel}}})",
+                    "{{inference_service}} {{kind}}",
+                ),
+                w=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Feedback by outcome",
+                "Labels per second: joined (to their prediction), early (before it), duplicate (a second label: the "
+                "first counts), rejected (dead-lettered); unmatched: fell out of the state unjoined, by kind "
+                "(label: its id never seen; prediction: never labelled) and reason (age, count); records the "
+                "worker dead-lettered, by reason.",
+                "ops",
+                query(
+                    f"sum by (outcome) (rate(infertap_performance_labels_total{{{sel}}}[{RATE}]))",
+                    "{{outcome}}",
+                ),
+                query(
+                    f"sum by (kind, reason) (rate(infertap_performance_evicted_total{{{sel}}}[{RATE}]))",
+                    "unmatched {{kind}} ({{reason}})",
+                ),
+                query(
+                    f"sum by (reason) (rate(infertap_performance_dead_lettered_total{{{sel}}}[{RATE}]))",
+                    "dead-lettered {{reason}}",
+                ),
+            )
+        )
+        .with_panel(
+            series(
+                "Predictions read by the join",
+                "Logged responses per second: read (a new prediction), duplicate (its id seen), rejected "
+                "(dead-lettered), ignored (requests, failed responses, no id); and the labelled predictions "
+                "that went into published windows.",
+                "ops",
+                query(
+                    f"sum by (outcome) (rate(infertap_performance_predictions_total{{{sel}}}[{RATE}]))",
+                    "{{outcome}}",
+                ),
+                query(
+                    f"sum(rate(infertap_performance_labelled_rows_total{{{sel}}}[{RATE}]))",
+                    "labelled, in published windows",
+                ),
+            )
+        )
+        .with_row(Row("Data quality"))
+        .with_panel(
+            single(
+                "Checks violated now",
+                "(feature, check) pairs the latest window of a DataQuality detector violates.",
+                "none",
+                query(f"sum(infertap_data_quality_violation{{{sel}}})", instant=True),
+                steps=[(None, "green"), (1, "red")],
+                w=8,
+            )
+        )
+        .with_panel(
+            single(
+                "Windows violated (range)",
+                "Windows that violated any check in the selected time range.",
+                "none",
+                query(f"sum(increase(infertap_data_quality_violations_total{{{sel}}}[$__range]))", instant=True),
+                steps=[(None, "green"), (1, "orange")],
+                w=8,
+            )
+        )
+        .with_panel(
+            single(
+                "Failed rows (range)",
+                "Rows failing a check (violated or not) in the selected time range.",
+                "none",
+                query(f"sum(increase(infertap_data_quality_failed_rows_total{{{sel}}}[$__range]))", instant=True),
+                w=8,
+            )
+        )
+        .with_panel(
+            statetimeline.Panel()
+            .title("Violations by feature and check")
+            .datasource(DS)
+            .span(12)
+            .height(8)
+            .description(
+                "1 while the latest window violates the check on the feature: missing, type, range, unseen, "
+                "constant, empty; duplicate rows on _all."
+            )
+            .thresholds(thresholds([(None, "green"), (1, "red")]))
+            .min(0)
+            .max(1)
+            .with_target(
+                query(
+                    f"max by (feature, check) (infertap_data_quality_violation{{{sel}}})",
+                    "{{feature}} {{check}}",
+                )
+            )
+        )
+        .with_panel(
+            series(
+                "Failing share by feature and check",
+                "Share of the latest window's rows failing a check (missing, type, range, unseen; duplicate on _all).",
+                "percentunit",
+                query(f"max by (feature, check) (infertap_data_quality_share{{{sel}}})", "{{feature}} {{check}}"),
+            )
+        )
+        .with_panel(
+            bargauge.Panel()
+            .title("Violated windows by feature and check (range)")
+            .datasource(DS)
+            .span(12)
+            .height(8)
+            .description("Windows that violated each check in the selected time range, most first.")
+            .orientation(VizOrientation.HORIZONTAL)
+            .display_mode(BarGaugeDisplayMode.GRADIENT)
+            .min(0)
+            .with_target(
+                query(
+                    f"sort_desc(sum by (feature, check) "
+                    f"(increase(infertap_data_quality_violations_total{{{sel}}}[$__range])))",
+                    "{{feature}} {{check}}",
+                    instant=True,
+                )
+            )
+        )
+        .with_panel(
+            series(
+                "Failed rows by feature and check",
+                "Rows per second failing a check, violated or not.",
+                "ops",
+                query(
+                    f"sum by (feature, check) (rate(infertap_data_quality_failed_rows_total{{{sel}}}[{RATE}]))",
+                    "{{feature}} {{check}}",
+                ),
+            )
+        )
+    )
+
+
+BOARDS = {
+    "serving": serving,
+    "logger": logger,
+    "drift": drift,
+    "explanations": explanations,
+    "llm": llm,
+    "model-quality": model_quality,
+}
 
 
 def build_all() -> dict[str, str]:

@@ -537,19 +537,19 @@ def report(
     """Write an HTML page with plots: per-feature drift over time, outlier rate, top attributions,
     realised and estimated performance, data-quality violations, reference-vs-current histograms."""
     from infertap.stack.report import PrometheusError, from_kafka, from_prometheus, write_report
-    from infertap.stack.report_quality import HistogramError, feature_histograms
+    from infertap.stack.report_quality import HistogramError, detector_settings, feature_histograms
 
+    try:
+        drift = detector_settings(detector, inference_service) if detector is not None else None
+    except HistogramError as exc:
+        fail(str(exc))
     try:
         if bootstrap:
             data = from_kafka(bootstrap, inference_service, idle_timeout=idle_timeout)
         else:
             data = from_prometheus(prometheus, inference_service, minutes=minutes)
-        if detector is not None:
-            data.histograms, data.section_notes["histograms"] = feature_histograms(
-                detector, inference_service, bootstrap
-            )
-    except HistogramError as exc:
-        fail(str(exc))
+        if drift is not None:
+            data.histograms, data.section_notes["histograms"] = feature_histograms(drift, bootstrap)
     except (PrometheusError, ConnectionError) as exc:
         fail(f"cannot build the report: {exc}", code=1)
     path = write_report(data, out)

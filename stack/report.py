@@ -4,7 +4,14 @@ Data comes from Prometheus (`query_range` over the detectors', explainers' and s
 metrics) or straight from the Kafka topics (`<isvc>-detections`, `<isvc>-explanations`).
 Plots are drawn with matplotlib and embedded as base64 PNGs, so the page is one file that
 opens anywhere: per-feature drift p-values over time, window drift flags, outlier rate,
-top features by mean |attribution|, and request rate (Prometheus only).
+top features by mean |attribution|, and request rate (Prometheus only). Text explanations
+(token attributions of text classifiers, prompt attributions of LLM completions) from the
+explanations topic are shown as the text itself, each token or segment highlighted by its
+score (green for, red against the explained output; escaped HTML, no script); from
+Prometheus, the top tokens by mean |attribution|. From the detections topic, the model-quality
+sections (`report_quality.py`): realised beside estimated performance, the data-quality table;
+with a Detector document (`--detector`), reference-vs-current histograms per feature. A section
+without data says so in one line.
 """
 
 from __future__ import annotations
@@ -22,6 +29,16 @@ from typing import Any
 
 import httpx
 
+from infertap.stack.report_quality import (
+    Histogram,
+    PerformanceLine,
+    QualityRow,
+    performance_lines,
+    quality_rows,
+    render_histograms,
+    render_performance,
+    render_quality,
+)
 from infertap.stream.events import ADVERSARIAL_TYPE, DRIFT_TYPE, OUTLIER_TYPE
 from infertap.stream.topics import topics
 
@@ -43,13 +60,32 @@ class ReportData:
     drift_flags: dict[str, Series] = field(default_factory=dict)  # detector -> 0/1 per window
     outlier_rate: dict[str, Series] = field(default_factory=dict)  # detector -> share of rows flagged
     attributions: dict[str, float] = field(default_factory=dict)  # feature -> mean |attribution|
+    tokens: dict[str, float] = field(default_factory=dict)  # token -> mean |attribution| (text explainers)
+    texts: list[dict[str, Any]] = field(default_factory=list)  # the latest text / LLM explanations, newest last
     requests: dict[str, Series] = field(default_factory=dict)  # model -> requests per second
+    performance: list[PerformanceLine] = field(default_factory=list)  # realised and estimated, per figure
+    quality: list[QualityRow] = field(default_factory=list)  # violated checks, newest first
+    quality_windows: tuple[int, int] = (0, 0)  # data-quality windows judged, violated
+    histograms: list[Histogram] = field(default_factory=list)  # reference vs current per feature
+    #: per section (performance, quality, histograms): its one line when it has no data, or where the data came from
+    section_notes: dict[str, str] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.drift_p or self.drift_flags or self.outlier_rate or self.attributions or self.requests)
+        return not (
+            self.drift_p
+            or self.drift_flags
+            or self.outlier_rate
+            or self.attributions
+            or self.requests
+            or self.tokens
+            or self.texts
+            or self.performance
+            or self.quality_windows[0]
+            or self.histograms
+        )
 
 
 # --- from Prometheus -----------------------------------------------------------------------
@@ -94,6 +130,9 @@ def from_prometheus(
     window = f"{int(max(4 * step, 15))}s"
     sel = f'inference_service="{isvc}"'
     data = ReportData(isvc, f"Prometheus {url}, last {minutes:g} min")
+    from_topic = f"read from the {topics(isvc).detections} topic: run infertap report with --bootstrap"
+    data.section_notes["performance"] = f"Performance lines are {from_topic}."
+    data.section_notes["quality"] = f"The data-quality table is {from_topic}."
 
     def rng(expr: str) -> list[dict]:
         return _prom(url, "query_range", {"query": expr, "start": start, "end": end, "step": step})
@@ -114,6 +153,12 @@ def from_prometheus(
         url, "query", {"query": f"max by (feature) (infertap_explainer_mean_abs_attribution{{{sel}}})", "time": end}
     ):
         data.attributions[item["metric"].get("feature", "?")] = float(item["value"][1])
+    for item in _prom(
+        url,
+        "query",
+        {"query": f"max by (token) (infertap_explainer_token_mean_abs_attribution{{{sel}}})", "time": end},
+    ):
+        data.tokens[item["metric"].get("token", "?")] = float(item["value"][1])
     totals = {
         "windows evaluated": f"sum(increase(infertap_detector_windows_evaluated_total{{{sel}}}[{int(minutes * 60)}s]))",
         "outliers flagged": f"sum(increase(infertap_detector_outliers_total{{{sel}}}[{int(minutes * 60)}s]))",
@@ -191,8 +236,19 @@ def from_events(
 ) -> ReportData:
     """Build the page's data from detection and explanation CloudEvents (attributes, JSON body)."""
     data = ReportData(isvc, source or f"topics {topics(isvc).detections}, {topics(isvc).explanations}")
+    detections = sorted(detections, key=lambda e: _ts(*e))
+    timed = [(attrs, body, _ts(attrs, body)) for attrs, body in detections]
+    data.performance = performance_lines(timed)
+    data.quality, judged, violated = quality_rows(timed, _window_name)
+    data.quality_windows = (judged, violated)
+    data.section_notes["performance"] = (
+        f"No performance detections (io.infertap.performance) on {topics(isvc).detections}."
+    )
+    data.section_notes["quality"] = (
+        f"No data-quality detections (io.infertap.dataquality) on {topics(isvc).detections}."
+    )
     windows = outliers = rows = 0
-    for attrs, body in sorted(detections, key=lambda e: _ts(*e)):
+    for attrs, body in detections:
         if not isinstance(body, dict):
             continue
         t, detector = _ts(attrs, body), str(attrs.get("detector") or body.get("detector") or "detector")
@@ -221,27 +277,44 @@ def from_events(
                     outliers, rows = outliers + flagged, rows + n
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
-    for _, body in explanations:
+    texts: list[tuple[float, dict[str, Any]]] = []
+    for attrs, body in explanations:
         for item in _explained(body):
+            if item.get("kind") in ("text", "llm"):
+                texts.append((_ts(attrs, body), item | {"explainer": body.get("explainer", "")}))
+                continue
             for name, value in zip(item.get("feature_names") or [], item.get("values") or [], strict=False):
                 if value is not None:
                     sums[name] = sums.get(name, 0.0) + abs(float(value))
                     counts[name] = counts.get(name, 0) + 1
     data.attributions = {n: sums[n] / counts[n] for n in sums}
+    data.texts = [item for _, item in sorted(texts, key=lambda kv: kv[0])[-MAX_TEXTS:]]
     data.summary = {
         "windows evaluated": windows,
         "outliers flagged": outliers,
         "rows checked for outliers": rows,
         "instances explained": max(counts.values(), default=0),
     }
+    if texts:
+        data.summary["texts explained"] = len(texts)
+    if data.quality_windows[0]:
+        data.summary["data-quality windows violated"] = data.quality_windows[1]
     return data
+
+
+def _window_name(body: dict, t: float) -> str:
+    """A window as the data-quality table names it: its time span, or its last event's time."""
+    span = body.get("window") if isinstance(body.get("window"), dict) else None
+    if span and span.get("start") and span.get("end"):
+        return f"{span['start']} – {span['end']}"
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _explained(body: Any) -> list[dict]:
     """Instance explanations in an explanation event body (an ExplainResponse, or one instance)."""
     if isinstance(body, dict) and isinstance(body.get("explanations"), list):
         return [e for e in body["explanations"] if isinstance(e, dict)]
-    if isinstance(body, dict) and "feature_names" in body:
+    if isinstance(body, dict) and ("feature_names" in body or body.get("kind") in ("text", "llm")):
         return [body]
     return []
 
@@ -340,6 +413,12 @@ table{border-collapse:collapse;margin:1rem 0} td,th{border:1px solid #ddd;paddin
 th{background:#f4f4f4} .drift{color:#b00020;font-weight:600} .ok{color:#1b7f3b}
 figure{margin:1.2rem 0} figcaption{font-weight:600;margin-bottom:.3rem} img{max-width:100%}
 .note{color:#8a6d3b}
+.textexp{border:1px solid #ddd;border-radius:4px;padding:.6rem .8rem;margin:.8rem 0}
+.textexp h3{font-size:.95rem;margin:0 0 .4rem 0;font-weight:600}
+.textexp .text{white-space:pre-wrap;line-height:1.8;font-family:ui-monospace,Menlo,Consolas,monospace}
+.textexp .role{color:#666;font-size:.8rem;display:block;margin-top:.3rem}
+.textexp .completion{background:#f4f4f4;padding:.2rem .4rem;border-radius:3px}
+.tok{border-radius:3px;padding:.05rem 0}
 """
 
 
@@ -379,6 +458,35 @@ def render_html(data: ReportData, generated: datetime | None = None) -> str:
         for name, v in sorted(data.attributions.items(), key=lambda kv: kv[1], reverse=True)[:15]:
             parts.append(f"<tr><td>{esc(name)}</td><td>{v:.4g}</td></tr>")
         parts.append("</table>")
+    if data.tokens:
+        parts.append('<h2>Top tokens</h2><table id="tokens"><tr><th>Token</th><th>mean |attribution|</th></tr>')
+        for name, v in sorted(data.tokens.items(), key=lambda kv: kv[1], reverse=True)[:20]:
+            parts.append(f"<tr><td>{esc(name)}</td><td>{v:.4g}</td></tr>")
+        parts.append("</table>")
+    if data.texts:
+        parts.append('<h2>Text explanations</h2><div id="texts">')
+        parts.append(
+            '<p class="meta">The latest explained texts, newest last: each token (or prompt segment) on '
+            '<span class="tok" style="background:rgba(27,127,59,0.6)">green</span> pushed the explained output '
+            'up, on <span class="tok" style="background:rgba(176,0,32,0.6)">red</span> down; the stronger the '
+            "colour, the larger its share. Hover for the score.</p>"
+        )
+        parts += [_text_block(item) for item in data.texts]
+        parts.append("</div>")
+    notes = data.section_notes
+    parts.append(render_performance(data.performance, notes.get("performance", "No performance detections.")))
+    parts.append(
+        render_quality(data.quality, *data.quality_windows, notes.get("quality", "No data-quality detections."))
+    )
+    parts.append(
+        render_histograms(
+            data.histograms,
+            notes.get(
+                "histograms",
+                "No reference-vs-current histograms: pass --detector SPEC (a Detector document with reference data).",
+            ),
+        )
+    )
     images = plots(data)
     if images:
         parts.append("<h2>Plots</h2>")
@@ -393,6 +501,66 @@ def render_html(data: ReportData, generated: datetime | None = None) -> str:
         parts.append(f'<p class="note">{esc(note)}</p>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+MAX_TEXTS = 10  # text explanations shown on the page
+
+
+def _span(text: str, score: float | None, top: float) -> str:
+    """`text` escaped, on a background whose hue is the sign of `score` and whose strength its share of `top`."""
+    esc = html.escape(text)
+    if score is None or not top or score != score:
+        return esc
+    alpha = 0.1 + 0.7 * min(1.0, abs(score) / top)
+    rgb = "27,127,59" if score > 0 else "176,0,32"
+    return f'<span class="tok" style="background:rgba({rgb},{alpha:.2f})" title="{score:+.4g}">{esc}</span>'
+
+
+def _numbers(values: Iterable[Any]) -> list[float | None]:
+    out: list[float | None] = []
+    for v in values:
+        out.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
+    return out
+
+
+def _text_block(item: dict[str, Any]) -> str:
+    """One explanation as highlighted text: a classifier's text by its token offsets, an LLM prompt by its
+    segments (grouped by message) followed by the completion."""
+    esc = html.escape
+    method = str(item.get("method") or "")
+    if item.get("kind") == "llm":
+        segments = [s for s in item.get("segments") or [] if isinstance(s, dict)]
+        scores = _numbers(s.get("attribution") for s in segments)
+        top = max((abs(v) for v in scores if v is not None), default=0.0)
+        head = f"{esc(str(item.get('explainer') or ''))} · {esc(method)} · log p(completion) "
+        head += f"{float(item.get('target_log_prob') or 0.0):.3g}"
+        body, message = [], None
+        for segment, score in zip(segments, scores, strict=True):
+            if segment.get("message") != message:
+                message = segment.get("message")
+                body.append(f'<span class="role">{esc(str(segment.get("role") or ""))}</span>')
+            body.append(_span(str(segment.get("text") or ""), score, top))
+        body.append(
+            f'<span class="role">completion</span><span class="completion">{esc(str(item.get("completion") or ""))}</span>'
+        )
+        return f'<div class="textexp llm"><h3>{head}</h3><div class="text">{"".join(body)}</div></div>'
+    text = str(item.get("text") or "")
+    offsets = [o for o in item.get("offsets") or [] if isinstance(o, (list, tuple)) and len(o) == 2]
+    scores = _numbers(item.get("attributions") or [])
+    top = max((abs(v) for v in scores if v is not None), default=0.0)
+    label = item.get("target_label") if item.get("target_label") is not None else item.get("target")
+    head = f"{esc(str(item.get('explainer') or ''))} · {esc(method)} · {esc(str(label))}"
+    if isinstance(item.get("prediction"), (int, float)):
+        head += f" ({esc(str(item.get('output_space') or ''))} {float(item['prediction']):.3g})"
+    body, position = [], 0
+    for (start, end), score in zip(offsets, scores, strict=False):
+        start, end = int(start), int(end)
+        if start < position or end > len(text):  # offsets that do not fit the text: show the text plain
+            return f'<div class="textexp"><h3>{head}</h3><div class="text">{esc(text)}</div></div>'
+        body += [esc(text[position:start]), _span(text[start:end], score, top)]
+        position = end
+    body.append(esc(text[position:]))
+    return f'<div class="textexp"><h3>{head}</h3><div class="text">{"".join(body)}</div></div>'
 
 
 def write_report(data: ReportData, out: Path) -> Path:

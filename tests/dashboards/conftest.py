@@ -1,7 +1,8 @@
 """The stack the dashboard tests scrape: real model server, logger sidecar, broker, explainer,
 detector workers, a second logger sidecar in front of the scripted OpenAI upstream
-(tests/sidecar/llm_upstream.py) for the LLM board, and the real Prometheus (Debian's
-`prometheus`), all on free ports."""
+(tests/sidecar/llm_upstream.py) for the LLM board, a labelled InferenceService with its
+performance, CBPE and DataQuality workers for the model-quality board (quality_stack.py), and
+the real Prometheus (Debian's `prometheus`), all on free ports."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import quality_stack
 from stack_support import DASHBOARDS, PROMETHEUS, ROOT, Proc, Target, free_port, start_prometheus, wait_for
 
+from infertap.stack.broker import create_topics
 from infertap.stack.plan import runner_command
 
 ISVC = "iris"
@@ -40,6 +43,7 @@ class Stack:
     started: float = 0.0
     procs: list[Proc] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    quality: quality_stack.QualityStack | None = None  # the labelled InferenceService and its workers
 
     def components(self) -> set[str]:
         """Metric families one may expect data for."""
@@ -60,6 +64,8 @@ class Stack:
             found.add("infertap_detector_adversarial")
         if self.llm:
             found.add("infertap_gen")
+        if self.quality:  # realised and estimated performance, data quality
+            found |= {"infertap_performance", "infertap_data"}
         return found
 
 
@@ -67,6 +73,45 @@ def _runner(component: str, settings: dict, log: Path) -> Proc:
     """A component run as `infertap up` runs it: settings JSON in $INFERTAP_SETTINGS, not in argv."""
     argv, env = runner_command(component, settings)
     return Proc(argv, log, env=env)
+
+
+def _text_explainers(
+    models_dir: Path, tmp: Path, procs: list[Proc], targets: list[Target]
+) -> dict[str, tuple[str, Proc]]:
+    """The text panels' explainers: token attributions of the tiny sentiment classifier and prompt
+    attributions of the tiny LLM (white box, over the folders `make models` builds); {kind: (URL, process)}."""
+    urls = {}
+    for kind, model, folder in (
+        ("TextIntegratedGradients", "sentiment", "tiny-classifier"),
+        ("LLMFeatureAblation", "tiny-llm", "tiny-llm"),
+    ):
+        if not (models_dir / folder / "config.json").exists():
+            continue
+        port = free_port()
+        args = ["--name", model, "--inference-service", ISVC, "--explainer-type", kind, "--http-port", str(port)]
+        args += ["--token-metric-top-k", "20"]  # off by default (labels carry request text); the panel reads it
+        proc = Proc(
+            [sys.executable, "-m", "infertap.explainers", *args, "--storage-uri", str(models_dir / folder)],
+            tmp / f"{kind}.log",
+        )
+        procs.append(proc)
+        urls[kind] = (f"http://127.0.0.1:{port}", proc)
+        targets.append(Target(f"explainer-{kind}", f"127.0.0.1:{port}"))
+    return urls
+
+
+def _explain_texts(client: httpx.Client, urls: dict[str, str]) -> None:
+    """One text explained and one completion attributed (the token and role series move)."""
+    if "TextIntegratedGradients" in urls:
+        ok = client.post(
+            f"{urls['TextIntegratedGradients']}/v1/models/sentiment:explain", json={"instances": ["what a superb song"]}
+        )
+        assert ok.status_code == 200, ok.text
+    if "LLMFeatureAblation" in urls:
+        chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why do trains run?"}]
+        body = {"messages": chat, "completion": "on rails"}
+        ok = client.post(f"{urls['LLMFeatureAblation']}/v1/models/tiny-llm:explain", json=body)
+        assert ok.status_code == 200, ok.text
 
 
 def _available(names: tuple[str, ...]) -> str | None:
@@ -136,7 +181,9 @@ def _llm_round(llm: str) -> None:
         raise AssertionError("the scripted upstream accepted model 'reject'")
 
 
-def _traffic(sidecar: str, explainer: str | None, llm: str | None = None, rounds: int = 3) -> None:
+def _traffic(
+    sidecar: str, explainer: str | None, llm: str | None = None, rounds: int = 3, texts: dict[str, str] | None = None
+) -> None:
     """Reference-like rows, then shifted rows with outliers; bad requests and skipped ones too;
     OpenAI calls through the LLM sidecar."""
     rng = np.random.default_rng(0)
@@ -166,6 +213,7 @@ def _traffic(sidecar: str, explainer: str | None, llm: str | None = None, rounds
                 # rows of the wrong width fail inside the explanation: counted by reason
                 bad = client.post(f"{explainer}/v1/models/{ISVC}:explain", json={"instances": [[1.0, 2.0]]})
                 assert bad.status_code >= 400, bad.text
+            _explain_texts(client, texts or {})
             time.sleep(2)
 
 
@@ -236,7 +284,7 @@ def stack(broker, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
         else:
             notes.append("the openai client is not installed: LLM panels not checked")
 
-        explainer_url = None
+        explainer_url, text_explainers = None, {}
         if importlib.util.find_spec("infertap.explainers.server") is not None:
             eport = free_port()
             explainer = Proc(
@@ -270,9 +318,14 @@ def stack(broker, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
             procs.append(explainer)
             explainer_url = f"http://127.0.0.1:{eport}"
             targets.append(Target("explainer", f"127.0.0.1:{eport}"))
+            text_explainers = _text_explainers(models_dir, tmp, procs, targets)
         else:
             notes.append("infertap.explainers.server missing: explanation panels not checked")
 
+        # the workers' topic before they subscribe: a consumer subscribed to a topic that does not exist yet
+        # may not see it for minutes (librdkafka's metadata refresh), and the sidecar makes it only with its
+        # first event
+        create_topics(broker.bootstrap, [f"{ISVC}-events"])
         detectors = []
         for spec in _detector_specs(broker.bootstrap, model / "reference.npy", tmp):
             spec["metrics_port"] = mport = free_port()
@@ -285,20 +338,31 @@ def stack(broker, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
                 "no drift/outlier backend in infertap.detectors.backends.registry: detector panels not checked"
             )
 
+        quality = quality_stack.start(broker.bootstrap, models_dir, pport, tmp, procs, targets)
+
         predictor.wait_http(f"http://127.0.0.1:{pport}/v2/health/ready")
+        quality_stack.wait_ready(quality)
         sidecar.wait_http(f"http://127.0.0.1:{sport}/infertap/metrics")
         if upstream and llm_sidecar:
             upstream.wait_http(f"http://127.0.0.1:{uport}/v2/health/ready")
             llm_sidecar.wait_http(f"{llm_url}/infertap/metrics")
         if explainer_url:
             explainer.wait_http(f"{explainer_url}/v2/health/ready", timeout=180)
+            for url, proc in text_explainers.values():
+                proc.wait_http(f"{url}/v2/health/ready", timeout=180)
         for _, proc, mport in detectors:
             proc.wait_http(f"http://127.0.0.1:{mport}/metrics", timeout=180)
 
         prom, prom_url = start_prometheus(tmp / "prometheus", targets, [DASHBOARDS / "prometheus" / "alerts.yml"])
         procs.append(prom)
         started = time.time()
-        _traffic(f"http://127.0.0.1:{sport}", explainer_url, llm_url)
+        _traffic(
+            f"http://127.0.0.1:{sport}",
+            explainer_url,
+            llm_url,
+            texts={k: url for k, (url, _) in text_explainers.items()},
+        )
+        quality_stack.traffic(quality)
         stack = Stack(
             prom_url,
             f"http://127.0.0.1:{sport}",
@@ -309,13 +373,17 @@ def stack(broker, models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
             started,
             procs,
             notes,
+            quality,
         )
         # everything scraped at least once after the traffic: the last counters are in
         wait_for(prom_url, 'sum(infertap_logger_events_total{outcome="sent"}) > 0')
         if llm_url:  # the last round's rejected call scraped (one a round): every LLM counter is in
             wait_for(prom_url, 'sum(infertap_gen_ai_server_requests_total{code="400"}) >= 3')
-        for _name in stack.detectors:
-            wait_for(prom_url, 'infertap_detector_windows_evaluated_total{detector=~".*"} > 0', timeout=120)
+        if stack.detectors:  # every iris worker judged a window (each one's `detector` label is its backend)
+            judged = f'count(infertap_detector_windows_evaluated_total{{inference_service="{ISVC}"}} > 0)'
+            wait_for(prom_url, f"{judged} >= {len(stack.detectors)}", timeout=120)
+        for expr in quality_stack.READY:  # every window, label and violation of the labelled service is in
+            wait_for(prom_url, expr, timeout=120)
         time.sleep(3 * 1)
         yield stack
     finally:

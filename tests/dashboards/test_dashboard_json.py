@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -20,7 +21,7 @@ def test_committed_json_matches_the_builder():
     assert done.returncode == 0, done.stderr
 
 
-def test_the_five_dashboards_exist():
+def test_the_six_dashboards_exist():
     titles = {json.loads(p.read_text())["title"] for p in BOARDS}
     assert titles == {
         "infertap / Serving overview",
@@ -28,6 +29,7 @@ def test_the_five_dashboards_exist():
         "infertap / Drift and outliers",
         "infertap / Explanations",
         "infertap / LLM serving",
+        "infertap / Model quality",
     }
 
 
@@ -85,6 +87,53 @@ def test_llm_board_reads_every_genai_metric():
     assert variables == {"datasource", "inference_service", "model"}
     titles = {p["title"] for p in panels(board)}
     assert {"Time to first token", "Time per output token", "Error rate", "Cost by model (USD/h)"} <= titles
+
+
+def _families(*collectors) -> set[str]:
+    """The exposed names (counters with _total) of every metric the collectors registered."""
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    for make in collectors:
+        make(registry)
+    return {m.name + ("_total" if m.type == "counter" else "") for m in registry.collect()}
+
+
+def test_model_quality_board_reads_every_quality_metric():
+    """Each series of the performance workers (detectors/performance/), the estimators
+    (detectors/estimate_metrics.py) and DataQuality (detectors/quality/metrics.py) is on the model-quality
+    board, filtered by its variables; realised and estimated are one query (by kind) on a panel repeated
+    per metric, beside the estimate's band and thresholds."""
+    from infertap.detectors.estimate_metrics import EstimateMetrics
+    from infertap.detectors.performance.metrics import PerformanceMetrics
+    from infertap.detectors.quality.metrics import QualityMetrics
+
+    names = _families(
+        lambda r: PerformanceMetrics("i", "d", registry=r),
+        lambda r: EstimateMetrics(r, "i", "d"),
+        lambda r: QualityMetrics(r, "i", "d"),
+    )
+    assert {"infertap_performance_metric", "infertap_performance_band", "infertap_data_quality_share"} <= names
+    board = json.loads((GRAFANA / "infertap-model-quality.json").read_text())
+    exprs = [t["expr"] for p in panels(board) for t in p.get("targets", [])]
+    for name in names:
+        assert any(re.search(rf"\b{name}\b", e) for e in exprs), f"{name} is on no panel of the model-quality board"
+    for expr in exprs:
+        assert 'inference_service=~"$inference_service", detector=~"$detector"' in expr, expr
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert set(variables) == {"datasource", "inference_service", "detector", "metric", "class"}
+    listed = variables["inference_service"]["query"]["query"]
+    assert "infertap_performance_metric" in listed and "infertap_data_quality_share" in listed  # either worker
+    (figure,) = [p for p in panels(board) if p.get("repeat") == "metric"]
+    assert figure["title"] == "Performance: $metric" and figure["repeatDirection"] == "h"
+    first, band, limits = (t["expr"] for t in figure["targets"])
+    assert "infertap_performance_metric{" in first and "by (inference_service, kind, class)" in first
+    assert "kind=" not in first  # both kinds: the realised and the estimated line
+    assert "infertap_performance_band{" in band and "bound" in band
+    assert "infertap_performance_threshold{" in limits and "bound" in limits
+    assert all('metric=~"$metric", class=~"$class"' in e for e in (first, band, limits))
+    timeline = [p for p in panels(board) if p["type"] == "state-timeline"]
+    assert timeline and "by (feature, check)" in timeline[0]["targets"][0]["expr"]
 
 
 def test_provisioning_points_at_the_mounted_folder():

@@ -6,13 +6,16 @@ STAMP := $(VENV)/.installed
 MODELS := models/.built
 # The benchmarks' reference server (KServe's ModelServer) needs a venv of its own.
 KSERVE_STAMP := .venv-kserve/.installed
+# NannyML (benchmarks/cbpe_vs_nannyml.py's reference) pins its own numpy and pandas: a venv of its
+# own too, used by that benchmark only (make bench, make venv-nannyml), never by the tests.
+NANNYML_STAMP := .venv-nannyml/.installed
 # TensorFlow detectors (OutlierAE/VAE, AdversarialAE, ModelDistillation) run in a venv of their
 # own: TensorFlow CPU beside alibi-detect, without torch. Tests drive it as child processes.
 TF_VENV ?= .venv-tf
 TF_STAMP := $(TF_VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv venv-tf models test test-fast lint demo bench soak sysdeps promdeps clean help
+.PHONY: venv venv-tf venv-nannyml models test test-fast lint demo bench soak sysdeps promdeps clean help
 
 help:
 	@echo "make demo   - install, build the example models, run the stack end to end (tabular, then LLM)"
@@ -83,11 +86,16 @@ $(KSERVE_STAMP): $(STAMP) benchmarks/serving_throughput.py
 	$(PY) -m benchmarks.serving_throughput --install-reference-only
 	touch $@
 
-bench: venv models sysdeps $(KSERVE_STAMP)
+$(NANNYML_STAMP): $(STAMP) benchmarks/cbpe_vs_nannyml.py
+	$(PY) -m benchmarks.cbpe_vs_nannyml --install-reference-only
+
+venv-nannyml: $(NANNYML_STAMP)
+
+bench: venv models sysdeps $(KSERVE_STAMP) $(NANNYML_STAMP)
 	$(PY) -m benchmarks.run_all
 
 soak: venv models
 	$(PY) -m benchmarks.soak --minutes $${SOAK_MINUTES:-30}
 
 clean:
-	rm -rf $(VENV) .venv-kserve $(TF_VENV) models
+	rm -rf $(VENV) .venv-kserve .venv-nannyml $(TF_VENV) models

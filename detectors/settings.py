@@ -127,7 +127,9 @@ class WorkerSettings(BaseSettings):
             "missing values (accepts_missing)."
         ),
     )
-    reference: Path | None = Field(default=None, description="Reference data to fit on (csv, parquet, npy).")
+    reference: Path | None = Field(
+        default=None, description="Reference data to fit on (csv, parquet, npy; text detectors: also txt, jsonl)."
+    )
     saved_detector: Path | None = Field(default=None, description="A saved detector folder to load instead.")
     allow_pickle: bool = Field(
         default=False,

@@ -248,6 +248,14 @@ class HuggingFaceRuntime(Runtime):
     async def embed(self, texts: list[str], truncate: bool = False) -> tuple[np.ndarray, np.ndarray]:
         return await self.encode(self.tokenize(texts, truncate))
 
+    def encode_now(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """`encode` in the calling thread, one batch as given: for a caller without an event loop
+        that batches its own texts (the text detectors' embedder, `infertap.detectors.text.embed`)."""
+        rows = np.empty(len(ids), dtype=object)
+        rows[:] = ids
+        out, counts = self._forward(rows)
+        return out, counts
+
     async def _in_model_thread(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._forward, arrays[0])
 

@@ -82,10 +82,10 @@ def test_topic_bootstrap_and_outputs_are_taken_as_written(tmp_path):
             ("source: {inferenceService: sklearn-iris}", "source: {inferenceService: x, bootstrap: 'kafka://h:99999'}"),
             "spec.source.bootstrap: kafka URL has a bad port",
         ),
-        (("type: categorical", "type: text"), "spec.features[1].type: must be one of numeric, categorical"),
+        (("type: categorical", "type: texts"), "spec.features[1].type: must be one of numeric, categorical, text"),
         (
-            ("reference: ref.npy", "reference: ref.txt"),
-            "spec.detector.reference: reference data must be a .csv, .parquet or .npy",
+            ("reference: ref.npy", "reference: ref.doc"),
+            "spec.detector.reference: reference data must be a .csv, .parquet, .npy, .txt or .jsonl",
         ),
         (
             ("reference: ref.npy", "savedDetector: folder, reference: ref.npy"),

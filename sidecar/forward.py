@@ -6,10 +6,12 @@ written to the client as they are parsed, and teed into the tap's `Exchange`. No
 future and no timer on this path (the pool sweeps for upstreams that went quiet).
 
 Order of work, for latency: the request is written to the upstream first; deciding whether
-it is logged and building its CloudEvent come after (the model server is computing
-meanwhile). The response event and the metrics wait for the next such moment, or 5 ms when
-no request follows (`Tap.finish_later`): not between the response and a client's next
-request.
+it is logged comes after, and building its CloudEvent (redaction included) later still:
+once the response head has been passed on, or 5 ms without one (`Tap.submit_request_later`),
+not while the model server (on the same few cores) reads the request; the response event
+always comes after it (`Exchange.finish` submits the request event first). The response
+event and the metrics wait for the next request's forward, or 5 ms when no request follows
+(`Tap.finish_later`): not between the response and a client's next request.
 
 Failures:
 - before the response head: a reused connection that broke before a byte of the answer came
@@ -131,15 +133,16 @@ class Forward:
             tap.flush()
 
     def _begin(self) -> None:
-        """Once: ask the tap whether the exchange is logged, and submit its request event."""
+        """Once: ask the tap whether the exchange is logged, and have its request event
+        submitted (`Tap.submit_request_later`: at the response head, before the response's)."""
         if self._begun:
             return
         self._begun = True
         if self.log:
             r = self.request
             self.exchange = self.proxy.tap.begin(r.method, r.path, r.headers, r.body)
-            if self.exchange is not None:
-                self.exchange.submit_request()
+            if self.exchange is not None:  # its request event: at the response head
+                self.proxy.tap.submit_request_later(self.exchange)
 
     # --- UpstreamListener -----------------------------------------------------------------
 
@@ -148,6 +151,7 @@ class Forward:
         if self.exchange is not None:
             self.exchange.response_start(status, headers)
         self.client.start_response(status, [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP])
+        self.proxy.tap.submit_requests_soon()  # held back by `_begin`: the server is computing now
 
     def upstream_raw(self, data: bytes) -> None:
         self.client.write_raw(data)
@@ -157,6 +161,7 @@ class Forward:
         self.status = status
         if self.exchange is not None:
             self.exchange.response_start(status)
+        self.proxy.tap.submit_requests_soon()
 
     def upstream_body(self, chunk: bytes) -> None:
         if self.exchange is not None:

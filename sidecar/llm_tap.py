@@ -92,9 +92,16 @@ class LLMTap:
             if self.redact_openai:
                 body = self.redactor.body(body, capture.request or None)
             return self.builder.request(
-                exchange.id, body, exchange.content_type, exchange.metadata, extensions=request_extensions(capture)
+                exchange.id,
+                body,
+                exchange.content_type,
+                exchange.metadata,
+                exchange.requested,  # None: now
+                extensions=request_extensions(capture),
             )
-        return self.builder.request(exchange.id, self.redactor.body(body), exchange.content_type, exchange.metadata)
+        return self.builder.request(
+            exchange.id, self.redactor.body(body), exchange.content_type, exchange.metadata, exchange.requested
+        )
 
     def response_event(self, exchange: Any, body: bytes) -> CloudEvent | None:
         """The response event of a finished exchange (None: not logged); observes the GenAI metrics."""

@@ -157,7 +157,8 @@ class StreamAssembler:
         self.first_token: float | None = None
         self.last_token: float | None = None
 
-    def event(self, data: bytes) -> None:
+    def event(self, data: bytes, t: float) -> None:
+        """One event's data, `t` the `perf_counter()` arrival of the chunk that completed it."""
         if self.done:
             return
         if data[:1] != b"{" and data.strip() == b"[DONE]":
@@ -229,7 +230,6 @@ class StreamAssembler:
                     self._append(choice.parts, text)
         if token:
             self.content_chunks += 1
-            t = time.perf_counter()
             if self.first_token is None:
                 self.first_token = t
             self.last_token = t
@@ -350,6 +350,9 @@ class Capture:
         "json_parts",
         "json_size",
         "trace",
+        "pending",
+        "stamps",
+        "pending_size",
     )
 
     def __init__(self, operation: str, request_body: bytes, max_body: int, started: float | None = None):
@@ -372,6 +375,10 @@ class Capture:
         # the request's W3C trace context ({"traceparent": ..., "tracestate": ...}), kept only
         # when spans are exported (`infertap.sidecar.llm_otel`): the call's span is its child
         self.trace: dict[str, str] | None = None
+        # stream chunks not parsed yet and their arrival times (`feed`, `_drain`)
+        self.pending: list[bytes] = []
+        self.stamps: list[float] = []
+        self.pending_size = 0
 
     # --- facts of the request ---------------------------------------------------------------
 
@@ -390,8 +397,17 @@ class Capture:
         if content_type is not None:
             self.stream = content_type.split(b";", 1)[0].strip().lower() == b"text/event-stream"
 
+    # a stream is parsed in batches of this many chunks, or of this many bytes buffered
+    BATCH_CHUNKS = 64
+    BATCH_BYTES = 64 * 1024
+
     def feed(self, chunk: bytes) -> None:
-        """One body chunk as it went to the client; never raises."""
+        """One body chunk as it went to the client; never raises.
+
+        A stream's chunk is only recorded with its arrival time: the parser and the assembler
+        run over a batch at a time (`_drain`), in one loop with its lookups hoisted, not once
+        per chunk on the way to the client. TTFT and time per output token use the recorded
+        arrival times, so they measure what they did."""
         if chunk.__class__ is not bytes:
             chunk = bytes(chunk)
         if self.stream is None:  # no content type seen (a response passed as is): sniff
@@ -408,15 +424,31 @@ class Capture:
             return
         if self.reason is not None:
             return
+        self.pending.append(chunk)
+        self.stamps.append(time.perf_counter())
+        self.pending_size += len(chunk)
+        if len(self.pending) >= self.BATCH_CHUNKS or self.pending_size >= self.BATCH_BYTES:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Parse and assemble the chunks `feed` recorded, in order; a malformed one stops it
+        there (`reason`), as it stopped the per-chunk parse."""
+        pending, stamps = self.pending, self.stamps
+        if not pending:
+            return
+        self.pending, self.stamps, self.pending_size = [], [], 0
+        if self.reason is not None:
+            return
         if self.parser is None:
             self.parser = SSEParser(max(self.max_body, 1 << 20))  # one line (one chunk) at most
             self.assembler = StreamAssembler(self.max_body, self.started)
+        parse, assembler = self.parser.feed, self.assembler
+        assert assembler is not None
+        event = assembler.event
         try:
-            events = self.parser.feed(chunk)
-            assembler = self.assembler
-            assert assembler is not None
-            for data in events:
-                assembler.event(data)
+            for chunk, t in zip(pending, stamps, strict=True):
+                for data in parse(chunk):
+                    event(data, t)
         except MalformedStream as exc:
             self.reason = str(exc)
         except Exception as exc:  # noqa: BLE001 - whatever a stream holds, the hop goes on
@@ -431,12 +463,13 @@ class Capture:
     def finish(self) -> Outcome:
         """The response's body to log and its GenAI facts."""
         self.ended = time.perf_counter()
+        self._drain()
         out = Outcome(self)
         if self.stream and self.reason is None and self.assembler is not None and self.parser is not None:
             assembler = self.assembler
             try:  # an interrupted stream's unfinished last line is dropped, not parsed
                 for data in self.parser.close() if self.interrupted is None else ():
-                    assembler.event(data)
+                    assembler.event(data, self.ended)
             except MalformedStream as exc:
                 self.reason = str(exc)
             if self.reason is None:

@@ -146,6 +146,7 @@ class ReverseProxy:
             await self.feedback.start()
 
     async def shutdown(self) -> None:
+        self.tap.submit_requests()  # held back for a response head that did not come
         self.tap.flush()
         stops = []
         otel = self.tap.llm.otel

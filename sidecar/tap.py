@@ -247,6 +247,7 @@ class Exchange:
         "request_body",
         "capture",
         "sampled",
+        "requested",
     )
 
     def __init__(
@@ -271,17 +272,19 @@ class Exchange:
         self.size = 0
         self.truncated = False
         self.done = False
+        self.requested: Any = None  # the request event's time, when its building is deferred
 
     def submit_request(self) -> None:
-        """Submit the request event (once). The proxy calls it after forwarding the request,
-        so that building the event overlaps the model server's work instead of adding to it."""
+        """Submit the request event (once). The proxy has it called at the response's head
+        (`Tap.submit_request_later`), so that building the event overlaps the model server's
+        work instead of delaying its read of the request; `finish` calls it first."""
         if not self.sampled:  # sampled out: `finish` logs it only if the exchange failed
             return
         body, self.request_body = self.request_body, None
         if body is not None:
             tap = self.tap
             if self.capture is None and not tap.redact_all:
-                event = tap.builder.request(self.id, body, self.content_type, self.metadata)
+                event = tap.builder.request(self.id, body, self.content_type, self.metadata, self.requested)
             else:  # an OpenAI call, or redaction on for all traffic (infertap.sidecar.llm_tap)
                 event = tap.llm.request_event(self, body)
             tap.submit(event, "request")
@@ -395,6 +398,8 @@ class Tap:
         )
         self._submitted = {t: EVENTS_SUBMITTED.labels(inference_service, component, t) for t in ("request", "response")}
         self._finished: list[tuple[Exchange | None, str, int, float]] = []
+        self._requests: list[Exchange] = []  # request events held back (`submit_request_later`)
+        self._requests_due = False  # `submit_requests` is queued on the loop
         self._flush_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -415,10 +420,44 @@ class Tap:
             exchange.response_end()  # its time is now, not when the deferred event is built
         self._finished.append((exchange, path, status, seconds))
         if self._flush_timer is None:  # left armed by `flush`: one timer per 5 ms, not one per request
-            loop = self._loop
-            if loop is None or loop.is_closed():  # asking asyncio each time costs a getpid syscall
-                loop = self._loop = asyncio.get_running_loop()
-            self._flush_timer = loop.call_later(self.FLUSH_AFTER_S, self._on_timer)
+            self._flush_timer = self._running_loop().call_later(self.FLUSH_AFTER_S, self._on_timer)
+
+    def submit_request_later(self, exchange: Exchange) -> None:
+        """Submit `exchange`'s request event once a response's head has been passed on
+        (`submit_requests_soon`), or when the flush timer fires (at most `FLUSH_AFTER_S`),
+        whichever comes first.
+
+        Why: the proxy has just written the request upstream; building and redacting the
+        event then held the CPU while the model server (on the same few cores) read it. At
+        the head the server is computing the answer. Order and loss are unchanged:
+        `Exchange.finish` submits the request event first when it has not been yet (a
+        failure, a client gone), and the timer logs the request of an upstream that never
+        answers. The event's time is now, when the request has been forwarded, as before."""
+        exchange.requested = now()
+        self._requests.append(exchange)
+        if self._flush_timer is None:
+            self._flush_timer = self._running_loop().call_later(self.FLUSH_AFTER_S, self._on_timer)
+
+    def submit_requests_soon(self) -> None:
+        """`submit_requests` once the callback running now (a response head's read, which
+        may hold the whole answer) has returned: not between a head and its body."""
+        if self._requests and not self._requests_due:
+            self._requests_due = True
+            self._running_loop().call_soon(self.submit_requests)
+
+    def submit_requests(self) -> None:
+        """Submit the request events `submit_request_later` held back (each once)."""
+        self._requests_due = False
+        if self._requests:
+            requests, self._requests = self._requests, []
+            for exchange in requests:
+                exchange.submit_request()
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None or loop.is_closed():  # asking asyncio each time costs a getpid syscall
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     @property
     def unflushed(self) -> bool:
@@ -426,6 +465,7 @@ class Tap:
 
     def _on_timer(self) -> None:
         self._flush_timer = None
+        self.submit_requests()
         self.flush()
 
     def flush(self) -> None:

@@ -6,7 +6,8 @@ The request's `model` picks the script: `echo` (the last user message back, word
 so text the client sent comes back in the answer), `tools`, `broken-json`, `no-done`,
 `slow` (a chunk every `INTERVAL_S`, 10,000 of them: a client leaves first), `cadence`
 (`n` chunks every `interval` seconds, for the TTFT benchmark), `reject` (a 400 with an
-OpenAI error object, as a runtime answers a request it cannot serve).
+OpenAI error object, as a runtime answers a request it cannot serve), `silent` (no answer
+for `SILENT_S`: an upstream that never answers while a test looks).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 INTERVAL_S = 0.02
+SILENT_S = 60.0
 
 
 def _sse(obj: object) -> bytes:
@@ -49,6 +51,8 @@ async def chat(request: Request) -> Response:
     words = _words(body)
     created = int(time.time())
     head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": created, "model": model}
+    if model == "silent":
+        await asyncio.sleep(SILENT_S)
     if model == "reject":
         error = {"message": "this request cannot be served", "type": "invalid_request_error", "param": None}
         return JSONResponse({"error": {**error, "code": None}}, status_code=400)

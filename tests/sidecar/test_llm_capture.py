@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import sys
 import time
 import uuid
@@ -209,6 +210,27 @@ def test_tool_calls_assembled(tapped):
         (c["id"], c["name"], c["arguments"]) for _, c in sorted(calls.items())
     ]
     assert json.loads(response.get_attributes()["genairesponsefinishreasons"]) == ["tool_calls"]
+
+
+def test_request_event_logged_while_the_upstream_has_not_answered(tapped):
+    """The request event is built after forwarding, at the response head; without a head it
+    still goes out (the tap's 5 ms timer), redacted, while the client is still waiting."""
+    sidecar, events, _ = tapped
+    eid = new_id()
+    body = json.dumps({"model": "silent", "messages": [{"role": "user", "content": MESSAGE}]}).encode()
+    head = (
+        f"POST /openai/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"ce-id: {eid}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", sidecar.port), timeout=10) as conn:
+        conn.sendall(head + body)  # and no read: the client stays connected, waiting
+        deadline, logged = time.monotonic() + 20, []
+        while not logged and time.monotonic() < deadline:
+            events.records = read_topic(events.bootstrap, events.topic, len(events.records) + 1, timeout=2)
+            logged = [decode(r) for r in events.records if r.key == eid.encode()]
+        assert [e.get_type().rsplit(".", 1)[-1] for e in logged] == ["request"]  # no response yet
+        assert not leaks(raw(logged[0]))
+        assert payload(logged[0])["messages"][0]["content"] == REDACT.text(MESSAGE)
 
 
 @pytest.mark.parametrize(("model", "reason"), [("broken-json", "sse_chunk_not_json"), ("no-done", "sse_no_done")])

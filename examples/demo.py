@@ -506,7 +506,7 @@ def run(args: argparse.Namespace, log_dir: Path, children: dict[str, subprocess.
             + ("" if args.keep else "; it stops with the demo: `python -m examples.demo --keep` leaves it running")
         )
     print(
-        "  Grafana: import dashboards/grafana/*.json (Serving, Logger, Drift and outliers, Explanations) and pick a "
+        "  Grafana: import dashboards/grafana/*.json (Serving, Logger, Drift and outliers, Explanations, LLM, Model quality) and pick a "
         "Prometheus datasource in the `datasource` variable;"
     )
     print(

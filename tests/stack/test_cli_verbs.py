@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from infertap.stack.cli import app
 
-VERBS = ["up", "serve", "logger", "tail", "broker", "detect", "explain", "fit", "render", "report"]
+VERBS = ["up", "serve", "logger", "tail", "broker", "detect", "explain", "fit", "render", "report", "feedback"]
 FIXTURES = Path(__file__).parent / "fixtures"
 runner = CliRunner()
 

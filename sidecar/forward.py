@@ -6,9 +6,11 @@ written to the client as they are parsed, and teed into the tap's `Exchange`. No
 future and no timer on this path (the pool sweeps for upstreams that went quiet).
 
 Order of work, for latency: the request is written to the upstream first; deciding whether
-it is logged comes after, and building its CloudEvent (redaction included) later still:
-once the response head has been passed on, or 5 ms without one (`Tap.submit_request_later`),
-not while the model server (on the same few cores) reads the request; the response event
+it is logged comes after, and building its CloudEvent right after that, overlapping the
+model server's work; for an OpenAI call (redaction, a long answer to come) later still: once
+the response head has been passed on, or 5 ms without one (`Tap.submit_request_later`), not
+while the model server (on the same few cores) reads the request (time to first token);
+the response event
 always comes after it (`Exchange.finish` submits the request event first). The response
 event and the metrics wait for the next request's forward, or 5 ms when no request follows
 (`Tap.finish_later`): not between the response and a client's next request.
@@ -134,15 +136,22 @@ class Forward:
 
     def _begin(self) -> None:
         """Once: ask the tap whether the exchange is logged, and have its request event
-        submitted (`Tap.submit_request_later`: at the response head, before the response's)."""
+        submitted: an OpenAI call's at the response head (`Tap.submit_request_later`, off the
+        way in, for time to first token), any other at once."""
         if self._begun:
             return
         self._begun = True
         if self.log:
             r = self.request
             self.exchange = self.proxy.tap.begin(r.method, r.path, r.headers, r.body)
-            if self.exchange is not None:  # its request event: at the response head
+            if self.exchange is None:
+                return
+            if self.exchange.capture is not None:  # an LLM call: its request event at the response head
                 self.proxy.tap.submit_request_later(self.exchange)
+            else:
+                # tensor traffic: now, overlapping the model server's work; deferred, it lands after
+                # the answer, on the way of the client's next request (logger_latency c=1: +0.08 ms)
+                self.exchange.submit_request()
 
     # --- UpstreamListener -----------------------------------------------------------------
 

@@ -72,7 +72,8 @@ def free_port(preferred: int) -> int:
         return s.getsockname()[1]
 
 
-def start_up(log_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
+def start_up(log_dir: Path, ports: dict[str, int], spec: Path = SPEC) -> subprocess.Popen:
+    """`infertap up SPEC` on the demo's ports, its output in log_dir/up.log."""
     with open(log_dir / "up.log", "wb") as fh:
         return subprocess.Popen(
             [
@@ -80,7 +81,7 @@ def start_up(log_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
                 "-m",
                 "infertap",
                 "up",
-                str(SPEC),
+                str(spec),
                 "--log-dir",
                 str(log_dir),
                 "--predictor-port",

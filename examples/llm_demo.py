@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from examples.demo import DemoFailed, TopicReader, body, check_up, free_port, stop, wait_up
+from examples.demo import DemoFailed, TopicReader, body, check_up, free_port, start_up, stop, wait_up
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "examples" / "tiny-llm-monitoring.yaml"
@@ -49,31 +48,6 @@ PII = {
 }
 PII_PROMPT = f"Hello, I am Jane: mail me at {PII['e-mail']}, call {PII['phone']}, my card is {PII['card']}."
 MAX_TOKENS = 24
-
-
-def start_up(log_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
-    with open(log_dir / "up.log", "wb") as fh:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "infertap",
-                "up",
-                str(SPEC),
-                "--log-dir",
-                str(log_dir),
-                "--predictor-port",
-                str(ports["predictor"]),
-                "--logger-port",
-                str(ports["logger"]),
-                "--broker-port",
-                str(ports["broker"]),
-            ],
-            cwd=ROOT,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "COLUMNS": "160"},
-        )
 
 
 def calls(client: Any) -> dict[str, dict[str, Any]]:
@@ -205,7 +179,7 @@ def run(log_dir: Path, children: dict[str, subprocess.Popen]) -> list[str]:
 
     ports = {"predictor": free_port(8080), "logger": free_port(9081), "broker": free_port(9092)}
     print(f"infertap up {SPEC.relative_to(ROOT)} (logs in {log_dir}) ...")
-    children["up"] = start_up(log_dir, ports)
+    children["up"] = start_up(log_dir, ports, SPEC)
     wait_up(children["up"], log_dir)
     print((log_dir / "up.log").read_text().split("\nlogs in ")[0][-2500:])
     logger_url = f"http://127.0.0.1:{ports['logger']}"

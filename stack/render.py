@@ -1034,27 +1034,7 @@ def _detector(doc: Document, ns: str, run: _Run) -> list[dict]:
         volumes.append({"name": "reference", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
         overrides[key] = f"{REFERENCE_MOUNT}/{local.name}"
     mounts.append({"name": "reference", "mountPath": REFERENCE_MOUNT, "readOnly": True})
-    bootstrap = det.spec.source.bootstrap
-    if KafkaURL.parse(f"kafka://{bootstrap}").is_local:
-        bootstrap = opts.kafka_bootstrap
-    settings = det.to_settings(
-        doc.source.parent,
-        bootstrap=bootstrap,
-        host="0.0.0.0",
-        metrics_port=PORTS["metrics"],
-        state_dir=None,
-        **overrides,
-    )
-    container = {
-        "name": "detector",
-        "image": _image(opts, "detector"),
-        "command": ["python", "-m", "infertap.detectors"],
-        "args": [settings.model_dump_json(exclude_defaults=True)],
-        "ports": [{"name": "metrics", "containerPort": PORTS["metrics"], "protocol": "TCP"}],
-        "readinessProbe": _http_probe("/metrics", "metrics", 10),
-        "volumeMounts": mounts,
-        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
-    }
+    bootstrap, settings, container = _worker_container(doc, opts, "infertap.detectors", mounts, None, overrides)
     replicas = det.spec.replicas
     manifests += _with_secrets(
         _deployment(name, ns, labels, _scrape(PORTS["metrics"]), [container], replicas=replicas, volumes=volumes), notes
@@ -1069,6 +1049,36 @@ def _detector(doc: Document, ns: str, run: _Run) -> list[dict]:
     return manifests
 
 
+def _worker_container(
+    doc: Document, opts: RenderOptions, module: str, mounts: list[dict], state_dir: str | None, overrides: dict
+) -> tuple[str, Any, dict]:
+    """(bootstrap, settings, container) of a Detector document's worker running `python -m module`:
+    a local broker address becomes the cluster's, the settings travel as the JSON argument."""
+    det = doc.spec
+    bootstrap = det.spec.source.bootstrap
+    if KafkaURL.parse(f"kafka://{bootstrap}").is_local:
+        bootstrap = opts.kafka_bootstrap
+    settings = det.to_settings(
+        doc.source.parent,
+        bootstrap=bootstrap,
+        host="0.0.0.0",
+        metrics_port=PORTS["metrics"],
+        state_dir=state_dir,
+        **overrides,
+    )
+    container = {
+        "name": "detector",
+        "image": _image(opts, "detector"),
+        "command": ["python", "-m", module],
+        "args": [settings.model_dump_json(exclude_defaults=True)],
+        "ports": [{"name": "metrics", "containerPort": PORTS["metrics"], "protocol": "TCP"}],
+        "readinessProbe": _http_probe("/metrics", "metrics", 10),
+        "volumeMounts": mounts,
+        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+    }
+    return bootstrap, settings, container
+
+
 PERFORMANCE_STATE = "/var/lib/infertap/state"
 
 
@@ -1079,26 +1089,10 @@ def _performance_detector(doc: Document, ns: str, run: _Run) -> list[dict]:
     opts, det = run.opts, doc.spec
     name = det.name
     labels = _labels(name, "detector", det.inference_service or None)
-    bootstrap = det.spec.source.bootstrap
-    if KafkaURL.parse(f"kafka://{bootstrap}").is_local:
-        bootstrap = opts.kafka_bootstrap
-    settings = det.to_settings(
-        doc.source.parent,
-        bootstrap=bootstrap,
-        host="0.0.0.0",
-        metrics_port=PORTS["metrics"],
-        state_dir=PERFORMANCE_STATE,
+    mounts = [{"name": "state", "mountPath": PERFORMANCE_STATE}]
+    bootstrap, settings, container = _worker_container(
+        doc, opts, "infertap.detectors.performance", mounts, PERFORMANCE_STATE, {}
     )
-    container = {
-        "name": "detector",
-        "image": _image(opts, "detector"),
-        "command": ["python", "-m", "infertap.detectors.performance"],
-        "args": [settings.model_dump_json(exclude_defaults=True)],
-        "ports": [{"name": "metrics", "containerPort": PORTS["metrics"], "protocol": "TCP"}],
-        "readinessProbe": _http_probe("/metrics", "metrics", 10),
-        "volumeMounts": [{"name": "state", "mountPath": PERFORMANCE_STATE}],
-        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
-    }
     volumes = [{"name": "state", "emptyDir": {"sizeLimit": "2Gi"}}]
     run.notes.append(
         f"{doc.where}: the join state of {name} is on an emptyDir: a partition that moves to another replica "

@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.llm_paths import LLMPaths, cpu_seconds, finite, machine, run_loop
+from benchmarks.llm_paths import LLMPaths, add_path_arguments, cpu_seconds, finite, machine, paths_from, run_loop
 from benchmarks.sse_client import StreamResult, chat_request, run_streams
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,23 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-token-ms", type=float, default=5.0)
     p.add_argument("--idle-s", type=float, default=2.0, help="how long the idle CPU rate is measured")
     p.add_argument("--sequential", action="store_true", help="proxies one after the other (default: all at once)")
-    p.add_argument("--sink", choices=["kafka", "file", "none"], default="kafka")
-    p.add_argument("--no-bare-sidecar", action="store_true", help="leave out sidecar_no_log")
-    p.add_argument(
-        "--with-redact-none",
-        action="store_true",
-        help="also a logging sidecar with --redact none (path sidecar_redact_none): what redaction costs",
-    )
-    p.add_argument(
-        "--sidecar-arg",
-        action="append",
-        default=[],
-        help="an extra flag for the logging sidecar, repeatable: --sidecar-arg=--redact --sidecar-arg=none",
-    )
+    add_path_arguments(p)
     p.add_argument("--out", type=Path, default=RESULTS)
     a = p.parse_args(argv)
-    variants = {"sidecar_redact_none": ["--redact", "none"]} if a.with_redact_none else {}
-    with LLMPaths(a.sink, a.first_token_ms, a.interval_ms, not a.no_bare_sidecar, a.sidecar_arg, variants) as paths:
+    with paths_from(a) as paths:
         names: list[str] = [n for n in ("nginx", "sidecar", "sidecar_redact_none", "sidecar_no_log") if n in paths.pids]
         rounds, idle = run_loop(measure(paths, names, a))
         summary = summarise(rounds, a.tokens, idle)

@@ -17,6 +17,7 @@ One scripted upstream (`benchmarks.sse_upstream`) and, in front of it:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import math
 import os
@@ -44,6 +45,29 @@ __all__ = ["CHAT_PATH", "INFERENCE_SERVICE", "LLMPaths", "cpu_seconds", "finite"
 
 CHAT_PATH = "/v1/chat/completions"  # vLLM's; `/openai/v1/...` (KServe's) is the same to every path
 INFERENCE_SERVICE = "llm-bench"
+
+
+def add_path_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags both LLM benchmarks take for the paths they start (sink, bare sidecar, variants)."""
+    p.add_argument("--sink", choices=["kafka", "file", "none"], default="kafka")
+    p.add_argument("--no-bare-sidecar", action="store_true", help="leave out sidecar_no_log")
+    p.add_argument(
+        "--with-redact-none",
+        action="store_true",
+        help="also a logging sidecar with --redact none (path sidecar_redact_none): what redaction costs",
+    )
+    p.add_argument(
+        "--sidecar-arg",
+        action="append",
+        default=[],
+        help="an extra flag for the logging sidecar, repeatable: --sidecar-arg=--redact --sidecar-arg=none",
+    )
+
+
+def paths_from(a: argparse.Namespace) -> LLMPaths:
+    """The paths `add_path_arguments`' flags (and the upstream's --first-token-ms, --interval-ms) ask for."""
+    variants = {"sidecar_redact_none": ["--redact", "none"]} if a.with_redact_none else {}
+    return LLMPaths(a.sink, a.first_token_ms, a.interval_ms, not a.no_bare_sidecar, a.sidecar_arg, variants)
 
 
 class LLMPaths:

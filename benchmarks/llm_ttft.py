@@ -46,7 +46,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from benchmarks.llm_paths import LLMPaths, finite, machine, run_loop
+from benchmarks.llm_paths import add_path_arguments, finite, machine, paths_from, run_loop
 from benchmarks.loadgen import percentile
 from benchmarks.sse_client import StreamConnection, StreamResult, chat_request
 
@@ -262,23 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--background-tokens", type=int, default=1000)
     p.add_argument("--background-interval-ms", type=float, default=20.0)
     p.add_argument("--scenarios", nargs="+", choices=["idle", "loaded"], default=["idle", "loaded"])
-    p.add_argument("--sink", choices=["kafka", "file", "none"], default="kafka")
-    p.add_argument("--no-bare-sidecar", action="store_true", help="leave out sidecar_no_log")
-    p.add_argument(
-        "--with-redact-none",
-        action="store_true",
-        help="also a logging sidecar with --redact none (path sidecar_redact_none): what redaction costs",
-    )
-    p.add_argument(
-        "--sidecar-arg",
-        action="append",
-        default=[],
-        help="an extra flag for the logging sidecar, repeatable: --sidecar-arg=--redact --sidecar-arg=none",
-    )
+    add_path_arguments(p)
     p.add_argument("--out", type=Path, default=RESULTS)
     a = p.parse_args(argv)
-    variants = {"sidecar_redact_none": ["--redact", "none"]} if a.with_redact_none else {}
-    with LLMPaths(a.sink, a.first_token_ms, a.interval_ms, not a.no_bare_sidecar, a.sidecar_arg, variants) as paths:
+    with paths_from(a) as paths:
         scenarios = {}
         for scenario in a.scenarios:
             background = a.background_streams if scenario == "loaded" else 0
